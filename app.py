@@ -1,0 +1,75 @@
+"""Entry point: settings -> build_ui() -> launch, with an embedded worker subprocess by default.
+
+``python app.py`` (or ``workbench serve``) serves on 127.0.0.1:7860 with the workspace in
+./workspace; ``--no-worker`` when workers run elsewhere (``workbench worker``).
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+
+from workbench.settings import Settings
+
+
+def start_embedded_worker(settings: Settings) -> subprocess.Popen:
+    def die_with_parent():
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "worker"], env=settings.child_env(),
+                            preexec_fn=die_with_parent)
+
+    def stop():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    atexit.register(stop)
+    return proc
+
+
+def main(no_worker: bool = False, host: str | None = None, port: int | None = None) -> int:
+    settings = Settings.from_env()
+    workspace = settings.workspace.ensure()
+    # Before gradio is imported: no outbound analytics, uploads cached inside the workspace.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(workspace.cache / "uploads"))
+
+    from jobs import control
+    from workbench.auth import Users
+    from workbench.ui import build_ui
+
+    users = Users(settings.auth_file)  # a broken auth file stops the start, with its reason
+    if settings.embedded_worker and not no_worker:
+        start_embedded_worker(settings)
+    if settings.auto_pull:
+        run = control.ensure_base_model(settings, user="system")
+        if run is not None:
+            print(f"base model missing: provisioning it as run {run.id} (see the Monitor tab)", flush=True)
+    demo = build_ui(settings)
+    demo.queue(default_concurrency_limit=8)
+    demo.launch(server_name=host or settings.host, server_port=port or settings.port,
+                auth=users.verify if users.enabled else None,
+                auth_message="Workbench: sign in" if users.enabled else None,
+                max_file_size=f"{settings.max_upload_mb}mb", show_error=True, quiet=False)
+    return 0
+
+
+def _parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--no-worker", action="store_true", help="do not start the embedded worker")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = _parse()
+    sys.exit(main(no_worker=args.no_worker, host=args.host, port=args.port))

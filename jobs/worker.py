@@ -1,0 +1,169 @@
+"""Worker processes. ``supervise`` starts one consumer for the CPU queue and one per GPU for the GPU
+queue (each pinned with CUDA_VISIBLE_DEVICES, so GPU jobs run one at a time per GPU), restarts
+any that die, and reaps runs whose worker is gone. ``consume`` is one Huey consumer."""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from jobs.queues import QUEUES, get_huey
+from storage import RunStore, write_json_atomic
+from storage.runs import RUNNING, now_iso
+from workbench.settings import Settings
+
+log = logging.getLogger("workbench.worker")
+
+
+def gpu_count() -> int:
+    """GPUs visible through NVML (no torch import, no CUDA context)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return pynvml.nvmlDeviceGetCount()
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return 0
+
+
+class WorkerRecord:
+    """``workers/<host>-<pid>.json``: which queue a live worker serves, refreshed as a heartbeat;
+    the same loop reaps runs whose worker died."""
+
+    def __init__(self, settings: Settings, queue: str, device: str | None):
+        self.settings = settings
+        self.path = settings.workspace.workers / f"{socket.gethostname()}-{os.getpid()}.json"
+        self.info = {"host": socket.gethostname(), "pid": os.getpid(), "queue": queue,
+                     "device": device, "started": now_iso()}
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self.beat()
+        threading.Thread(target=self._loop, daemon=True, name="worker-heartbeat").start()
+
+    def beat(self) -> None:
+        write_json_atomic(self.path, {**self.info, "time": time.time()})
+
+    def _loop(self) -> None:
+        store = RunStore(self.settings.workspace.runs)
+        while not self._stop.wait(self.settings.heartbeat_s / 2):
+            try:
+                self.beat()
+                store.reap(self.settings.stale_after)
+            except OSError as exc:
+                log.warning("worker heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.path.unlink(missing_ok=True)
+
+
+def consume(settings: Settings, queue: str, workers: int = 1) -> None:
+    """Run one Huey consumer in this process until SIGINT (finish the job) or SIGTERM (stop now)."""
+    settings.workspace.ensure()
+    huey = get_huey(settings, queue)
+    RunStore(settings.workspace.runs).reap(settings.stale_after)
+    record = WorkerRecord(settings, queue, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    record.start()
+    # Short poll intervals: an idle SQLite consumer picks a job up within ~0.1 s instead of
+    # backing off to 10 s. Redis blocks on the queue and ignores them.
+    consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=False,
+                                    initial_delay=0.05, max_delay=0.5, backoff=1.15)
+    try:
+        consumer.run()
+    finally:
+        record.stop()
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _child_command(queue: str, workers: int) -> list[str]:
+    return [sys.executable, "-m", "jobs.worker", "--queue", queue, "--workers", str(workers)]
+
+
+def supervise(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
+    """Start and watch the consumers; on SIGINT/SIGTERM ask running jobs to stop, then exit."""
+    settings.workspace.ensure()
+    store = RunStore(settings.workspace.runs)
+    gpus = gpu_count()
+    plan: list[tuple[str, int, str | None]] = []
+    if "cpu" in queues:
+        plan.append(("cpu", settings.cpu_workers, None))
+    if "gpu" in queues:
+        plan.extend(("gpu", 1, str(i)) for i in range(gpus))
+        if not gpus:
+            plan.append(("gpu", 1, None))
+    stopping = threading.Event()
+    children: dict[int, subprocess.Popen] = {}
+
+    def start(index: int) -> None:
+        queue, workers, device = plan[index]
+        env = settings.child_env()
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        children[index] = subprocess.Popen(_child_command(queue, workers), env=env,
+                                           preexec_fn=_die_with_parent)
+        log.info("started %s worker pid %s%s", queue, children[index].pid,
+                 f" on GPU {device}" if device is not None else "")
+
+    def on_signal(signum, _frame):
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    store.reap(settings.stale_after)
+    for index in range(len(plan)):
+        start(index)
+    print(f"workbench worker: queues {', '.join(q for q, _, _ in plan)}; "
+          f"{gpus} GPU(s); workspace {settings.workspace.home}", flush=True)
+    while not stopping.wait(settings.heartbeat_s / 2):
+        store.reap(settings.stale_after)
+        for index, proc in list(children.items()):
+            if proc.poll() is not None and not stopping.is_set():
+                log.warning("%s worker pid %s exited with %s; restarting", plan[index][0], proc.pid, proc.returncode)
+                start(index)
+    _shutdown(store, children, settings)
+
+
+def _shutdown(store: RunStore, children: dict[int, subprocess.Popen], settings: Settings) -> None:
+    pids = {p.pid for p in children.values()}
+    for run in store.all():  # running jobs stop cooperatively at their next step (resumable)
+        status = run.status()
+        if isinstance(status, dict) and status.get("status") == RUNNING and status.get("pid") in pids:
+            run.request_cancel()
+            run.log("worker shutting down: cancel requested")
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.time() + 30
+    for proc in children.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    store.reap(settings.stale_after)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m jobs.worker", description="one queue consumer")
+    parser.add_argument("--queue", choices=QUEUES, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    consume(Settings.from_env(), args.queue, args.workers)
+
+
+if __name__ == "__main__":
+    main()

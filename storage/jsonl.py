@@ -1,0 +1,76 @@
+"""JSONL files: appends under an exclusive file lock (whole lines, flushed), strict reads."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from filelock import FileLock
+
+
+class JsonlError(ValueError):
+    """A line that is not a JSON object; carries the file and the 1-based line number."""
+
+    def __init__(self, path: Path, line_no: int, reason: str):
+        super().__init__(f"{path}: line {line_no}: {reason}")
+        self.path, self.line_no, self.reason = Path(path), line_no, reason
+
+
+def lock_for(path: Path) -> FileLock:
+    path = Path(path)
+    return FileLock(str(path.with_name(f".{path.name}.lock")))
+
+
+def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    """Append records as lines in one locked write; returns how many were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+    if not payload:
+        return 0
+    with lock_for(path):
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return payload.count("\n")
+
+
+def iter_jsonl(path: Path, strict: bool = True) -> Iterator[dict[str, Any]]:
+    """Yield each object. Strict mode raises ``JsonlError`` naming the bad line; lenient skips it.
+
+    A last line without its newline is a write in progress and is skipped in lenient mode.
+    """
+    path = Path(path)
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            if not raw.endswith(b"\n") and not strict:
+                return
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if strict:
+                    raise JsonlError(path, line_no, f"not UTF-8 text ({exc.reason})") from exc
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if strict:
+                    raise JsonlError(path, line_no, f"invalid JSON ({exc.msg})") from exc
+                continue
+            if not isinstance(value, dict):
+                if strict:
+                    raise JsonlError(path, line_no, "not a JSON object")
+                continue
+            yield value
+
+
+def read_jsonl(path: Path, strict: bool = True) -> list[dict[str, Any]]:
+    return list(iter_jsonl(path, strict=strict))

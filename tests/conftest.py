@@ -1,0 +1,116 @@
+"""Shared fixtures: an isolated workspace per test, real worker and app subprocesses."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEARTBEAT_S = 0.5
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    """Environment for a workspace of this test only, with a queue name no other test shares."""
+    e = dict(os.environ)
+    for key in list(e):
+        if key.startswith("WORKBENCH_"):
+            del e[key]
+    e.update(WORKBENCH_HOME=str(tmp_path / "ws"), WORKBENCH_HEARTBEAT_S=str(HEARTBEAT_S),
+             WORKBENCH_AUTO_PULL="0", WORKBENCH_QUEUE_NAME=f"test-{uuid.uuid4().hex[:8]}",
+             GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    return e
+
+
+@pytest.fixture
+def settings(env, monkeypatch):
+    from workbench.settings import Settings
+
+    return Settings.from_env(env)
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True, input: str | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, input=input, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"workbench {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def cli_json(env, *args: str):
+    return json.loads(cli(env, *args, "--json").stdout)
+
+
+class Process:
+    """A child process with its output in a file, stopped at teardown."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path):
+        self.log = log
+        self._handle = open(log, "wb")
+        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self._handle,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=45)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._handle.close()
+
+
+@pytest.fixture
+def start_process(tmp_path):
+    started: list[Process] = []
+
+    def start(args: list[str], env: dict[str, str], name: str = "proc") -> Process:
+        p = Process(args, env, tmp_path / f"{name}-{len(started)}.log")
+        started.append(p)
+        return p
+
+    yield start
+    for p in reversed(started):
+        p.stop()
+
+
+@pytest.fixture
+def worker(env, start_process):
+    """A real worker supervisor (CPU consumer + GPU consumer) on this test's workspace."""
+    return start_process([sys.executable, "-m", "workbench.cli", "worker"], env, "worker")
+
+
+def run_status(settings, run_id: str) -> dict:
+    from storage import RunStore
+
+    status = RunStore(settings.workspace.runs).get(run_id).status()
+    return status if isinstance(status, dict) else {}

@@ -1,0 +1,42 @@
+"""The job kinds: what each one runs, on which queue ("gpu" kinds run one at a time per GPU),
+and its config class. The worker, the CLI and the UI all look kinds up here."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from workbench.configs import config_from_dict
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    queue: str  # "gpu": heavy model work, one at a time per GPU; "cpu": short work beside it
+    module: str  # the module holds ``Config`` and ``run(config, reporter)``
+    description: str
+
+    def load(self) -> tuple[type, Callable[..., Any]]:
+        module = importlib.import_module(self.module)
+        return module.Config, module.run
+
+    def validate(self, config: dict[str, Any] | None) -> dict[str, Any]:
+        """The config with defaults filled in; raises ``ConfigError`` naming what is wrong."""
+        config_cls, _ = self.load()
+        return asdict(config_from_dict(config_cls, config))
+
+
+KINDS: dict[str, JobKind] = {k.name: k for k in [
+    JobKind("selftest", "gpu", "workbench.selftest",
+            "Fit a tiny model for a few steps: proves the queue, the device, logs, curves, "
+            "checkpoints, cancel and resume end to end."),
+    JobKind("models.pull", "cpu", "workbench.models.provision",
+            "Provision the base model into models/base (default: SmolLM2-135M-Instruct, offline)."),
+]}
+
+
+def get_kind(name: str) -> JobKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown job kind {name!r}; known: {', '.join(sorted(KINDS))}") from None

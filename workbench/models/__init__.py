@@ -1,0 +1,1 @@
+"""Models: the registry of what is in ``models/``, default-model provisioning, and loading."""

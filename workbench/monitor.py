@@ -1,0 +1,113 @@
+"""What the Monitor tab and ``workbench jobs`` show: the runs table, metric curves, live workers
+and GPU state. Everything is read from the workspace folder; nothing lives in process memory."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from storage import RunStore, Workspace, read_json
+
+RUN_COLUMNS = ["id", "kind", "status", "progress", "started", "duration", "error"]
+
+
+def _duration(started: str | None, finished: str | None) -> str:
+    if not started:
+        return ""
+    try:
+        begin = datetime.fromisoformat(started).timestamp()
+        end = datetime.fromisoformat(finished).timestamp() if finished else time.time()
+    except ValueError:
+        return ""
+    seconds = int(max(0, end - begin))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def progress_text(progress: dict | None) -> str:
+    if not progress or not progress.get("total"):
+        return ""
+    return f"{100 * progress['done'] / progress['total']:.0f}% ({progress['done']:g}/{progress['total']:g})"
+
+
+def runs_table(store: RunStore) -> list[list[Any]]:
+    rows = []
+    for run in store.list():
+        started = run.get("started")
+        rows.append([run["id"], run["kind"], run["status"], progress_text(run.get("progress")),
+                     (started or "").replace("T", " ").split("+")[0], _duration(started, run.get("finished")),
+                     run.get("error") or ""])
+    return rows
+
+
+def metrics_figure(metrics: list[dict[str, Any]], title: str = ""):
+    """One line per metric against the step, each metric on its own panel (shared x axis)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = sorted({k for m in metrics for k, v in m.items() if k != "step" and isinstance(v, (int, float))})
+    if not names:
+        fig = go.Figure()
+        fig.update_layout(title=title or "no metrics yet", height=240, template="plotly_white")
+        return fig
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names,
+                        vertical_spacing=min(0.08, 0.3 / len(names)))
+    for row, name in enumerate(names, start=1):
+        points = [(m["step"], m[name]) for m in metrics if name in m and "step" in m]
+        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=name,
+                                 mode="lines+markers" if len(points) < 50 else "lines"), row=row, col=1)
+    fig.update_xaxes(title_text="step", row=len(names), col=1)
+    fig.update_layout(title=title, height=max(260, 200 * len(names)), showlegend=False,
+                      template="plotly_white", margin=dict(l=50, r=20, t=60, b=40))
+    return fig
+
+
+def live_workers(workspace: Workspace, stale_after: float) -> list[dict[str, Any]]:
+    """Workers whose heartbeat file is fresh."""
+    out = []
+    if not workspace.workers.is_dir():
+        return out
+    for path in sorted(workspace.workers.glob("*.json")):
+        data = read_json(path)
+        if isinstance(data, dict) and time.time() - float(data.get("time", 0)) <= stale_after:
+            out.append(data)
+    return out
+
+
+def gpu_state() -> list[dict[str, Any]]:
+    """Per-GPU memory and utilisation via NVML; empty where no GPU or driver exists."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:
+        return []
+    try:
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            util = pynvml.nvmlDeviceGetUtilizationRates(handle)
+            name = pynvml.nvmlDeviceGetName(handle)
+            gpus.append({"index": i, "name": name.decode() if isinstance(name, bytes) else name,
+                         "memory_used_gib": round(mem.used / 2**30, 1),
+                         "memory_total_gib": round(mem.total / 2**30, 1), "utilization": util.gpu})
+        return gpus
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def system_markdown(workers: list[dict], gpus: list[dict], pending: dict[str, Any]) -> str:
+    lines = ["**Queue** — pending: " + ", ".join(f"{q} {n}" for q, n in pending.items())]
+    if workers:
+        lines.append("**Workers** — " + "; ".join(
+            f"{w['queue']} (pid {w['pid']} on {w['host']}"
+            + (f", GPU {w['device']}" if w.get("device") not in (None, "") else "") + ")" for w in workers))
+    else:
+        lines.append("**Workers** — none alive: queued jobs wait until `workbench worker` runs")
+    if gpus:
+        lines.append("**GPUs** — " + "; ".join(
+            f"{g['index']}: {g['name']} {g['memory_used_gib']}/{g['memory_total_gib']} GiB, {g['utilization']}%"
+            for g in gpus))
+    else:
+        lines.append("**GPUs** — none detected")
+    return "\n\n".join(lines)

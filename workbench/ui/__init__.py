@@ -1,0 +1,26 @@
+"""The Gradio app: one module per tab; ``build_ui`` puts them together. Tabs only wire widgets to
+functions of the core and of ``jobs``; every permission is checked on the server."""
+from __future__ import annotations
+
+import gradio as gr
+
+from workbench.settings import Settings
+from workbench.ui.common import UiContext
+from workbench.ui.monitor import create_monitor_tab
+from workbench.ui.placeholders import create_placeholder_tab
+
+TITLE = "Workbench"
+
+
+def build_ui(settings: Settings) -> gr.Blocks:
+    ctx = UiContext.from_settings(settings)
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        gr.Markdown(f"# {TITLE}\nDocuments → fine-tuning → preferences → alignment → evaluation.")
+        with gr.Tabs():
+            create_placeholder_tab("Corpus", "Upload documents (txt, md, html, pdf, docx), chunk, embed and index them with FAISS.")
+            create_placeholder_tab("Chat", "RAG chat with streaming answers and cited sources, on the base model or any trained adapter.")
+            create_placeholder_tab("Annotate", "Blind pairwise A/B preference annotation into data/feedback.jsonl.")
+            create_placeholder_tab("Train", "LoRA / QLoRA fine-tuning, reward model, PPO and DPO as queued jobs.")
+            create_placeholder_tab("Evaluate", "Automatic evaluation of any model against a test set, with reports and plots.")
+            create_monitor_tab(ctx)
+    return demo

@@ -1,0 +1,122 @@
+"""Monitor tab: every run with its live log and metric curves, cancel / resume, queue, workers
+and GPU state. Refreshed by a timer; everything comes from the run folders on disk."""
+from __future__ import annotations
+
+import gradio as gr
+
+from jobs import control
+from storage import Unreadable
+from workbench.monitor import (RUN_COLUMNS, gpu_state, live_workers, metrics_figure,
+                               progress_text, runs_table, system_markdown)
+from workbench.ui.common import UiContext
+
+
+def _detail(ctx: UiContext, run_id: str | None) -> tuple[str, str]:
+    if not run_id:
+        return "Select a run.", ""
+    try:
+        run = control.store(ctx.settings).get(run_id)
+    except KeyError:
+        return f"Run `{run_id}` no longer exists.", ""
+    status = run.status()
+    if isinstance(status, Unreadable):
+        return f"**{run_id}**: unreadable ({status.reason})", run.read_log()
+    parts = [f"**{run_id}** — {status.get('kind')} — **{status.get('status')}**",
+             f"attempt {status.get('attempt', 1)}"]
+    if status.get("progress"):
+        parts.append(progress_text(status["progress"]))
+    if status.get("message"):
+        parts.append(status["message"])
+    text = " · ".join(parts)
+    if status.get("error"):
+        text += f"\n\n**Error:** `{status['error']}`" + (" — resumable" if status.get("resumable") else "")
+    if status.get("result"):
+        text += f"\n\n**Result:** `{status['result']}`"
+    return text, run.read_log()
+
+
+def create_monitor_tab(ctx: UiContext) -> gr.Tab:
+    settings = ctx.settings
+
+    def refresh(selected: str | None, plotted: tuple | None):
+        store = control.store(settings)
+        store.reap(settings.stale_after)
+        rows = runs_table(store)
+        ids = [r[0] for r in rows]
+        if selected not in ids:
+            selected = ids[0] if ids else None
+        detail, log = _detail(ctx, selected)
+        figure, marker = gr.skip(), plotted
+        if selected:
+            run = store.get(selected)
+            metrics = run.metrics()
+            marker = (selected, len(metrics))
+            if marker != plotted:
+                figure = metrics_figure(metrics, title=selected)
+        system = system_markdown(live_workers(settings.workspace, settings.stale_after), gpu_state(),
+                                 control.pending_counts(settings))
+        return (gr.Dataframe(value=rows), gr.Dropdown(choices=ids, value=selected), detail, log,
+                figure, marker, system)
+
+    def pick_row(evt: gr.SelectData):
+        row = evt.row_value if evt.row_value else None
+        return row[0] if row else gr.skip()
+
+    def cancel(run_id: str | None, request: gr.Request):
+        ctx.require(request, "cancel")
+        if not run_id:
+            raise gr.Error("Select a run first.")
+        try:
+            outcome = control.cancel(settings, run_id)
+        except (KeyError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(f"{run_id}: {outcome}")
+
+    def resume(run_id: str | None, request: gr.Request):
+        ctx.require(request, "launch")
+        if not run_id:
+            raise gr.Error("Select a run first.")
+        try:
+            control.resume(settings, run_id)
+        except (KeyError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(f"{run_id}: resumed")
+
+    def launch_selftest(steps: float, request: gr.Request) -> str:
+        user = ctx.require(request, "launch")
+        try:
+            run = control.submit(settings, "selftest", {"steps": int(steps)}, user=user.username)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return run.id
+
+    with gr.Tab("Monitor", id="monitor") as tab:
+        with gr.Row():
+            with gr.Column(scale=3):
+                table = gr.Dataframe(headers=RUN_COLUMNS, label="Runs", interactive=False,
+                                     elem_id="runs-table", wrap=True)
+            with gr.Column(scale=1):
+                system = gr.Markdown(elem_id="system-state")
+                steps = gr.Number(value=30, precision=0, label="Self-test steps", minimum=1)
+                selftest_btn = gr.Button("Run self-test", elem_id="selftest-btn")
+        with gr.Row():
+            selected = gr.Dropdown(label="Run", choices=[], elem_id="run-select", scale=3,
+                                   allow_custom_value=True)
+            cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn", scale=1)
+            resume_btn = gr.Button("Resume", elem_id="resume-btn", scale=1)
+        detail = gr.Markdown(elem_id="run-detail")
+        with gr.Row():
+            log = gr.Textbox(label="Log", lines=18, max_lines=18, autoscroll=True,
+                             elem_id="run-log", interactive=False)
+            plot = gr.Plot(label="Curves", elem_id="run-curves")
+        plotted = gr.State(None)
+        timer = gr.Timer(2.0)
+
+        outputs = [table, selected, detail, log, plot, plotted, system]
+        for event in (tab.select, timer.tick, selected.change):
+            event(refresh, [selected, plotted], outputs, show_progress="hidden", queue=False)
+        table.select(pick_row, None, selected)
+        cancel_btn.click(cancel, selected, None, api_name="cancel_run")
+        resume_btn.click(resume, selected, None, api_name="resume_run")
+        selftest_btn.click(launch_selftest, steps, selected, api_name="launch_selftest")
+    return tab
