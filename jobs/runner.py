@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 
 from storage import RunRecord, RunStore, Unreadable
-from storage.runs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, now_iso
+from storage.runs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, now_iso, process_start_time
 from workbench.configs import config_from_dict
 from workbench.kinds import get_kind
 from workbench.reporting import Cancelled, RunReporter
@@ -49,7 +49,8 @@ def execute(settings: Settings, run_id: str, echo: bool = False) -> dict:
     status = run.status()
     if isinstance(status, Unreadable):
         raise RuntimeError(f"run {run_id}: {status.reason}")
-    if not run.transition({QUEUED}, RUNNING, pid=os.getpid(), host=socket.gethostname(),
+    if not run.transition({QUEUED}, RUNNING, pid=os.getpid(), pid_start=process_start_time(os.getpid()),
+                          host=socket.gethostname(),
                           started=now_iso(), finished=None, error=None):
         return run.status()  # cancelled while queued, or already taken
     resume = status.get("resume_from")

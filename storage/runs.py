@@ -28,18 +28,32 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def pid_alive(pid: int) -> bool:
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of a process (clock ticks since boot); tells a pid's reuse apart."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[19])
+
+
+def process_alive(pid: int, start_time: int | None = None) -> bool:
+    """Whether the process exists on this host (and is the same one, when its start time is known)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    try:  # a zombie has exited even though its pid still answers
+        pass
+    try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+            fields = handle.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return True
+        return True  # no /proc to ask: the signal check above is all we know
+    if fields[0] == "Z":  # a zombie has exited even though its pid still answers
+        return False
+    return start_time is None or int(fields[19]) == start_time
 
 
 @dataclass(frozen=True)
@@ -209,19 +223,22 @@ class RunStore:
     def reap(self, stale_after: float) -> list[str]:
         """Mark ``running`` runs whose worker is gone as failed ("worker lost"); returns their ids.
 
-        A worker is gone when its process no longer exists on this host, or when its heartbeat
-        is older than ``stale_after`` seconds (the only signal for workers on other hosts).
+        On this host a worker is gone when its process no longer exists (pid and start time,
+        so a reused pid does not count); a busy process whose heartbeat thread is starved of
+        the GIL is not gone. For workers on other hosts the only signal is a heartbeat older
+        than ``stale_after`` seconds.
         """
         reaped, host = [], socket.gethostname()
         for run in self.all():
             status = run.status()
             if isinstance(status, Unreadable) or status.get("status") != RUNNING:
                 continue
-            age = run.heartbeat_age()
-            same_host_dead = status.get("host") == host and status.get("pid") and not pid_alive(int(status["pid"]))
-            stale = age is not None and age > stale_after
-            never_beat = age is None and _age_of(status.get("started")) > stale_after
-            if same_host_dead or stale or never_beat:
+            if status.get("host") == host and status.get("pid"):
+                gone = not process_alive(int(status["pid"]), status.get("pid_start"))
+            else:
+                age = run.heartbeat_age()
+                gone = age > stale_after if age is not None else _age_of(status.get("started")) > stale_after
+            if gone:
                 resumable = run.latest_checkpoint() is not None
                 if run.transition({RUNNING}, FAILED, error=WORKER_LOST, finished=now_iso(),
                                   resumable=resumable):

@@ -1,0 +1,137 @@
+"""The queue end to end with a real worker subprocess: transitions, logs, metrics, failure,
+cancel (queued and running), resume from a checkpoint, kill -9 of the worker, CPU beside GPU."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from jobs import control
+from storage import RunStore
+from tests.conftest import HEARTBEAT_S, cli_json, run_status, wait_for
+
+
+def _watch(settings, run_id, until=("succeeded", "failed", "cancelled"), timeout=90):
+    seen = []
+
+    def done():
+        status = run_status(settings, run_id).get("status")
+        if status and (not seen or seen[-1] != status):
+            seen.append(status)
+        return status in until
+
+    wait_for(done, timeout, interval=0.02, what=f"{run_id} to reach {until}")
+    return seen
+
+
+def test_job_runs_end_to_end_in_a_worker(settings, worker):
+    run = control.submit(settings, "selftest", {"steps": 12, "step_seconds": 0.05, "checkpoint_every": 5})
+    seen = _watch(settings, run.id)
+    assert seen[0] == "queued" and "running" in seen and seen[-1] == "succeeded"
+    status = run_status(settings, run.id)
+    assert status["pid"] != os.getpid() and status["progress"] == {"done": 12, "total": 12}
+    assert status["result"]["device"] in ("cpu", "cuda")
+    log = run.read_log()
+    assert "attempt 1 of selftest started" in log and "step 10/12" in log and "succeeded" in log
+    metrics = run.metrics()
+    assert [m["step"] for m in metrics] == list(range(1, 13))
+    assert metrics[-1]["loss"] < metrics[0]["loss"]
+    assert run.latest_checkpoint().name == "step-00000010"
+    shown = cli_json(settings.child_env(), "jobs", "show", run.id)
+    assert {"id", "kind", "status", "progress", "error"} <= set(shown)
+    assert shown["status"] == "succeeded" and shown["last_metrics"]["step"] == 12
+
+
+def test_failure_is_recorded_with_its_error(settings, worker):
+    run = control.submit(settings, "selftest", {"steps": 10, "step_seconds": 0, "fail_at_step": 3})
+    assert _watch(settings, run.id)[-1] == "failed"
+    status = run_status(settings, run.id)
+    assert status["error"] == "RuntimeError: failure requested at step 3"
+    assert "Traceback" in run.read_log()
+    # the worker survives a failed job and takes the next one
+    nxt = control.submit(settings, "selftest", {"steps": 2, "step_seconds": 0})
+    assert _watch(settings, nxt.id)[-1] == "succeeded"
+
+
+def test_cancel_queued_and_running_then_resume_from_checkpoint(settings, worker):
+    long = control.submit(settings, "selftest", {"steps": 400, "step_seconds": 0.05, "checkpoint_every": 5})
+    waiting = control.submit(settings, "selftest", {"steps": 5, "step_seconds": 0})
+    wait_for(lambda: (run_status(settings, long.id).get("progress") or {}).get("done", 0) >= 7,
+             60, what="first job past its first checkpoint")
+    # the GPU queue runs one job at a time: the second one is still queued
+    assert run_status(settings, waiting.id)["status"] == "queued"
+    assert control.cancel(settings, waiting.id) == "cancelled"
+    assert control.cancel(settings, long.id) == "cancel requested"
+    assert _watch(settings, long.id)[-1] == "cancelled"
+    stopped_at = run_status(settings, long.id)["progress"]["done"]
+    assert stopped_at < 400 and run_status(settings, long.id)["resumable"]
+    time.sleep(1.0)
+    assert run_status(settings, waiting.id)["status"] == "cancelled"
+    assert "started" not in run_status(settings, waiting.id) or not run_status(settings, waiting.id).get("started")
+    assert not waiting.metrics()
+
+    checkpoint = long.latest_checkpoint()
+    control.resume(settings, long.id)
+    status = run_status(settings, long.id)
+    assert status["attempt"] == 2 and status["resume_from"] == str(checkpoint)
+    wait_for(lambda: len(long.metrics()) > stopped_at + 2, 60, what="resumed run to make steps")
+    control.cancel(settings, long.id)
+    assert _watch(settings, long.id)[-1] == "cancelled"
+    log = long.read_log()
+    start_step = int(checkpoint.name.split("-")[1])
+    assert f"resumed from {checkpoint.name} (step {start_step})" in log
+    steps = [m["step"] for m in long.metrics()]
+    second_attempt = steps[steps.index(start_step + 1, 1):] if steps.count(start_step + 1) > 1 else []
+    assert second_attempt and second_attempt[0] == start_step + 1
+
+
+def test_killed_worker_marks_run_failed_within_two_heartbeats(settings, worker):
+    run = control.submit(settings, "selftest", {"steps": 1000, "step_seconds": 0.05, "checkpoint_every": 5})
+    wait_for(lambda: (run_status(settings, run.id).get("progress") or {}).get("done", 0) >= 6,
+             60, what="job past its first checkpoint")
+    pid = run_status(settings, run.id)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.time()
+    wait_for(lambda: run_status(settings, run.id).get("status") != "running", 4 * HEARTBEAT_S,
+             interval=0.02, what="the reaper")
+    elapsed = time.time() - killed_at
+    status = run_status(settings, run.id)
+    assert status["status"] == "failed" and status["error"] == "worker lost" and status["resumable"]
+    assert elapsed <= 2 * HEARTBEAT_S, f"reaped after {elapsed:.2f}s"
+    # a fresh process (a restarted web process or the CLI) still lists every run
+    listed = {r["id"]: r for r in cli_json(settings.child_env(), "jobs", "list")}
+    assert listed[run.id]["status"] == "failed" and listed[run.id]["error"] == "worker lost"
+    # the supervisor restarted the GPU consumer: resume finishes from the checkpoint
+    control.resume(settings, run.id)
+    wait_for(lambda: "resumed from step-" in run.read_log(), 60, what="resume from the checkpoint")
+    control.cancel(settings, run.id)
+    assert _watch(settings, run.id)[-1] == "cancelled"
+
+
+def test_cpu_jobs_are_not_stuck_behind_a_gpu_job(settings, worker):
+    base = settings.workspace.ensure().base_model
+    base.mkdir(parents=True)
+    (base / "config.json").write_text("{}")
+    (base / "model.safetensors").write_bytes(b"")
+    gpu_job = control.submit(settings, "selftest", {"steps": 600, "step_seconds": 0.05})
+    wait_for(lambda: run_status(settings, gpu_job.id).get("status") == "running", 60, what="GPU job to start")
+    cpu_job = control.submit(settings, "models.pull", {})
+    assert _watch(settings, cpu_job.id, timeout=30)[-1] == "succeeded"
+    assert run_status(settings, cpu_job.id)["result"]["skipped"] is True
+    assert run_status(settings, gpu_job.id)["status"] == "running"
+    control.cancel(settings, gpu_job.id)
+    _watch(settings, gpu_job.id)
+
+
+def test_bad_config_is_refused_before_anything_is_written(settings):
+    import pytest
+
+    from workbench.configs import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown option"):
+        control.submit(settings, "selftest", {"stepz": 3})
+    with pytest.raises(ConfigError, match="steps"):
+        control.submit(settings, "selftest", {"steps": "many"})
+    with pytest.raises(ValueError, match="unknown job kind"):
+        control.submit(settings, "nope", {})
+    assert RunStore(settings.workspace.runs).list() == []
