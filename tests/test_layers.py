@@ -1,0 +1,49 @@
+"""Import rules of DESIGN.md: core and jobs never load gradio; storage imports nothing of ours."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_core_and_jobs_do_not_import_gradio():
+    modules = sorted(
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for pkg in ("workbench", "jobs", "storage") for p in (ROOT / pkg).rglob("*.py")
+        if "ui" not in p.relative_to(ROOT).parts)
+    code = (
+        "import sys, importlib\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "bad = sorted(n for n in sys.modules if n == 'gradio' or n.startswith('gradio.'))\n"
+        "print('LOADED', len(sys.modules), bad[:3])\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "LOADED" in proc.stdout
+
+
+def test_core_does_not_import_huey_or_jobs():
+    for path in (ROOT / "workbench").rglob("*.py"):
+        if "ui" in path.relative_to(ROOT / "workbench").parts or path.name == "cli.py":
+            continue  # the UI and the CLI are entry points, like app.py
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in {"gradio", "huey", "jobs"}, f"{path} imports {name}"
+
+
+def test_storage_imports_nothing_of_the_project():
+    for path in (ROOT / "storage").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] not in {"workbench", "jobs", "app", "gradio", "huey", "torch"}, \
+                    f"{path} imports {name}"
