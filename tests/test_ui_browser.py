@@ -1,0 +1,74 @@
+"""The app in a real browser (Playwright + Debian's chromium): the Monitor tab shows runs with
+their live log and curves, and launching a job from the page runs it in the embedded worker."""
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import urllib.request
+
+import pytest
+
+from tests.conftest import cli, free_port, wait_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def app_url(env, start_process):
+    port = free_port()
+    env["WORKBENCH_PORT"] = str(port)
+    app = start_process([sys.executable, "app.py"], env, "app")
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for(lambda: _http_ok(url), 120, interval=0.25, what="the app to answer")
+    except AssertionError:
+        raise AssertionError(app.output()[-3000:]) from None
+    return url
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield page
+        browser.close()
+
+
+def test_monitor_shows_runs_with_log_and_curves(env, app_url, page):
+    from playwright.sync_api import expect
+
+    done = cli(env, "selftest", "--steps", "8", "--step-seconds", "0", "--queue").stdout.strip()
+    page.goto(app_url)
+    page.get_by_role("tab", name="Monitor").click()
+    table = page.locator("#runs-table")
+    expect(table).to_contain_text(done, timeout=60_000)
+    # launch a job from the page: it runs in the embedded worker and its log streams in
+    page.locator("#selftest-btn").click()
+    log = page.locator("#run-log textarea")
+    expect(log).to_have_value(re.compile("selftest started"), timeout=60_000)
+    expect(page.locator("#run-detail")).to_contain_text("succeeded", timeout=90_000)
+    expect(log).to_have_value(re.compile("step 30/30"), timeout=10_000)
+    curves = page.locator("#run-curves .js-plotly-plot")
+    expect(curves).to_be_visible(timeout=30_000)
+    expect(page.locator("#run-curves")).to_contain_text("loss")
+    launched = page.locator("#run-select input").input_value()
+    assert launched.endswith(tuple("0123456789abcdef")) and launched != done
+    # a page reload loses nothing: both runs are still listed
+    page.reload()
+    page.get_by_role("tab", name="Monitor").click()
+    expect(table).to_contain_text(done, timeout=30_000)
+    expect(table).to_contain_text(launched)
