@@ -1,6 +1,7 @@
 """Submit, cancel and resume runs: the only way the UI and the CLI put work on the queue."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from jobs.queues import get_huey, task_for
@@ -26,7 +27,9 @@ def enqueue(settings: Settings, run: RunRecord) -> None:
     huey = get_huey(settings, status["queue"])
     task = task_for(huey, status["kind"]).s(run.id)
     run.update(task_id=task.id)
+    enqueued_at = time.time()
     huey.enqueue(task)
+    run.update(enqueued_at=enqueued_at)
 
 
 def submit(settings: Settings, kind: str, config: dict[str, Any] | None = None,

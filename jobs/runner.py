@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def execute(settings: Settings, run_id: str, echo: bool = False) -> dict:
         raise RuntimeError(f"run {run_id}: {status.reason}")
     if not run.transition({QUEUED}, RUNNING, pid=os.getpid(), pid_start=process_start_time(os.getpid()),
                           host=socket.gethostname(),
-                          started=now_iso(), finished=None, error=None):
+                          started=now_iso(), started_at=time.time(), finished=None, error=None):
         return run.status()  # cancelled while queued, or already taken
     resume = status.get("resume_from")
     reporter = RunReporter(run, resume_from=Path(resume) if resume else None, echo=echo)

@@ -82,6 +82,16 @@ def create_monitor_tab(ctx: UiContext) -> gr.Tab:
             raise gr.Error(str(exc)) from None
         gr.Info(f"{run_id}: resumed")
 
+    def delete(run_id: str | None, request: gr.Request):
+        ctx.require(request, "delete")
+        if not run_id:
+            raise gr.Error("Select a run first.")
+        try:
+            control.store(settings).delete(run_id)
+        except (KeyError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(f"{run_id}: deleted")
+
     def launch_selftest(steps: float, request: gr.Request) -> str:
         user = ctx.require(request, "launch")
         try:
@@ -104,6 +114,7 @@ def create_monitor_tab(ctx: UiContext) -> gr.Tab:
                                    allow_custom_value=True)
             cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn", scale=1)
             resume_btn = gr.Button("Resume", elem_id="resume-btn", scale=1)
+            delete_btn = gr.Button("Delete", elem_id="delete-btn", scale=1)
         detail = gr.Markdown(elem_id="run-detail")
         with gr.Row():
             log = gr.Textbox(label="Log", lines=18, max_lines=18, autoscroll=True,
@@ -118,5 +129,6 @@ def create_monitor_tab(ctx: UiContext) -> gr.Tab:
         table.select(pick_row, None, selected)
         cancel_btn.click(cancel, selected, None, api_name="cancel_run")
         resume_btn.click(resume, selected, None, api_name="resume_run")
+        delete_btn.click(delete, selected, None, api_name="delete_run")
         selftest_btn.click(launch_selftest, steps, selected, api_name="launch_selftest")
     return tab

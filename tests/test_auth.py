@@ -1,0 +1,77 @@
+"""Basic auth with roles: API routes refuse anonymous calls, and an annotator cannot launch jobs
+even by calling the handler directly through gradio_client."""
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from storage import RunStore
+from tests.conftest import cli, free_port, wait_for
+from workbench.auth import Users, hash_password, verify_password
+
+
+def test_password_hashes_verify_and_roles_gate_actions(tmp_path):
+    stored = hash_password("s3cret")
+    assert verify_password("s3cret", stored) and not verify_password("wrong", stored)
+    assert Users(None).get(None).can("launch")  # no auth file: one local admin
+    path = tmp_path / "users.json"
+    path.write_text(json.dumps({"users": [{"username": "ann", "password_hash": stored, "role": "annotator"}]}))
+    users = Users(path)
+    assert users.verify("ann", "s3cret") and not users.verify("ann", "x") and not users.verify("bob", "s3cret")
+    assert not users.get("ann").can("launch") and users.get("ann").can("annotate")
+    path.write_text(json.dumps({"users": [{"username": "x", "password_hash": stored, "role": "root"}]}))
+    with pytest.raises(ValueError, match="role"):
+        Users(path)
+
+
+def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, tmp_path):
+    from gradio_client import Client
+
+    auth_file = tmp_path / "users.json"
+    env["WORKBENCH_AUTH_FILE"] = str(auth_file)
+    cli(env, "users", "add", "alice", "--role", "admin", "--password-stdin", input="alice-pw\n")
+    cli(env, "users", "add", "ann", "--role", "annotator", "--password-stdin", input="ann-pw\n")
+    port = free_port()
+    env["WORKBENCH_PORT"] = str(port)
+    app = start_process([sys.executable, "app.py", "--no-worker"], env, "app")
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers():
+        try:
+            urllib.request.urlopen(url + "config", timeout=2)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return None
+        return 200
+
+    assert wait_for(answers, 120, interval=0.25, what=f"the app: {app.output()[-500:]}") == 401
+    with pytest.raises(Exception, match="(?i)login|auth|401|credentials"):
+        Client(url, auth=("ann", "wrong-pw"), verbose=False)
+
+    annotator = Client(url, auth=("ann", "ann-pw"), verbose=False)
+    with pytest.raises(Exception, match="Permission denied"):
+        annotator.predict(5, api_name="/launch_selftest")
+    with pytest.raises(Exception, match="Permission denied"):
+        annotator.predict("any-run", api_name="/cancel_run")
+    store = RunStore(tmp_path / "ws" / "runs")
+    assert store.list() == []
+    done = store.create("selftest", {"steps": 1}, "gpu")
+    done.transition({"queued"}, "succeeded")
+    with pytest.raises(Exception, match="Permission denied"):
+        annotator.predict(done.id, api_name="/delete_run")
+    assert done.folder.exists()
+
+    admin = Client(url, auth=("alice", "alice-pw"), verbose=False)
+    run_id = admin.predict(5, api_name="/launch_selftest")
+    run = store.get(run_id)
+    assert run.status()["status"] == "queued" and run.status()["user"] == "alice"
+    assert run.config()["config"]["steps"] == 5
+    admin.predict(done.id, api_name="/delete_run")
+    assert not done.folder.exists()
+    with pytest.raises(Exception, match="queued"):
+        admin.predict(run_id, api_name="/delete_run")  # an active run must be cancelled first
