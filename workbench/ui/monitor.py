@@ -43,8 +43,12 @@ def create_monitor_tab(ctx: UiContext) -> gr.Tab:
         store.reap(settings.stale_after)
         rows = runs_table(store)
         ids = [r[0] for r in rows]
+        # Only fill in a selection when there is none: a tick that started before the user
+        # picked a run must not put the old one back.
+        picker = gr.Dropdown(choices=ids)
         if selected not in ids:
             selected = ids[0] if ids else None
+            picker = gr.Dropdown(choices=ids, value=selected)
         detail, log = _detail(ctx, selected)
         figure, marker = gr.skip(), plotted
         if selected:
@@ -55,7 +59,7 @@ def create_monitor_tab(ctx: UiContext) -> gr.Tab:
                 figure = metrics_figure(metrics, title=selected)
         system = system_markdown(live_workers(settings.workspace, settings.stale_after), gpu_state(),
                                  control.pending_counts(settings))
-        return (gr.Dataframe(value=rows), gr.Dropdown(choices=ids, value=selected), detail, log,
+        return (gr.Dataframe(value=rows), picker, detail, log,
                 figure, marker, system)
 
     def pick_row(evt: gr.SelectData):
