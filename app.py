@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import ctypes
 import os
 import signal
 import subprocess
@@ -17,8 +16,7 @@ from workbench.settings import Settings
 
 
 def start_embedded_worker(settings: Settings) -> subprocess.Popen:
-    def die_with_parent():
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    from jobs.worker import die_with_parent
 
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "worker"], env=settings.child_env(),
                             preexec_fn=die_with_parent)

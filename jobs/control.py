@@ -26,10 +26,8 @@ def enqueue(settings: Settings, run: RunRecord) -> None:
     status = run.status()
     huey = get_huey(settings, status["queue"])
     task = task_for(huey, status["kind"]).s(run.id)
-    run.update(task_id=task.id)
-    enqueued_at = time.time()
+    run.update(task_id=task.id, enqueued_at=time.time())
     huey.enqueue(task)
-    run.update(enqueued_at=enqueued_at)
 
 
 def submit(settings: Settings, kind: str, config: dict[str, Any] | None = None,

@@ -86,7 +86,8 @@ def consume(settings: Settings, queue: str, workers: int = 1) -> None:
         record.stop()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """preexec_fn for children that must not outlive this process (Linux)."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
@@ -115,7 +116,7 @@ def supervise(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
         children[index] = subprocess.Popen(_child_command(queue, workers), env=env,
-                                           preexec_fn=_die_with_parent)
+                                           preexec_fn=die_with_parent)
         log.info("started %s worker pid %s%s", queue, children[index].pid,
                  f" on GPU {device}" if device is not None else "")
 
@@ -130,7 +131,6 @@ def supervise(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
     print(f"workbench worker: queues {', '.join(q for q, _, _ in plan)}; "
           f"{gpus} GPU(s); workspace {settings.workspace.home}", flush=True)
     while not stopping.wait(settings.heartbeat_s / 2):
-        store.reap(settings.stale_after)
         for index, proc in list(children.items()):
             if proc.poll() is not None and not stopping.is_set():
                 log.warning("%s worker pid %s exited with %s; restarting", plan[index][0], proc.pid, proc.returncode)

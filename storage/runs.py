@@ -28,14 +28,19 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of a process (clock ticks since boot); tells a pid's reuse apart."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first); None if unreadable."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
+            return handle.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return int(fields[19])
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel's start time of a process (clock ticks since boot); tells a pid's reuse apart."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def process_alive(pid: int, start_time: int | None = None) -> bool:
@@ -46,10 +51,8 @@ def process_alive(pid: int, start_time: int | None = None) -> bool:
         return False
     except PermissionError:
         pass
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+    fields = _proc_stat(pid)
+    if fields is None:
         return True  # no /proc to ask: the signal check above is all we know
     if fields[0] == "Z":  # a zombie has exited even though its pid still answers
         return False

@@ -17,6 +17,7 @@ from storage import RunStore, Unreadable
 from storage.runs import ACTIVE
 from workbench.configs import ConfigError, add_arguments, arguments_to_dict
 from workbench.kinds import get_kind
+from workbench.monitor import progress_text
 from workbench.settings import Settings
 
 
@@ -26,12 +27,6 @@ class CliError(Exception):
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-def _progress_text(progress: dict | None) -> str:
-    if not progress or not progress.get("total"):
-        return ""
-    return f"{100 * progress['done'] / progress['total']:.0f}%"
 
 
 def run_kind(settings: Settings, kind: str, config: dict[str, Any], queue: bool, as_json: bool) -> int:
@@ -56,16 +51,12 @@ def run_kind(settings: Settings, kind: str, config: dict[str, Any], queue: bool,
 
 def _show(runs_root, run_id: str) -> dict:
     run = RunStore(runs_root).get(run_id)
-    summary = run.summary()
-    status = run.status()
-    metrics = run.metrics()
-    summary.update(result=status.get("result") if isinstance(status, dict) else None,
-                   folder=str(run.folder), last_metrics=metrics[-1] if metrics else None,
-                   config=run.config() if not isinstance(run.config(), Unreadable) else None,
-                   pid=status.get("pid") if isinstance(status, dict) else None,
-                   host=status.get("host") if isinstance(status, dict) else None,
-                   resume_from=status.get("resume_from") if isinstance(status, dict) else None)
-    return summary
+    status, config, metrics = run.status(), run.config(), run.metrics()
+    status = {} if isinstance(status, Unreadable) else status
+    return {**run.summary(), "folder": str(run.folder),
+            "last_metrics": metrics[-1] if metrics else None,
+            "config": None if isinstance(config, Unreadable) else config,
+            **{key: status.get(key) for key in ("result", "pid", "host", "resume_from")}}
 
 
 def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
@@ -78,9 +69,9 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
         if args.json:
             _print_json(runs)
             return 0
-        print(f"{'ID':42} {'KIND':12} {'STATUS':10} {'PROGRESS':8} STARTED")
+        print(f"{'ID':42} {'KIND':12} {'STATUS':10} {'PROGRESS':16} STARTED")
         for r in runs:
-            print(f"{r['id']:42} {r['kind']:12} {r['status']:10} {_progress_text(r['progress']):8} "
+            print(f"{r['id']:42} {r['kind']:12} {r['status']:10} {progress_text(r['progress']):16} "
                   f"{r.get('started') or ''}" + (f"  {r['error']}" if r.get("error") else ""))
         return 0
     if args.jobs_cmd == "show":
