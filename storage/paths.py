@@ -31,6 +31,21 @@ class Workspace:
         return self.data / "metadata.json"
 
     @property
+    def embeddings_file(self) -> Path:
+        """The index's vectors, row for row with metadata.json: deletes and index-type changes
+        rebuild the index from them without re-embedding."""
+        return self.data / "embeddings.npy"
+
+    @property
+    def documents_file(self) -> Path:
+        return self.data / "documents.json"
+
+    @property
+    def chat_turns_file(self) -> Path:
+        """Chat turns sent to the Annotate tab."""
+        return self.data / "chat_turns.jsonl"
+
+    @property
     def train_file(self) -> Path:
         return self.data / "train.jsonl"
 

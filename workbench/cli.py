@@ -15,7 +15,9 @@ from typing import Any
 
 from storage import RunStore, Unreadable
 from storage.runs import ACTIVE
+from workbench import cli_corpus
 from workbench.configs import ConfigError, add_arguments, arguments_to_dict
+from workbench.errors import WorkbenchError
 from workbench.kinds import get_kind
 from workbench.monitor import progress_text
 from workbench.settings import Settings
@@ -29,21 +31,23 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def run_kind(settings: Settings, kind: str, config: dict[str, Any], queue: bool, as_json: bool) -> int:
-    """Enqueue (``--queue``) or run in this process with a progress bar; exit code follows the outcome."""
+def run_kind(settings: Settings, kind: str, config: dict[str, Any], queue: bool, as_json: bool,
+             extra: dict[str, Any] | None = None) -> int:
+    """Enqueue (``--queue``) or run in this process with a progress bar; exit code follows the
+    outcome. ``extra`` is merged into the JSON output."""
     from jobs import control
     from jobs.runner import execute
 
     if queue:
         run = control.submit(settings, kind, config, user=getpass.getuser())
-        _print_json({"id": run.id, "status": "queued"}) if as_json else print(run.id)
+        _print_json({"id": run.id, "status": "queued", **(extra or {})}) if as_json else print(run.id)
         return 0
     run = control.create(settings, kind, config, user=getpass.getuser())
     if not as_json:
         print(f"run {run.id}", file=sys.stderr)
     status = execute(settings, run.id, echo=not as_json)
     if as_json:
-        _print_json(_show(run.folder.parent, run.id))
+        _print_json({**_show(run.folder.parent, run.id), **(extra or {})})
     else:
         print(f"{status.get('status')}" + (f": {status.get('error')}" if status.get("error") else ""))
     return {"succeeded": 0, "cancelled": 130}.get(status.get("status"), 1)
@@ -172,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "logs":
             p.add_argument("-f", "--follow", action="store_true")
 
+    cli_corpus.add_parsers(sub)
+
     users = sub.add_parser("users", help="manage the auth file").add_subparsers(dest="users_cmd", required=True)
     add = users.add_parser("add", help="add or replace a user")
     add.add_argument("name")
@@ -200,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "selftest":
             config_cls, _ = get_kind("selftest").load()
             return run_kind(settings, "selftest", arguments_to_dict(args, config_cls), args.queue, args.json)
-        return {"jobs": cmd_jobs, "models": cmd_models, "users": cmd_users}[args.command](settings, args)
-    except (CliError, ConfigError, ValueError, KeyError, FileNotFoundError) as exc:
+        commands = {"jobs": cmd_jobs, "models": cmd_models, "users": cmd_users, **cli_corpus.COMMANDS}
+        return commands[args.command](settings, args)
+    except (CliError, ConfigError, ValueError, KeyError, FileNotFoundError, WorkbenchError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"workbench: error: {message}", file=sys.stderr)
         return 2

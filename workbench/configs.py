@@ -55,10 +55,12 @@ def config_from_dict(cls: type, data: dict[str, Any] | None) -> Any:
     return config
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+def add_arguments(parser: argparse.ArgumentParser, cls: type, exclude: tuple[str, ...] = ()) -> None:
     """One ``--flag`` per config field, with its default and the field's help metadata."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
         tp = _base_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         helptext = f.metadata.get("help", "")
@@ -66,8 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=helptext)
         else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             parser.add_argument(flag, dest=f.name, type=tp if tp in (int, float) else str,
-                                default=None, help=f"{helptext} (default: {f.default!r})")
+                                default=None, help=f"{helptext} (default: {default!r})")
 
 
 def arguments_to_dict(args: argparse.Namespace, cls: type) -> dict[str, Any]:

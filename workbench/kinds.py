@@ -30,6 +30,8 @@ KINDS: dict[str, JobKind] = {k.name: k for k in [
     JobKind("selftest", "gpu", "workbench.selftest",
             "Fit a tiny model for a few steps: proves the queue, the device, logs, curves, "
             "checkpoints, cancel and resume end to end."),
+    JobKind("corpus.ingest", "cpu", "workbench.corpus.ingest",
+            "Parse, chunk and embed pending documents into the FAISS index (incremental)."),
     JobKind("models.pull", "cpu", "workbench.models.provision",
             "Provision the base model into models/base (default: SmolLM2-135M-Instruct, offline)."),
 ]}

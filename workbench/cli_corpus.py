@@ -1,0 +1,142 @@
+"""``workbench ingest | search | ask | documents``: the Corpus and Chat tabs, headless."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from workbench.configs import add_arguments, arguments_to_dict
+from workbench.kinds import get_kind
+from workbench.settings import Settings
+
+
+def _json_line(data) -> None:
+    print(json.dumps(data, ensure_ascii=False, default=str), flush=True)
+
+
+def add_parsers(sub) -> None:
+    ingest = sub.add_parser("ingest", help="add files or folders (recursive) and index them")
+    ingest.add_argument("paths", nargs="*", help="files or folders; none: index every pending document")
+    add_arguments(ingest, get_kind("corpus.ingest").load()[0], exclude=("doc_ids",))
+    ingest.add_argument("--queue", action="store_true", help="enqueue for a worker and print the run id")
+    ingest.add_argument("--json", action="store_true")
+
+    search = sub.add_parser("search", help="top chunks for a query (or one query per line of --file)")
+    search.add_argument("query", nargs="?")
+    search.add_argument("--file", help="a text file with one query per line")
+    search.add_argument("-k", type=int, default=5, help="hits per query (default: 5)")
+    search.add_argument("--mode", choices=["dense", "hybrid"], default="dense",
+                        help="dense (FAISS) or hybrid (dense + BM25, reciprocal rank fusion)")
+    search.add_argument("--json", action="store_true", help="one JSON line per query")
+
+    ask = sub.add_parser("ask", help="answer a question with retrieved context and sources")
+    ask.add_argument("question")
+    ask.add_argument("--model", default="base", help="base (default) or a model name under models/")
+    ask.add_argument("-k", type=int, default=5, help="chunks of context (default: 5)")
+    ask.add_argument("--no-rag", action="store_true", help="answer without retrieval")
+    ask.add_argument("--mode", choices=["dense", "hybrid"], default="dense")
+    ask.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    ask.add_argument("--max-new-tokens", type=int, default=256)
+    ask.add_argument("--json", action="store_true")
+
+    docs = sub.add_parser("documents", help="list or delete documents").add_subparsers(dest="documents_cmd", required=True)
+    docs.add_parser("list").add_argument("--json", action="store_true")
+    delete = docs.add_parser("delete", help="delete documents and their chunks")
+    delete.add_argument("refs", nargs="+", help="document id, stored name or original name")
+    delete.add_argument("--json", action="store_true")
+
+
+def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.cli import run_kind
+    from workbench.corpus.library import add_paths
+
+    config_cls, _ = get_kind("corpus.ingest").load()
+    config = arguments_to_dict(args, config_cls)
+    added = add_paths(settings.workspace.ensure(), args.paths, settings.max_upload_mb * 1_000_000) if args.paths else []
+    refused = [a for a in added if a.error]
+    if not args.json:
+        for a in added:
+            print(a.message(), file=sys.stderr if a.error else sys.stdout)
+    report = [{"name": a.name, "id": a.doc and a.doc["id"], "created": a.created, "error": a.error,
+               "status": a.doc and a.doc["status"]} for a in added]
+    if args.paths:
+        config["doc_ids"] = [a.doc["id"] for a in added if a.doc and (a.created or a.doc["status"] != "indexed")]
+        if not config["doc_ids"] and not config.get("rebuild"):
+            _json_line({"added": report, "run": None}) if args.json else None
+            return 1 if refused else 0
+    code = run_kind(settings, "corpus.ingest", config, args.queue, args.json, extra={"added": report})
+    return code or (1 if refused else 0)
+
+
+def _print_hits(query: str, hits) -> None:
+    print(f"# {query}")
+    if not hits:
+        print("  (no results: is anything indexed? `workbench documents list`)")
+    for h in hits:
+        snippet = " ".join(h.text.split())[:160]
+        print(f"  {h.rank}. {h.score:.3f}  {h.where()}  [{h.chunk_id}]\n     {snippet}")
+
+
+def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.index.search import retriever_for
+
+    if bool(args.query) == bool(args.file):
+        raise ValueError("give a QUERY or --file QUERIES.txt (one query per line)")
+    if args.file:
+        lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+        queries = [q.strip() for q in lines if q.strip()]
+    else:
+        queries = [args.query]
+    retriever = retriever_for(settings.workspace, settings.embedding_model)
+    for query, hits in zip(queries, retriever.search_many(queries, args.k, args.mode)):
+        if args.json:
+            _json_line({"query": query, "hits": [h.to_dict() for h in hits]})
+        else:
+            _print_hits(query, hits)
+    return 0
+
+
+def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.chat.session import ChatRequest, answer_stream
+
+    request = ChatRequest(question=args.question, model=args.model, rag=not args.no_rag, k=args.k,
+                          mode=args.mode, temperature=args.temperature, max_new_tokens=args.max_new_tokens)
+    turn = None
+    for turn in answer_stream(settings, request):
+        if not args.json:
+            sys.stdout.write(turn.delta)
+            sys.stdout.flush()
+    if args.json:
+        _json_line(turn.to_dict())
+        return 0
+    print()
+    for i, hit in enumerate(turn.sources, start=1):
+        print(f"[{i}] {hit.where()} ({hit.score:.3f})")
+    return 0
+
+
+def cmd_documents(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.corpus.library import delete_document, list_documents
+
+    if args.documents_cmd == "list":
+        docs = list_documents(settings.workspace)
+        if args.json:
+            print(json.dumps(docs, indent=2, ensure_ascii=False))
+            return 0
+        if not docs:
+            print("no documents: `workbench ingest PATH...`")
+        for d in docs:
+            extra = f"  {d['error']}" if d.get("error") else ""
+            print(f"{d['id']}  {d['status']:8} {d['chunks']:5} chunks  {d['size']:>10} B  {d['name']}{extra}")
+        return 0
+    removed = [delete_document(settings.workspace, ref) for ref in args.refs]
+    if args.json:
+        print(json.dumps(removed, indent=2, ensure_ascii=False))
+    else:
+        for d in removed:
+            print(f"deleted {d['name']} ({d['chunks_removed']} chunks)")
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "documents": cmd_documents}

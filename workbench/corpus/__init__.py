@@ -1,0 +1,1 @@
+"""Documents: parsing untrusted files and chunking their text."""

@@ -1,0 +1,191 @@
+"""The ``corpus.ingest`` job: parse every pending document in a sandboxed child process, chunk
+it with the embedding model's tokenizer, embed the chunks and add them to the index.
+
+Incremental: documents already indexed are not touched (the registry dedupes by sha256, so the
+same bytes are never embedded twice); ``rebuild`` re-embeds everything, e.g. after changing the
+embedding model. A file that fails gets its reason in the registry and the log; the others go
+on. The index is saved in batches under the corpus lock, so a cancel or a crash keeps every
+batch already committed and the documents after it stay pending.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage import RunStore
+from storage.documents import FAILED, INDEXED, PENDING, DocumentStore
+from storage.runs import ACTIVE
+from workbench.corpus.chunking import chunk_blocks
+from workbench.corpus.parse import ParseError
+from workbench.corpus.sandbox import parse_isolated
+from workbench.index import store as index_store
+from workbench.index.embedder import describe, embed, load_embedder
+
+INDEXING = "indexing"
+COMMIT_EVERY_S = 15.0
+
+
+@dataclass
+class Config:
+    doc_ids: list = field(default_factory=list, metadata={"help": "documents to index (default: every pending one)"})
+    rebuild: bool = field(default=False, metadata={"help": "re-embed every document into a fresh index"})
+    embedding_model: str = field(default="", metadata={"help": "sentence-transformers model (default: WORKBENCH_EMBEDDING_MODEL)"})
+    chunk_size: int = field(default=200, metadata={"help": "tokens per chunk (embedding tokenizer)"})
+    chunk_overlap: int = field(default=40, metadata={"help": "tokens shared by neighbouring chunks"})
+    index_type: str = field(default="", metadata={"help": "flat, hnsw or ivf (default: keep the current one, flat for a new index)"})
+    batch_size: int = field(default=64, metadata={"help": "chunks per embedding batch"})
+    parse_timeout_s: float = field(default=60.0, metadata={"help": "wall-clock limit to parse one file"})
+    parse_memory_mb: int = field(default=2048, metadata={"help": "memory limit to parse one file"})
+
+    def validate(self) -> None:
+        if self.index_type and self.index_type not in index_store.INDEX_TYPES:
+            raise ValueError(f"index_type must be one of {', '.join(index_store.INDEX_TYPES)}")
+        if self.chunk_size < 8 or not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ValueError("chunk_size must be >= 8 and 0 <= chunk_overlap < chunk_size")
+        if self.batch_size < 1 or self.parse_timeout_s <= 0 or self.parse_memory_mb < 64:
+            raise ValueError("batch_size >= 1, parse_timeout_s > 0 and parse_memory_mb >= 64 are required")
+
+
+def _claim(docs: DocumentStore, runs: RunStore, run_id: str, config: Config, indexed: set[str]) -> list[dict]:
+    """Mark this run's documents ``indexing`` so a second ingest job running beside it skips them.
+    A claim left by a run that is no longer active is taken over."""
+    wanted = set(config.doc_ids)
+    claimed = []
+    with docs.lock():
+        for doc in docs.list():
+            if wanted and doc["id"] not in wanted:
+                continue
+            status = doc.get("status")
+            if status == INDEXING and doc.get("run_id") != run_id:
+                owner = runs.get(doc["run_id"]).status() if doc.get("run_id") else None
+                if isinstance(owner, dict) and owner.get("status") in ACTIVE:
+                    continue
+                status = PENDING
+            retry = wanted and status == FAILED  # named explicitly: try a failed file again
+            if config.rebuild or retry or status == PENDING or (status == INDEXED and doc["id"] not in indexed):
+                docs.update(doc["id"], status=INDEXING, run_id=run_id, error=None)
+                claimed.append(doc)
+    return claimed
+
+
+def _open_index(docs: DocumentStore, config: Config, embedding: dict[str, Any]) -> index_store.CorpusIndex:
+    with docs.lock():
+        state = None if config.rebuild else index_store.load(docs.workspace)
+    if state is None:
+        return index_store.empty(embedding, config.index_type or "flat")
+    if state.meta.get("embedding_model") != embedding["model"] or state.meta.get("dim") != embedding["dim"]:
+        raise ValueError(f"the index was built with {state.meta.get('embedding_model')!r}; "
+                         f"to use {embedding['model']!r} run `workbench ingest --rebuild`")
+    return state
+
+
+def run(config: Config, reporter) -> dict[str, Any]:
+    from workbench.settings import Settings
+
+    workspace = reporter.workspace
+    docs, runs = DocumentStore(workspace), RunStore(workspace.runs)
+    model_name = config.embedding_model or Settings.from_env().embedding_model
+    reporter.log(f"loading embedding model {model_name}")
+    model = load_embedder(model_name)
+    info = describe(model)
+    if config.chunk_size > info["max_tokens"] - 2:
+        raise ValueError(f"chunk_size {config.chunk_size} is over what {model_name} reads "
+                         f"({info['max_tokens'] - 2} tokens)")
+    reporter.log(f"embedding model: {info['dim']} dims, {info['dtype']} on {info['device']}")
+    embedding = {"model": model_name, "dim": info["dim"], "dtype": info["dtype"],
+                 "chunking": {"size": config.chunk_size, "overlap": config.chunk_overlap,
+                              "tokenizer": model_name}}
+    existing = index_store.load(workspace) if not config.rebuild else None
+    indexed_ids = existing.document_ids() if existing is not None else set()
+    todo = _claim(docs, runs, reporter.run.id, config, indexed_ids)
+    result: dict[str, Any] = {"indexed": [], "failed": [], "chunks": 0}
+    state = _open_index(docs, config, embedding)
+    if config.rebuild:
+        _commit(docs, workspace, None, [], result, rebuild_state=state)
+    elif config.index_type and config.index_type != state.meta.get("index_type"):
+        reporter.log(f"switching the index from {state.meta.get('index_type')} to {config.index_type}")
+        with docs.lock():
+            state = index_store.load(workspace) or state
+            index_store.reindex(state, config.index_type)
+            index_store.save(workspace, state)
+    if not todo:
+        reporter.log("nothing to index: every document is already in the index")
+    batch: list[tuple[dict, list[dict], Any]] = []
+    last_commit = time.monotonic()
+    try:
+        for i, doc in enumerate(todo):
+            reporter.check_cancel()
+            reporter.progress(i, len(todo), doc["name"])
+            prepared, error = _prepare(doc, docs, model, config, reporter)
+            if error:
+                result["failed"].append({"id": doc["id"], "name": doc["name"], "error": error})
+            else:
+                batch.append(prepared)
+            if batch and time.monotonic() - last_commit > COMMIT_EVERY_S:
+                _commit(docs, workspace, embedding, batch, result, index_type=config.index_type)
+                batch, last_commit = [], time.monotonic()
+        _commit(docs, workspace, embedding, batch, result, index_type=config.index_type)
+    finally:
+        _release(docs, reporter.run.id)
+    reporter.progress(len(todo), len(todo), f"{len(result['indexed'])} indexed, {len(result['failed'])} failed")
+    reporter.log(f"done: {len(result['indexed'])} indexed ({result['chunks']} chunks), "
+                 f"{len(result['failed'])} failed")
+    return result
+
+
+def _prepare(doc: dict, docs: DocumentStore, model, config: Config, reporter):
+    """Parse, chunk and embed one document: (prepared, None), or (None, reason) with the reason
+    also in the registry."""
+    started = time.monotonic()
+    try:
+        blocks = parse_isolated(docs.path_of(doc), timeout_s=config.parse_timeout_s,
+                                memory_mb=config.parse_memory_mb)
+        chunks = chunk_blocks(blocks, model.tokenizer, config.chunk_size, config.chunk_overlap)
+        if not chunks:
+            raise ParseError("no text found")
+    except ParseError as exc:
+        reason = str(exc)
+        docs.update(doc["id"], status=FAILED, error=reason, run_id=None)
+        reporter.log(f"{doc['name']}: failed: {reason}")
+        return None, reason
+    vectors = embed(model, [c.text for c in chunks], batch_size=config.batch_size)
+    rows = [{"chunk_id": f"{doc['id']}:{n}", "doc_id": doc["id"], "source": doc["name"],
+             "page": c.page, "section": c.section, "position": n, "tokens": c.tokens, "text": c.text}
+            for n, c in enumerate(chunks)]
+    reporter.log(f"{doc['name']}: {len(blocks)} blocks, {len(rows)} chunks "
+                 f"({time.monotonic() - started:.1f} s)")
+    return (doc, rows, vectors), None
+
+
+def _commit(docs: DocumentStore, workspace, embedding, batch, result, index_type: str = "",
+            rebuild_state=None) -> None:
+    """Add a batch to the index as it is on disk now (a delete may have happened meanwhile)."""
+    if not batch and rebuild_state is None:
+        return
+    with docs.lock():
+        if rebuild_state is not None:
+            state = rebuild_state
+        else:
+            state = index_store.load(workspace) or index_store.empty(embedding, index_type or "flat")
+        live = {d["id"] for d in docs.list()}
+        for doc, rows, vectors in batch:
+            if doc["id"] not in live:
+                continue  # deleted while it was being embedded
+            index_store.remove_documents(state, {doc["id"]})
+            index_store.add_document(state, doc, rows, vectors)
+        index_store.save(workspace, state)
+        for doc, rows, _ in batch:
+            if doc["id"] in live:
+                docs.update(doc["id"], status=INDEXED, chunks=len(rows), error=None, run_id=None,
+                            indexed_at=index_store.now_iso())
+                result["indexed"].append(doc["name"])
+                result["chunks"] += len(rows)
+
+
+def _release(docs: DocumentStore, run_id: str) -> None:
+    """Documents this run claimed but did not finish go back to pending (cancel, error)."""
+    with docs.lock():
+        for doc in docs.list():
+            if doc.get("status") == INDEXING and doc.get("run_id") == run_id:
+                docs.update(doc["id"], status=PENDING, run_id=None)

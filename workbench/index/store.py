@@ -1,0 +1,172 @@
+"""The index on disk: ``data/index.faiss`` (FAISS, inner product on unit vectors),
+``data/metadata.json`` (one entry per FAISS row: chunk id, document, source, page, section,
+text) and ``data/embeddings.npy`` (the same rows' vectors).
+
+Writes go to temp files renamed into place, metadata last, under the corpus lock; a reader that
+finds the three disagreeing (a crash between renames) gets a clear error, never wrong hits.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from storage import Unreadable, Workspace, read_json, write_json_atomic
+from storage.runs import now_iso
+from workbench.errors import WorkbenchError
+
+INDEX_TYPES = ("flat", "hnsw", "ivf")
+
+
+class IndexUnusable(WorkbenchError):
+    """The index files cannot be used as they are; the message says what to run."""
+
+
+@dataclass
+class CorpusIndex:
+    meta: dict[str, Any]
+    vectors: np.ndarray
+    index: Any = field(repr=False)
+
+    @property
+    def chunks(self) -> list[dict[str, Any]]:
+        return self.meta["chunks"]
+
+    @property
+    def size(self) -> int:
+        return len(self.meta["chunks"])
+
+    def document_ids(self) -> set[str]:
+        return set(self.meta.get("documents", {}))
+
+
+def build_faiss(vectors: np.ndarray, index_type: str = "flat") -> Any:
+    """A FAISS index over ``vectors``. HNSW for large corpora (fast, approximate, no training);
+    IVF needs enough rows to train its lists and falls back to flat below that."""
+    dim = vectors.shape[1]
+    if index_type == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 96
+    elif index_type == "ivf":
+        nlist = max(1, min(4096, int(4 * math.sqrt(len(vectors)))))
+        if len(vectors) < 39 * nlist:  # FAISS wants ~39 training points per list
+            return build_faiss(vectors, "flat")
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = max(1, nlist // 8)
+    else:
+        raise ValueError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
+    if len(vectors):
+        index.add(vectors)
+    return index
+
+
+def empty(embedding: dict[str, Any], index_type: str = "flat") -> CorpusIndex:
+    dim = int(embedding["dim"])
+    meta = {"version": 1, "embedding_model": embedding["model"], "dim": dim,
+            "embedding_dtype": embedding.get("dtype"), "index_type": index_type,
+            "chunking": embedding.get("chunking", {}), "updated": now_iso(),
+            "documents": {}, "chunks": []}
+    vectors = np.zeros((0, dim), dtype=np.float32)
+    return CorpusIndex(meta, vectors, build_faiss(vectors, "flat" if index_type == "ivf" else index_type))
+
+
+def signature(workspace: Workspace) -> tuple:
+    """Changes whenever the index files are replaced; readers cache on it."""
+    out = []
+    for path in (workspace.metadata_file, workspace.index_file, workspace.embeddings_file):
+        try:
+            st = path.stat()
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
+
+
+def load(workspace: Workspace) -> CorpusIndex | None:
+    """The index, or None when nothing was indexed yet."""
+    meta = read_json(workspace.metadata_file)
+    if meta is None and not workspace.index_file.exists():
+        return None
+    if meta is None or isinstance(meta, Unreadable):
+        reason = meta.reason if isinstance(meta, Unreadable) else "missing"
+        raise IndexUnusable(f"{workspace.metadata_file}: {reason}; run `workbench ingest --rebuild`")
+    try:
+        index = faiss.read_index(str(workspace.index_file))
+        vectors = np.load(workspace.embeddings_file, allow_pickle=False)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise IndexUnusable(f"cannot read the index files: {exc}; run `workbench ingest --rebuild`") from exc
+    rows = len(meta.get("chunks", []))
+    if not (index.ntotal == rows == len(vectors)):
+        raise IndexUnusable(f"index files disagree ({index.ntotal} vectors in index.faiss, {len(vectors)} "
+                          f"in embeddings.npy, {rows} chunks in metadata.json); run `workbench ingest --rebuild`")
+    return CorpusIndex(meta, vectors, index)
+
+
+def _replace(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(workspace: Workspace, state: CorpusIndex) -> None:
+    """Write the three files; the caller holds the corpus lock."""
+    workspace.data.mkdir(parents=True, exist_ok=True)
+    state.meta["updated"] = now_iso()
+    state.meta["count"] = state.size
+
+    def write_vectors(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            np.save(handle, state.vectors, allow_pickle=False)
+
+    _replace(workspace.embeddings_file, write_vectors)
+    _replace(workspace.index_file, lambda tmp: faiss.write_index(state.index, tmp))
+    write_json_atomic(workspace.metadata_file, state.meta)
+
+
+def add_document(state: CorpusIndex, doc: dict[str, Any], chunks: list[dict[str, Any]],
+                 vectors: np.ndarray) -> None:
+    """Append a document's chunks (already carrying ``chunk_id``) and their vectors."""
+    state.meta["documents"][doc["id"]] = {"source": doc["name"], "file": doc["file"],
+                                          "sha256": doc["sha256"], "chunks": len(chunks)}
+    state.meta["chunks"].extend(chunks)
+    state.vectors = np.concatenate([state.vectors, vectors]) if len(state.vectors) else vectors
+    if len(vectors):
+        if state.meta["index_type"] == "ivf" and isinstance(state.index, faiss.IndexFlat):
+            state.index = build_faiss(state.vectors, "ivf")  # enough rows now to train the lists?
+        else:
+            state.index.add(vectors)
+
+
+def remove_documents(state: CorpusIndex, doc_ids: set[str]) -> int:
+    """Drop every chunk of ``doc_ids`` and rebuild the FAISS index from the kept vectors."""
+    keep = [i for i, c in enumerate(state.chunks) if c["doc_id"] not in doc_ids]
+    removed = state.size - len(keep)
+    for doc_id in doc_ids:
+        state.meta["documents"].pop(doc_id, None)
+    if removed:
+        state.meta["chunks"] = [state.chunks[i] for i in keep]
+        state.vectors = np.ascontiguousarray(state.vectors[keep])
+        state.index = build_faiss(state.vectors, state.meta["index_type"])
+    return removed
+
+
+def reindex(state: CorpusIndex, index_type: str) -> None:
+    """Switch index type without re-embedding."""
+    state.meta["index_type"] = index_type
+    state.index = build_faiss(state.vectors, index_type)
