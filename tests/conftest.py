@@ -42,7 +42,7 @@ def env(tmp_path) -> dict[str, str]:
             del e[key]
     e.update(WORKBENCH_HOME=str(tmp_path / "ws"), WORKBENCH_HEARTBEAT_S=str(HEARTBEAT_S),
              WORKBENCH_AUTO_PULL="0", WORKBENCH_QUEUE_NAME=f"test-{uuid.uuid4().hex[:8]}",
-             GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+             GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
     return e
 
 
@@ -107,6 +107,38 @@ def start_process(tmp_path):
 def worker(env, start_process):
     """A real worker supervisor (CPU consumer + GPU consumer) on this test's workspace."""
     return start_process([sys.executable, "-m", "workbench.cli", "worker"], env, "worker")
+
+
+@pytest.fixture(scope="session")
+def pulled_base(tmp_path_factory):
+    """``workbench models pull`` once per test session: (its JSON output, the models/base folder).
+    Tests that need a generating model point ``WORKBENCH_BASE_MODEL`` at the folder."""
+    home = tmp_path_factory.mktemp("base-ws")
+    e = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    e.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
+    proc = cli(e, "models", "pull", "--json", timeout=600)
+    return json.loads(proc.stdout), home / "models" / "base"
+
+
+@pytest.fixture
+def wb(env, monkeypatch, capsys):
+    """``workbench ...`` called in this process (the same code path as the command, without
+    paying the imports again): returns (exit code, stdout, stderr)."""
+    from workbench.cli import main
+
+    for key in list(os.environ):
+        if key.startswith("WORKBENCH_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.startswith("WORKBENCH_") or key == "HF_HUB_OFFLINE":
+            monkeypatch.setenv(key, value)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
 
 
 def run_status(settings, run_id: str) -> dict:

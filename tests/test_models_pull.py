@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 from tests.conftest import cli, cli_json
 
 
-def test_models_pull_gives_a_loadable_generating_model(env, tmp_path):
-    proc = cli(env, "models", "pull", "--json", timeout=600)
-    shown = json.loads(proc.stdout)
+def test_models_pull_gives_a_loadable_generating_model(pulled_base):
+    shown, base = pulled_base
     assert shown["status"] == "succeeded", shown
-    base = tmp_path / "ws" / "models" / "base"
     assert (base / "model.safetensors").exists() and not list(base.glob("*.bin"))
     manifest = json.loads((base / "manifest.json").read_text())
     assert manifest["name"] == "SmolLM2-135M-Instruct" and len(manifest["source_sha256"]) == 64
@@ -30,6 +29,7 @@ def test_models_pull_gives_a_loadable_generating_model(env, tmp_path):
     assert out.shape[1] > inputs["input_ids"].shape[1]
     assert "Paris" in reply
 
+    env = {**os.environ, "WORKBENCH_HOME": str(base.parent.parent), "WORKBENCH_AUTO_PULL": "0"}
     listed = cli_json(env, "models", "list")
     assert listed[0]["name"] == "base" and listed[0]["kind"] == "base"
     again = json.loads(cli(env, "models", "pull", "--json").stdout)

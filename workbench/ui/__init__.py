@@ -5,7 +5,9 @@ from __future__ import annotations
 import gradio as gr
 
 from workbench.settings import Settings
+from workbench.ui.chat import create_chat_tab
 from workbench.ui.common import UiContext
+from workbench.ui.corpus import create_corpus_tab
 from workbench.ui.monitor import create_monitor_tab
 from workbench.ui.placeholders import create_placeholder_tab
 
@@ -17,10 +19,11 @@ def build_ui(settings: Settings) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\nDocuments → fine-tuning → preferences → alignment → evaluation.")
         with gr.Tabs():
-            create_placeholder_tab("Corpus", "Upload documents (txt, md, html, pdf, docx), chunk, embed and index them with FAISS.")
-            create_placeholder_tab("Chat", "RAG chat with streaming answers and cited sources, on the base model or any trained adapter.")
+            corpus_refresh = create_corpus_tab(ctx)
+            create_chat_tab(ctx)
             create_placeholder_tab("Annotate", "Blind pairwise A/B preference annotation into data/feedback.jsonl.")
             create_placeholder_tab("Train", "LoRA / QLoRA fine-tuning, reward model, PPO and DPO as queued jobs.")
             create_placeholder_tab("Evaluate", "Automatic evaluation of any model against a test set, with reports and plots.")
             create_monitor_tab(ctx)
+        demo.load(*corpus_refresh)
     return demo

