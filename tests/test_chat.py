@@ -1,0 +1,94 @@
+"""RAG chat on the real base model (SmolLM2-135M, provisioned once per session): the prompt's
+shape, cited sources, streaming, trained adapters in the picker, unknown models refused,
+sending a turn to Annotate, and unloading."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_corpus import ingest, make_corpus
+
+
+@pytest.fixture
+def chat_env(wb, pulled_base, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_BASE_MODEL", str(pulled_base[1]))
+    corpus = make_corpus(tmp_path / "corpus")
+    assert ingest(wb, str(corpus / "facts.txt"), str(corpus / "notes.md"))[0] == 0
+    return wb
+
+
+def test_ask_streams_an_answer_with_its_sources(chat_env, settings):
+    code, out, _ = chat_env("ask", "What is the capital of Germany?", "-k", "2", "--max-new-tokens", "24", "--json")
+    assert code == 0
+    turn = json.loads(out)
+    assert turn["sources"][0]["source"] == "facts.txt"
+    assert turn["prompt"] == ("What is the capital of Germany?\n\nContext:\n"
+                              + "\n\n".join(s["text"] for s in turn["sources"]))
+    assert turn["chunk_ids"] == [s["chunk_id"] for s in turn["sources"]]
+    assert turn["answer"].strip() and 0 < turn["new_tokens"] <= 24 and turn["done"]
+    assert "Berlin" in turn["answer"]
+    assert turn["ttft_s"] < turn["seconds"]
+
+    code, out, _ = chat_env("ask", "What is the capital of Germany?", "--no-rag", "--max-new-tokens", "8", "--json")
+    plain = json.loads(out)
+    assert plain["prompt"] == "What is the capital of Germany?" and plain["sources"] == []
+
+
+def test_answer_arrives_in_pieces_that_add_up(chat_env, settings, pulled_base):
+    from workbench.chat.session import ChatRequest, answer_stream
+
+    turns = [(t.delta, t.done, t.answer) for t in answer_stream(
+        settings.__class__.from_env(), ChatRequest("Where is Mount Etna?", k=1, max_new_tokens=24))]
+    pieces = [d for d, done, _ in turns if not done]
+    assert len(pieces) > 3 and turns[-1][1]
+    assert "".join(pieces).strip() == turns[-1][2]
+
+
+def test_trained_adapter_is_listed_and_answers(chat_env, settings, pulled_base):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from storage import write_manifest
+    from workbench.models.loading import available_models
+
+    base = pulled_base[1]
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    folder = settings.workspace.model_dir("tiny-lora")
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    write_manifest(folder, {"kind": "adapter", "method": "sft-lora", "base": "base"})
+    assert available_models(settings.workspace) == ["base", "tiny-lora"]
+
+    code, out, _ = chat_env("ask", "Where is Mount Etna?", "--model", "tiny-lora", "-k", "1",
+                            "--max-new-tokens", "8", "--json")
+    assert code == 0 and json.loads(out)["model"] == "tiny-lora" and json.loads(out)["answer"]
+
+
+def test_unknown_model_and_empty_question_are_refused(chat_env):
+    code, _, err = chat_env("ask", "hello", "--model", "nope")
+    assert code == 2 and "unknown model 'nope'; available: base" in err
+    code, _, err = chat_env("ask", "   ")
+    assert code == 2 and "the question is empty" in err
+
+
+def test_turn_sent_to_annotate_and_models_unloaded(chat_env, settings):
+    from storage import read_jsonl
+    from workbench.chat.model_cache import CACHE
+    from workbench.chat.session import ChatRequest, answer_stream, save_turn
+    from workbench.errors import WorkbenchError
+
+    live = settings.__class__.from_env()
+    *_, turn = answer_stream(live, ChatRequest("What is the capital of Germany?", k=1, max_new_tokens=8))
+    saved = save_turn(live.workspace, turn.to_dict(), "alice")
+    lines = read_jsonl(live.workspace.chat_turns_file)
+    assert lines == [saved]
+    assert saved["prompt"].startswith("What is the capital of Germany?\n\nContext:\n")
+    assert saved["chunk_ids"] == turn.chunk_ids and saved["user"] == "alice" and saved["model"] == "base"
+    with pytest.raises(WorkbenchError, match="nothing to send"):
+        save_turn(live.workspace, {}, "alice")
+
+    assert any(m.spec.name == "base" for m in CACHE.loaded())
+    assert "base" in CACHE.unload()
+    assert CACHE.loaded() == []
