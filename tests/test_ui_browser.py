@@ -72,3 +72,47 @@ def test_monitor_shows_runs_with_log_and_curves(env, app_url, page):
     page.get_by_role("tab", name="Monitor").click()
     expect(table).to_contain_text(done, timeout=30_000)
     expect(table).to_contain_text(launched)
+
+
+def test_upload_in_corpus_then_chat_streams_an_answer_with_its_source(env, pulled_base, start_process, page, tmp_path):
+    from playwright.sync_api import expect
+
+    env["WORKBENCH_BASE_MODEL"] = str(pulled_base[1])
+    port = free_port()
+    env["WORKBENCH_PORT"] = str(port)
+    app = start_process([sys.executable, "app.py"], env, "app")
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for(lambda: _http_ok(url), 120, interval=0.25, what="the app to answer")
+    except AssertionError:
+        raise AssertionError(app.output()[-3000:]) from None
+    doc = tmp_path / "zephyr-facts.txt"
+    doc.write_text("The Zephyr observatory stands on Mount Kalani.\n\n"
+                   "Its main telescope has a mirror 4.2 metres wide.\n")
+    empty = tmp_path / "empty.md"
+    empty.write_text("")
+
+    page.goto(url)
+    page.get_by_role("tab", name="Corpus").click()
+    page.locator("#corpus-upload input[type=file]").set_input_files([str(doc), str(empty)])
+    page.locator("#corpus-upload-btn").click()
+    message = page.locator("#corpus-message")
+    expect(message).to_contain_text("empty.md: refused: empty file", timeout=60_000)
+    expect(message).to_contain_text("zephyr-facts.txt: added")
+    table = page.locator("#documents-table")
+    expect(table).to_contain_text("zephyr-facts.txt", timeout=30_000)
+    expect(table).to_contain_text("indexed", timeout=180_000)
+
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#chat-input textarea").fill("How wide is the mirror of the Zephyr telescope?")
+    page.locator("#chat-send").click()
+    answer = page.locator("#chatbot .message.bot").last
+    expect(answer).not_to_be_empty(timeout=180_000)
+    first = answer.inner_text()
+    sources = page.locator("#chat-sources")
+    expect(sources).to_contain_text("zephyr-facts.txt", timeout=60_000)
+    expect(sources).to_contain_text("tokens/s", timeout=180_000)  # the turn is done
+    final = answer.inner_text()
+    assert final.strip() and len(final) >= len(first)
+    page.locator("#chat-annotate").click()
+    expect(page.locator("#chat-status")).to_contain_text("Sent turn", timeout=30_000)

@@ -46,7 +46,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
     def send(turn, request: gr.Request):
         user = ctx.require(request, "chat")
         try:
-            record = save_turn(workspace, turn or {}, user.name)
+            record = save_turn(workspace, turn or {}, user.username)
         except WorkbenchError as exc:
             raise gr.Error(str(exc)) from None
         return f"Sent turn `{record['id']}` to Annotate."

@@ -37,7 +37,7 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         to_index = [a.doc["id"] for a in added if a.doc and a.doc["status"] != "indexed"]
         lines = [a.message() for a in added]
         if to_index:
-            run = control.submit(settings, "corpus.ingest", {"doc_ids": to_index}, user=user.name)
+            run = control.submit(settings, "corpus.ingest", {"doc_ids": to_index}, user=user.username)
             lines.append(f"Indexing {len(to_index)} document(s) in run `{run.id}` (progress in Monitor).")
         refused = [a for a in added if a.error]
         if refused and not to_index:
