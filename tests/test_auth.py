@@ -66,7 +66,24 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
         annotator.predict(done.id, api_name="/delete_run")
     assert done.folder.exists()
 
+    from gradio_client import handle_file
+
+    doc = tmp_path / "notes.txt"
+    doc.write_text("Notes worth keeping.")
+    with pytest.raises(Exception, match="Permission denied"):
+        annotator.predict([handle_file(str(doc))], api_name="/upload_documents")
+    assert not (tmp_path / "ws" / "data" / "documents.json").exists()
+
     admin = Client(url, auth=("alice", "alice-pw"), verbose=False)
+    message = admin.predict([handle_file(str(doc))], api_name="/upload_documents")[0]
+    assert "notes.txt: added" in message and "Indexing 1 document(s)" in message
+    registry = json.loads((tmp_path / "ws" / "data" / "documents.json").read_text())["documents"]
+    assert [d["name"] for d in registry] == ["notes.txt"]
+    with pytest.raises(Exception, match="Permission denied"):
+        annotator.predict(registry[0]["id"], api_name="/delete_document")
+    assert (tmp_path / "ws" / "data" / "documents" / registry[0]["file"]).exists()
+    assert any(r["kind"] == "corpus.ingest" and r["user"] == "alice" for r in store.list())
+
     run_id = admin.predict(5, api_name="/launch_selftest")
     run = store.get(run_id)
     assert run.status()["status"] == "queued" and run.status()["user"] == "alice"

@@ -77,7 +77,8 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         summary = gr.Markdown(elem_id="corpus-summary")
         table = gr.Dataframe(headers=DOCUMENT_COLUMNS, interactive=False, wrap=True, elem_id="documents-table")
         with gr.Row():
-            doc_picker = gr.Dropdown(label="Document", choices=[], elem_id="document-select", scale=3)
+            doc_picker = gr.Dropdown(label="Document", choices=[], allow_custom_value=True,
+                                     elem_id="document-select", scale=3)
             delete_btn = gr.Button("Delete document and its chunks", variant="stop", elem_id="document-delete", scale=1)
             refresh_btn = gr.Button("Refresh", scale=1)
         gr.Markdown("### Search preview")

@@ -1,0 +1,64 @@
+"""The FAISS index types and the index files: flat, HNSW and IVF find the right rows, switching
+type or deleting rebuilds from the stored vectors, and files that disagree are refused."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from storage import Workspace
+from workbench.index import store
+
+
+def unit_rows(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("index_type", store.INDEX_TYPES)
+def test_each_index_type_finds_the_query_row(index_type):
+    vectors = unit_rows(4000)
+    index = store.build_faiss(vectors, index_type)
+    queries = vectors[:50] + 0.01 * unit_rows(50, seed=1)
+    _, rows = index.search(np.ascontiguousarray(queries / np.linalg.norm(queries, axis=1, keepdims=True)), 1)
+    recall = float(np.mean(rows[:, 0] == np.arange(50)))
+    assert recall >= 0.95, (index_type, recall)
+
+
+def test_ivf_with_too_few_rows_to_train_is_flat():
+    import faiss
+
+    assert isinstance(store.build_faiss(unit_rows(100), "ivf"), faiss.IndexFlat)
+
+
+def _doc(i: int) -> dict:
+    return {"id": f"d{i}", "name": f"doc{i}.txt", "file": f"doc{i}.txt", "sha256": str(i) * 64}
+
+
+def test_files_round_trip_delete_and_switch_type_without_reembedding(tmp_path):
+    ws = Workspace(tmp_path)
+    state = store.empty({"model": "m", "dim": 32})
+    vectors = unit_rows(30)
+    for i in range(3):
+        chunks = [{"chunk_id": f"d{i}:{n}", "doc_id": f"d{i}", "source": f"doc{i}.txt", "page": None,
+                   "section": None, "text": f"chunk {n} of {i}"} for n in range(10)]
+        store.add_document(state, _doc(i), chunks, vectors[10 * i:10 * (i + 1)])
+    store.save(ws, state)
+    loaded = store.load(ws)
+    assert loaded.size == 30 and loaded.index.ntotal == 30 and np.array_equal(loaded.vectors, vectors)
+
+    assert store.remove_documents(loaded, {"d1"}) == 10
+    store.reindex(loaded, "hnsw")
+    store.save(ws, loaded)
+    again = store.load(ws)
+    assert again.meta["index_type"] == "hnsw" and again.document_ids() == {"d0", "d2"}
+    assert np.array_equal(again.vectors, np.concatenate([vectors[:10], vectors[20:]]))
+    _, rows = again.index.search(vectors[25:26], 1)
+    assert again.chunks[rows[0, 0]]["chunk_id"] == "d2:5"
+
+    meta = json.loads(ws.metadata_file.read_text())
+    meta["chunks"].pop()
+    ws.metadata_file.write_text(json.dumps(meta))
+    with pytest.raises(store.IndexUnusable, match="disagree.*ingest --rebuild"):
+        store.load(ws)
