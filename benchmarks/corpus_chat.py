@@ -24,7 +24,7 @@ ratio to the bare library call it wraps, measured in this same process.
    land, 100k texts are never embedded. Timed flat, then after ``store.reindex(state, "hnsw")``
    (build time and recall@k against flat reported).
 3. Chat. The base model loaded by ``ModelCache`` (``--model``, default ``$WORKBENCH_BASE_MODEL``
-   or ``$WORKBENCH_HOME/models/base``), a RAG prompt from ``build_prompt`` with the top-5 hits,
+   or ``$WORKBENCH_HOME/models/base``), a RAG prompt from ``build_prompt`` with the top hits,
    greedy, ``max_new_tokens`` new tokens on both sides (``min_new_tokens`` is set to the same on
    the shared model's generation_config so both sides always produce that many). Interleaved
    runs of bare ``model.generate(**inputs, **generation_kwargs(...))``, the workbench's
@@ -351,12 +351,15 @@ def bench_ingest(settings: Settings, corpus: Path, model, args) -> dict[str, Any
 # -------------------------------------------------------------------------------- 2. search
 
 def search_latencies(retriever: Retriever, model, queries: list[str], k: int,
-                     mode: str = "dense") -> dict[str, list[float]]:
-    """Per query: Retriever.search, then (dense only) bare encode and bare FAISS search."""
+                     mode: str = "dense") -> dict[str, list]:
+    """Per query: Retriever.search, then (dense only) bare encode and bare FAISS search. The
+    hits' chunk ids come back under ``ids`` (for recall)."""
     state = retriever.state()
-    out: dict[str, list[float]] = {"search": [], "encode": [], "faiss": []}
+    out: dict[str, list] = {"search": [], "encode": [], "faiss": [], "ids": []}
     for query in queries:
-        out["search"].append(timed(lambda: retriever.search(query, k, mode))[0])
+        seconds, hits = timed(lambda: retriever.search(query, k, mode))
+        out["search"].append(seconds)
+        out["ids"].append([h.chunk_id for h in hits])
         if mode == "dense":
             seconds, vector = timed(lambda: model.encode([query], normalize_embeddings=True))
             out["encode"].append(seconds)
@@ -365,7 +368,7 @@ def search_latencies(retriever: Retriever, model, queries: list[str], k: int,
 
 
 def summarise(label: str, times: dict[str, list[float]]) -> dict[str, float]:
-    ms = {name: [1000 * v for v in values] for name, values in times.items()}
+    ms = {name: [1000 * v for v in values] for name, values in times.items() if name != "ids"}
     out = {"p50_ms": pct(ms["search"], 0.5), "p95_ms": pct(ms["search"], 0.95), "n": len(ms["search"])}
     extra = ""
     if "encode" in ms:
@@ -417,16 +420,16 @@ def bench_search_large(settings: Settings, model, queries: list[str], k: int, ro
     say(f"  built the {state.size}-row index files in {build_s:.1f} s (real chunks + random unit vectors)")
     retriever = Retriever(target, settings.embedding_model)
     retriever.search(queries[0], k)
-    flat = summarise(f"search dense flat @{state.size}", search_latencies(retriever, model, queries, k))
-    flat_ids = [[h.chunk_id for h in retriever.search(q, k)] for q in queries]
+    times = search_latencies(retriever, model, queries, k)
+    flat, flat_ids = summarise(f"search dense flat @{state.size}", times), times["ids"]
     hnsw_s, _ = timed(lambda: store.reindex(state, "hnsw"))
     with DocumentStore(target).lock():
         store.save(target, state)
     say(f"  store.reindex(state, 'hnsw') at {state.size} rows: {hnsw_s:.1f} s")
     retriever.search(queries[0], k)
-    hnsw = summarise(f"search dense hnsw @{state.size}", search_latencies(retriever, model, queries, k))
-    found = [len(set(f) & {h.chunk_id for h in retriever.search(q, k)}) / len(f)
-             for q, f in zip(queries, flat_ids) if f]
+    times = search_latencies(retriever, model, queries, k)
+    hnsw = summarise(f"search dense hnsw @{state.size}", times)
+    found = [len(set(f) & set(h)) / len(f) for f, h in zip(flat_ids, times["ids"]) if f]
     hnsw.update(build_s=hnsw_s, recall_at_k=statistics.mean(found))
     say(f"  hnsw recall@{k} against flat: {hnsw['recall_at_k']:.3f}")
     return {"rows": state.size, "flat": flat, "hnsw": hnsw}
@@ -549,25 +552,27 @@ def default_model() -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small corpus, 20k large index, fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="small corpus, 10k large index, fewer repeats")
     parser.add_argument("--skip-chat", action="store_true")
     parser.add_argument("--skip-100k", action="store_true", help="no large-index search figures")
     parser.add_argument("--model", default=None, help="chat model folder (default: the workspace base model)")
-    parser.add_argument("--docs", type=int, default=None, help="documents in the corpus (default 200, quick 24)")
-    parser.add_argument("--doc-words", type=int, default=1250, help="mean words per document (~10 chunks)")
+    parser.add_argument("--docs", type=int, default=None, help="documents in the corpus (default 200, quick 16)")
+    parser.add_argument("--doc-words", type=int, default=1100, help="mean words per document (~10 chunks)")
     parser.add_argument("--chunk-size", type=int, default=200)
     parser.add_argument("--compare-chunks", type=int, default=None,
-                        help="chunks re-encoded for the interleaved comparison (default 320, quick 96)")
+                        help="chunks re-encoded for the interleaved comparison (default 256, quick 64)")
     parser.add_argument("--queries", type=int, default=None, help="single queries timed (default 200, quick 40)")
-    parser.add_argument("--large", type=int, default=None, help="rows of the large index (default 100000, quick 20000)")
+    parser.add_argument("--large", type=int, default=None, help="rows of the large index (default 100000, quick 10000)")
     parser.add_argument("--chat-reps", type=int, default=None, help="default 5, quick 2")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="default 64, quick 32")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default 64, quick 16")
+    parser.add_argument("--contexts", type=int, default=None, help="retrieved chunks in the chat prompt (default 5, quick 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
     quick = args.quick
-    for name, full, small in (("docs", 200, 24), ("compare_chunks", 320, 96), ("queries", 200, 40),
-                              ("large", 100_000, 20_000), ("chat_reps", 5, 2), ("max_new_tokens", 64, 32)):
+    for name, full, small in (("docs", 200, 16), ("compare_chunks", 256, 64), ("queries", 200, 40),
+                              ("large", 100_000, 10_000), ("chat_reps", 5, 2), ("max_new_tokens", 64, 16),
+                              ("contexts", 5, 3)):
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
     args.model = args.model or default_model()
@@ -577,7 +582,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    figures: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k != "json"}}
+    figures: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k != "json"},
+                               "loadavg_start": os.getloadavg()}
+    say(f"load average at start {figures['loadavg_start'][0]:.2f} on {os.cpu_count()} cpus")
     with tempfile.TemporaryDirectory(prefix="bench-corpus-") as tmp:
         settings = replace(Settings.from_env(), home=Path(tmp) / "workspace")
         load_s, model = timed(lambda: load_embedder(settings.embedding_model))
@@ -595,11 +602,13 @@ def main() -> None:
             if not (Path(args.model) / "config.json").exists():
                 say(f"chat skipped: no model at {args.model} (pass --model PATH)")
             else:
-                prompt = chat_prompt(settings, queries[0], 5)
+                prompt = chat_prompt(settings, queries[0], args.contexts)
                 figures["chat"] = bench_chat(settings, args.model, prompt, args.chat_reps, args.max_new_tokens)
     figures["total_s"] = round(time.perf_counter() - started, 1)
+    figures["loadavg_end"] = os.getloadavg()
     print_table(table(figures))
-    say(f"\ntotal {figures['total_s']:.0f} s")
+    say(f"\ntotal {figures['total_s']:.0f} s; load average (1/5/15 min) at the end "
+        + " / ".join(f"{x:.2f}" for x in figures["loadavg_end"]) + f" on {os.cpu_count()} cpus")
     line = json.dumps(figures, default=float)
     if args.json:
         Path(args.json).write_text(line + "\n", encoding="utf-8")

@@ -189,3 +189,30 @@ def test_ingest_command_through_a_worker(env, worker, tmp_path):
     hits = json.loads(cli(env, "search", "capital of Germany", "--json").stdout.splitlines()[0])["hits"]
     assert hits[0]["source"] == "facts.txt"
 
+
+
+def test_index_type_switch_reuses_vectors_and_rechunking_needs_rebuild(wb, settings, tmp_path):
+    import faiss
+
+    from workbench.corpus.library import reindex_config
+
+    corpus = make_corpus(tmp_path / "corpus")
+    assert ingest(wb, str(corpus / "facts.txt"), str(corpus / "notes.md"))[0] == 0
+    ws = settings.workspace
+    vectors = np.load(ws.embeddings_file)
+    assert reindex_config(ws, "hnsw", 200, 40) == {"index_type": "hnsw"}
+
+    code, shown, _ = ingest(wb, "--index-type", "hnsw")
+    assert code == 0 and shown["result"]["indexed"] == []
+    assert isinstance(faiss.read_index(str(ws.index_file)), faiss.IndexHNSWFlat)
+    assert np.array_equal(np.load(ws.embeddings_file), vectors)
+    assert search(wb, "volcano in Sicily")[0]["hits"][0]["source"] == "notes.md"
+
+    code, out, err = wb("ingest", str(corpus / "guide.html"), "--chunk-size", "64")
+    assert code == 2 and "the index uses 200-token chunks with 40 overlap" in err and "--rebuild" in err
+    assert "guide.html" not in wb("documents", "list")[1]
+    assert reindex_config(ws, "flat", 64, 8)["rebuild"] is True
+    code, shown, _ = ingest(wb, "--rebuild", "--chunk-size", "64", "--chunk-overlap", "8")
+    assert code == 0 and sorted(shown["result"]["indexed"]) == ["facts.txt", "notes.md"]
+    meta = json.loads(ws.metadata_file.read_text())
+    assert (meta["chunking"]["size"], meta["chunking"]["overlap"], meta["index_type"]) == (64, 8, "flat")

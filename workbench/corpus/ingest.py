@@ -23,6 +23,7 @@ from workbench.index import store as index_store
 from workbench.index.embedder import describe, embed, load_embedder
 
 INDEXING = "indexing"
+DEFAULT_CHUNKING = {"size": 200, "overlap": 40}
 COMMIT_EVERY_S = 15.0
 
 
@@ -31,8 +32,8 @@ class Config:
     doc_ids: list = field(default_factory=list, metadata={"help": "documents to index (default: every pending one)"})
     rebuild: bool = field(default=False, metadata={"help": "re-embed every document into a fresh index"})
     embedding_model: str = field(default="", metadata={"help": "sentence-transformers model (default: WORKBENCH_EMBEDDING_MODEL)"})
-    chunk_size: int = field(default=200, metadata={"help": "tokens per chunk (embedding tokenizer)"})
-    chunk_overlap: int = field(default=40, metadata={"help": "tokens shared by neighbouring chunks"})
+    chunk_size: int | None = field(default=None, metadata={"help": "tokens per chunk, embedding tokenizer (default: the index's; 200 for a new one)"})
+    chunk_overlap: int | None = field(default=None, metadata={"help": "tokens shared by neighbouring chunks (default: the index's; 40 for a new one)"})
     index_type: str = field(default="", metadata={"help": "flat, hnsw or ivf (default: keep the current one, flat for a new index)"})
     batch_size: int = field(default=64, metadata={"help": "chunks per embedding batch"})
     parse_timeout_s: float = field(default=60.0, metadata={"help": "wall-clock limit to parse one file"})
@@ -41,7 +42,9 @@ class Config:
     def validate(self) -> None:
         if self.index_type and self.index_type not in index_store.INDEX_TYPES:
             raise ValueError(f"index_type must be one of {', '.join(index_store.INDEX_TYPES)}")
-        if self.chunk_size < 8 or not 0 <= self.chunk_overlap < self.chunk_size:
+        size = DEFAULT_CHUNKING["size"] if self.chunk_size is None else self.chunk_size
+        overlap = DEFAULT_CHUNKING["overlap"] if self.chunk_overlap is None else self.chunk_overlap
+        if size < 8 or not 0 <= overlap < size:
             raise ValueError("chunk_size must be >= 8 and 0 <= chunk_overlap < chunk_size")
         if self.batch_size < 1 or self.parse_timeout_s <= 0 or self.parse_memory_mb < 64:
             raise ValueError("batch_size >= 1, parse_timeout_s > 0 and parse_memory_mb >= 64 are required")
@@ -69,15 +72,30 @@ def _claim(docs: DocumentStore, runs: RunStore, run_id: str, config: Config, ind
     return claimed
 
 
-def _open_index(docs: DocumentStore, config: Config, embedding: dict[str, Any]) -> index_store.CorpusIndex:
-    with docs.lock():
-        state = None if config.rebuild else index_store.load(docs.workspace)
-    if state is None:
-        return index_store.empty(embedding, config.index_type or "flat")
-    if state.meta.get("embedding_model") != embedding["model"] or state.meta.get("dim") != embedding["dim"]:
-        raise ValueError(f"the index was built with {state.meta.get('embedding_model')!r}; "
-                         f"to use {embedding['model']!r} run `workbench ingest --rebuild`")
-    return state
+def _chunking(config: Config, existing: index_store.CorpusIndex | None, model_name: str,
+              max_tokens: int) -> dict[str, Any]:
+    """The chunking to use: what the config asks, else what the index was built with. Chunks of
+    two sizes in one index would rank unevenly, so a change needs ``rebuild``."""
+    current = dict(existing.meta.get("chunking") or {}) if existing is not None else {}
+    size = config.chunk_size or current.get("size") or DEFAULT_CHUNKING["size"]
+    overlap = config.chunk_overlap if config.chunk_overlap is not None else current.get("overlap", DEFAULT_CHUNKING["overlap"])
+    if size > max_tokens - 2:
+        raise ValueError(f"chunk_size {size} is over what {model_name} reads ({max_tokens - 2} tokens)")
+    if current and (current.get("size"), current.get("overlap")) != (size, overlap):
+        raise ValueError(f"the index uses {current.get('size')}-token chunks with {current.get('overlap')} "
+                         f"overlap; to re-chunk with {size}/{overlap} run `workbench ingest --rebuild`")
+    return {"size": size, "overlap": overlap, "tokenizer": model_name}
+
+
+def preflight(workspace, config: dict[str, Any]) -> None:
+    """Refuse, before anything is stored or queued, a config the job would refuse."""
+    from workbench.configs import config_from_dict
+
+    parsed = config_from_dict(Config, config)
+    if not parsed.rebuild:
+        with DocumentStore(workspace).lock():
+            existing = index_store.load(workspace)
+        _chunking(parsed, existing, "", 10**9)
 
 
 def run(config: Config, reporter) -> dict[str, Any]:
@@ -89,26 +107,27 @@ def run(config: Config, reporter) -> dict[str, Any]:
     reporter.log(f"loading embedding model {model_name}")
     model = load_embedder(model_name)
     info = describe(model)
-    if config.chunk_size > info["max_tokens"] - 2:
-        raise ValueError(f"chunk_size {config.chunk_size} is over what {model_name} reads "
-                         f"({info['max_tokens'] - 2} tokens)")
     reporter.log(f"embedding model: {info['dim']} dims, {info['dtype']} on {info['device']}")
-    embedding = {"model": model_name, "dim": info["dim"], "dtype": info["dtype"],
-                 "chunking": {"size": config.chunk_size, "overlap": config.chunk_overlap,
-                              "tokenizer": model_name}}
-    existing = index_store.load(workspace) if not config.rebuild else None
+    with docs.lock():
+        existing = None if config.rebuild else index_store.load(workspace)
+    if existing is not None and (existing.meta.get("embedding_model"), existing.meta.get("dim")) != (model_name, info["dim"]):
+        raise ValueError(f"the index was built with {existing.meta.get('embedding_model')!r}; "
+                         f"to use {model_name!r} run `workbench ingest --rebuild`")
+    chunking = _chunking(config, existing, model_name, info["max_tokens"])
+    embedding = {"model": model_name, "dim": info["dim"], "dtype": info["dtype"], "chunking": chunking}
+    if config.rebuild:
+        with docs.lock():
+            index_store.save(workspace, index_store.empty(embedding, config.index_type or "flat"))
+        reporter.log(f"rebuilding: a new {config.index_type or 'flat'} index, every document re-embedded")
+    elif existing is not None and config.index_type and config.index_type != existing.meta.get("index_type"):
+        reporter.log(f"switching the index from {existing.meta.get('index_type')} to {config.index_type}")
+        with docs.lock():
+            state = index_store.load(workspace)
+            index_store.reindex(state, config.index_type)
+            index_store.save(workspace, state)
     indexed_ids = existing.document_ids() if existing is not None else set()
     todo = _claim(docs, runs, reporter.run.id, config, indexed_ids)
     result: dict[str, Any] = {"indexed": [], "failed": [], "chunks": 0}
-    state = _open_index(docs, config, embedding)
-    if config.rebuild:
-        _commit(docs, workspace, None, [], result, rebuild_state=state)
-    elif config.index_type and config.index_type != state.meta.get("index_type"):
-        reporter.log(f"switching the index from {state.meta.get('index_type')} to {config.index_type}")
-        with docs.lock():
-            state = index_store.load(workspace) or state
-            index_store.reindex(state, config.index_type)
-            index_store.save(workspace, state)
     if not todo:
         reporter.log("nothing to index: every document is already in the index")
     batch: list[tuple[dict, list[dict], Any]] = []
@@ -117,15 +136,15 @@ def run(config: Config, reporter) -> dict[str, Any]:
         for i, doc in enumerate(todo):
             reporter.check_cancel()
             reporter.progress(i, len(todo), doc["name"])
-            prepared, error = _prepare(doc, docs, model, config, reporter)
+            prepared, error = _prepare(doc, docs, model, config, chunking, reporter)
             if error:
                 result["failed"].append({"id": doc["id"], "name": doc["name"], "error": error})
             else:
                 batch.append(prepared)
             if batch and time.monotonic() - last_commit > COMMIT_EVERY_S:
-                _commit(docs, workspace, embedding, batch, result, index_type=config.index_type)
+                _commit(docs, workspace, embedding, batch, result, config.index_type)
                 batch, last_commit = [], time.monotonic()
-        _commit(docs, workspace, embedding, batch, result, index_type=config.index_type)
+        _commit(docs, workspace, embedding, batch, result, config.index_type)
     finally:
         _release(docs, reporter.run.id)
     reporter.progress(len(todo), len(todo), f"{len(result['indexed'])} indexed, {len(result['failed'])} failed")
@@ -134,14 +153,14 @@ def run(config: Config, reporter) -> dict[str, Any]:
     return result
 
 
-def _prepare(doc: dict, docs: DocumentStore, model, config: Config, reporter):
+def _prepare(doc: dict, docs: DocumentStore, model, config: Config, chunking: dict, reporter):
     """Parse, chunk and embed one document: (prepared, None), or (None, reason) with the reason
     also in the registry."""
     started = time.monotonic()
     try:
         blocks = parse_isolated(docs.path_of(doc), timeout_s=config.parse_timeout_s,
                                 memory_mb=config.parse_memory_mb)
-        chunks = chunk_blocks(blocks, model.tokenizer, config.chunk_size, config.chunk_overlap)
+        chunks = chunk_blocks(blocks, model.tokenizer, chunking["size"], chunking["overlap"])
         if not chunks:
             raise ParseError("no text found")
     except ParseError as exc:
@@ -158,16 +177,12 @@ def _prepare(doc: dict, docs: DocumentStore, model, config: Config, reporter):
     return (doc, rows, vectors), None
 
 
-def _commit(docs: DocumentStore, workspace, embedding, batch, result, index_type: str = "",
-            rebuild_state=None) -> None:
+def _commit(docs: DocumentStore, workspace, embedding, batch, result, index_type: str = "") -> None:
     """Add a batch to the index as it is on disk now (a delete may have happened meanwhile)."""
-    if not batch and rebuild_state is None:
+    if not batch:
         return
     with docs.lock():
-        if rebuild_state is not None:
-            state = rebuild_state
-        else:
-            state = index_store.load(workspace) or index_store.empty(embedding, index_type or "flat")
+        state = index_store.load(workspace) or index_store.empty(embedding, index_type or "flat")
         live = {d["id"] for d in docs.list()}
         for doc, rows, vectors in batch:
             if doc["id"] not in live:

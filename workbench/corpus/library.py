@@ -108,3 +108,16 @@ def delete_document(workspace: Workspace, ref: str) -> dict[str, Any]:
             index_store.save(workspace, state)
         docs.remove(doc["id"])
     return {**doc, "chunks_removed": removed}
+
+
+def reindex_config(workspace: Workspace, index_type: str, chunk_size: int, chunk_overlap: int) -> dict[str, Any]:
+    """The ``corpus.ingest`` config that applies these settings: a type switch alone reuses the
+    stored vectors; new chunk sizes mean re-embedding everything (``rebuild``)."""
+    from workbench.index import store as index_store
+
+    state = index_store.load(workspace)
+    chunking = (state.meta.get("chunking") or {}) if state is not None else {}
+    same = (chunking.get("size"), chunking.get("overlap")) == (chunk_size, chunk_overlap)
+    if state is not None and same:
+        return {"index_type": index_type}
+    return {"rebuild": True, "index_type": index_type, "chunk_size": chunk_size, "chunk_overlap": chunk_overlap}

@@ -7,12 +7,13 @@ from pathlib import Path
 import gradio as gr
 
 from jobs import control
-from workbench.corpus.library import add_paths, delete_document
+from workbench.corpus.library import add_paths, delete_document, reindex_config
 from workbench.corpus.overview import (DOCUMENT_COLUMNS, HIT_COLUMNS, documents_rows, hits_rows,
                                        index_summary)
 from workbench.corpus.parse import SUPPORTED
 from workbench.errors import WorkbenchError
 from workbench.index.search import MODES, retriever_for
+from workbench.index.store import INDEX_TYPES
 from workbench.ui.common import UiContext
 
 
@@ -54,6 +55,16 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
             raise gr.Error("That document is already gone.") from None
         return (f"Deleted **{removed['name']}** and its {removed['chunks_removed']} chunks.", *snapshot())
 
+    def reindex(index_type, chunk_size, chunk_overlap, request: gr.Request):
+        user = ctx.require(request, "launch")
+        try:
+            config = reindex_config(workspace, index_type, int(chunk_size), int(chunk_overlap))
+            run = control.submit(settings, "corpus.ingest", config, user=user.username)
+        except (WorkbenchError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        what = "re-embedding every document" if config.get("rebuild") else f"switching to a {index_type} index"
+        return (f"Run `{run.id}`: {what} (progress in Monitor).", *snapshot())
+
     def search(query, k, mode, request: gr.Request):
         ctx.require(request, "chat")
         if not query or not query.strip():
@@ -81,6 +92,15 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
                                      elem_id="document-select", scale=3)
             delete_btn = gr.Button("Delete document and its chunks", variant="stop", elem_id="document-delete", scale=1)
             refresh_btn = gr.Button("Refresh", scale=1)
+        with gr.Accordion("Index settings", open=False):
+            gr.Markdown("Flat is exact and fine up to a few hundred thousand chunks; HNSW is approximate "
+                        "and fast for large corpora; IVF needs enough chunks to train its lists. Changing "
+                        "the type reuses the stored vectors; changing chunk sizes re-embeds everything.")
+            with gr.Row():
+                index_type = gr.Dropdown(list(INDEX_TYPES), value="flat", label="index type")
+                chunk_size = gr.Number(200, precision=0, minimum=8, label="chunk size (tokens)")
+                chunk_overlap = gr.Number(40, precision=0, minimum=0, label="overlap (tokens)")
+                reindex_btn = gr.Button("Apply to the whole index", elem_id="corpus-reindex")
         gr.Markdown("### Search preview")
         with gr.Row():
             query = gr.Textbox(label="Query", elem_id="corpus-query", scale=4)
@@ -93,6 +113,8 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         outputs = [table, summary, doc_picker, timer]
         upload_btn.click(upload, [files], [message, files, *outputs], api_name="upload_documents")
         delete_btn.click(delete, [doc_picker], [message, *outputs], api_name="delete_document")
+        reindex_btn.click(reindex, [index_type, chunk_size, chunk_overlap], [message, *outputs],
+                          api_name="reindex")
         refresh_btn.click(snapshot, None, outputs, api_name=False)
         timer.tick(snapshot, None, outputs, api_name=False)
         tab.select(snapshot, None, outputs, api_name=False)
