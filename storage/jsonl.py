@@ -19,7 +19,7 @@ class JsonlError(ValueError):
 
 def lock_for(path: Path) -> FileLock:
     path = Path(path)
-    return FileLock(str(path.with_name(f".{path.name}.lock")))
+    return FileLock(str(path.with_name(f".{path.name}.lock")), is_singleton=True)
 
 
 def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:

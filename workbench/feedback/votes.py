@@ -1,0 +1,121 @@
+"""Preference votes: one line of ``data/feedback.jsonl`` per vote.
+
+A vote's id is derived from its pair and its annotator, so a second submit of the same vote
+(a double click, a re-vote after undo) replaces the earlier line instead of adding one. Appends
+are locked and flushed: many annotators at once never lose or interleave lines.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storage import append_jsonl
+from storage.jsonl import iter_jsonl
+from storage.jsonl import lock_for
+from storage.runs import now_iso
+from workbench.errors import WorkbenchError
+
+CHOICES = ("a", "b", "tie", "both_bad")
+
+
+class VoteError(WorkbenchError):
+    pass
+
+
+def vote_id(pair_id: str, annotator: str) -> str:
+    return hashlib.sha256(f"{pair_id}\x00{annotator}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class Vote:
+    pair_id: str
+    prompt: str
+    answer_a: str
+    answer_b: str
+    choice: str
+    annotator: str
+    model_a: str = ""
+    model_b: str = ""
+    edited_answer: str = ""  # a better answer written by the annotator: chosen against both
+    comment: str = ""
+    chunk_ids: list[str] = field(default_factory=list)
+    timestamp: str = ""
+    id: str = ""
+
+    def __post_init__(self):
+        self.id = self.id or vote_id(self.pair_id, self.annotator)
+        self.timestamp = self.timestamp or now_iso()
+
+    def validate(self) -> None:
+        for name in ("pair_id", "annotator"):
+            if not str(getattr(self, name) or "").strip():
+                raise VoteError(f"{name} is empty")
+        if not self.prompt.strip():
+            raise VoteError("the prompt is empty")
+        if not self.answer_a.strip() or not self.answer_b.strip():
+            raise VoteError("an answer is empty: both answers are needed for a vote")
+        if self.choice not in CHOICES:
+            raise VoteError(f"choice must be one of {', '.join(CHOICES)}, got {self.choice!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _rewrite_without(path: Path, ids: set[str]) -> int:
+    """Drop the lines of ``ids`` (caller holds the lock); returns how many were dropped."""
+    kept, dropped = [], 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if any(f'"id": "{i}"'.encode() in raw for i in ids):
+                dropped += 1
+            else:
+                kept.append(raw)
+    if dropped:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as out:
+            out.writelines(kept)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    return dropped
+
+
+def record_votes(path: Path, votes: list[Vote]) -> dict[str, int]:
+    """Validate every vote first (nothing is written if one is bad), then write them: a vote
+    whose id is already in the file replaces that line."""
+    for vote in votes:
+        vote.validate()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = {v.id for v in votes}
+    with lock_for(path):
+        replaced = 0
+        if path.exists():
+            data = path.read_bytes()
+            present = {i for i in ids if f'"id": "{i}"'.encode() in data}
+            if present:
+                replaced = _rewrite_without(path, present)
+        append_jsonl(path, [v.to_dict() for v in votes])
+    return {"written": len(votes), "replaced": replaced}
+
+
+def record_vote(path: Path, vote: Vote) -> dict[str, int]:
+    return record_votes(path, [vote])
+
+
+def read_votes(path: Path) -> list[dict[str, Any]]:
+    """Every vote in the file (strict: a broken line raises ``JsonlError`` with its number)."""
+    return list(iter_jsonl(Path(path)))
+
+
+def remove_vote(path: Path, pair_id: str, annotator: str) -> bool:
+    """Undo: drop this annotator's vote on this pair."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    with lock_for(path):
+        return _rewrite_without(path, {vote_id(pair_id, annotator)}) > 0
