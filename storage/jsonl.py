@@ -37,10 +37,11 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
     return payload.count("\n")
 
 
-def iter_jsonl(path: Path, strict: bool = True) -> Iterator[dict[str, Any]]:
+def iter_jsonl(path: Path, strict: bool = True, numbered: bool = False) -> Iterator[Any]:
     """Yield each object. Strict mode raises ``JsonlError`` naming the bad line; lenient skips it.
 
     A last line without its newline is a write in progress and is skipped in lenient mode.
+    ``numbered`` yields (1-based line number, object) pairs.
     """
     path = Path(path)
     try:
@@ -69,7 +70,7 @@ def iter_jsonl(path: Path, strict: bool = True) -> Iterator[dict[str, Any]]:
                 if strict:
                     raise JsonlError(path, line_no, "not a JSON object")
                 continue
-            yield value
+            yield (line_no, value) if numbered else value
 
 
 def read_jsonl(path: Path, strict: bool = True) -> list[dict[str, Any]]:

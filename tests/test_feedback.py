@@ -116,3 +116,65 @@ def test_malformed_line_is_reported_and_nothing_is_written(tmp_path):
     with pytest.raises(JsonlError, match="line 2"):
         merge_feedback(path, out)
     assert out.read_text() == "previous content\n"
+
+
+def test_cli_import_pairs_then_merge_prints_a_summary(wb, settings, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"prompt": "What is 2+2?\n\nContext:\nArithmetic.", "chosen": "4", "rejected": "5",
+         "annotator_comment": "correct", "timestamp": "2025-10-29T18:45:02"},
+        {"prompt": "Capital of Italy?", "chosen": "Rome", "rejected": "Milan"},
+    ]))
+    code, out, _ = wb("feedback", "import", str(pairs), "--annotator", "bob", "--json")
+    assert code == 0 and json.loads(out) == {"written": 2, "replaced": 0}
+    assert wb("feedback", "import", str(pairs), "--annotator", "bob", "--json")[1].strip() == \
+        json.dumps({"written": 2, "replaced": 2})  # importing again replaces, never duplicates
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "ok", "chosen": "a", "rejected": "b"}) + "\n\n"
+                   + json.dumps({"prompt": "", "chosen": "a", "rejected": "b"}) + "\n")
+    code, _, err = wb("feedback", "import", str(bad))
+    assert code == 2 and "line 3" in err and "prompt is empty" in err
+    assert len(read_votes(settings.workspace.feedback_file)) == 2
+
+    code, out, _ = wb("merge-feedback")
+    assert code == 0 and "2 pairs written to" in out and "per annotator: bob 2" in out
+    rows = [json.loads(line) for line in settings.workspace.rlhf_file.read_text().splitlines()]
+    assert rows[0]["prompt"] == "What is 2+2?\n\nContext:\nArithmetic." and rows[0]["chosen"] == "4"
+    assert rows[0]["annotator_comment"] == "correct" and rows[0]["timestamp"] == "2025-10-29T18:45:02"
+
+
+def test_merged_file_trains_in_trl_reward_and_dpo_trainers_unchanged(tmp_path, pulled_base):
+    import torch
+    from datasets import load_dataset
+    from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
+                              LlamaConfig)
+    from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
+
+    path = tmp_path / "feedback.jsonl"
+    for i in range(4):
+        record_vote(path, vote(f"p{i}", "a" if i % 2 else "b", comment=f"note {i}"))
+    out = tmp_path / "dataset_rlhf.jsonl"
+    merge_feedback(path, out)
+    dataset = load_dataset("json", data_files=str(out), split="train")
+    assert dataset.num_rows == 4 and {"prompt", "chosen", "rejected"} <= set(dataset.column_names)
+
+    tokenizer = AutoTokenizer.from_pretrained(pulled_base[1])
+    tiny = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                       pad_token_id=tokenizer.pad_token_id)
+    common = {"per_device_train_batch_size": 2, "max_steps": 1, "report_to": "none", "use_cpu": True,
+              "bf16": False, "gradient_checkpointing": False, "save_strategy": "no", "learning_rate": 1e-2}
+    torch.manual_seed(0)
+    policy = AutoModelForCausalLM.from_config(tiny)
+    before = [p.detach().clone() for p in policy.parameters()]
+    DPOTrainer(model=policy, ref_model=AutoModelForCausalLM.from_config(tiny),
+               args=DPOConfig(output_dir=str(tmp_path / "dpo"), max_length=128, **common),
+               train_dataset=dataset, processing_class=tokenizer).train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+
+    reward = AutoModelForSequenceClassification.from_config(tiny.__class__(**{**tiny.to_dict(), "num_labels": 1}))
+    before = [p.detach().clone() for p in reward.parameters()]
+    RewardTrainer(model=reward, args=RewardConfig(output_dir=str(tmp_path / "rm"), max_length=128, **common),
+                  train_dataset=dataset, processing_class=tokenizer).train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, reward.parameters()))
