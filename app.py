@@ -42,7 +42,7 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
 
     from jobs import control
     from workbench.auth import Users
-    from workbench.ui import build_ui
+    from workbench.ui import HEAD, build_ui
 
     users = Users(settings.auth_file)  # a broken auth file stops the start, with its reason
     if settings.embedded_worker and not no_worker:
@@ -56,7 +56,7 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
     demo.launch(server_name=host or settings.host, server_port=port or settings.port,
                 auth=users.verify if users.enabled else None,
                 auth_message="Workbench: sign in" if users.enabled else None,
-                max_file_size=f"{settings.max_upload_mb}mb", show_error=True, quiet=False)
+                max_file_size=f"{settings.max_upload_mb}mb", show_error=True, quiet=False, head=HEAD)
     return 0
 
 

@@ -31,10 +31,15 @@ ratio to the bare library call it wraps, measured in this same process.
    ``stream_generate`` iterated to the end, and a bare one-token generate (prefill + first
    token, the floor for time to first token). Tokens/s is new tokens over the whole call.
 
-The machine may be noisy: every comparison is interleaved and reported as medians.
+The machine may be noisy: every comparison is interleaved and reported as medians. Unless
+``--omp-default`` is given (or OMP_WAIT_POLICY is already set), OMP_WAIT_POLICY=PASSIVE is set
+before torch and faiss load: with libgomp's default spin-waiting on a CPU-starved 2-core box, torch
+in the main thread ran 3-6x slower than in a second thread (a prefill took 12 s instead of 2-4 s),
+so the bare call (main thread) against ``stream_generate`` (its own thread) measured the spin
+heuristics, not the code. Passive waiting makes every thread behave alike.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/corpus_chat.py [--quick] [--skip-chat]
-        [--skip-100k] [--model PATH] [--docs 200] [--json PATH]
+        [--skip-100k] [--model PATH] [--docs 200] [--json PATH] [--omp-default]
 """
 from __future__ import annotations
 
@@ -54,6 +59,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if "--omp-default" not in sys.argv:  # read by libgomp when torch / faiss load: set it before
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -327,7 +334,8 @@ def bench_ingest(settings: Settings, corpus: Path, model, args) -> dict[str, Any
         f"({len(info['embed_calls'])} embed calls, one per document)")
     groups = chunk_groups(settings.workspace)
     subset = pick_documents(groups, args.compare_chunks)
-    cmp = compare_encoders(model, subset, ingest_job.Config().batch_size, per_slice=64)
+    cmp = compare_encoders(model, subset, ingest_job.Config().batch_size,
+                           per_slice=max(16, args.compare_chunks // 4))
     in_job = sum(info["embed_calls"][text_key(d)] for d in subset)
     bare = sum(cmp["bare_by_doc"].values())
     out = {"docs": info["docs"], "chunks": info["chunks"], "ingest_wall_s": round(wall, 2),
@@ -490,16 +498,22 @@ def _chat_figures(runs: dict[str, list], tokenizer, prompt_tokens: int, max_new:
            "ttft_p50_s": statistics.median(ttft) if ttft else None,
            "bare_first_token_p50_s": statistics.median(first), "same_text": same_text}
     out["decode_tokens_per_s"] = {
-        "bare": (max_new - 1) / (statistics.median(s for s, _, _ in runs["bare"]) - out["bare_first_token_p50_s"]),
-        "ours": (max_new - 1) / (statistics.median(s for s, _, _, _ in runs["ours"]) - out["ttft_p50_s"])}
+        "bare": _rate(max_new - 1, statistics.median(s for s, _, _ in runs["bare"]), out["bare_first_token_p50_s"]),
+        "ours": _rate(max_new - 1, statistics.median(s for s, _, _, _ in runs["ours"]), out["ttft_p50_s"])}
     say(f"chat bare generate   {out['bare_tokens_per_s']:6.1f} tokens/s   ({out['new_tokens']['bare']} new tokens, "
         f"median of {out['reps']})")
     say(f"chat stream_generate {out['ours_tokens_per_s']:6.1f} tokens/s   ({out['new_tokens']['ours']} new tokens)  "
         f"ratio {out['ratio']:.3f}x   same text: {'yes' if same_text else 'NO'}")
+    decode = {k: "n/a" if v is None else f"{v:.1f}" for k, v in out["decode_tokens_per_s"].items()}
     say(f"  time to first token p50 {out['ttft_p50_s']:.3f} s (bare prefill + 1 token p50 "
-        f"{out['bare_first_token_p50_s']:.3f} s); decode only ~{out['decode_tokens_per_s']['bare']:.1f} "
-        f"(bare) vs ~{out['decode_tokens_per_s']['ours']:.1f} (ours) tokens/s")
+        f"{out['bare_first_token_p50_s']:.3f} s); after the first token ~{decode['bare']} (bare) "
+        f"vs ~{decode['ours']} (ours) tokens/s")
     return out
+
+
+def _rate(tokens: int, total: float, first: float | None) -> float | None:
+    """Tokens/s after the first token (medians of different runs: a rough figure)."""
+    return tokens / (total - first) if first is not None and total > first else None
 
 
 # --------------------------------------------------------------------------------- reporting
@@ -567,6 +581,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default 64, quick 16")
     parser.add_argument("--contexts", type=int, default=None, help="retrieved chunks in the chat prompt (default 5, quick 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--omp-default", action="store_true",
+                        help="keep libgomp's default spin-waiting (see the module docstring)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
     quick = args.quick
@@ -584,7 +600,9 @@ def main() -> None:
     started = time.perf_counter()
     figures: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k != "json"},
                                "loadavg_start": os.getloadavg()}
-    say(f"load average at start {figures['loadavg_start'][0]:.2f} on {os.cpu_count()} cpus")
+    say(f"load average at start {figures['loadavg_start'][0]:.2f} on {os.cpu_count()} cpus; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
+    figures["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
     with tempfile.TemporaryDirectory(prefix="bench-corpus-") as tmp:
         settings = replace(Settings.from_env(), home=Path(tmp) / "workspace")
         load_s, model = timed(lambda: load_embedder(settings.embedding_model))

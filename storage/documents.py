@@ -94,6 +94,9 @@ class DocumentStore:
                 docs = self._load()
                 same = next((d for d in docs if d["sha256"] == sha), None)
                 if same is not None:
+                    if not self.path_of(same).exists():  # same bytes again: repair a lost original
+                        os.replace(tmp, self.path_of(same))
+                        tmp = None
                     return same, False
                 original = Path(name).name or "document"
                 stem, ext = os.path.splitext(original)

@@ -92,3 +92,23 @@ def test_turn_sent_to_annotate_and_models_unloaded(chat_env, settings):
     assert any(m.spec.name == "base" for m in CACHE.loaded())
     assert "base" in CACHE.unload()
     assert CACHE.loaded() == []
+
+
+def test_closing_the_stream_stops_generation(chat_env, settings):
+    import threading
+    import time
+
+    from tests.conftest import wait_for
+    from workbench.chat.model_cache import CACHE
+    from workbench.chat.session import stream_generate
+
+    live = settings.__class__.from_env()
+    loaded = CACHE.get("base", live.workspace, live.base_model)
+    stream = stream_generate(loaded, "Write a very long story about a lighthouse keeper.", 0.9, 2000)
+    for _ in range(3):
+        next(stream)
+    stream.close()  # what Gradio does when the browser tab goes away
+    closed = time.monotonic()
+    wait_for(lambda: not any(t.name == "generate" and t.is_alive() for t in threading.enumerate()),
+             20, what="the generating thread to stop")
+    assert time.monotonic() - closed < 20

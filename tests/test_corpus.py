@@ -175,6 +175,9 @@ def test_chunks_respect_size_overlap_and_sentence_boundaries():
     assert len(tail) > 1 and "token0" in tail[0].text and "token299" in tail[-1].text
     with pytest.raises(ValueError, match="overlap"):
         chunk_blocks([Block(text)], tokenizer, size=48, overlap=48)
+    blob = "QUJD" * 250_000  # a megabyte of base64 is a single unknown token: cut by characters too
+    pieces = chunk_blocks([Block(f"Intro sentence. {blob} Outro.")], tokenizer, size=48, overlap=12)
+    assert max(len(c.text) for c in pieces) <= 48 * 12 * 2 and sum(len(c.text) for c in pieces) >= len(blob)
 
 
 def test_ingest_command_through_a_worker(env, worker, tmp_path):

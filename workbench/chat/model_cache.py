@@ -26,15 +26,21 @@ class ModelCache:
     def __init__(self):
         self._models: dict[ModelSpec, LoadedModel] = {}
         self._lock = threading.Lock()
+        self._loading: dict[ModelSpec, threading.Lock] = {}
 
     def get(self, name: str, workspace: Workspace, base_setting: str = "") -> LoadedModel:
         spec = resolve(name, workspace, base_setting)
-        with self._lock:  # one load at a time: two users asking at once share it
+        with self._lock:
+            if spec in self._models:
+                return self._models[spec]
+            loading = self._loading.setdefault(spec, threading.Lock())
+        with loading:  # two users asking for the same model share one load; other models wait not
             if spec not in self._models:
                 started = time.perf_counter()
                 model, tokenizer, device = load_for_inference(spec)
-                self._models[spec] = LoadedModel(spec, model, tokenizer, device, time.time(),
-                                                 time.perf_counter() - started)
+                with self._lock:
+                    self._models[spec] = LoadedModel(spec, model, tokenizer, device, time.time(),
+                                                     time.perf_counter() - started)
             return self._models[spec]
 
     def loaded(self) -> list[LoadedModel]:

@@ -89,18 +89,26 @@ def stream_generate(loaded, prompt: str, temperature: float, max_new_tokens: int
     """Yield (text piece, new tokens so far is unknown until the end: 0) while generating, then
     ("", total new tokens) once done. Errors in the generating thread are raised here."""
     import torch
-    from transformers import TextIteratorStreamer
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
     tokenizer, model = loaded.tokenizer, loaded.model
     inputs = tokenizer.apply_chat_template(chat_messages(prompt), add_generation_prompt=True,
                                            return_tensors="pt", return_dict=True).to(loaded.device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
     outcome: dict[str, Any] = {}
+    stop = threading.Event()
+
+    class StopWhenAbandoned(StoppingCriteria):
+        """The reader went away (a closed browser tab closes this generator): stop decoding."""
+
+        def __call__(self, input_ids, scores, **kwargs):
+            return stop.is_set()
 
     def work():
         try:
             with torch.inference_mode():
                 out = model.generate(**inputs, streamer=streamer,
+                                     stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]),
                                      **generation_kwargs(tokenizer, temperature, max_new_tokens))
             outcome["tokens"] = int(out.shape[-1] - inputs["input_ids"].shape[-1])
         except BaseException as exc:  # handed to the caller's thread below
@@ -109,13 +117,32 @@ def stream_generate(loaded, prompt: str, temperature: float, max_new_tokens: int
 
     thread = threading.Thread(target=work, name="generate", daemon=True)
     thread.start()
-    for piece in streamer:
-        if piece:
-            yield piece, 0
+    try:
+        for piece in streamer:
+            if piece:
+                yield piece, 0
+    finally:
+        stop.set()
     thread.join()
     if "error" in outcome:
         raise outcome["error"]
     yield "", outcome.get("tokens", 0)
+
+
+def context_window(model) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+
+
+def fit_context(loaded, question: str, hits: list[Hit], max_new_tokens: int) -> tuple[list[Hit], int]:
+    """Drop the lowest-ranked chunks until prompt and answer fit the model's context window."""
+    limit = context_window(loaded.model) - max_new_tokens - 64  # chat template's own tokens
+    kept = list(hits)
+    while kept:
+        length = len(loaded.tokenizer(build_prompt(question, [h.text for h in kept]))["input_ids"])
+        if length <= limit:
+            break
+        kept.pop()
+    return kept, len(hits) - len(kept)
 
 
 def answer_stream(settings: Settings, request: ChatRequest, cache: ModelCache = CACHE) -> Iterator[Turn]:
@@ -123,6 +150,9 @@ def answer_stream(settings: Settings, request: ChatRequest, cache: ModelCache = 
     request.validate()
     loaded = cache.get(request.model, settings.workspace, settings.base_model)
     hits, note = retrieve(settings, request)
+    hits, trimmed = fit_context(loaded, request.question, hits, request.max_new_tokens)
+    if trimmed:
+        note = f"{trimmed} retrieved chunk(s) left out to fit the model's context window"
     prompt = build_prompt(request.question, [h.text for h in hits])
     turn = Turn(id=uuid.uuid4().hex[:12], question=request.question.strip(), prompt=prompt,
                 model=request.model, request=asdict(request), sources=hits, note=note)

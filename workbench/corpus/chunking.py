@@ -13,6 +13,7 @@ from typing import Any
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+(?=\S)")
+MAX_CHARS_PER_TOKEN = 12  # English runs ~4-5 characters a token; far more means unknown tokens
 
 
 @dataclass
@@ -69,10 +70,24 @@ def _units(tokenizer: Any, text: str, size: int, overlap: int) -> list[_Unit]:
                 if pieces:
                     pieces[0].sep = sep
                 units.extend(pieces)
-    return units
+    return _cap_characters(tokenizer, units, size * MAX_CHARS_PER_TOKEN)
 
 
-def _pack(units: list[_Unit], size: int, overlap: int) -> list[tuple[str, int]]:
+def _cap_characters(tokenizer: Any, units: list[_Unit], max_chars: int) -> list[_Unit]:
+    """Very long "words" (base64, minified code) are one unknown token each: a chunk of 200
+    tokens could hold megabytes. Cut such units by characters too."""
+    out: list[_Unit] = []
+    for unit in units:
+        if len(unit.text) <= max_chars:
+            out.append(unit)
+            continue
+        pieces = [unit.text[i:i + max_chars] for i in range(0, len(unit.text), max_chars)]
+        for i, (piece, count) in enumerate(zip(pieces, _count(tokenizer, pieces))):
+            out.append(_Unit(piece, count, unit.sep if i == 0 else " "))
+    return out
+
+
+def _pack(units: list[_Unit], size: int, overlap: int, max_chars: int) -> list[tuple[str, int]]:
     """Greedy packing; each new chunk starts with the previous chunk's last units that fit in
     ``overlap`` tokens, so a fact cut at a boundary is whole in at least one chunk."""
     chunks: list[tuple[str, int]] = []
@@ -84,12 +99,14 @@ def _pack(units: list[_Unit], size: int, overlap: int) -> list[tuple[str, int]]:
         chunks.append((text, sum(u.tokens for u in current)))
 
     for unit in units:
-        if current and sum(u.tokens for u in current) + unit.tokens > size:
+        full = sum(u.tokens for u in current) + unit.tokens > size
+        if current and (full or sum(len(u.text) for u in current) + len(unit.text) > max_chars):
             if fresh:
                 emit()
             carried: list[_Unit] = []
             for prev in reversed(current):
-                if sum(u.tokens for u in carried) + prev.tokens > overlap:
+                if (sum(u.tokens for u in carried) + prev.tokens > overlap
+                        or sum(len(u.text) for u in carried) + len(prev.text) > max_chars // 4):
                     break
                 carried.insert(0, prev)
             while carried and sum(u.tokens for u in carried) + unit.tokens > size:
@@ -110,6 +127,7 @@ def chunk_blocks(blocks: list[Any], tokenizer: Any, size: int = 200, overlap: in
         raise ValueError(f"chunk overlap must be between 0 and size-1, got {overlap}")
     out: list[Chunk] = []
     for block in blocks:
-        for text, tokens in _pack(_units(tokenizer, block.text, size, overlap), size, overlap):
+        units = _units(tokenizer, block.text, size, overlap)
+        for text, tokens in _pack(units, size, overlap, size * MAX_CHARS_PER_TOKEN):
             out.append(Chunk(text, tokens, getattr(block, "page", None), getattr(block, "section", None)))
     return out

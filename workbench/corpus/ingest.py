@@ -9,6 +9,7 @@ batch already committed and the documents after it stay pending.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,20 +43,22 @@ class Config:
     def validate(self) -> None:
         if self.index_type and self.index_type not in index_store.INDEX_TYPES:
             raise ValueError(f"index_type must be one of {', '.join(index_store.INDEX_TYPES)}")
-        size = DEFAULT_CHUNKING["size"] if self.chunk_size is None else self.chunk_size
-        overlap = DEFAULT_CHUNKING["overlap"] if self.chunk_overlap is None else self.chunk_overlap
-        if size < 8 or not 0 <= overlap < size:
-            raise ValueError("chunk_size must be >= 8 and 0 <= chunk_overlap < chunk_size")
+        if self.chunk_size is not None and self.chunk_size < 8:
+            raise ValueError("chunk_size must be at least 8 tokens")
+        if self.chunk_overlap is not None and self.chunk_overlap < 0:
+            raise ValueError("chunk_overlap must be >= 0")
         if self.batch_size < 1 or self.parse_timeout_s <= 0 or self.parse_memory_mb < 64:
             raise ValueError("batch_size >= 1, parse_timeout_s > 0 and parse_memory_mb >= 64 are required")
 
 
-def _claim(docs: DocumentStore, runs: RunStore, run_id: str, config: Config, indexed: set[str]) -> list[dict]:
+def _claim(docs: DocumentStore, runs: RunStore, run_id: str, config: Config) -> list[dict]:
     """Mark this run's documents ``indexing`` so a second ingest job running beside it skips them.
     A claim left by a run that is no longer active is taken over."""
     wanted = set(config.doc_ids)
     claimed = []
     with docs.lock():
+        current = None if config.rebuild else index_store.load(docs.workspace)
+        indexed = current.document_ids() if current is not None else set()
         for doc in docs.list():
             if wanted and doc["id"] not in wanted:
                 continue
@@ -79,11 +82,13 @@ def _chunking(config: Config, existing: index_store.CorpusIndex | None, model_na
     current = dict(existing.meta.get("chunking") or {}) if existing is not None else {}
     size = config.chunk_size or current.get("size") or DEFAULT_CHUNKING["size"]
     overlap = config.chunk_overlap if config.chunk_overlap is not None else current.get("overlap", DEFAULT_CHUNKING["overlap"])
-    if size > max_tokens - 2:
-        raise ValueError(f"chunk_size {size} is over what {model_name} reads ({max_tokens - 2} tokens)")
     if current and (current.get("size"), current.get("overlap")) != (size, overlap):
         raise ValueError(f"the index uses {current.get('size')}-token chunks with {current.get('overlap')} "
                          f"overlap; to re-chunk with {size}/{overlap} run `workbench ingest --rebuild`")
+    if overlap > size // 2:
+        raise ValueError(f"chunk_overlap {overlap} is over half the chunk size {size}")
+    if size > max_tokens - 2:
+        raise ValueError(f"chunk_size {size} is over what {model_name} reads ({max_tokens - 2} tokens)")
     return {"size": size, "overlap": overlap, "tokenizer": model_name}
 
 
@@ -107,6 +112,9 @@ def run(config: Config, reporter) -> dict[str, Any]:
     reporter.log(f"loading embedding model {model_name}")
     model = load_embedder(model_name)
     info = describe(model)
+    # The cached model's tokenizer is shared with other jobs' threads, and encode() switches its
+    # truncation on and off: chunking with it could cut sentences at 256 tokens.
+    tokenizer = copy.deepcopy(model.tokenizer)
     reporter.log(f"embedding model: {info['dim']} dims, {info['dtype']} on {info['device']}")
     with docs.lock():
         existing = None if config.rebuild else index_store.load(workspace)
@@ -125,26 +133,25 @@ def run(config: Config, reporter) -> dict[str, Any]:
             state = index_store.load(workspace)
             index_store.reindex(state, config.index_type)
             index_store.save(workspace, state)
-    indexed_ids = existing.document_ids() if existing is not None else set()
-    todo = _claim(docs, runs, reporter.run.id, config, indexed_ids)
+    todo = _claim(docs, runs, reporter.run.id, config)
     result: dict[str, Any] = {"indexed": [], "failed": [], "chunks": 0}
     if not todo:
-        reporter.log("nothing to index: every document is already in the index")
+        reporter.log("nothing to index: the documents are indexed already or being indexed by another run")
     batch: list[tuple[dict, list[dict], Any]] = []
     last_commit = time.monotonic()
     try:
         for i, doc in enumerate(todo):
             reporter.check_cancel()
             reporter.progress(i, len(todo), doc["name"])
-            prepared, error = _prepare(doc, docs, model, config, chunking, reporter)
+            prepared, error = _prepare(doc, docs, model, tokenizer, config, chunking, reporter)
             if error:
                 result["failed"].append({"id": doc["id"], "name": doc["name"], "error": error})
             else:
                 batch.append(prepared)
             if batch and time.monotonic() - last_commit > COMMIT_EVERY_S:
-                _commit(docs, workspace, embedding, batch, result, config.index_type)
+                _commit(docs, workspace, embedding, batch, result, reporter, config.index_type)
                 batch, last_commit = [], time.monotonic()
-        _commit(docs, workspace, embedding, batch, result, config.index_type)
+        _commit(docs, workspace, embedding, batch, result, reporter, config.index_type)
     finally:
         _release(docs, reporter.run.id)
     reporter.progress(len(todo), len(todo), f"{len(result['indexed'])} indexed, {len(result['failed'])} failed")
@@ -153,14 +160,14 @@ def run(config: Config, reporter) -> dict[str, Any]:
     return result
 
 
-def _prepare(doc: dict, docs: DocumentStore, model, config: Config, chunking: dict, reporter):
+def _prepare(doc: dict, docs: DocumentStore, model, tokenizer, config: Config, chunking: dict, reporter):
     """Parse, chunk and embed one document: (prepared, None), or (None, reason) with the reason
     also in the registry."""
     started = time.monotonic()
     try:
         blocks = parse_isolated(docs.path_of(doc), timeout_s=config.parse_timeout_s,
                                 memory_mb=config.parse_memory_mb)
-        chunks = chunk_blocks(blocks, model.tokenizer, chunking["size"], chunking["overlap"])
+        chunks = chunk_blocks(blocks, tokenizer, chunking["size"], chunking["overlap"])
         if not chunks:
             raise ParseError("no text found")
     except ParseError as exc:
@@ -177,12 +184,19 @@ def _prepare(doc: dict, docs: DocumentStore, model, config: Config, chunking: di
     return (doc, rows, vectors), None
 
 
-def _commit(docs: DocumentStore, workspace, embedding, batch, result, index_type: str = "") -> None:
-    """Add a batch to the index as it is on disk now (a delete may have happened meanwhile)."""
+def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, index_type: str = "") -> None:
+    """Add a batch to the index as it is on disk now (a delete may have happened meanwhile).
+    If a rebuild beside this run changed the model or the chunking, the batch is not mixed in:
+    its documents go back to pending for the next run."""
     if not batch:
         return
     with docs.lock():
         state = index_store.load(workspace) or index_store.empty(embedding, index_type or "flat")
+        built_with = (state.meta.get("embedding_model"), state.meta.get("dim"),
+                      (state.meta.get("chunking") or {}).get("size"), (state.meta.get("chunking") or {}).get("overlap"))
+        if built_with != (embedding["model"], embedding["dim"], embedding["chunking"]["size"], embedding["chunking"]["overlap"]):
+            reporter.log(f"the index changed under this run ({built_with}); {len(batch)} document(s) left pending")
+            return
         live = {d["id"] for d in docs.list()}
         for doc, rows, vectors in batch:
             if doc["id"] not in live:

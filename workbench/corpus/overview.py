@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from storage import Workspace
-from storage.documents import DocumentStore
-from workbench.index import store as index_store
+from storage.documents import DocumentStore, RegistryError
 
 DOCUMENT_COLUMNS = ["id", "name", "type", "size", "chunks", "added", "status", "error"]
 HIT_COLUMNS = ["rank", "score", "source", "page / section", "chunk_id", "text"]
@@ -28,20 +27,24 @@ def documents_rows(workspace: Workspace) -> list[list[Any]]:
     return rows
 
 
-def index_summary(workspace: Workspace) -> str:
-    docs = DocumentStore(workspace).list()
+def index_summary(workspace: Workspace, embedding_model: str) -> str:
+    """Read through the process's retriever, which reloads the index only when it changed."""
+    from workbench.index.search import retriever_for
+    from workbench.index.store import IndexUnusable
+
     counts: dict[str, int] = {}
+    try:
+        docs = DocumentStore(workspace).list()
+        state = retriever_for(workspace, embedding_model).state()
+    except (RegistryError, IndexUnusable) as exc:
+        return f"**Unusable:** {exc}"
     for d in docs:
         counts[d.get("status", "?")] = counts.get(d.get("status", "?"), 0) + 1
-    try:
-        state = index_store.load(workspace)
-    except index_store.IndexUnusable as exc:
-        return f"**Index unusable:** {exc}"
-    if state is None:
+    meta = state.meta if state is not None else None
+    if meta is None:
         head = "No index yet."
     else:
-        meta = state.meta
-        head = (f"**{state.size} chunks** from {len(meta.get('documents', {}))} documents · "
+        head = (f"**{len(meta.get('chunks', []))} chunks** from {len(meta.get('documents', {}))} documents · "
                 f"{meta.get('embedding_model')} ({meta.get('dim')} dims, {meta.get('embedding_dtype')}) · "
                 f"{meta.get('index_type')} index · updated {meta.get('updated')}")
     by_status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no documents"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from storage import Workspace
+from storage.documents import DocumentStore
 from workbench.index import store
 from workbench.index.embedder import embed, load_embedder
 
@@ -52,7 +53,9 @@ class Retriever:
 
     def state(self) -> store.CorpusIndex | None:
         """The index as on disk now (reloaded when a job or a delete replaced the files)."""
-        with self._lock:
+        # Under the corpus lock: a save replaces three files one after another, and a read
+        # between two renames would pair vectors with the wrong chunks.
+        with self._lock, DocumentStore(self.workspace).lock():
             sig = store.signature(self.workspace)
             if sig != self._signature:
                 self._state = store.load(self.workspace)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from workbench.settings import Settings
+from workbench.ui.annotate import KEYBOARD_JS, create_annotate_tab
 from workbench.ui.chat import create_chat_tab
 from workbench.ui.common import UiContext
 from workbench.ui.corpus import create_corpus_tab
@@ -12,16 +13,18 @@ from workbench.ui.monitor import create_monitor_tab
 from workbench.ui.placeholders import create_placeholder_tab
 
 TITLE = "Workbench"
+HEAD = KEYBOARD_JS  # page-level scripts, passed to ``launch(head=...)``
 
 
 def build_ui(settings: Settings) -> gr.Blocks:
     ctx = UiContext.from_settings(settings)
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    # delete_cache: Gradio's copies of uploads older than a day go, hourly (originals are stored)
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(f"# {TITLE}\nDocuments → fine-tuning → preferences → alignment → evaluation.")
         with gr.Tabs():
             corpus_refresh = create_corpus_tab(ctx)
             create_chat_tab(ctx)
-            create_placeholder_tab("Annotate", "Blind pairwise A/B preference annotation into data/feedback.jsonl.")
+            create_annotate_tab(ctx)
             create_placeholder_tab("Train", "LoRA / QLoRA fine-tuning, reward model, PPO and DPO as queued jobs.")
             create_placeholder_tab("Evaluate", "Automatic evaluation of any model against a test set, with reports and plots.")
             create_monitor_tab(ctx)

@@ -26,15 +26,19 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         rows = documents_rows(workspace)
         choices = [(f"{r[1]} ({r[0]})", r[0]) for r in rows]
         busy = any(r[6] in ("pending", "indexing") for r in rows)
-        return rows, index_summary(workspace), gr.Dropdown(choices=choices), gr.Timer(active=busy)
+        return rows, index_summary(workspace, settings.embedding_model), gr.Dropdown(choices=choices), gr.Timer(active=busy)
 
     def upload(files, request: gr.Request):
         user = ctx.require(request, "launch")
         if not files:
             raise gr.Error("Choose one or more files first.")
         paths = [Path(f) for f in files]
-        added = add_paths(workspace.ensure(), paths, settings.max_upload_mb * 1_000_000,
-                          names=[p.name for p in paths])
+        try:
+            added = add_paths(workspace.ensure(), paths, settings.max_upload_mb * 1_000_000,
+                              names=[p.name for p in paths])
+        finally:
+            for path in paths:  # Gradio's copy: the stored original is the only one kept
+                path.unlink(missing_ok=True)
         to_index = [a.doc["id"] for a in added if a.doc and a.doc["status"] != "indexed"]
         lines = [a.message() for a in added]
         if to_index:
