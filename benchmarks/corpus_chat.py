@@ -359,9 +359,10 @@ def bench_ingest(settings: Settings, corpus: Path, model, args) -> dict[str, Any
 # -------------------------------------------------------------------------------- 2. search
 
 def search_latencies(retriever: Retriever, model, queries: list[str], k: int,
-                     mode: str = "dense") -> dict[str, list]:
-    """Per query: Retriever.search, then (dense only) bare encode and bare FAISS search. The
-    hits' chunk ids come back under ``ids`` (for recall)."""
+                     mode: str = "dense", bare_encode: bool = True) -> dict[str, list]:
+    """Per query: Retriever.search, then (dense only) the bare encode and the bare FAISS search
+    (with ``bare_encode=False`` the query vector is encoded untimed). The hits' chunk ids come
+    back under ``ids`` (for recall)."""
     state = retriever.state()
     out: dict[str, list] = {"search": [], "encode": [], "faiss": [], "ids": []}
     for query in queries:
@@ -370,7 +371,8 @@ def search_latencies(retriever: Retriever, model, queries: list[str], k: int,
         out["ids"].append([h.chunk_id for h in hits])
         if mode == "dense":
             seconds, vector = timed(lambda: model.encode([query], normalize_embeddings=True))
-            out["encode"].append(seconds)
+            if bare_encode:
+                out["encode"].append(seconds)
             out["faiss"].append(timed(lambda: state.index.search(vector, k))[0])
     return {name: values for name, values in out.items() if values}
 
@@ -378,10 +380,14 @@ def search_latencies(retriever: Retriever, model, queries: list[str], k: int,
 def summarise(label: str, times: dict[str, list[float]]) -> dict[str, float]:
     ms = {name: [1000 * v for v in values] for name, values in times.items() if name != "ids"}
     out = {"p50_ms": pct(ms["search"], 0.5), "p95_ms": pct(ms["search"], 0.95), "n": len(ms["search"])}
-    extra = ""
+    parts = []
     if "encode" in ms:
-        out.update(encode_p50_ms=pct(ms["encode"], 0.5), faiss_p50_ms=pct(ms["faiss"], 0.5))
-        extra = f"   (bare encode p50 {out['encode_p50_ms']:.1f} ms, bare FAISS p50 {out['faiss_p50_ms']:.2f} ms)"
+        out["encode_p50_ms"] = pct(ms["encode"], 0.5)
+        parts.append(f"bare encode p50 {out['encode_p50_ms']:.1f} ms")
+    if "faiss" in ms:
+        out["faiss_p50_ms"] = pct(ms["faiss"], 0.5)
+        parts.append(f"bare FAISS p50 {out['faiss_p50_ms']:.2f} ms")
+    extra = f"   ({', '.join(parts)})" if parts else ""
     say(f"{label:34} p50 {out['p50_ms']:7.1f} ms   p95 {out['p95_ms']:7.1f} ms   n={out['n']}{extra}")
     return out
 
@@ -428,14 +434,14 @@ def bench_search_large(settings: Settings, model, queries: list[str], k: int, ro
     say(f"  built the {state.size}-row index files in {build_s:.1f} s (real chunks + random unit vectors)")
     retriever = Retriever(target, settings.embedding_model)
     retriever.search(queries[0], k)
-    times = search_latencies(retriever, model, queries, k)
+    times = search_latencies(retriever, model, queries, k, bare_encode=False)
     flat, flat_ids = summarise(f"search dense flat @{state.size}", times), times["ids"]
     hnsw_s, _ = timed(lambda: store.reindex(state, "hnsw"))
     with DocumentStore(target).lock():
         store.save(target, state)
     say(f"  store.reindex(state, 'hnsw') at {state.size} rows: {hnsw_s:.1f} s")
     retriever.search(queries[0], k)
-    times = search_latencies(retriever, model, queries, k)
+    times = search_latencies(retriever, model, queries, k, bare_encode=False)
     hnsw = summarise(f"search dense hnsw @{state.size}", times)
     found = [len(set(f) & set(h)) / len(f) for f, h in zip(flat_ids, times["ids"]) if f]
     hnsw.update(build_s=hnsw_s, recall_at_k=statistics.mean(found))
@@ -463,9 +469,9 @@ def bench_chat(settings: Settings, model_path: str, prompt: str, reps: int, max_
         seconds, out = timed(lambda: model.generate(**inputs, **kwargs))
         return seconds, int(out.shape[-1] - prompt_tokens), out
 
-    def ours() -> tuple[float, int, float, str]:
+    def ours(n: int = max_new) -> tuple[float, int, float, str]:
         started, first, text, tokens = time.perf_counter(), None, "", 0
-        for piece, count in stream_generate(loaded, prompt, 0.0, max_new):
+        for piece, count in stream_generate(loaded, prompt, 0.0, n):
             if piece:
                 first = first if first is not None else time.perf_counter() - started
                 text += piece
@@ -473,7 +479,7 @@ def bench_chat(settings: Settings, model_path: str, prompt: str, reps: int, max_
                 tokens = count
         return time.perf_counter() - started, tokens, first, text
 
-    bare(4), ours()  # warm-up (the streamer path too) before equal lengths are forced
+    bare(4), ours(4)  # warm-up (the streamer path too) before equal lengths are forced
     model.generation_config.min_new_tokens = max_new  # both sides: always max_new new tokens
     runs: dict[str, list] = {"bare": [], "ours": [], "first": []}
     sides = {"bare": lambda: bare(), "ours": ours, "first": lambda: bare(1)}
@@ -571,10 +577,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-100k", action="store_true", help="no large-index search figures")
     parser.add_argument("--model", default=None, help="chat model folder (default: the workspace base model)")
     parser.add_argument("--docs", type=int, default=None, help="documents in the corpus (default 200, quick 16)")
-    parser.add_argument("--doc-words", type=int, default=1100, help="mean words per document (~10 chunks)")
+    parser.add_argument("--doc-words", type=int, default=900, help="mean words per document (~8 chunks)")
     parser.add_argument("--chunk-size", type=int, default=200)
     parser.add_argument("--compare-chunks", type=int, default=None,
-                        help="chunks re-encoded for the interleaved comparison (default 256, quick 64)")
+                        help="chunks re-encoded for the interleaved comparison (default 192, quick 64)")
     parser.add_argument("--queries", type=int, default=None, help="single queries timed (default 200, quick 40)")
     parser.add_argument("--large", type=int, default=None, help="rows of the large index (default 100000, quick 10000)")
     parser.add_argument("--chat-reps", type=int, default=None, help="default 5, quick 2")
@@ -586,7 +592,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
     quick = args.quick
-    for name, full, small in (("docs", 200, 16), ("compare_chunks", 256, 64), ("queries", 200, 40),
+    for name, full, small in (("docs", 200, 16), ("compare_chunks", 192, 64), ("queries", 200, 40),
                               ("large", 100_000, 10_000), ("chat_reps", 5, 2), ("max_new_tokens", 64, 16),
                               ("contexts", 5, 3)):
         if getattr(args, name) is None:
@@ -595,33 +601,53 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+@contextmanager
+def section(figures: dict[str, Any], name: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        figures.setdefault("section_s", {})[name] = round(time.perf_counter() - started, 1)
+        say(f"  [{name}: {figures['section_s'][name]:.0f} s]")
+
+
+def run_sections(args, figures: dict[str, Any], tmp: Path) -> None:
+    settings = replace(Settings.from_env(), home=tmp / "workspace")
+    with section(figures, "setup"):
+        load_s, model = timed(lambda: load_embedder(settings.embedding_model))
+        say(f"embedding model {settings.embedding_model}: {describe(model)}, loaded in {load_s:.1f} s")
+        write_corpus(tmp / "corpus", args.docs, args.doc_words, args.seed)
+        embed(model, [make_document(random.Random(1), 0, 150)] * 16)  # warm-up
+    with section(figures, "ingest"):
+        figures["ingest"] = bench_ingest(settings, tmp / "corpus", model, args)
+    queries = make_queries(args.queries, args.seed)
+    with section(figures, "search"):
+        figures["search_small"] = bench_search_small(settings, model, queries, 5)
+    if not args.skip_100k:
+        with section(figures, "search_large"):
+            figures["search_large"] = bench_search_large(settings, model, queries, 5, args.large,
+                                                         args.seed, tmp / "large")
+        gc.collect()
+    if args.skip_chat:
+        return
+    if not (Path(args.model) / "config.json").exists():
+        say(f"chat skipped: no model at {args.model} (pass --model PATH)")
+        return
+    with section(figures, "chat"):
+        prompt = chat_prompt(settings, queries[0], args.contexts)
+        figures["chat"] = bench_chat(settings, args.model, prompt, args.chat_reps, args.max_new_tokens)
+
+
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     figures: dict[str, Any] = {"args": {k: v for k, v in vars(args).items() if k != "json"},
-                               "loadavg_start": os.getloadavg()}
+                               "loadavg_start": os.getloadavg(),
+                               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     say(f"load average at start {figures['loadavg_start'][0]:.2f} on {os.cpu_count()} cpus; "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
-    figures["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
+        f"OMP_WAIT_POLICY={figures['omp_wait_policy'] or '(unset)'}")
     with tempfile.TemporaryDirectory(prefix="bench-corpus-") as tmp:
-        settings = replace(Settings.from_env(), home=Path(tmp) / "workspace")
-        load_s, model = timed(lambda: load_embedder(settings.embedding_model))
-        say(f"embedding model {settings.embedding_model}: {describe(model)}, loaded in {load_s:.1f} s")
-        write_corpus(Path(tmp) / "corpus", args.docs, args.doc_words, args.seed)
-        embed(model, [make_document(random.Random(1), 0, 150)] * 16)  # warm-up
-        figures["ingest"] = bench_ingest(settings, Path(tmp) / "corpus", model, args)
-        queries = make_queries(args.queries, args.seed)
-        figures["search_small"] = bench_search_small(settings, model, queries, 5)
-        if not args.skip_100k:
-            figures["search_large"] = bench_search_large(settings, model, queries, 5, args.large,
-                                                         args.seed, Path(tmp) / "large")
-            gc.collect()
-        if not args.skip_chat:
-            if not (Path(args.model) / "config.json").exists():
-                say(f"chat skipped: no model at {args.model} (pass --model PATH)")
-            else:
-                prompt = chat_prompt(settings, queries[0], args.contexts)
-                figures["chat"] = bench_chat(settings, args.model, prompt, args.chat_reps, args.max_new_tokens)
+        run_sections(args, figures, Path(tmp))
     figures["total_s"] = round(time.perf_counter() - started, 1)
     figures["loadavg_end"] = os.getloadavg()
     print_table(table(figures))

@@ -2,6 +2,7 @@
 their live log and curves, and launching a job from the page runs it in the embedded worker."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -116,3 +117,38 @@ def test_upload_in_corpus_then_chat_streams_an_answer_with_its_source(env, pulle
     assert final.strip() and len(final) >= len(first)
     page.locator("#chat-annotate").click()
     expect(page.locator("#chat-status")).to_contain_text("Sent turn", timeout=30_000)
+
+
+def test_annotate_votes_with_the_keyboard_and_the_counter_moves(env, pulled_base, start_process, page, tmp_path):
+    from playwright.sync_api import expect
+
+    env["WORKBENCH_BASE_MODEL"] = str(pulled_base[1])
+    env["WORKBENCH_EMBEDDED_WORKER"] = "0"
+    port = free_port()
+    env["WORKBENCH_PORT"] = str(port)
+    app = start_process([sys.executable, "app.py"], env, "app")
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for(lambda: _http_ok(url), 120, interval=0.25, what="the app to answer")
+    except AssertionError:
+        raise AssertionError(app.output()[-3000:]) from None
+
+    page.goto(url)
+    page.get_by_role("tab", name="Annotate").click()
+    expect(page.locator("#annotate-prompt")).to_contain_text("Nothing left", timeout=60_000)
+    page.get_by_role("button", name=re.compile("Add prompts")).click()
+    page.locator("#annotate-typed textarea").fill("Name a colour.\nName a fruit.")
+    page.locator("#annotate-add").click()
+    expect(page.locator("#annotate-add-message")).to_contain_text("2 pairs added", timeout=60_000)
+    expect(page.locator("#annotate-prompt")).to_contain_text("Name a colour.", timeout=60_000)
+    expect(page.locator("#annotate-status")).to_contain_text("Ready", timeout=240_000)
+    assert page.locator("#answer-a textarea").input_value() and page.locator("#answer-b textarea").input_value()
+    expect(page.locator("#annotate-progress")).to_contain_text("0 voted")
+
+    page.locator("#annotate-prompt").click()  # focus outside any text field
+    page.keyboard.press("1")
+    expect(page.locator("#annotate-progress")).to_contain_text("1 voted", timeout=60_000)
+    expect(page.locator("#vote-reveal")).to_contain_text("A was base")
+    expect(page.locator("#annotate-prompt")).to_contain_text("Name a fruit.", timeout=60_000)
+    votes = [json.loads(line) for line in (tmp_path / "ws" / "data" / "feedback.jsonl").read_text().splitlines()]
+    assert [(v["choice"], v["annotator"], v["prompt"]) for v in votes] == [("a", "local", "Name a colour.")]

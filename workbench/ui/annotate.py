@@ -45,10 +45,14 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
         pair = pairs.get(pair_id) if pair_id else next_pair(workspace, user.username, set(skipped or []))
         counter = progress_text(progress(workspace, user.username))
         if pair is None:
-            yield None, "_Nothing left to annotate: add prompts below._", "", "", "", counter
+            yield None, "_Nothing left to annotate: add prompts below._", "", "", "", counter, ""
             return
-        for left, right in stream_answers(settings, pair):
-            yield pair.pair_id, pair.prompt, left, right, "", counter
+        try:
+            for left, right in stream_answers(settings, pair):
+                yield pair.pair_id, pair.prompt, left, right, "", counter, "_generating the answers…_"
+        except (WorkbenchError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        yield pair.pair_id, pair.prompt, left, right, "", counter, "Ready: vote with 1 / 2 / 3 / 4, S to skip, U to undo."
 
     def vote(choice, pair_id, comment, edited, skipped, request: gr.Request):
         user = ctx.require(request, "annotate")
@@ -120,6 +124,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
             with gr.Row():
                 comment = gr.Textbox(label="Comment (optional)", elem_id="vote-comment")
                 edited = gr.Textbox(label="Write a better answer (optional: chosen against both)", lines=2)
+            status = gr.Markdown(elem_id="annotate-status")
             reveal = gr.Markdown(elem_id="vote-reveal")
         with gr.Accordion("Add prompts", open=False):
             source = gr.Radio(SOURCES, value="typed", label="prompts from")
@@ -143,7 +148,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
         skipped = gr.State([])
         forced = gr.State(None)  # a pair to show again after undo
 
-        shown = [pair_id, prompt, left, right, edited, counter]
+        shown = [pair_id, prompt, left, right, edited, counter, status]
         for choice, button in buttons.items():
             button.click(vote, [gr.State(choice), pair_id, comment, edited, skipped],
                          [reveal, comment, edited, skipped], api_name=f"vote_{choice}").then(

@@ -1,0 +1,69 @@
+"""The annotation loop on the real base model: pairs from typed prompts and chat turns, answers
+generated once and reused, blind votes in the order shown, undo, progress, unknown models
+refused before anything is generated."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from storage import read_jsonl
+from workbench.errors import WorkbenchError
+from workbench.feedback.annotation import (cast_vote, create_pairs, next_pair, pair_store,
+                                           pairs_from_chat_turns, progress, stream_answers, undo_last)
+from workbench.feedback.pairs import Side, prompts_from_jsonl
+
+
+@pytest.fixture
+def live(settings, pulled_base):
+    return settings.__class__(**{**settings.__dict__, "base_model": str(pulled_base[1])})
+
+
+def test_pairs_are_generated_once_voted_blind_and_undone(live):
+    ws = live.workspace
+    a, b = Side("base", 0.0, 12), Side("base", 1.2, 12)
+    with pytest.raises(WorkbenchError, match="unknown model 'ghost'"):
+        create_pairs(live, ["Name a colour."], "typed", a, Side("ghost", 0.0, 12))
+    assert not (ws.data / "pairs.jsonl").exists()
+    with pytest.raises(WorkbenchError, match="same greedy answer"):
+        create_pairs(live, ["Name a colour."], "typed", a, Side("base", 0.0, 12))
+
+    assert create_pairs(live, ["Name a colour.", "Name a fruit."], "typed", a, b) == {"added": 2, "already_there": 0}
+    assert create_pairs(live, ["Name a colour."], "typed", a, b) == {"added": 0, "already_there": 1}
+    pair = next_pair(ws, "alice")
+    assert pair.prompt == "Name a colour."
+    frames = list(stream_answers(live, pair))
+    assert len(frames) > 3 and frames[0] == ("", "") and all(frames[-1])
+    again = list(stream_answers(live, pair_store(ws).all()[pair.pair_id]))
+    assert again[-1] == frames[-1] and len(again) == 2  # reused, not generated again
+
+    pair = pair_store(ws).all()[pair.pair_id]
+    left, right = pair.shown()
+    vote = cast_vote(ws, pair, "alice", "a", comment="clearer")
+    assert (vote["answer_a"], vote["model_a"]) == (left.answer, left.label())
+    assert progress(ws, "alice") == {"mine": 1, "left": 1, "total": 2, "per_annotator": {"alice": 1}}
+    assert next_pair(ws, "alice").prompt == "Name a fruit."
+    assert next_pair(ws, "bob").prompt == "Name a colour."
+    assert next_pair(ws, "alice", skipped={next_pair(ws, "alice").pair_id}) is None
+    assert undo_last(ws, "alice") == pair.pair_id
+    assert read_jsonl(ws.feedback_file) == [] and progress(ws, "alice")["mine"] == 0
+
+
+def test_chat_turns_become_pairs_and_prompt_files_are_checked(live, tmp_path):
+    ws = live.workspace
+    ws.data.mkdir(parents=True, exist_ok=True)
+    turn = {"id": "t1", "prompt": "Q?\n\nContext:\nC.", "answer": "From chat.", "model": "base",
+            "chunk_ids": ["d:0"], "request": {"temperature": 0.0, "max_new_tokens": 12}}
+    ws.chat_turns_file.write_text(json.dumps(turn) + "\n")
+    assert pairs_from_chat_turns(live, Side("base", 0.9, 12))["added"] == 1
+    pair = next(iter(pair_store(ws).all().values()))
+    assert pair.a.answer == "From chat." and pair.chunk_ids == ["d:0"] and pair.source == "chat"
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "one"}\n{"instruction": "Translate", "input": "chat"}\n'
+                       '{"messages": [{"role": "user", "content": "three"}]}\n{"text": "no prompt"}\n')
+    with pytest.raises(ValueError, match="line 4: no prompt"):
+        prompts_from_jsonl(prompts)
+    prompts.write_text('{"prompt": "one"}\n{"instruction": "Translate", "input": "chat"}\n'
+                       '{"messages": [{"role": "user", "content": "three"}]}\n')
+    assert prompts_from_jsonl(prompts) == ["one", "Translate\n\nchat", "three"]
