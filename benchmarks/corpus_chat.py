@@ -31,7 +31,9 @@ ratio to the bare library call it wraps, measured in this same process.
    ``stream_generate`` iterated to the end, and a bare one-token generate (prefill + first
    token, the floor for time to first token). Tokens/s is new tokens over the whole call.
 
-The machine may be noisy: every comparison is interleaved and reported as medians. Unless
+The machine may be noisy: every comparison is interleaved and reported as medians (the spread
+of the per-slice embedding ratios is printed too; ``--quick`` is a smoke run, its ratios move by
+10-20 % from run to run). Unless
 ``--omp-default`` is given (or OMP_WAIT_POLICY is already set), OMP_WAIT_POLICY=PASSIVE is set
 before torch and faiss load: with libgomp's default spin-waiting on a CPU-starved 2-core box, torch
 in the main thread ran 3-6x slower than in a second thread (a prefill took 12 s instead of 2-4 s),
@@ -307,9 +309,11 @@ def compare_encoders(model, groups: list[list[str]], batch_size: int, per_slice:
         for name in names[i % 3:] + names[:i % 3]:
             seconds[name].append(timed(lambda: sides[name](docs))[0])
     chunks = sum(len(g) for g in groups)
-    ratio = {n: statistics.median(b / s for b, s in zip(seconds["bare"], seconds[n])) for n in names[1:]}
+    paired = {n: [b / s for b, s in zip(seconds["bare"], seconds[n])] for n in names[1:]}
     return {"chunks": chunks, "slices": len(slices), "seconds": {n: sum(v) for n, v in seconds.items()},
-            "rate": {n: chunks / sum(v) for n, v in seconds.items()}, "ratio": ratio,
+            "rate": {n: chunks / sum(v) for n, v in seconds.items()},
+            "ratio": {n: statistics.median(v) for n, v in paired.items()},
+            "spread": {n: (min(v), max(v)) for n, v in paired.items()},
             "bare_by_doc": _bare_seconds_by_doc(slices, seconds["bare"])}
 
 
@@ -350,9 +354,11 @@ def bench_ingest(settings: Settings, corpus: Path, model, args) -> dict[str, Any
     say(f"  same {cmp['chunks']} chunks ({len(subset)} docs, {cmp['slices']} interleaved slices): "
         f"bare encode {cmp['rate']['bare']:.1f} chunks/s, embed() {cmp['rate']['embed']:.1f}, "
         f"per-document embed() {cmp['rate']['per_doc']:.1f}")
+    spread = {n: "{:.2f}-{:.2f}".format(*v) for n, v in cmp["spread"].items()}
     say(f"  ratio to bare: in the job {out['ratio_in_job_vs_bare']:.2f}x, embed() "
-        f"{out['ratio_embed_vs_bare']:.2f}x, per-document {out['ratio_per_doc_vs_bare']:.2f}x, "
-        f"end to end {out['ratio_end_to_end_vs_bare']:.2f}x")
+        f"{out['ratio_embed_vs_bare']:.2f}x (slices {spread['embed']}), per-document "
+        f"{out['ratio_per_doc_vs_bare']:.2f}x (slices {spread['per_doc']}), end to end "
+        f"{out['ratio_end_to_end_vs_bare']:.2f}x")
     return out
 
 

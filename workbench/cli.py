@@ -15,7 +15,7 @@ from typing import Any
 
 from storage import RunStore, Unreadable
 from storage.runs import ACTIVE
-from workbench import cli_corpus, cli_feedback
+from workbench import cli_corpus, cli_data, cli_feedback
 from workbench.configs import ConfigError, add_arguments, arguments_to_dict
 from workbench.errors import WorkbenchError
 from workbench.kinds import get_kind
@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_corpus.add_parsers(sub)
     cli_feedback.add_parsers(sub)
+    cli_data.add_parsers(sub)
 
     users = sub.add_parser("users", help="manage the auth file").add_subparsers(dest="users_cmd", required=True)
     add = users.add_parser("add", help="add or replace a user")
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             config_cls, _ = get_kind("selftest").load()
             return run_kind(settings, "selftest", arguments_to_dict(args, config_cls), args.queue, args.json)
         commands = {"jobs": cmd_jobs, "models": cmd_models, "users": cmd_users, **cli_corpus.COMMANDS,
-                    **cli_feedback.COMMANDS}
+                    **cli_feedback.COMMANDS, **cli_data.COMMANDS}
         return commands[args.command](settings, args)
     except (CliError, ConfigError, ValueError, KeyError, FileNotFoundError, WorkbenchError) as exc:  # JsonlError is a ValueError
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
