@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 from workbench.settings import Settings
@@ -40,22 +39,14 @@ def _tokenizer(settings: Settings):
 
 
 def cmd_data(settings: Settings, args: argparse.Namespace) -> int:
-    from workbench.datasets.sft import import_rows, rows_from_feedback, stats
+    from workbench.datasets.sft import add_chosen_answers, import_rows, stats
 
     ws = settings.workspace
     if args.data_cmd == "import":
         result = import_rows(Path(args.file), ws.train_file, ws.test_file, args.into, args.replace,
                              args.split, args.seed)
     elif args.data_cmd == "from-feedback":
-        rows = rows_from_feedback(ws.feedback_file)
-        if not rows:
-            raise ValueError("no chosen answers in data/feedback.jsonl yet")
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", dir=ws.ensure().cache, delete=False) as tmp:
-            tmp.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        try:
-            result = import_rows(Path(tmp.name), ws.train_file, ws.test_file, args.into)
-        finally:
-            Path(tmp.name).unlink(missing_ok=True)
+        result = add_chosen_answers(ws.feedback_file, ws.train_file, ws.test_file, args.into)
     else:
         path = ws.train_file if args.which == "train" else ws.test_file
         if not path.exists():

@@ -119,6 +119,16 @@ def rows_from_feedback(feedback: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def add_chosen_answers(feedback: Path, train: Path, test: Path, into: str = "train") -> dict[str, Any]:
+    """Append the votes' chosen answers to train or test."""
+    rows = rows_from_feedback(feedback) if Path(feedback).exists() else []
+    if not rows:
+        raise WorkbenchError("no chosen answers in data/feedback.jsonl yet")
+    _write(train if into == "train" else test, rows, replace=False)
+    return {"train_rows": len(rows) if into == "train" else 0, "test_rows": 0 if into == "train" else len(rows),
+            "replaced": False}
+
+
 def stats(path: Path, tokenizer=None, samples: int = 3) -> dict[str, Any]:
     """Rows, formats, a sample, and token lengths when a tokenizer is given."""
     rows = read_rows(path)

@@ -11,6 +11,7 @@ from workbench.ui.common import UiContext
 from workbench.ui.corpus import create_corpus_tab
 from workbench.ui.monitor import create_monitor_tab
 from workbench.ui.placeholders import create_placeholder_tab
+from workbench.ui.train import create_train_tab
 
 TITLE = "Workbench"
 HEAD = KEYBOARD_JS  # page-level scripts, passed to ``launch(head=...)``
@@ -25,7 +26,7 @@ def build_ui(settings: Settings) -> gr.Blocks:
             corpus_refresh = create_corpus_tab(ctx)
             create_chat_tab(ctx)
             create_annotate_tab(ctx)
-            create_placeholder_tab("Train", "LoRA / QLoRA fine-tuning, reward model, PPO and DPO as queued jobs.")
+            create_train_tab(ctx)
             create_placeholder_tab("Evaluate", "Automatic evaluation of any model against a test set, with reports and plots.")
             create_monitor_tab(ctx)
         demo.load(*corpus_refresh)
