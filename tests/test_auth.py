@@ -83,6 +83,15 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
         annotator.predict(registry[0]["id"], api_name="/delete_document")
     assert (tmp_path / "ws" / "data" / "documents" / registry[0]["file"]).exists()
     assert any(r["kind"] == "corpus.ingest" and r["user"] == "alice" for r in store.list())
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n")
+    # an annotator annotates (the model check runs, so the permission passed) but imports no data
+    with pytest.raises(Exception, match="unknown model 'ghost'"):
+        annotator.predict("typed", "Name a colour.", None, "ghost", 0.0, "ghost", 0.5, 16, False, 3,
+                          api_name="/create_pairs")
+    with pytest.raises(Exception, match="Permission denied"):
+        annotator.predict(handle_file(str(rows)), "train", False, 0.0, api_name="/import_sft")
+    assert not (tmp_path / "ws" / "data" / "train.jsonl").exists()
 
     run_id = admin.predict(5, api_name="/launch_selftest")
     run = store.get(run_id)
