@@ -1,7 +1,7 @@
 """Corpus and chat speed: embedding inside ingestion, search latency, chat decoding, each as a
 ratio to the bare library call it wraps, measured in this same process.
 
-1. Ingestion. N synthetic .txt documents (varied template sentences, ~10 chunks each at
+1. Ingestion. N synthetic .txt documents (varied template sentences, ~8 chunks each at
    chunk_size 200) go through the path ``workbench ingest`` takes: ``add_paths``, then
    ``jobs.control.create`` and ``jobs.runner.execute`` of a ``corpus.ingest`` run, in this
    process, with the embedding model already loaded and warm (a worker keeps it cached). The
@@ -42,6 +42,10 @@ heuristics, not the code. Passive waiting makes every thread behave alike.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/corpus_chat.py [--quick] [--skip-chat]
         [--skip-100k] [--model PATH] [--docs 200] [--json PATH] [--omp-default]
+
+On a 2-core box under load (load average ~3) the full run takes ~11-12 min, mostly the ingest
+embedding (~3 min) and the HNSW build at 100k rows (~3 min; ``--skip-100k`` drops it);
+``--quick`` takes ~1.5 min. The JSON of every figure is the last line of stdout.
 """
 from __future__ import annotations
 
