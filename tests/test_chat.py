@@ -59,7 +59,8 @@ def test_trained_adapter_is_listed_and_answers(chat_env, settings, pulled_base):
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(base).save_pretrained(folder)
     write_manifest(folder, {"kind": "adapter", "method": "sft-lora", "base": "base"})
-    assert available_models(settings.workspace) == ["base", "tiny-lora"]
+    write_manifest(settings.workspace.model_dir("reward_model"), {"kind": "reward", "method": "reward"})
+    assert available_models(settings.workspace) == ["base", "tiny-lora"]  # a reward model cannot chat
 
     code, out, _ = chat_env("ask", "Where is Mount Etna?", "--model", "tiny-lora", "-k", "1",
                             "--max-new-tokens", "8", "--json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage import Workspace
+from storage import ACTIVE, RunStore, Workspace
 from storage.documents import DocumentStore, RegistryError
 
 DOCUMENT_COLUMNS = ["id", "name", "type", "size", "chunks", "added", "status", "error"]
@@ -19,11 +19,26 @@ def human_bytes(n: int) -> str:
     return str(n)
 
 
+def _shown_status(runs: RunStore, doc: dict[str, Any]) -> str:
+    """A document claimed by a run that died (killed worker) is pending again, whatever the
+    registry still says: the next ingest takes it over."""
+    status = doc.get("status", "")
+    if status == "indexing":
+        try:
+            run_status = runs.get(doc.get("run_id") or "").status()
+        except KeyError:
+            return "pending"
+        if not isinstance(run_status, dict) or run_status.get("status") not in ACTIVE:
+            return "pending"
+    return status
+
+
 def documents_rows(workspace: Workspace) -> list[list[Any]]:
+    runs = RunStore(workspace.runs)
     rows = []
     for d in DocumentStore(workspace).list():
         rows.append([d["id"], d["name"], d["type"], human_bytes(d["size"]), d.get("chunks", 0),
-                     d.get("added", ""), d.get("status", ""), d.get("error") or ""])
+                     d.get("added", ""), _shown_status(runs, d), d.get("error") or ""])
     return rows
 
 

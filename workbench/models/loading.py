@@ -27,10 +27,13 @@ class ModelSpec:
 
 
 def available_models(workspace: Workspace) -> list[str]:
-    """``base`` and every model folder with a readable manifest, for pickers."""
+    """``base`` and every model folder with a readable manifest that can generate text, for
+    pickers (a reward model scores answers; it does not write them)."""
     names = [BASE]
     for entry in list_workspace_models(workspace):
-        if entry["name"] != BASE and "manifest" in entry:
+        manifest = entry.get("manifest") or {}
+        kind = f"{manifest.get('kind', '')} {manifest.get('method', '')}".lower()
+        if entry["name"] != BASE and manifest and "reward" not in kind:
             names.append(entry["name"])
     return names
 

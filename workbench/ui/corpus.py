@@ -31,6 +31,9 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
     def upload(files, request: gr.Request):
         user = ctx.require(request, "launch")
         if not files:
+            if any(r[6] == "pending" for r in documents_rows(workspace)):  # e.g. after a killed worker
+                run = control.submit(settings, "corpus.ingest", {}, user=user.username)
+                return (f"Indexing the pending documents in run `{run.id}`.", None, *snapshot())
             raise gr.Error("Choose one or more files first.")
         paths = [Path(f) for f in files]
         try:
