@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -22,19 +23,47 @@ def lock_for(path: Path) -> FileLock:
     return FileLock(str(path.with_name(f".{path.name}.lock")), is_singleton=True)
 
 
+def _lines(records: Iterable[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records).encode("utf-8")
+
+
 def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
-    """Append records as lines in one locked write; returns how many were written."""
+    """Append records as lines in one locked write; returns how many were written. A file whose
+    last line lacks its newline (edited by hand) gets one first, so lines never merge."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+    payload = _lines(records)
     if not payload:
         return 0
+    with lock_for(path), open(path, "ab+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+        handle.write(payload)  # append mode: always at the end
+        handle.flush()
+        os.fsync(handle.fileno())
+    return payload.count(b"\n")
+
+
+def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    """Replace the file with these records (temp file renamed into place, under the file's lock)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = _lines(records)
     with lock_for(path):
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-    return payload.count("\n")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(payload)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return payload.count(b"\n")
 
 
 def iter_jsonl(path: Path, strict: bool = True, numbered: bool = False) -> Iterator[Any]:

@@ -25,8 +25,8 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-@pytest.fixture
-def app_url(env, start_process):
+def start_app(env, start_process) -> str:
+    """``python app.py`` on a free port; its URL once it answers."""
     port = free_port()
     env["WORKBENCH_PORT"] = str(port)
     app = start_process([sys.executable, "app.py"], env, "app")
@@ -36,6 +36,11 @@ def app_url(env, start_process):
     except AssertionError:
         raise AssertionError(app.output()[-3000:]) from None
     return url
+
+
+@pytest.fixture
+def app_url(env, start_process):
+    return start_app(env, start_process)
 
 
 @pytest.fixture
@@ -79,14 +84,7 @@ def test_upload_in_corpus_then_chat_streams_an_answer_with_its_source(env, pulle
     from playwright.sync_api import expect
 
     env["WORKBENCH_BASE_MODEL"] = str(pulled_base[1])
-    port = free_port()
-    env["WORKBENCH_PORT"] = str(port)
-    app = start_process([sys.executable, "app.py"], env, "app")
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for(lambda: _http_ok(url), 120, interval=0.25, what="the app to answer")
-    except AssertionError:
-        raise AssertionError(app.output()[-3000:]) from None
+    url = start_app(env, start_process)
     doc = tmp_path / "zephyr-facts.txt"
     doc.write_text("The Zephyr observatory stands on Mount Kalani.\n\n"
                    "Its main telescope has a mirror 4.2 metres wide.\n")
@@ -124,14 +122,7 @@ def test_annotate_votes_with_the_keyboard_and_the_counter_moves(env, pulled_base
 
     env["WORKBENCH_BASE_MODEL"] = str(pulled_base[1])
     env["WORKBENCH_EMBEDDED_WORKER"] = "0"
-    port = free_port()
-    env["WORKBENCH_PORT"] = str(port)
-    app = start_process([sys.executable, "app.py"], env, "app")
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for(lambda: _http_ok(url), 120, interval=0.25, what="the app to answer")
-    except AssertionError:
-        raise AssertionError(app.output()[-3000:]) from None
+    url = start_app(env, start_process)
 
     page.goto(url)
     page.get_by_role("tab", name="Annotate").click()

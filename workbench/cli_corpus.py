@@ -65,7 +65,8 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     if args.paths:
         config["doc_ids"] = [a.doc["id"] for a in added if a.doc and (a.created or a.doc["status"] != "indexed")]
         if not config["doc_ids"] and not config.get("rebuild"):
-            _json_line({"added": report, "run": None}) if args.json else None
+            if args.json:
+                _json_line({"added": report, "run": None})
             return 1 if refused else 0
     code = run_kind(settings, "corpus.ingest", config, args.queue, args.json, extra={"added": report})
     return code or (1 if refused else 0)

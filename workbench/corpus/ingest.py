@@ -16,7 +16,7 @@ from typing import Any
 
 from storage import RunStore
 from storage.documents import FAILED, INDEXED, PENDING, DocumentStore
-from storage.runs import ACTIVE
+from storage.runs import ACTIVE, now_iso
 from workbench.corpus.chunking import chunk_blocks
 from workbench.corpus.parse import ParseError
 from workbench.corpus.sandbox import parse_isolated
@@ -57,8 +57,8 @@ def _claim(docs: DocumentStore, runs: RunStore, run_id: str, config: Config) -> 
     wanted = set(config.doc_ids)
     claimed = []
     with docs.lock():
-        current = None if config.rebuild else index_store.load(docs.workspace)
-        indexed = current.document_ids() if current is not None else set()
+        meta = None if config.rebuild else index_store.read_meta(docs.workspace)
+        indexed = set(meta.get("documents", {})) if meta is not None else set()
         for doc in docs.list():
             if wanted and doc["id"] not in wanted:
                 continue
@@ -75,11 +75,10 @@ def _claim(docs: DocumentStore, runs: RunStore, run_id: str, config: Config) -> 
     return claimed
 
 
-def _chunking(config: Config, existing: index_store.CorpusIndex | None, model_name: str,
-              max_tokens: int) -> dict[str, Any]:
+def _chunking(config: Config, meta: dict[str, Any] | None, model_name: str, max_tokens: int) -> dict[str, Any]:
     """The chunking to use: what the config asks, else what the index was built with. Chunks of
     two sizes in one index would rank unevenly, so a change needs ``rebuild``."""
-    current = dict(existing.meta.get("chunking") or {}) if existing is not None else {}
+    current = dict(meta.get("chunking") or {}) if meta is not None else {}
     size = config.chunk_size or current.get("size") or DEFAULT_CHUNKING["size"]
     overlap = config.chunk_overlap if config.chunk_overlap is not None else current.get("overlap", DEFAULT_CHUNKING["overlap"])
     if current and (current.get("size"), current.get("overlap")) != (size, overlap):
@@ -98,9 +97,7 @@ def preflight(workspace, config: dict[str, Any]) -> None:
 
     parsed = config_from_dict(Config, config)
     if not parsed.rebuild:
-        with DocumentStore(workspace).lock():
-            existing = index_store.load(workspace)
-        _chunking(parsed, existing, "", 10**9)
+        _chunking(parsed, index_store.read_meta(workspace), "", 10**9)
 
 
 def run(config: Config, reporter) -> dict[str, Any]:
@@ -116,19 +113,18 @@ def run(config: Config, reporter) -> dict[str, Any]:
     # truncation on and off: chunking with it could cut sentences at 256 tokens.
     tokenizer = copy.deepcopy(model.tokenizer)
     reporter.log(f"embedding model: {info['dim']} dims, {info['dtype']} on {info['device']}")
-    with docs.lock():
-        existing = None if config.rebuild else index_store.load(workspace)
-    if existing is not None and (existing.meta.get("embedding_model"), existing.meta.get("dim")) != (model_name, info["dim"]):
-        raise ValueError(f"the index was built with {existing.meta.get('embedding_model')!r}; "
+    meta = None if config.rebuild else index_store.read_meta(workspace)
+    if meta is not None and (meta.get("embedding_model"), meta.get("dim")) != (model_name, info["dim"]):
+        raise ValueError(f"the index was built with {meta.get('embedding_model')!r}; "
                          f"to use {model_name!r} run `workbench ingest --rebuild`")
-    chunking = _chunking(config, existing, model_name, info["max_tokens"])
+    chunking = _chunking(config, meta, model_name, info["max_tokens"])
     embedding = {"model": model_name, "dim": info["dim"], "dtype": info["dtype"], "chunking": chunking}
     if config.rebuild:
         with docs.lock():
             index_store.save(workspace, index_store.empty(embedding, config.index_type or "flat"))
         reporter.log(f"rebuilding: a new {config.index_type or 'flat'} index, every document re-embedded")
-    elif existing is not None and config.index_type and config.index_type != existing.meta.get("index_type"):
-        reporter.log(f"switching the index from {existing.meta.get('index_type')} to {config.index_type}")
+    elif meta is not None and config.index_type and config.index_type != meta.get("index_type"):
+        reporter.log(f"switching the index from {meta.get('index_type')} to {config.index_type}")
         with docs.lock():
             state = index_store.load(workspace)
             index_store.reindex(state, config.index_type)
@@ -207,7 +203,7 @@ def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, 
         for doc, rows, _ in batch:
             if doc["id"] in live:
                 docs.update(doc["id"], status=INDEXED, chunks=len(rows), error=None, run_id=None,
-                            indexed_at=index_store.now_iso())
+                            indexed_at=now_iso())
                 result["indexed"].append(doc["name"])
                 result["chunks"] += len(rows)
 

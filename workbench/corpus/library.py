@@ -115,9 +115,9 @@ def reindex_config(workspace: Workspace, index_type: str, chunk_size: int, chunk
     stored vectors; new chunk sizes mean re-embedding everything (``rebuild``)."""
     from workbench.index import store as index_store
 
-    state = index_store.load(workspace)
-    chunking = (state.meta.get("chunking") or {}) if state is not None else {}
+    meta = index_store.read_meta(workspace)
+    chunking = (meta.get("chunking") or {}) if meta is not None else {}
     same = (chunking.get("size"), chunking.get("overlap")) == (chunk_size, chunk_overlap)
-    if state is not None and same:
+    if meta is not None and same:
         return {"index_type": index_type}
     return {"rebuild": True, "index_type": index_type, "chunk_size": chunk_size, "chunk_overlap": chunk_overlap}

@@ -6,17 +6,10 @@ from typing import Any
 
 from storage import ACTIVE, RunStore, Workspace
 from storage.documents import DocumentStore, RegistryError
+from workbench.corpus.parse import human_size
 
 DOCUMENT_COLUMNS = ["id", "name", "type", "size", "chunks", "added", "status", "error"]
 HIT_COLUMNS = ["rank", "score", "source", "page / section", "chunk_id", "text"]
-
-
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 def _shown_status(runs: RunStore, doc: dict[str, Any]) -> str:
@@ -37,7 +30,7 @@ def documents_rows(workspace: Workspace) -> list[list[Any]]:
     runs = RunStore(workspace.runs)
     rows = []
     for d in DocumentStore(workspace).list():
-        rows.append([d["id"], d["name"], d["type"], human_bytes(d["size"]), d.get("chunks", 0),
+        rows.append([d["id"], d["name"], d["type"], human_size(d["size"]), d.get("chunks", 0),
                      d.get("added", ""), _shown_status(runs, d), d.get("error") or ""])
     return rows
 

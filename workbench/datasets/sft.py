@@ -8,15 +8,13 @@ turned into rows too.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from storage.jsonl import JsonlError, iter_jsonl, lock_for
+from storage.jsonl import JsonlError, append_jsonl, iter_jsonl, write_jsonl_atomic
+from workbench.datasets.split import in_test_share
 from workbench.errors import WorkbenchError
 
 ROLES = {"system", "user", "assistant"}
@@ -64,23 +62,14 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _in_test(row: dict[str, Any], fraction: float, seed: int) -> bool:
-    digest = hashlib.sha256(f"{seed}\x00{json.dumps(row, sort_keys=True)}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return in_test_share(json.dumps(row, sort_keys=True), fraction, seed)
 
 
 def _write(path: Path, rows: list[dict[str, Any]], replace: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_for(path):
-        existing = path.read_bytes() if path.exists() and not replace else b""
-        if existing and not existing.endswith(b"\n"):
-            existing += b"\n"
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as out:
-            out.write(existing)
-            out.writelines((json.dumps(r, ensure_ascii=False) + "\n").encode() for r in rows)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+    if replace:
+        write_jsonl_atomic(path, rows)
+    else:
+        append_jsonl(path, rows)
 
 
 def import_rows(source: Path, train: Path, test: Path, into: str = "train", replace: bool = False,

@@ -3,6 +3,7 @@ annotator, stream (or reuse) its two answers, record a blind vote, undo, count p
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,12 +14,9 @@ from workbench.chat.prompt import build_prompt
 from workbench.chat.session import stream_generate
 from workbench.errors import WorkbenchError
 from workbench.feedback.pairs import Pair, PairStore, Side, make_pair
-from workbench.feedback.votes import Vote, read_votes, record_vote, remove_vote
+from workbench.feedback.votes import CHOICES, Vote, read_votes, record_vote, remove_vote
 from workbench.models.loading import resolve
 from workbench.settings import Settings
-
-SHOWN_CHOICES = {"a": "a", "b": "b", "tie": "tie", "both_bad": "both_bad"}
-
 
 def pair_store(workspace: Workspace) -> PairStore:
     return PairStore(workspace.data / "pairs.jsonl")
@@ -46,8 +44,7 @@ def create_pairs(settings: Settings, prompts: list[str], source: str, a: Side, b
 
             hits = retriever_for(settings.workspace, settings.embedding_model).search(question, k)
             prompt, chunk_ids = build_prompt(question, [h.text for h in hits]), [h.chunk_id for h in hits]
-        pairs.append(make_pair(prompt, source, Side(**{**a.__dict__, "answer": ""}),
-                               Side(**{**b.__dict__, "answer": ""}), chunk_ids))
+        pairs.append(make_pair(prompt, source, replace(a, answer=""), replace(b, answer=""), chunk_ids))
     return pair_store(settings.workspace).add(pairs)
 
 
@@ -64,7 +61,7 @@ def pairs_from_chat_turns(settings: Settings, b: Side) -> dict[str, int]:
                  int(request.get("max_new_tokens", 256)), t["answer"])
         if (a.model, a.temperature) == (b.model, b.temperature) and b.temperature == 0:
             continue
-        pairs.append(make_pair(t["prompt"], "chat", a, Side(**{**b.__dict__, "answer": ""}), t.get("chunk_ids")))
+        pairs.append(make_pair(t["prompt"], "chat", a, replace(b, answer=""), t.get("chunk_ids")))
     return pair_store(settings.workspace).add(pairs)
 
 
@@ -85,7 +82,6 @@ def next_pair(workspace: Workspace, annotator: str, skipped: set[str] | None = N
 def stream_answers(settings: Settings, pair: Pair) -> Iterator[tuple[str, str]]:
     """(left, right) answers as they grow; each side is generated once and saved."""
     store = pair_store(settings.workspace)
-    left, right = pair.shown()
     texts = {"a": pair.a.answer, "b": pair.b.answer}
     order = ("b", "a") if pair.swapped else ("a", "b")
 
@@ -109,7 +105,7 @@ def stream_answers(settings: Settings, pair: Pair) -> Iterator[tuple[str, str]]:
 def cast_vote(workspace: Workspace, pair: Pair, annotator: str, choice: str, comment: str = "",
               edited_answer: str = "") -> dict[str, Any]:
     """Record a vote in the order the annotator saw the answers (A = left)."""
-    if choice not in SHOWN_CHOICES:
+    if choice not in CHOICES:
         raise WorkbenchError(f"unknown choice {choice!r}")
     left, right = pair.shown()
     if not left.answer or not right.answer:

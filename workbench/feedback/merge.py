@@ -10,14 +10,13 @@ prompts (by a hash of the prompt, so one prompt never lands on both sides) to a 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from collections import Counter, defaultdict
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from storage.jsonl import write_jsonl_atomic
+from workbench.datasets.split import in_test_share
 from workbench.feedback.votes import read_votes
 
 
@@ -76,21 +75,6 @@ def _agreement(by_pair: dict[str, list[dict]]) -> float | None:
     return round(same / total, 4) if total else None
 
 
-def _in_test(prompt: str, fraction: float, seed: int) -> bool:
-    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-
-
 def merge_feedback(feedback: Path, output: Path, test_fraction: float = 0.0, seed: int = 0,
                    test_output: Path | None = None) -> dict[str, Any]:
     """Read every vote (a malformed line raises before anything is written), write the pairs,
@@ -116,12 +100,13 @@ def merge_feedback(feedback: Path, output: Path, test_fraction: float = 0.0, see
                 continue
             seen.add(row["id"])
             rows.append(row)
-    train = [r for r in rows if not (test_fraction and _in_test(r["prompt"], test_fraction, seed))]
-    test = [r for r in rows if test_fraction and _in_test(r["prompt"], test_fraction, seed)]
-    _write_jsonl(Path(output), train)
+    held_out = [bool(test_fraction) and in_test_share(r["prompt"], test_fraction, seed) for r in rows]
+    train = [r for r, out in zip(rows, held_out) if not out]
+    test = [r for r, out in zip(rows, held_out) if out]
+    write_jsonl_atomic(Path(output), train)
     if test_fraction:
         target = test_output or Path(output).with_name(Path(output).stem + "_test.jsonl")
-        _write_jsonl(target, test)
+        write_jsonl_atomic(target, test)
         report["test_file"], report["test_pairs"] = str(target), len(test)
     report.update(kept=len(train), output=str(output), dropped=dict(report["dropped"]))
     return report

@@ -93,14 +93,23 @@ def signature(workspace: Workspace) -> tuple:
     return tuple(out)
 
 
-def load(workspace: Workspace) -> CorpusIndex | None:
-    """The index, or None when nothing was indexed yet."""
+def read_meta(workspace: Workspace) -> dict[str, Any] | None:
+    """metadata.json alone (model, chunking, documents, chunks), without FAISS or the vectors;
+    None when nothing was indexed yet."""
     meta = read_json(workspace.metadata_file)
     if meta is None and not workspace.index_file.exists():
         return None
     if meta is None or isinstance(meta, Unreadable):
         reason = meta.reason if isinstance(meta, Unreadable) else "missing"
         raise IndexUnusable(f"{workspace.metadata_file}: {reason}; run `workbench ingest --rebuild`")
+    return meta
+
+
+def load(workspace: Workspace) -> CorpusIndex | None:
+    """The index, or None when nothing was indexed yet."""
+    meta = read_meta(workspace)
+    if meta is None:
+        return None
     try:
         index = faiss.read_index(str(workspace.index_file))
         vectors = np.load(workspace.embeddings_file, allow_pickle=False)

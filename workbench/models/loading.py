@@ -79,13 +79,10 @@ def load_for_inference(spec: ModelSpec) -> tuple[Any, Any, str]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device, dtype = pick_device_dtype()
+    # an adapter saved with its tokenizer (added tokens, template) wins over the base's
+    has_own = spec.adapter and (Path(spec.adapter) / "tokenizer_config.json").exists()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec.adapter or spec.path, trust_remote_code=False)
-    except Exception:
-        tokenizer = None
-    try:
-        if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(spec.adapter if has_own else spec.path, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, trust_remote_code=False,
                                                      use_safetensors=True)
     except (OSError, ValueError) as exc:
