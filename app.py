@@ -16,7 +16,7 @@ from workbench.settings import Settings
 
 
 def start_embedded_worker(settings: Settings) -> subprocess.Popen:
-    from jobs.worker import die_with_parent
+    from workbench.subprocesses import die_with_parent
 
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "worker"], env=settings.child_env(),
                             preexec_fn=die_with_parent)

@@ -17,9 +17,19 @@ def store(settings: Settings) -> RunStore:
 
 def create(settings: Settings, kind: str, config: dict[str, Any] | None = None,
            user: str | None = None) -> RunRecord:
-    """Validate the config and write the run folder (status ``queued``); nothing is enqueued."""
+    """Validate the config, run the kind's preflight checks against the workspace, and write the
+    run folder (status ``queued``) with a copy of its input files; nothing is enqueued."""
     spec = get_kind(kind)
-    return store(settings).create(spec.name, spec.validate(config), spec.queue, user)
+    values = spec.validate(config)
+    checked = spec.preflight(values, settings)
+    run = store(settings).create(spec.name, values, spec.queue, user)
+    if checked is not None:
+        for role, path in checked.inputs.items():
+            run.add_input(role, path)
+        run.update(warnings=checked.warnings, preflight=checked.summary)
+        for warning in checked.warnings:
+            run.log(f"warning: {warning}")
+    return run
 
 
 def enqueue(settings: Settings, run: RunRecord) -> None:

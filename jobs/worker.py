@@ -4,7 +4,6 @@ any that die, and reaps runs whose worker is gone. ``consume`` is one Huey consu
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
 import signal
@@ -18,6 +17,7 @@ from jobs.queues import QUEUES, get_huey
 from storage import RunStore, write_json_atomic
 from storage.runs import RUNNING, now_iso
 from workbench.settings import Settings
+from workbench.subprocesses import die_with_parent
 
 log = logging.getLogger("workbench.worker")
 
@@ -84,11 +84,6 @@ def consume(settings: Settings, queue: str, workers: int = 1) -> None:
         consumer.run()
     finally:
         record.stop()
-
-
-def die_with_parent() -> None:
-    """preexec_fn for children that must not outlive this process (Linux)."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _child_command(queue: str, workers: int) -> list[str]:

@@ -3,6 +3,7 @@ a cancel flag and checkpoints. Everything a job knows lives here, so any process
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -22,6 +23,12 @@ ACTIVE = frozenset({QUEUED, RUNNING})
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 WORKER_LOST = "worker lost"
 COMPLETE_MARKER = "COMPLETE"
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint folder was saved at (``step-00000012``, ``checkpoint-12``); -1 if none."""
+    digits = re.search(r"(\d+)$", Path(path).name)
+    return int(digits.group(1)) if digits else -1
 
 
 def now_iso() -> str:
@@ -146,6 +153,21 @@ class RunRecord:
     def clear_cancel(self) -> None:
         (self.folder / "cancel").unlink(missing_ok=True)
 
+    # inputs: the exact data a run uses, copied when it is created --------------------
+    @property
+    def inputs(self) -> Path:
+        return self.folder / "inputs"
+
+    def add_input(self, role: str, source: Path) -> Path:
+        """Copy ``source`` into ``inputs/<role>.jsonl`` (a later change of the source does not
+        change what the run reads)."""
+        self.inputs.mkdir(exist_ok=True)
+        target = self.inputs / f"{role}.jsonl"
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        return target
+
     # checkpoints ---------------------------------------------------------------------
     def checkpoint_dir(self, step: int) -> Path:
         path = self.checkpoints / f"step-{step:08d}"
@@ -161,7 +183,7 @@ class RunRecord:
         if not self.checkpoints.is_dir():
             return None
         done = [p for p in self.checkpoints.iterdir() if (p / COMPLETE_MARKER).exists()]
-        return max(done, key=lambda p: p.name) if done else None
+        return max(done, key=checkpoint_step) if done else None
 
     # summary ---------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

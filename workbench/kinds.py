@@ -25,6 +25,13 @@ class JobKind:
         config_cls, _ = self.load()
         return asdict(config_from_dict(config_cls, config))
 
+    def preflight(self, config: dict[str, Any], settings) -> Any:
+        """The module's checks against the workspace (data, models, names) before anything is
+        queued: a ``Preflight`` with the files to copy into the run, or None for kinds without."""
+        module = importlib.import_module(self.module)
+        check = getattr(module, "preflight", None)
+        return None if check is None else check(config_from_dict(module.Config, config), settings)
+
 
 KINDS: dict[str, JobKind] = {k.name: k for k in [
     JobKind("selftest", "gpu", "workbench.selftest",
@@ -34,7 +41,20 @@ KINDS: dict[str, JobKind] = {k.name: k for k in [
             "Parse, chunk and embed pending documents into the FAISS index (incremental)."),
     JobKind("models.pull", "cpu", "workbench.models.provision",
             "Provision the base model into models/base (default: SmolLM2-135M-Instruct, offline)."),
+    JobKind("train.sft", "gpu", "workbench.train.sft",
+            "Supervised fine-tuning with LoRA or QLoRA on data/train.jsonl (loss on the replies)."),
+    JobKind("train.reward", "gpu", "workbench.train.reward",
+            "Reward model: a scoring head trained on the preference pairs of data/dataset_rlhf.jsonl."),
+    JobKind("train.dpo", "gpu", "workbench.train.dpo",
+            "Direct preference optimisation with LoRA on data/dataset_rlhf.jsonl."),
+    JobKind("train.grpo", "gpu", "workbench.train.grpo",
+            "GRPO: the policy samples answers to the preference prompts, scored by the reward model "
+            "and optional Python rewards."),
+    JobKind("models.merge", "gpu", "workbench.train.merge",
+            "Merge an adapter (and its lineage) into a full safetensors model folder."),
 ]}
+
+TRAIN_METHODS = {name.split(".", 1)[1]: name for name in KINDS if name.startswith("train.")}
 
 
 def get_kind(name: str) -> JobKind:

@@ -41,8 +41,11 @@ class RunReporter:
         if self._echo:
             self._bar_update(done, total, message)
 
+    def cancel_requested(self) -> bool:
+        return self.run.cancel_requested()
+
     def check_cancel(self) -> None:
-        if self.run.cancel_requested():
+        if self.cancel_requested():
             raise Cancelled("cancelled by user")
 
     def checkpoint_dir(self, step: int) -> Path:
@@ -72,3 +75,19 @@ class RunReporter:
             self._bar.write(message)
         else:
             print(message, flush=True)
+
+
+class SilentReporter(RunReporter):
+    """For the ranks after the first of a multi-process run: reads the cancel flag, writes nothing."""
+
+    def log(self, message: str) -> None:
+        pass
+
+    def metrics(self, step: int, **values: float) -> None:
+        pass
+
+    def progress(self, done: float, total: float, message: str | None = None) -> None:
+        pass
+
+    def checkpoint_complete(self, path: Path) -> None:
+        pass

@@ -1,6 +1,7 @@
 """Load a model by workspace name for inference: ``base`` (models/base, or the configured folder
-or hub id), a full model under ``models/<name>/``, or a LoRA adapter there (loaded on the base
-it names). Device and dtype are chosen for the machine; remote code is never run.
+or hub id), a full model under ``models/<name>/``, or a LoRA adapter there. An adapter trained on
+top of another adapter (DPO after SFT) loads as a chain: the base, each parent adapter merged in
+order, then its own. Device and dtype are chosen for the machine; remote code is never run.
 """
 from __future__ import annotations
 
@@ -19,11 +20,18 @@ class ModelNotFound(WorkbenchError):
     pass
 
 
+MAX_CHAIN = 16
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     path: str  # folder or hub id of the weights to load first
-    adapter: str | None = None  # a PEFT adapter folder applied on top
+    adapters: tuple[str, ...] = ()  # PEFT adapter folders applied in order, all but the last merged
+
+    @property
+    def adapter(self) -> str | None:
+        return self.adapters[-1] if self.adapters else None
 
 
 def available_models(workspace: Workspace) -> list[str]:
@@ -38,9 +46,35 @@ def available_models(workspace: Workspace) -> list[str]:
     return names
 
 
-def resolve(name: str, workspace: Workspace, base_setting: str = "") -> ModelSpec:
+def lineage(workspace: Workspace, name: str) -> list[str]:
+    """``name`` and its ancestors by their manifests' ``parent``, nearest first, ending at the base."""
+    chain, current = [], name
+    while current and current not in chain and len(chain) < MAX_CHAIN:
+        chain.append(current)
+        if current == BASE:
+            break
+        manifest = read_manifest(workspace.model_dir(current)) if workspace.model_dir(current).is_dir() else None
+        current = manifest.get("parent") if isinstance(manifest, dict) else None
+    return chain
+
+
+def model_choices(workspace: Workspace) -> list[tuple[str, str]]:
+    """(label, name) pairs for pickers: each trained model labelled with its method and lineage."""
+    choices = []
+    for name in available_models(workspace):
+        manifest = read_manifest(workspace.model_dir(name)) if name != BASE else None
+        method = manifest.get("method") if isinstance(manifest, dict) else None
+        chain = lineage(workspace, name)
+        label = name if len(chain) < 2 else f"{name} ({method or 'model'}: {' ← '.join(chain[1:])})"
+        choices.append((label, name))
+    return choices
+
+
+def resolve(name: str, workspace: Workspace, base_setting: str = "", _depth: int = 0) -> ModelSpec:
     """Where the weights of ``name`` are; ``ModelNotFound`` with the names that exist."""
     name = (name or BASE).strip()
+    if _depth > MAX_CHAIN:
+        raise ModelNotFound(f"model {name!r}: its lineage is longer than {MAX_CHAIN} or loops")
     if name == BASE:
         path = resolve_base_model(base_setting, workspace)
         if path == str(workspace.base_model) and not (workspace.base_model / "config.json").exists():
@@ -53,17 +87,35 @@ def resolve(name: str, workspace: Workspace, base_setting: str = "") -> ModelSpe
         known = ", ".join(available_models(workspace))
         raise ModelNotFound(f"unknown model {name!r}; available: {known}")
     if (folder / "adapter_config.json").exists():
+        parent = manifest.get("parent")
+        if parent:  # trained in this workspace: load what it was trained on, then this adapter
+            start = resolve(parent, workspace, base_setting, _depth + 1)
+            return ModelSpec(name, start.path, (*start.adapters, str(folder)))
         base = manifest.get("base") or _adapter_base(folder)
         base_path = resolve(BASE, workspace, base_setting).path if base in (None, "", BASE) else base
         if base_path and not Path(base_path).exists() and (workspace.models / base_path).is_dir():
             base_path = str(workspace.models / base_path)
-        return ModelSpec(name, base_path, adapter=str(folder))
+        return ModelSpec(name, base_path, (str(folder),))
     return ModelSpec(name, str(folder))
 
 
 def _adapter_base(folder: Path) -> str | None:
     config = read_json(folder / "adapter_config.json", default={})
     return config.get("base_model_name_or_path") if isinstance(config, dict) else None
+
+
+def apply_adapters(model, adapters: tuple[str, ...], merge_last: bool = False):
+    """Each parent adapter merged into the weights in order; the last one kept as a PEFT layer
+    (so it can be switched off) unless ``merge_last``."""
+    if not adapters:
+        return model
+    from peft import PeftModel
+
+    for index, folder in enumerate(adapters):
+        model = PeftModel.from_pretrained(model, folder)
+        if merge_last or index < len(adapters) - 1:
+            model = model.merge_and_unload()
+    return model
 
 
 def pick_device_dtype() -> tuple[str, Any]:
@@ -87,10 +139,7 @@ def load_for_inference(spec: ModelSpec) -> tuple[Any, Any, str]:
                                                      use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"cannot load model {spec.name!r} from {spec.path}: {exc}") from exc
-    if spec.adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, spec.adapter)
+    model = apply_adapters(model, spec.adapters)
     model.to(device).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -48,7 +48,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from workbench.cli import run_kind
+    from workbench.cli.common import run_kind
     from workbench.corpus.ingest import preflight
     from workbench.corpus.library import add_paths
 

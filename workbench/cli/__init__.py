@@ -1,0 +1,39 @@
+"""The ``workbench`` command: every step of the pipeline, headless.
+
+One module per command group (system, models, jobs, corpus, feedback, data, train), each with
+``add_parsers`` and ``COMMANDS``. Long commands run in-process with a progress bar and a run
+record (so the Monitor tab sees them); ``--queue`` enqueues them for a worker instead and prints
+the run id. Like ``app.py``, this is an entry point: it may import ``jobs``; it never imports
+gradio unless serving.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from workbench.cli import corpus, data, feedback, jobs, models, system, train
+from workbench.cli.common import CliError
+from workbench.configs import ConfigError
+from workbench.errors import WorkbenchError
+from workbench.settings import Settings
+
+GROUPS = (system, models, jobs, corpus, feedback, data, train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {name: command for group in GROUPS for name, command in group.COMMANDS.items()}
+    try:
+        return commands[args.command](Settings.from_env(), args)
+    except (CliError, ConfigError, ValueError, KeyError, FileNotFoundError, WorkbenchError) as exc:  # JsonlError is a ValueError
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"workbench: error: {message}", file=sys.stderr)
+        return 2

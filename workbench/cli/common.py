@@ -1,0 +1,53 @@
+"""What every command group shares: the error type, JSON output, and running a job kind either
+in this process (with a progress bar and a run record the Monitor tab sees) or on the queue."""
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from typing import Any
+
+from storage import RunStore, Unreadable
+
+
+class CliError(Exception):
+    pass
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def run_kind(settings, kind: str, config: dict[str, Any], queue: bool, as_json: bool,
+             extra: dict[str, Any] | None = None) -> int:
+    """Enqueue (``--queue``) or run in this process with a progress bar; exit code follows the
+    outcome. ``extra`` is merged into the JSON output. Preflight warnings go to stderr."""
+    from jobs import control
+    from jobs.runner import execute
+
+    run = control.create(settings, kind, config, user=getpass.getuser())
+    status = run.status()
+    for warning in (status.get("warnings") or []) if isinstance(status, dict) else []:
+        print(f"workbench: warning: {warning}", file=sys.stderr)
+    if queue:
+        control.enqueue(settings, run)
+        print_json({"id": run.id, "status": "queued", **(extra or {})}) if as_json else print(run.id)
+        return 0
+    if not as_json:
+        print(f"run {run.id}", file=sys.stderr)
+    status = execute(settings, run.id, echo=not as_json)
+    if as_json:
+        print_json({**show(run.folder.parent, run.id), **(extra or {})})
+    else:
+        print(f"{status.get('status')}" + (f": {status.get('error')}" if status.get("error") else ""))
+    return {"succeeded": 0, "cancelled": 130}.get(status.get("status"), 1)
+
+
+def show(runs_root, run_id: str) -> dict:
+    run = RunStore(runs_root).get(run_id)
+    status, config, metrics = run.status(), run.config(), run.metrics()
+    status = {} if isinstance(status, Unreadable) else status
+    return {**run.summary(), "folder": str(run.folder),
+            "last_metrics": metrics[-1] if metrics else None,
+            "config": None if isinstance(config, Unreadable) else config,
+            **{key: status.get(key) for key in ("result", "pid", "host", "resume_from", "warnings")}}

@@ -1,0 +1,71 @@
+"""``workbench serve | worker | selftest | users``: the app, the queue consumers, the self-test
+job and the auth file."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from workbench.cli.common import CliError, run_kind
+from workbench.configs import add_arguments, arguments_to_dict
+from workbench.kinds import get_kind
+from workbench.settings import Settings
+
+
+def add_parsers(sub) -> None:
+    serve = sub.add_parser("serve", help="start the web app (same as python app.py)")
+    serve.add_argument("--no-worker", action="store_true", help="do not start the embedded worker")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    worker = sub.add_parser("worker", help="run queue consumers (all queues, one GPU consumer per GPU)")
+    worker.add_argument("--queue", choices=["cpu", "gpu"], help="serve one queue in this process only")
+    worker.add_argument("--workers", type=int, default=1, help="threads for --queue")
+
+    selftest = sub.add_parser("selftest", help="a tiny training job: checks queue, device, logs, curves")
+    add_arguments(selftest, get_kind("selftest").load()[0])
+    selftest.add_argument("--queue", action="store_true", help="enqueue for a worker and print the run id")
+    selftest.add_argument("--json", action="store_true")
+
+    users = sub.add_parser("users", help="manage the auth file").add_subparsers(dest="users_cmd", required=True)
+    add = users.add_parser("add", help="add or replace a user")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["admin", "annotator"], required=True)
+    add.add_argument("--auth-file")
+    add.add_argument("--password-stdin", action="store_true")
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import app
+
+    return app.main(no_worker=args.no_worker, host=args.host, port=args.port)
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.worker import consume, supervise
+
+    if args.queue:
+        consume(settings, args.queue, args.workers)
+    else:
+        supervise(settings)
+    return 0
+
+
+def cmd_selftest(settings: Settings, args: argparse.Namespace) -> int:
+    config_cls, _ = get_kind("selftest").load()
+    return run_kind(settings, "selftest", arguments_to_dict(args, config_cls), args.queue, args.json)
+
+
+def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.auth import add_user
+
+    path = args.auth_file or settings.auth_file
+    if not path:
+        raise CliError("set WORKBENCH_AUTH_FILE or pass --auth-file")
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(f"password for {args.name}: ")
+    add_user(path, args.name, password, args.role)
+    print(f"user {args.name} ({args.role}) saved in {path}")
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "worker": cmd_worker, "selftest": cmd_selftest, "users": cmd_users}

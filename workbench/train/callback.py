@@ -1,0 +1,83 @@
+"""The one ``TrainerCallback`` that feeds the run record: every logged value (loss, reward, KL,
+learning rate, grad norm, eval metrics) plus throughput into ``metrics.jsonl``, progress in
+steps, the cancel flag checked after every step, and the completeness marker on checkpoints.
+Only rank 0 writes; the cancel decision is shared by all ranks so they stop on the same step."""
+from __future__ import annotations
+
+import time
+
+from transformers import TrainerCallback
+
+SKIP = {"total_flos", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
+
+
+def _distributed():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 else None
+
+
+def any_rank(flag: bool, device) -> bool:
+    """True on every rank when it is true on any (a collective: every rank must call it)."""
+    dist = _distributed()
+    if dist is None:
+        return flag
+    import torch
+
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value)
+    return bool(value.item() > 0)
+
+
+class RunCallback(TrainerCallback):
+    def __init__(self, reporter, samples_per_step: int):
+        self.reporter = reporter
+        self.samples_per_step = samples_per_step
+        self.cancelled = False
+        self._mark = (0, time.perf_counter())
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._mark = (state.global_step, time.perf_counter())
+        if state.is_world_process_zero:
+            self.reporter.progress(state.global_step, state.max_steps, f"step {state.global_step}/{state.max_steps}")
+            self.reporter.log(f"training: {state.max_steps} steps, {self.samples_per_step} rows a step"
+                              + (f", resuming at step {state.global_step}" if state.global_step else ""))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        values = {k: v for k, v in logs.items()
+                  if k not in SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        step, now = state.global_step, time.perf_counter()
+        last_step, last_time = self._mark
+        if step > last_step and now > last_time and not any(k.startswith("eval_") for k in values):
+            values["steps_per_s"] = (step - last_step) / (now - last_time)
+            values["samples_per_s"] = values["steps_per_s"] * self.samples_per_step
+            self._mark = (step, now)
+        if values:
+            self.reporter.metrics(step, **values)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in ("loss", "eval_loss", "reward", "kl"))
+        if shown:
+            self.reporter.log(f"step {step}/{state.max_steps}: {shown}")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.reporter.progress(state.global_step, state.max_steps, f"step {state.global_step}/{state.max_steps}")
+        if any_rank(self.reporter.cancel_requested(), args.device):
+            self.cancelled = True
+            control.should_save = True  # a resumable checkpoint at the step where it stopped
+            control.should_training_stop = True
+            if state.is_world_process_zero:
+                self.reporter.log(f"cancel requested: saving step {state.global_step} and stopping")
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        dist = _distributed()
+        if dist is not None:
+            dist.barrier()  # every rank has written its part (its RNG state) before the marker
+        if state.is_world_process_zero:
+            from pathlib import Path
+
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                self.reporter.checkpoint_complete(folder)

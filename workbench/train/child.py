@@ -1,0 +1,53 @@
+"""The training child: ``torchrun -m workbench.train.child RUN_FOLDER``. Each rank loads the run's
+config and calls its method's ``train``; rank 0 writes the log, the metrics and ``result.json``."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+from storage import RunRecord, write_json_atomic
+from workbench.configs import config_from_dict
+from workbench.kinds import get_kind
+from workbench.reporting import Cancelled, RunReporter, SilentReporter
+from workbench.settings import Settings
+from workbench.train.job import TrainJob
+from workbench.train.launch import RESULT
+
+
+def main(argv: list[str]) -> int:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notes, not the run's news
+    run = RunRecord(Path(argv[0]))
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    resume = os.environ.get("WORKBENCH_RESUME_FROM") or None
+    stored = run.config()
+    module = importlib.import_module(get_kind(stored["kind"]).module)
+    config = config_from_dict(module.Config, stored.get("config"))
+    reporter_cls = RunReporter if rank == 0 else SilentReporter
+    reporter = reporter_cls(run, resume_from=Path(resume) if resume else None)
+    job = TrainJob(run, reporter, Settings.from_env(), reporter.resume_from, rank, world)
+    try:
+        result = module.train(config, job)
+    except Cancelled as exc:
+        if rank == 0:
+            write_json_atomic(run.folder / RESULT, {"status": "cancelled", "message": str(exc)})
+        return 0
+    except Exception as exc:
+        traceback.print_exc()
+        sys.stdout.flush()
+        if rank == 0:
+            write_json_atomic(run.folder / RESULT, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    if rank == 0:
+        write_json_atomic(run.folder / RESULT, {"status": "succeeded", "result": result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""The settings every training method shares, as TRL shapes them: one config class per method
+on one base. The class is the single source of defaults for the CLI flags, the Train tab's form
+and the validation."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+QUANTIZATIONS = ("none", "4bit")
+SWITCH = ("auto", "on", "off")
+
+
+def option(default, help: str, group: str = "training", choices=None, **kwargs):
+    metadata = {"help": help, "group": group}
+    if choices:
+        metadata["choices"] = tuple(choices)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
+
+
+@dataclass
+class TrainConfig:
+    model: str = option("base", "start model: base, or the name of a trained model (e.g. an SFT adapter)", "model")
+    dataset: str = option("train.jsonl", "training rows: a file under data/", "data")
+    eval_dataset: str = option("", "held-out rows under data/ ('' = the method's default, 'none' = no evaluation)", "data")
+    output_name: str = option("model", "folder under models/ for the result", "output")
+    overwrite: bool = option(False, "replace a model of the same name (only once the run succeeds)", "output")
+    learning_rate: float = option(2e-4, "peak learning rate")
+    epochs: float = option(1.0, "passes over the data (ignored when max_steps > 0)")
+    max_steps: int = option(0, "optimizer steps (0 = from epochs)")
+    batch_size: int = option(4, "rows per device per step")
+    grad_accum: int = option(1, "gradient accumulation steps")
+    max_length: int = option(0, "max tokens per row (0 = from the data)")
+    warmup_ratio: float = option(0.0, "share of steps spent warming up the learning rate")
+    seed: int = option(42, "random seed")
+    lora_r: int = option(16, "LoRA rank", "lora")
+    lora_alpha: int = option(32, "LoRA alpha", "lora")
+    lora_dropout: float = option(0.05, "LoRA dropout", "lora")
+    lora_targets: list[str] = option([], "modules LoRA adapts (empty = the architecture's attention and MLP projections)", "lora")
+    quantization: str = option("none", "4bit = QLoRA (NF4 through bitsandbytes; CUDA GPU)", "lora", QUANTIZATIONS)
+    precision: str = option("auto", "auto = bf16 where the GPU supports it, else fp16 on GPU, fp32 on CPU", "device", PRECISIONS)
+    gradient_checkpointing: str = option("auto", "auto = on for QLoRA and for models over 1B parameters on a GPU", "device", SWITCH)
+    num_processes: int = option(1, "training processes (torchrun; data parallel over GPUs, or gloo on CPU)", "device")
+    save_steps: int = option(50, "steps between checkpoints (resume points)", "checkpoints")
+    eval_steps: int = option(0, "steps between evaluations (0 = at the end only)", "checkpoints")
+    logging_steps: int = option(1, "steps between metric points", "checkpoints")
+
+    def validate(self) -> None:
+        problems = []
+        if self.lora_r < 1:
+            problems.append("lora_r must be at least 1")
+        if self.lora_alpha < 1:
+            problems.append("lora_alpha must be at least 1")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append("lora_dropout must be in [0, 1)")
+        if self.learning_rate <= 0 or self.learning_rate > 1:
+            problems.append("learning_rate must be in (0, 1]")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            problems.append("give epochs > 0 or max_steps > 0")
+        if self.max_steps < 0 or self.max_length < 0 or self.eval_steps < 0:
+            problems.append("max_steps, max_length and eval_steps cannot be negative")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            problems.append("batch_size and grad_accum must be at least 1")
+        if self.save_steps < 1 or self.logging_steps < 1:
+            problems.append("save_steps and logging_steps must be at least 1")
+        if not 1 <= self.num_processes <= 64:
+            problems.append("num_processes must be between 1 and 64")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append("warmup_ratio must be in [0, 1)")
+        if not self.output_name.strip() or self.output_name.strip() in ("base", ".", ".."):
+            problems.append("output_name must name a new folder under models/ (not 'base')")
+        if problems:
+            raise ValueError("; ".join(problems))

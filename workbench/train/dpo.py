@@ -1,0 +1,96 @@
+"""DPO: LoRA on the start model (the base or an SFT model) trained on the preference pairs of
+``data/dataset_rlhf.jsonl``, with the start model itself (the adapter switched off) as the
+reference. Reports the held-out log-probability margin of chosen over rejected, before and after."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workbench.settings import Settings
+from workbench.train import data as rows_of
+from workbench.train.config import TrainConfig, option
+from workbench.train.launch import run_in_child as run  # noqa: F401  (the job's entry point)
+from workbench.train.preflight import Preflight, start_model
+from workbench.train.reward import HELD_OUT, pair_max_length, preference_preflight, split_pairs
+
+METHOD = "dpo"
+
+
+@dataclass
+class Config(TrainConfig):
+    dataset: str = option("dataset_rlhf.jsonl", "preference pairs (prompt/chosen/rejected) under data/", "data")
+    eval_dataset: str = option("", f"held-out pairs ('' = data/{HELD_OUT} if present, else a split; 'none' = no evaluation)", "data")
+    eval_fraction: float = option(0.1, "share of the pairs held out when there is no held-out file", "data")
+    output_name: str = option("llama-dpo", "folder under models/ for the adapter", "output")
+    learning_rate: float = option(5e-5, "peak learning rate")
+    beta: float = option(0.1, "DPO beta: how far the policy may move from the reference", "method")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 < self.eval_fraction < 1:
+            raise ValueError("eval_fraction must be in (0, 1)")
+        if self.beta <= 0:
+            raise ValueError("beta must be positive")
+
+
+def preflight(config: Config, settings: Settings) -> Preflight:
+    return preference_preflight(config, settings)
+
+
+def _numbers(metrics: dict, prefix: str) -> dict:
+    """TRL names its evaluation values ``eval_*`` whatever the prefix asked; rename them to
+    ``prefix``, and add the log-probability margin of chosen over rejected."""
+    out = {f"{prefix}_{k.split('_', 1)[1]}" if k.startswith("eval_") else k: v
+           for k, v in metrics.items() if isinstance(v, (int, float))}
+    chosen, rejected = out.get(f"{prefix}_logps/chosen"), out.get(f"{prefix}_logps/rejected")
+    if chosen is not None and rejected is not None:
+        out[f"{prefix}_logp_margin"] = chosen - rejected
+    return out
+
+
+def train(config: Config, job) -> dict:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from workbench.train.job import changed_count, trainable_snapshot
+    from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
+                                          lora_config, use_gradient_checkpointing)
+
+    precision = choose_precision(config.precision)
+    spec = start_model(job.settings, config.model)
+    tokenizer = load_tokenizer(spec)
+    pairs, held = split_pairs(config, job)
+    job.log(f"{len(pairs)} training pairs, {len(held)} held out")
+    model = load_model(spec, config, precision)
+    max_length = config.max_length or pair_max_length(tokenizer, pairs + held, model.config)
+    checkpointing = use_gradient_checkpointing(config, count_parameters(model))
+    args = job.training_args(DPOConfig, config, precision, checkpointing, bool(held), max_length=max_length,
+                             beta=config.beta)
+    callback = job.callback(config)
+    trainer = DPOTrainer(model=model, ref_model=None, args=args,
+                         train_dataset=Dataset.from_list([rows_of.conversational_pair(p) for p in pairs]),
+                         eval_dataset=Dataset.from_list([rows_of.conversational_pair(p) for p in held]) if held else None,
+                         processing_class=tokenizer, peft_config=lora_config(config, model.config),
+                         callbacks=[callback])
+    metrics: dict = {}
+    if held and not job.resume_from:
+        job.quiet(trainer)
+        metrics.update(_numbers(trainer.evaluate(metric_key_prefix="before"), "before"))
+    snapshot = trainable_snapshot(trainer.model)
+    metrics.update(job.fit(trainer, callback))
+    metrics.update(changed_count(trainer.model, snapshot))
+    if held:
+        metrics.update(_numbers(trainer.evaluate(), "eval"))
+        if "eval_logp_margin" in metrics:
+            job.reporter.metrics(trainer.state.global_step, eval_logp_margin=metrics["eval_logp_margin"])
+            job.log(f"held-out log-prob margin {metrics.get('before_logp_margin', float('nan')):.3f} -> "
+                    f"{metrics['eval_logp_margin']:.3f}")
+    if job.main:
+        def write(folder):
+            trainer.model.save_pretrained(folder, safe_serialization=True)
+            tokenizer.save_pretrained(folder)
+
+        folder = job.save_output(config, METHOD, "adapter", spec, write, metrics,
+                                 {"precision": precision.name, "reference": config.model})
+        metrics["output"] = str(folder)
+    return metrics
+

@@ -1,0 +1,150 @@
+"""GRPO: the LoRA policy samples a group of answers to each prompt of the preference data; each
+answer is scored by the reward model and, optionally, the built-in Python rewards (grounding in
+the prompt's context, a length penalty); the policy moves toward the better answers of its group,
+held near the start model by a KL term."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workbench.errors import WorkbenchError
+from workbench.settings import Settings
+from workbench.train import data as rows_of
+from workbench.train.config import TrainConfig, option
+from workbench.train.launch import run_in_child as run  # noqa: F401  (the job's entry point)
+from workbench.train.preflight import (Preflight, batch_fits, device_notes, no_qlora_on_adapters, output_name_free,
+                                       prompts_fit, start_model)
+from workbench.train.rewards import FUNCTIONS
+
+METHOD = "grpo"
+
+
+@dataclass
+class Config(TrainConfig):
+    dataset: str = option("dataset_rlhf.jsonl", "prompts: preference pairs or prompt-only rows under data/", "data")
+    eval_dataset: str = option("none", "not used by GRPO", "data")
+    output_name: str = option("llama-grpo", "folder under models/ for the adapter", "output")
+    learning_rate: float = option(2e-5, "peak learning rate")
+    reward_model: str = option("reward_model", "the reward model's name under models/ ('' = Python rewards only)", "method")
+    reward_functions: list[str] = option([], f"built-in rewards added to the reward model's: {', '.join(FUNCTIONS)}", "method")
+    num_generations: int = option(4, "answers sampled per prompt (the group)", "method")
+    max_completion_length: int = option(64, "max new tokens per answer", "method")
+    temperature: float = option(1.0, "sampling temperature", "method")
+    beta: float = option(0.04, "KL penalty toward the start model (0 = none, no KL computed)", "method")
+
+    def validate(self) -> None:
+        super().validate()
+        unknown = [f for f in self.reward_functions if f not in FUNCTIONS]
+        if unknown:
+            raise ValueError(f"unknown reward function(s) {', '.join(unknown)}; choose from {', '.join(FUNCTIONS)}")
+        if not self.reward_model.strip() and not self.reward_functions:
+            raise ValueError("give a reward_model, reward_functions, or both")
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be at least 2 (GRPO compares answers within a group)")
+        if (self.batch_size * self.num_processes) % self.num_generations:
+            raise ValueError(f"batch_size × num_processes ({self.batch_size * self.num_processes}) must be a "
+                             f"multiple of num_generations ({self.num_generations})")
+        if self.max_completion_length < 1 or self.temperature <= 0 or self.beta < 0:
+            raise ValueError("max_completion_length must be >= 1, temperature > 0 and beta >= 0")
+
+
+def reward_model_spec(settings: Settings, name: str, policy_tokenizer):
+    """The reward model's folder, checked: a scoring model that reads the policy's tokens."""
+    from workbench.models.loading import ModelNotFound
+    from workbench.train.modeling import load_tokenizer
+    from storage import read_manifest
+
+    folder = settings.workspace.model_dir(name)
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if not isinstance(manifest, dict):
+        raise WorkbenchError(f"reward model {name!r} not found under models/: train one first "
+                             "(`workbench train reward`) or name another")
+    from storage import read_json
+
+    architectures = (read_json(folder / "config.json", default={}) or {}).get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise WorkbenchError(f"{name!r} is not a reward model (a sequence-classification model); "
+                             f"its manifest says {manifest.get('method', 'unknown')}")
+    try:
+        from workbench.models.loading import ModelSpec
+
+        tokenizer = load_tokenizer(ModelSpec(name, str(folder)))
+    except (OSError, ValueError, ModelNotFound) as exc:
+        raise WorkbenchError(f"reward model {name!r}: cannot load its tokenizer: {exc}") from None
+    if tokenizer.get_vocab() != policy_tokenizer.get_vocab():
+        raise WorkbenchError(f"reward model {name!r} uses another tokenizer than the start model "
+                             f"({len(tokenizer)} vs {len(policy_tokenizer)} tokens): train a reward model "
+                             "on this model family")
+    return folder, tokenizer
+
+
+def preflight(config: Config, settings: Settings) -> Preflight:
+    from workbench.train.modeling import load_tokenizer
+
+    ws = settings.workspace
+    spec = start_model(settings, config.model)
+    no_qlora_on_adapters(config, spec)
+    output_name_free(ws, config)
+    train_file = rows_of.data_file(ws, config.dataset)
+    prompts = rows_of.prompts(train_file)
+    batch_fits(config, len(prompts), "prompts")
+    tokenizer = load_tokenizer(spec)
+    if config.reward_model.strip():
+        reward_model_spec(settings, config.reward_model.strip(), tokenizer)
+    longest = prompts_fit(config, tokenizer, prompts,
+                          f" plus {config.max_completion_length} answer tokens")
+    if config.max_length and config.max_length < longest + config.max_completion_length:
+        raise WorkbenchError(f"max_length {config.max_length} cannot hold the longest prompt ({longest} tokens) "
+                             f"plus max_completion_length {config.max_completion_length}")
+    return Preflight({"train": train_file}, device_notes(config), {"prompts": len(prompts), "longest_prompt_tokens": longest})
+
+
+def train(config: Config, job) -> dict:
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+    from trl import GRPOConfig, GRPOTrainer
+
+    from workbench.train.job import changed_count, trainable_snapshot
+    from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
+                                          lora_config, use_gradient_checkpointing)
+
+    precision = choose_precision(config.precision)
+    spec = start_model(job.settings, config.model)
+    tokenizer = load_tokenizer(spec)
+    prompts = rows_of.prompts(job.input("train"))
+    funcs, processors = [], []
+    if config.reward_model.strip():
+        folder, rm_tokenizer = reward_model_spec(job.settings, config.reward_model.strip(), tokenizer)
+        reward = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=precision.dtype,
+                                                                    use_safetensors=True, trust_remote_code=False)
+        reward.config.pad_token_id = rm_tokenizer.pad_token_id
+        funcs.append(reward.eval())
+        processors.append(rm_tokenizer)
+    for name in config.reward_functions:
+        funcs.append(FUNCTIONS[name])
+        processors.append(None)
+    model = load_model(spec, config, precision)
+    checkpointing = use_gradient_checkpointing(config, count_parameters(model))
+    job.log(f"{len(prompts)} prompts, {config.num_generations} answers each; rewards: "
+            + ", ".join([config.reward_model] * bool(config.reward_model.strip()) + list(config.reward_functions)))
+    args = job.training_args(GRPOConfig, config, precision, checkpointing, False,
+                             num_generations=config.num_generations,
+                             max_completion_length=config.max_completion_length,
+                             temperature=config.temperature, beta=config.beta, log_completions=False)
+    callback = job.callback(config)
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in prompts])
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, reward_processing_classes=processors, args=args,
+                          train_dataset=dataset, processing_class=tokenizer,
+                          peft_config=lora_config(config, model.config), callbacks=[callback])
+    snapshot = trainable_snapshot(trainer.model)
+    metrics = job.fit(trainer, callback)
+    metrics.update(changed_count(trainer.model, snapshot))
+    if job.main:
+        def write(folder):
+            trainer.model.save_pretrained(folder, safe_serialization=True)
+            tokenizer.save_pretrained(folder)
+
+        folder = job.save_output(config, METHOD, "adapter", spec, write, metrics,
+                                 {"precision": precision.name, "reward_model": config.reward_model or None,
+                                  "reward_functions": list(config.reward_functions)})
+        metrics["output"] = str(folder)
+    return metrics

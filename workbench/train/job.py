@@ -1,0 +1,152 @@
+"""What a training method's ``train`` gets in the training child: its run record, reporter,
+inputs, rank, the TRL arguments every method shares, the fit with resume and cancel, and the
+output folder with its manifest (written aside, renamed into ``models/`` only on success)."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Callable
+
+from storage import RunRecord
+from storage.documents import sha256_file
+from workbench.models.loading import ModelSpec, lineage
+from workbench.reporting import Cancelled, RunReporter
+from workbench.settings import Settings
+from workbench.train.callback import RunCallback
+from workbench.train.config import TrainConfig
+from workbench.train.modeling import Precision
+from workbench.train.output import publish
+
+LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes")
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def trainable_snapshot(model) -> dict[str, Any]:
+    return {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def changed_count(model, snapshot: dict[str, Any]) -> dict[str, int]:
+    """How many of the tensors that were trainable moved during training (all should)."""
+    import torch
+
+    current = dict(model.named_parameters())
+    moved = sum(1 for n, before in snapshot.items()
+                if n in current and not torch.equal(current[n].detach().float().cpu(), before.cpu()))
+    return {"trainable_tensors": len(snapshot), "trainable_changed": moved}
+
+
+@dataclass
+class TrainJob:
+    run: RunRecord
+    reporter: RunReporter
+    settings: Settings
+    resume_from: Path | None = None
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def workspace(self):
+        return self.settings.workspace
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def input(self, role: str) -> Path | None:
+        path = self.run.folder / "inputs" / f"{role}.jsonl"
+        return path if path.is_file() else None
+
+    def log(self, message: str) -> None:
+        self.reporter.log(message)
+
+    # trainer arguments ------------------------------------------------------------------
+    def training_args(self, cls, config: TrainConfig, precision: Precision, gradient_checkpointing: bool,
+                      has_eval: bool, **extra: Any):
+        """A TRL config (``SFTConfig``, ``DPOConfig``, ...) with the settings all methods share:
+        checkpoints in the run folder, no outside reporting, the device's precision."""
+        from workbench.train.modeling import cuda_available
+
+        evaluate = "steps" if has_eval and config.eval_steps else "no"
+        return cls(output_dir=str(self.run.checkpoints), per_device_train_batch_size=config.batch_size,
+                   per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+                   learning_rate=config.learning_rate, num_train_epochs=config.epochs,
+                   max_steps=config.max_steps or -1, warmup_steps=config.warmup_ratio,  # < 1: a ratio
+                   seed=config.seed,
+                   logging_steps=config.logging_steps, logging_first_step=True, save_strategy="steps",
+                   save_steps=config.save_steps, save_total_limit=3, eval_strategy=evaluate,
+                   eval_steps=config.eval_steps or None, report_to="none", disable_tqdm=True,
+                   bf16=precision.bf16, fp16=precision.fp16, use_cpu=not cuda_available(),
+                   activation_checkpointing=gradient_checkpointing,
+                   activation_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+                   dataloader_num_workers=0, ddp_find_unused_parameters=False,
+                   **extra)
+
+    def callback(self, config: TrainConfig) -> RunCallback:
+        return RunCallback(self.reporter, config.batch_size * config.grad_accum * self.world_size)
+
+    @staticmethod
+    def quiet(trainer) -> None:
+        """The run's own callback writes the log; the trainer's printer would repeat it."""
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+
+    def fit(self, trainer, callback: RunCallback) -> dict[str, Any]:
+        """Train (from the checkpoint being resumed, if any); raises ``Cancelled`` once a cancel
+        has saved its checkpoint. Returns the step count and the final train loss."""
+        self.quiet(trainer)
+        resume = str(self.resume_from) if self.resume_from else None
+        if resume:
+            self.log(f"resuming from {self.resume_from.name}")
+        started = time.perf_counter()
+        output = trainer.train(resume_from_checkpoint=resume)
+        if callback.cancelled:
+            raise Cancelled(f"cancelled by user at step {trainer.state.global_step}")
+        return {"global_step": trainer.state.global_step, "train_loss": output.training_loss,
+                "train_seconds": round(time.perf_counter() - started, 2)}
+
+    # output -----------------------------------------------------------------------------
+    def save_output(self, config: TrainConfig, method: str, kind: str, start: ModelSpec,
+                    write: Callable[[Path], None], metrics: dict[str, Any], extra: dict | None = None) -> Path:
+        """Publish ``models/<output_name>``: the model written by ``write(folder)``, a copy of the
+        rows it learnt from and a manifest of its lineage, data (with sha256), config and metrics."""
+        def write_all(folder: Path) -> None:
+            write(folder)
+            for role in ("train", "eval"):
+                source = self.input(role)
+                if source is not None:
+                    (folder / "data").mkdir(exist_ok=True)
+                    shutil.copy2(source, folder / "data" / f"{role}.jsonl")
+
+        datasets = {}
+        for role in ("train", "eval"):
+            source = self.input(role)
+            if source is not None:
+                datasets[role] = {"file": config.dataset if role == "train" else (config.eval_dataset or "(default)"),
+                                  "sha256": sha256_file(source), "copy": f"data/{role}.jsonl",
+                                  "rows": sum(1 for line in source.open("rb") if line.strip())}
+        manifest = {
+            "name": config.output_name, "kind": kind, "method": method,
+            "base": self.settings.base_model or "base", "parent": config.model,
+            "lineage": lineage(self.workspace, config.model),
+            "dataset": datasets.get("train"), "eval_dataset": datasets.get("eval"),
+            "config": dataclasses.asdict(config), "run_id": self.run.id,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "metrics": metrics, "versions": library_versions(), **(extra or {})}
+        target = publish(self.workspace, config.output_name, config.overwrite, self.run.id, write_all, manifest)
+        self.log(f"saved {target}")
+        return target

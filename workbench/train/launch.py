@@ -1,0 +1,84 @@
+"""The job side of training: start the training child with ``torchrun`` (one process by default,
+N for data parallelism), copy its output into the run log, and turn its outcome into the job's.
+A cancel or a crash of the child frees all of its memory; the child dies with the worker."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from storage import read_json
+from workbench.reporting import Cancelled
+from workbench.subprocesses import die_with_parent
+from workbench.train.config import TrainConfig
+
+RESULT = "result.json"
+CANCEL_GRACE_S = 120.0  # a child that ignores a cancel this long (stuck loading) is stopped
+QUIET = {"TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+         "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def command(run_folder, processes: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+            "-m", "workbench.train.child", str(run_folder)]
+
+
+def child_env(processes: int, resume_from) -> dict[str, str]:
+    env = {**os.environ, **QUIET, "WORKBENCH_RESUME_FROM": str(resume_from or "")}
+    if "OMP_NUM_THREADS" not in os.environ:  # torchrun would pin every rank to one thread
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
+    return env
+
+
+def run_in_child(config: TrainConfig, reporter) -> dict:
+    run = reporter.run
+    (run.folder / RESULT).unlink(missing_ok=True)
+    args = command(run.folder, config.num_processes)
+    reporter.log(f"starting {config.num_processes} training process(es): torchrun -m workbench.train.child")
+    proc = subprocess.Popen(args, env=child_env(config.num_processes, reporter.resume_from),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                            bufsize=1, preexec_fn=die_with_parent)
+    tail: list[str] = []
+
+    def copy_output():
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                tail.append(line)
+                del tail[:-40]
+                run.log(line)
+
+    reader = threading.Thread(target=copy_output, daemon=True)
+    reader.start()
+    cancel_seen = None
+    while proc.poll() is None:
+        time.sleep(0.2)
+        if cancel_seen is None and reporter.cancel_requested():
+            cancel_seen = time.monotonic()
+        if cancel_seen is not None and time.monotonic() - cancel_seen > CANCEL_GRACE_S:
+            reporter.log(f"the training process did not stop within {CANCEL_GRACE_S:.0f} s of the cancel; stopping it")
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    reader.join(timeout=5)
+    outcome = read_json(run.folder / RESULT)
+    if isinstance(outcome, dict) and outcome.get("status") == "cancelled":
+        raise Cancelled(outcome.get("message") or "cancelled by user")
+    if proc.returncode != 0 or not isinstance(outcome, dict) or outcome.get("status") != "succeeded":
+        if cancel_seen is not None:
+            raise Cancelled("cancelled by user")
+        if isinstance(outcome, dict) and outcome.get("error"):
+            raise RuntimeError(outcome["error"])
+        raise RuntimeError(f"training process exited with code {proc.returncode}: {_last_error(tail)}")
+    return outcome.get("result") or {}
+
+
+def _last_error(lines: list[str]) -> str:
+    for line in reversed(lines):
+        if ("Error" in line or "Exception" in line) and "ChildFailedError" not in line:
+            return line.strip()[-500:]
+    return lines[-1].strip()[-500:] if lines else "no output"

@@ -1,0 +1,119 @@
+"""Models for training: the start model (base, a full model, or an adapter chain merged into its
+base), QLoRA's 4-bit loading, LoRA settings for the architecture, and the precision and
+gradient-checkpointing choices that fit the device."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.models.loading import ModelSpec, apply_adapters
+from workbench.train.config import TrainConfig
+
+# Attention and MLP projections: what QLoRA and most LoRA recipes adapt for these families.
+PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+TARGETS_BY_FAMILY = {family: PROJECTIONS for family in (
+    "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "gemma", "gemma2", "gemma3_text",
+    "phi3", "olmo", "olmo2", "granite", "smollm3", "cohere")}
+BIG_MODEL = 1_000_000_000  # parameters from which gradient checkpointing pays on a GPU
+
+
+@dataclass(frozen=True)
+class Precision:
+    dtype: Any  # torch dtype of the weights
+    bf16: bool  # mixed-precision flags for the trainer
+    fp16: bool
+    name: str
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def choose_precision(setting: str) -> Precision:
+    """bf16 only where the device supports it: a GPU that has it; fp16 on older GPUs; fp32 on CPU
+    (bf16 on a CPU without native support is several times slower) unless asked for."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    if setting == "auto":
+        setting = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "fp32"
+    if setting == "fp16" and not on_gpu:
+        raise ValueError("fp16 training needs a CUDA GPU; use precision=fp32 or bf16 on CPU")
+    if setting == "bf16":
+        return Precision(torch.bfloat16, True, False, "bf16")
+    if setting == "fp16":  # weights stay fp32; autocast does the half-precision work
+        return Precision(torch.float32, False, True, "fp16")
+    return Precision(torch.float32, False, False, "fp32")
+
+
+def use_gradient_checkpointing(config: TrainConfig, parameters: int) -> bool:
+    if config.gradient_checkpointing != "auto":
+        return config.gradient_checkpointing == "on"
+    return cuda_available() and (config.quantization == "4bit" or parameters >= BIG_MODEL)
+
+
+def lora_targets(config: TrainConfig, model_config) -> list[str] | str:
+    if config.lora_targets:
+        return list(config.lora_targets)
+    return TARGETS_BY_FAMILY.get(getattr(model_config, "model_type", ""), "all-linear")
+
+
+def lora_config(config: TrainConfig, model_config, task_type: str = "CAUSAL_LM"):
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=lora_targets(config, model_config), task_type=task_type, bias="none")
+
+
+def quantization_config(precision: Precision):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if precision.bf16 else (torch.float16 if precision.fp16 else torch.float32)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute)
+
+
+def load_tokenizer(spec: ModelSpec):
+    from transformers import AutoTokenizer
+
+    own = [a for a in spec.adapters if (Path(a) / "tokenizer_config.json").exists()]
+    tokenizer = AutoTokenizer.from_pretrained(own[-1] if own else spec.path, trust_remote_code=False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(spec: ModelSpec, config: TrainConfig, precision: Precision, head: str = "causal-lm",
+               num_labels: int = 1, pad_token_id: int | None = None):
+    """The start model with every adapter of its lineage merged in, ready for a new LoRA.
+    ``head="classifier"`` loads a sequence-classification model (reward and value models)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"dtype": precision.dtype, "trust_remote_code": False, "use_safetensors": True}
+    if config.quantization == "4bit":
+        kwargs["quantization_config"] = quantization_config(precision)
+        if cuda_available():
+            import os
+
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    if head == "classifier":
+        model = AutoModelForSequenceClassification.from_pretrained(spec.path, num_labels=num_labels, **kwargs)
+        if pad_token_id is not None:
+            model.config.pad_token_id = pad_token_id
+    else:
+        model = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
+    model = apply_adapters(model, spec.adapters, merge_last=True)
+    if config.quantization == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=use_gradient_checkpointing(config, count_parameters(model)))
+    return model
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

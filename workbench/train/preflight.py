@@ -1,0 +1,93 @@
+"""Checks every method runs before anything is queued, so a bad launch is refused with what to
+fix: the start model, the output name, batch and length settings against the data, QLoRA on a
+machine without CUDA. ``Preflight`` carries the data files to copy into the run and warnings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage import Workspace
+from workbench.errors import WorkbenchError
+from workbench.models.loading import ModelNotFound, ModelSpec, resolve
+from workbench.settings import Settings
+from workbench.train.config import TrainConfig
+from workbench.train.data import NONE, data_file
+
+
+@dataclass
+class Preflight:
+    inputs: dict[str, Path]  # role ("train", "eval") -> the file copied into runs/<id>/inputs/
+    warnings: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def start_model(settings: Settings, name: str, what: str = "start model") -> ModelSpec:
+    try:
+        return resolve(name, settings.workspace, settings.base_model)
+    except ModelNotFound as exc:
+        raise WorkbenchError(f"{what}: {exc}") from None
+
+
+def output_name_free(workspace: Workspace, config: TrainConfig) -> None:
+    from storage.paths import safe_name
+
+    if safe_name(config.output_name) != config.output_name.strip():
+        raise WorkbenchError(f"output_name {config.output_name!r}: use letters, digits, '-', '_' and '.' only")
+    if workspace.model_dir(config.output_name).exists() and not config.overwrite:
+        raise WorkbenchError(f"a model named {config.output_name!r} exists: choose another output_name "
+                             "or set overwrite (it is replaced only when the new run succeeds)")
+
+
+def eval_file(workspace: Workspace, config: TrainConfig, default: Path | None) -> Path | None:
+    if config.eval_dataset.strip().lower() == NONE:
+        return None
+    if config.eval_dataset.strip():
+        return data_file(workspace, config.eval_dataset)
+    return default if default is not None and default.is_file() else None
+
+
+def batch_fits(config: TrainConfig, rows: int, what: str = "rows") -> None:
+    if config.batch_size > rows:
+        raise WorkbenchError(f"batch_size {config.batch_size} is larger than the data ({rows} {what}): "
+                             f"lower batch_size to {rows} or add {what}")
+
+
+def prompts_fit(config: TrainConfig, tokenizer, prompts: list, budget_note: str = "") -> int:
+    """The longest prompt in tokens (a string, or the messages before the answer, rendered with
+    the chat template); refuses a max_length that cannot hold it."""
+    longest, where = 0, 0
+    for index, prompt in enumerate(prompts):
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if length > longest:
+            longest, where = length, index + 1
+    if config.max_length and config.max_length <= longest:
+        raise WorkbenchError(f"max_length {config.max_length} is shorter than the longest prompt "
+                             f"({longest} tokens, row {where}){budget_note}: raise max_length or shorten it")
+    return longest
+
+
+def device_notes(config: TrainConfig) -> list[str]:
+    from workbench.train.modeling import cuda_available
+
+    notes = []
+    if config.quantization == "4bit":
+        if not cuda_available():
+            notes.append("QLoRA without a CUDA GPU: bitsandbytes runs the 4-bit NF4 weights on the CPU, "
+                         "many times slower than LoRA (quantization=none). It is useful to check a setup, "
+                         "not to train a model here.")
+    if config.num_processes > 1 and cuda_available():
+        import torch
+
+        if torch.cuda.device_count() < config.num_processes:
+            raise WorkbenchError(f"num_processes {config.num_processes} needs as many GPUs; the worker sees "
+                                 f"{torch.cuda.device_count()}")
+    return notes
+
+
+def no_qlora_on_adapters(config: TrainConfig, spec: ModelSpec) -> None:
+    if config.quantization == "4bit" and spec.adapters:
+        raise WorkbenchError(f"QLoRA loads 4-bit weights, into which the adapter {config.model!r} cannot be "
+                             f"merged: export it first (`workbench models merge {config.model}`) and start "
+                             "from the merged model, or use quantization=none")

@@ -1,0 +1,114 @@
+"""Supervised fine-tuning with LoRA, or QLoRA (4-bit NF4 base), on ``data/train.jsonl``, evaluated
+on ``data/test.jsonl`` when there is one. The loss covers the assistant replies only: through a
+training chat template with generation markers that renders exactly as the tokenizer's own, or,
+where none does, through prompt/completion rows (the last reply)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from workbench.settings import Settings
+from workbench.train import data as rows_of
+from workbench.train.config import TrainConfig, option
+from workbench.train.launch import run_in_child as run  # noqa: F401  (the job's entry point)
+from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval_file, no_qlora_on_adapters,
+                                       output_name_free, prompts_fit, start_model)
+
+METHOD = "sft"
+
+
+@dataclass
+class Config(TrainConfig):
+    dataset: str = option("train.jsonl", "SFT rows (messages, prompt/completion or Alpaca) under data/", "data")
+    output_name: str = option("llama-lora-adapted", "folder under models/ for the adapter", "output")
+
+
+def preflight(config: Config, settings: Settings) -> Preflight:
+    ws = settings.workspace
+    spec = start_model(settings, config.model)
+    no_qlora_on_adapters(config, spec)
+    output_name_free(ws, config)
+    train_file = rows_of.data_file(ws, config.dataset)
+    rows = rows_of.sft_rows(train_file)
+    batch_fits(config, len(rows))
+    held = eval_file(ws, config, ws.test_file)
+    if held is not None:
+        rows_of.sft_rows(held)
+    from workbench.train.modeling import load_tokenizer
+
+    longest = prompts_fit(config, load_tokenizer(spec), [r["messages"][:-1] for r in rows])
+    return Preflight({"train": train_file, **({"eval": held} if held else {})}, device_notes(config),
+                     {"rows": len(rows), "longest_prompt_tokens": longest})
+
+
+def data_max_length(tokenizer, rows, model_config, template=None) -> int:
+    """The longest rendered row, rounded up to a multiple of 64, within the model's context."""
+    longest = max(len(tokenizer.apply_chat_template(r["messages"], tokenize=True, chat_template=template,
+                                                    return_dict=True)["input_ids"]) for r in rows)
+    limit = getattr(model_config, "max_position_embeddings", None) or 4096
+    return min(limit, 64 * math.ceil(longest / 64))
+
+
+def _as_completion(row):
+    return {"prompt": row["messages"][:-1], "completion": row["messages"][-1:]}
+
+
+def train(config: Config, job) -> dict:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from workbench.train.chat_template import training_template
+    from workbench.train.job import changed_count, trainable_snapshot
+    from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
+                                          lora_config, use_gradient_checkpointing)
+
+    precision = choose_precision(config.precision)
+    spec = start_model(job.settings, config.model)
+    tokenizer = load_tokenizer(spec)
+    own_template = tokenizer.chat_template
+    rows = rows_of.sft_rows(job.input("train"))
+    held = rows_of.sft_rows(job.input("eval")) if job.input("eval") else None
+    template, source = training_template(tokenizer, rows)
+    assistant_only = template is not None or source == "own"
+    if template is not None:
+        tokenizer.chat_template = template
+        job.log(f"assistant-only loss through the training template {source} (renders as the tokenizer's own)")
+    elif not assistant_only:
+        job.log(f"{source}: training on the last reply of each row (prompt/completion)")
+        rows, held = [_as_completion(r) for r in rows], held and [_as_completion(r) for r in held]
+    job.reporter.check_cancel()
+    model = load_model(spec, config, precision)
+    if config.max_length:
+        max_length = config.max_length
+    else:
+        sample = rows if assistant_only else [{"messages": r["prompt"] + r["completion"]} for r in rows]
+        max_length = data_max_length(tokenizer, sample, model.config)
+    checkpointing = use_gradient_checkpointing(config, count_parameters(model))
+    job.log(f"start model {config.model} ({count_parameters(model):,} parameters), {precision.name}, "
+            f"max_length {max_length}, gradient checkpointing {'on' if checkpointing else 'off'}")
+    args = job.training_args(SFTConfig, config, precision, checkpointing, held is not None,
+                             max_length=max_length, assistant_only_loss=assistant_only, packing=False)
+    callback = job.callback(config)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                         eval_dataset=Dataset.from_list(held) if held else None, processing_class=tokenizer,
+                         peft_config=lora_config(config, model.config), callbacks=[callback])
+    before = trainable_snapshot(trainer.model)
+    metrics = job.fit(trainer, callback)
+    metrics.update(changed_count(trainer.model, before))
+    if held:
+        evaluation = trainer.evaluate()
+        metrics.update({k: v for k, v in evaluation.items() if isinstance(v, (int, float))})
+        if "eval_loss" in evaluation:
+            metrics["eval_perplexity"] = math.exp(min(50.0, evaluation["eval_loss"]))
+    if job.main:
+        tokenizer.chat_template = own_template
+
+        def write(folder):
+            trainer.model.save_pretrained(folder, safe_serialization=True)
+            tokenizer.save_pretrained(folder)
+
+        folder = job.save_output(config, METHOD, "adapter", spec, write, metrics,
+                                 {"precision": precision.name, "quantization": config.quantization,
+                                  "loss": "assistant replies" if assistant_only else "last reply"})
+        metrics["output"] = str(folder)
+    return metrics
