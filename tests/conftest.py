@@ -146,3 +146,58 @@ def run_status(settings, run_id: str) -> dict:
 
     status = RunStore(settings.workspace.runs).get(run_id).status()
     return status if isinstance(status, dict) else {}
+
+
+@pytest.fixture(scope="session")
+def tiny_base(pulled_base, tmp_path_factory):
+    """A tiny Llama (2 layers, 32 wide) with the default model's tokenizer and chat template:
+    every training method runs on it in seconds. Point ``WORKBENCH_BASE_MODEL`` at it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    folder = tmp_path_factory.mktemp("tiny-base")
+    tokenizer = AutoTokenizer.from_pretrained(pulled_base[1])
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=1, eos_token_id=2,
+                         tie_word_embeddings=True)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "manifest.json").write_text(json.dumps({"kind": "base", "method": "base", "name": "tiny"}))
+    return folder
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def sft_rows(n: int = 12) -> list[dict]:
+    return [{"prompt": f"What is the code word {i}?", "completion": f"The code word is alpha{i}."} for i in range(n)]
+
+
+def preference_pairs(n: int = 16, seed: int = 0) -> list[dict]:
+    """Chosen answers quote the context; rejected ones ignore it (a task with a known right answer)."""
+    import random
+
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        fact = f"The vault code of room {i} is {rng.randint(1000, 9999)}."
+        pairs.append({"prompt": f"What is the vault code of room {i}?\n\nContext:\n{fact}",
+                      "chosen": f"According to the context, {fact}",
+                      "rejected": "I do not know anything about that."})
+    return pairs
+
+
+@pytest.fixture
+def train_env(env, tiny_base, monkeypatch):
+    """This test's workspace on the tiny base model, with SFT rows and preference pairs in data/."""
+    env["WORKBENCH_BASE_MODEL"] = str(tiny_base)
+    monkeypatch.setenv("WORKBENCH_BASE_MODEL", str(tiny_base))
+    data = Path(env["WORKBENCH_HOME"]) / "data"
+    write_jsonl(data / "train.jsonl", sft_rows())
+    write_jsonl(data / "dataset_rlhf.jsonl", preference_pairs())
+    return env

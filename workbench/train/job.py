@@ -117,7 +117,7 @@ class TrainJob:
         if callback.cancelled:
             raise Cancelled(f"cancelled by user at step {trainer.state.global_step}")
         return {"global_step": trainer.state.global_step, "train_loss": output.training_loss,
-                "train_seconds": round(time.perf_counter() - started, 2)}
+                "train_seconds": round(time.perf_counter() - started, 2), "world_size": self.world_size}
 
     # output -----------------------------------------------------------------------------
     def save_output(self, config: TrainConfig, method: str, kind: str, start: ModelSpec,

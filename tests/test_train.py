@@ -1,0 +1,170 @@
+"""Training methods on a tiny Llama with the default model's tokenizer: each trains a few real
+steps in the torchrun child; every trainable LoRA tensor moves, nothing frozen does, and the
+output loads and generates. Lineage, merge, YAML configs and the loss mask are checked too."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from tests.conftest import write_jsonl
+
+FAST = ["--max-steps", "3", "--save-steps", "1", "--learning-rate", "0.01", "--json"]
+
+
+def result_of(out: str) -> dict:
+    data = json.loads(out)
+    assert data["status"] == "succeeded", data
+    return data
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def assert_lora_trained(output: Path, first_checkpoint: Path) -> None:
+    """The adapter holds LoRA tensors only; every B left its zero init and every A moved after step 1."""
+    import torch
+
+    final, early = load_tensors(output / "adapter_model.safetensors"), load_tensors(first_checkpoint / "adapter_model.safetensors")
+    assert final and all("lora_" in name for name in final), sorted(final)[:5]
+    for name, tensor in final.items():
+        if "lora_B" in name:
+            assert tensor.abs().sum() > 0, f"{name} never left its zero init"
+        assert not torch.equal(tensor, early[name]), f"{name} did not change after step 1"
+
+
+def test_sft_trains_every_lora_weight_and_nothing_else(train_env, wb, settings, tiny_base):
+    base_hash = sha256(tiny_base / "model.safetensors")
+    code, out, err = wb("train", "sft", *FAST)
+    data = result_of(out)
+    result = data["result"]
+    assert result["global_step"] == 3 and result["trainable_changed"] == result["trainable_tensors"] > 0
+    output = settings.workspace.models / "llama-lora-adapted"
+    assert_lora_trained(output, Path(data["folder"]) / "checkpoints" / "checkpoint-1")
+    assert sha256(tiny_base / "model.safetensors") == base_hash  # the frozen base is untouched
+
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["method"] == "sft" and manifest["parent"] == "base" and manifest["run_id"] == data["id"]
+    assert manifest["dataset"]["sha256"] == sha256(settings.workspace.train_file)
+    assert (output / "data" / "train.jsonl").read_bytes() == settings.workspace.train_file.read_bytes()
+    assert {"torch", "transformers", "peft", "trl"} <= set(manifest["versions"])
+    assert manifest["config"]["lora_r"] == 16 and manifest["loss"] == "assistant replies"
+
+    metrics = [json.loads(line) for line in (Path(data["folder"]) / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3]
+    assert all({"learning_rate", "grad_norm"} <= set(m) for m in metrics if "loss" in m)
+    assert any("steps_per_s" in m for m in metrics)
+    checkpoints = Path(data["folder"]) / "checkpoints"
+    assert all((c / "COMPLETE").exists() for c in checkpoints.iterdir() if c.name.startswith("checkpoint-"))
+
+    # a new vote merged later never changes what the model claims to have learnt from
+    write_jsonl(settings.workspace.train_file, [{"prompt": "new", "completion": "row"}])
+    assert json.loads((output / "manifest.json").read_text())["dataset"]["sha256"] == sha256(output / "data" / "train.jsonl")
+
+    from workbench.models.loading import load_for_inference, model_choices, resolve
+
+    model, tokenizer, _ = load_for_inference(resolve("llama-lora-adapted", settings.workspace, str(tiny_base)))
+    ids = tokenizer("Hello", return_tensors="pt")
+    assert model.generate(**ids, max_new_tokens=4, do_sample=False).shape[1] == ids["input_ids"].shape[1] + 4
+    assert ("llama-lora-adapted (sft: base)", "llama-lora-adapted") in model_choices(settings.workspace)
+
+
+def test_merge_exports_a_folder_plain_transformers_loads(train_env, wb, settings, tiny_base):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    assert wb("train", "sft", *FAST)[0] == 0
+    code, out, err = wb("models", "merge", "llama-lora-adapted", "--into", "sft-merged", "--json")
+    assert code == 0, err
+    merged_dir = settings.workspace.models / "sft-merged"
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, use_safetensors=True)
+    from workbench.models.loading import load_for_inference, resolve
+
+    adapter, tokenizer, _ = load_for_inference(resolve("llama-lora-adapted", settings.workspace, str(tiny_base)))
+    ids = tokenizer("The code word is", return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(merged(**ids).logits, adapter(**ids).logits, atol=1e-4)
+    manifest = json.loads((merged_dir / "manifest.json").read_text())
+    assert manifest["method"] == "merge" and manifest["parent"] == "llama-lora-adapted"
+    assert not (merged_dir / "adapter_config.json").exists()
+    code, _, err = wb("models", "merge", "llama-lora-adapted", "--into", "sft-merged")
+    assert code == 2 and "exists" in err
+    code, _, err = wb("models", "merge", "sft-merged")
+    assert code == 2 and "full model already" in err
+
+
+def test_reward_model_then_grpo_and_dpo_from_the_sft_adapter(train_env, wb, settings):
+    code, out, err = wb("train", "reward", "--max-steps", "8", "--learning-rate", "0.01", "--json")
+    reward = result_of(out)["result"]
+    assert reward["trainable_changed"] == reward["trainable_tensors"] > 0
+    assert {"eval_accuracy", "eval_margin", "before_accuracy"} <= set(reward)
+    reward_dir = settings.workspace.models / "reward_model"
+    from transformers import AutoModelForSequenceClassification
+
+    scorer = AutoModelForSequenceClassification.from_pretrained(reward_dir, use_safetensors=True)
+    assert scorer.config.num_labels == 1
+    assert json.loads((reward_dir / "manifest.json").read_text())["kind"] == "reward-model"
+
+    code, out, err = wb("train", "grpo", "--max-steps", "2", "--max-completion-length", "8",
+                        "--reward-functions", "grounding,length", "--learning-rate", "0.01", "--json")
+    data = result_of(out)
+    assert data["result"]["trainable_changed"] == data["result"]["trainable_tensors"] > 0
+    metrics = [json.loads(line) for line in (Path(data["folder"]) / "metrics.jsonl").read_text().splitlines()]
+    assert any("reward" in m and "kl" in m for m in metrics)
+    grpo = json.loads((settings.workspace.models / "llama-grpo" / "manifest.json").read_text())
+    assert grpo["reward_model"] == "reward_model" and grpo["reward_functions"] == ["grounding", "length"]
+
+    assert wb("train", "sft", *FAST)[0] == 0
+    code, out, err = wb("train", "dpo", "--model", "llama-lora-adapted", *FAST)
+    data = result_of(out)
+    assert data["result"]["trainable_changed"] == data["result"]["trainable_tensors"] > 0
+    assert "before_logp_margin" in data["result"] and "eval_logp_margin" in data["result"]
+    dpo_dir = settings.workspace.models / "llama-dpo"
+    assert_lora_trained(dpo_dir, Path(data["folder"]) / "checkpoints" / "checkpoint-1")
+    manifest = json.loads((dpo_dir / "manifest.json").read_text())
+    assert manifest["parent"] == "llama-lora-adapted" and manifest["lineage"] == ["llama-lora-adapted", "base"]
+
+    from workbench.models.loading import available_models, resolve
+
+    spec = resolve("llama-dpo", settings.workspace, train_env["WORKBENCH_BASE_MODEL"])
+    assert [Path(a).name for a in spec.adapters] == ["llama-lora-adapted", "llama-dpo"]
+    assert {"llama-dpo", "llama-grpo", "llama-lora-adapted"} <= set(available_models(settings.workspace))
+    assert "reward_model" not in available_models(settings.workspace)
+
+
+def test_yaml_config_and_set_flags(train_env, wb, settings, tmp_path):
+    config = tmp_path / "sft.yaml"
+    config.write_text("max_steps: 2\nlora_r: 4\nlearning_rate: 0.01\noutput_name: from-yaml\nsave_steps: 5\n")
+    code, out, err = wb("train", "sft", "--config", str(config), "--set", "lora_alpha=8", "--lora-r", "2", "--json")
+    data = result_of(out)
+    stored = data["config"]["config"]
+    assert stored["lora_r"] == 2 and stored["lora_alpha"] == 8 and stored["max_steps"] == 2
+    adapter = json.loads((settings.workspace.models / "from-yaml" / "adapter_config.json").read_text())
+    assert adapter["r"] == 2 and set(adapter["target_modules"]) == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    config.write_text("- not a mapping\n")
+    code, _, err = wb("train", "sft", "--config", str(config))
+    assert code == 2 and "mapping" in err
+
+
+def test_training_template_renders_as_the_tokenizers_own_and_masks_the_replies(pulled_base):
+    from transformers import AutoTokenizer
+
+    from workbench.train.chat_template import PROBES, renders_identically, training_template
+
+    tokenizer = AutoTokenizer.from_pretrained(pulled_base[1])
+    template, source = training_template(tokenizer)
+    assert source == "smollm2_training.jinja" and "{% generation %}" in template
+    assert renders_identically(tokenizer, template, PROBES)
+    out = tokenizer.apply_chat_template(PROBES[1], chat_template=template, tokenize=True, return_dict=True,
+                                        return_assistant_tokens_mask=True)
+    trained = [t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m]
+    assert tokenizer.decode(trained) == "4<|im_end|>\n6<|im_end|>\n"
