@@ -63,6 +63,7 @@ def train(config: Config, job) -> dict:
     model = load_model(spec, config, precision)
     max_length = config.max_length or pair_max_length(tokenizer, pairs + held, model.config)
     checkpointing = use_gradient_checkpointing(config, count_parameters(model))
+    job.log_start(config, model, precision, checkpointing, max_length=max_length)
     args = job.training_args(DPOConfig, config, precision, checkpointing, bool(held), max_length=max_length,
                              beta=config.beta)
     callback = job.callback(config)

@@ -124,6 +124,7 @@ def train(config: Config, job) -> dict:
         processors.append(None)
     model = load_model(spec, config, precision)
     checkpointing = use_gradient_checkpointing(config, count_parameters(model))
+    job.log_start(config, model, precision, checkpointing)
     job.log(f"{len(prompts)} prompts, {config.num_generations} answers each; rewards: "
             + ", ".join([config.reward_model] * bool(config.reward_model.strip()) + list(config.reward_functions)))
     args = job.training_args(GRPOConfig, config, precision, checkpointing, False,

@@ -95,6 +95,14 @@ class TrainJob:
                    dataloader_num_workers=0, ddp_find_unused_parameters=False,
                    **extra)
 
+    def log_start(self, config: TrainConfig, model, precision: Precision, checkpointing: bool, **details: Any) -> None:
+        from workbench.train.modeling import count_parameters
+
+        quantized = ", 4-bit NF4 (QLoRA)" if config.quantization == "4bit" else ""
+        extra = "".join(f", {k.replace('_', ' ')} {v}" for k, v in details.items())
+        self.log(f"start model {config.model} ({count_parameters(model):,} parameters{quantized}), {precision.name}, "
+                 f"gradient checkpointing {'on' if checkpointing else 'off'}, {self.world_size} process(es){extra}")
+
     def callback(self, config: TrainConfig) -> RunCallback:
         return RunCallback(self.reporter, config.batch_size * config.grad_accum * self.world_size)
 

@@ -96,6 +96,7 @@ def train(config: Config, job) -> dict:
     model = load_model(spec, config, precision, head="classifier", pad_token_id=tokenizer.pad_token_id)
     max_length = config.max_length or pair_max_length(tokenizer, pairs + held, model.config)
     checkpointing = use_gradient_checkpointing(config, count_parameters(model))
+    job.log_start(config, model, precision, checkpointing, max_length=max_length)
     args = job.training_args(RewardConfig, config, precision, checkpointing, bool(held), max_length=max_length)
     callback = job.callback(config)
     trainer = RewardTrainer(model=model, args=args,

@@ -84,8 +84,7 @@ def train(config: Config, job) -> dict:
         sample = rows if assistant_only else [{"messages": r["prompt"] + r["completion"]} for r in rows]
         max_length = data_max_length(tokenizer, sample, model.config)
     checkpointing = use_gradient_checkpointing(config, count_parameters(model))
-    job.log(f"start model {config.model} ({count_parameters(model):,} parameters), {precision.name}, "
-            f"max_length {max_length}, gradient checkpointing {'on' if checkpointing else 'off'}")
+    job.log_start(config, model, precision, checkpointing, max_length=max_length)
     args = job.training_args(SFTConfig, config, precision, checkpointing, held is not None,
                              max_length=max_length, assistant_only_loss=assistant_only, packing=False)
     callback = job.callback(config)
