@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import urllib.request
 import signal
 import socket
 import subprocess
@@ -201,3 +203,46 @@ def train_env(env, tiny_base, monkeypatch):
     write_jsonl(data / "train.jsonl", sft_rows())
     write_jsonl(data / "dataset_rlhf.jsonl", preference_pairs())
     return env
+
+
+# the app in a real browser (Playwright + Debian's chromium) ------------------------------
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def start_app(env, start_process) -> str:
+    """``python app.py`` on a free port; its URL once it answers."""
+    port = free_port()
+    env["WORKBENCH_PORT"] = str(port)
+    app = start_process([sys.executable, "app.py"], env, "app")
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for(lambda: _http_ok(url), 120, interval=0.25, what="the app to answer")
+    except AssertionError:
+        raise AssertionError(app.output()[-3000:]) from None
+    return url
+
+
+@pytest.fixture
+def app_url(env, start_process):
+    return start_app(env, start_process)
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield page
+        browser.close()

@@ -7,7 +7,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
 from tests.conftest import write_jsonl
 
 FAST = ["--max-steps", "3", "--save-steps", "1", "--learning-rate", "0.01", "--json"]

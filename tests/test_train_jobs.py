@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import run_status, wait_for, write_jsonl
 
@@ -147,7 +145,7 @@ def test_bad_input_is_refused_before_anything_is_queued(train_env, wb, settings,
         (["sft", "--output-name", "taken"], "a model named 'taken' exists"),
         (["sft", "--output-name", "../escape"], "output_name"),
         (["sft", "--precision", "fp8"], "invalid choice"),
-        (["grpo", "--reward-model", "", "--reward-functions", "nonsense"], "unknown reward function"),
+        (["grpo", "--reward-model", "", "--reward-functions", "nonsense"], "'nonsense' is not one of grounding, length"),
         (["grpo", "--batch-size", "3"], "multiple of num_generations"),
     ]
     for args, expected in cases:

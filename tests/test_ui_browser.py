@@ -4,54 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import sys
-import urllib.request
-
-import pytest
-
-from tests.conftest import cli, free_port, wait_for
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def start_app(env, start_process) -> str:
-    """``python app.py`` on a free port; its URL once it answers."""
-    port = free_port()
-    env["WORKBENCH_PORT"] = str(port)
-    app = start_process([sys.executable, "app.py"], env, "app")
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for(lambda: _http_ok(url), 120, interval=0.25, what="the app to answer")
-    except AssertionError:
-        raise AssertionError(app.output()[-3000:]) from None
-    return url
-
-
-@pytest.fixture
-def app_url(env, start_process):
-    return start_app(env, start_process)
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        yield page
-        browser.close()
+from tests.conftest import cli, start_app, wait_for
 
 
 def test_monitor_shows_runs_with_log_and_curves(env, app_url, page):

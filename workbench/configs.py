@@ -100,8 +100,10 @@ def config_from_dict(cls: type, data: dict[str, Any] | None) -> Any:
     for name, value in data.items():
         values[name] = None if value is None else _coerce(name, _base_type(hints[name]), value)
         choices = fields[name].metadata.get("choices")
-        if choices and values[name] is not None and values[name] not in choices:
-            raise ConfigError(f"option {name}: {values[name]!r} is not one of {', '.join(map(str, choices))}")
+        given = values[name] if isinstance(values[name], list) else [values[name]]
+        wrong = [v for v in given if v is not None and v not in (choices or [v])]
+        if wrong:
+            raise ConfigError(f"option {name}: {', '.join(map(repr, wrong))} is not one of {', '.join(map(str, choices))}")
     config = cls(**values)
     validate = getattr(config, "validate", None)
     if validate:
@@ -131,7 +133,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, exclude: tuple[str
         if spec.name in exclude:
             continue
         flag = "--" + spec.name.replace("_", "-")
-        if spec.type == "bool":
+        if spec.type == "list":
+            parser.add_argument(flag, dest=spec.name, default=None, metavar="A,B",
+                                help=f"{spec.help}; comma-separated" + (f" from {', '.join(spec.choices)}" if spec.choices else "")
+                                + f" (default: {','.join(spec.default) or 'none'})")
+        elif spec.type == "bool":
             parser.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=spec.help)
         else:

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
-from workbench.train.launch import run_in_child as run  # noqa: F401  (the job's entry point)
+from workbench.train.launch import run_in_child
 from workbench.train.preflight import Preflight, start_model
 from workbench.train.reward import HELD_OUT, pair_max_length, preference_preflight, split_pairs
 
+run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "dpo"
 
 

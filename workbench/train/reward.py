@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
-from workbench.train.launch import run_in_child as run  # noqa: F401  (the job's entry point)
+from workbench.train.launch import run_in_child
 from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval_file, no_qlora_on_adapters,
                                        output_name_free, prompts_fit, start_model)
 
+run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "reward"
 HELD_OUT = "dataset_rlhf_test.jsonl"
 

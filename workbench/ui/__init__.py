@@ -22,12 +22,13 @@ def build_ui(settings: Settings) -> gr.Blocks:
     # delete_cache: Gradio's copies of uploads older than a day go, hourly (originals are stored)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(f"# {TITLE}\nDocuments → fine-tuning → preferences → alignment → evaluation.")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             corpus_refresh = create_corpus_tab(ctx)
             create_chat_tab(ctx)
             create_annotate_tab(ctx)
-            create_train_tab(ctx)
+            train = create_train_tab(ctx)
             create_placeholder_tab("Evaluate", "Automatic evaluation of any model against a test set, with reports and plots.")
-            create_monitor_tab(ctx)
+            _, monitor_run = create_monitor_tab(ctx)
+        train.connect(tabs, monitor_run)
         demo.load(*corpus_refresh)
     return demo

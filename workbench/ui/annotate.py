@@ -12,7 +12,7 @@ from workbench.feedback.annotation import (cast_vote, create_pairs, next_pair, p
                                            stream_answers, undo_last)
 from workbench.feedback.merge import merge_feedback
 from workbench.feedback.pairs import Side, prompts_from_jsonl, prompts_from_text
-from workbench.models.loading import BASE, available_models
+from workbench.models.loading import BASE, model_choices
 from workbench.ui.common import UiContext
 
 SOURCES = ["typed", "JSONL file", "data/test.jsonl", "chat turns"]
@@ -131,7 +131,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
             typed = gr.Textbox(label="Prompts, one per line", lines=4, elem_id="annotate-typed")
             upload = gr.File(label="JSONL of prompts", file_types=[".jsonl"], type="filepath")
             with gr.Row():
-                models = available_models(workspace)
+                models = model_choices(workspace)
                 model_a = gr.Dropdown(models, value=BASE, label="model A", allow_custom_value=True)
                 temp_a = gr.Slider(0, 1.5, value=0.0, step=0.05, label="temperature A")
                 model_b = gr.Dropdown(models, value=BASE, label="model B", allow_custom_value=True)
@@ -161,6 +161,6 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
                       [add_message], api_name="create_pairs").then(show, [forced, skipped], shown, api_name=False)
         merge_btn.click(merge, None, [merge_message], api_name="merge_feedback")
         tab.select(show, [forced, skipped], shown, api_name=False)
-        tab.select(lambda: (gr.Dropdown(choices=available_models(workspace)),) * 2, None, [model_a, model_b],
+        tab.select(lambda: (gr.Dropdown(choices=model_choices(workspace)),) * 2, None, [model_a, model_b],
                    api_name=False)
     return tab

@@ -9,7 +9,7 @@ from workbench.chat.session import ChatRequest, answer_stream, save_turn
 from workbench.chat.sources import sources_markdown
 from workbench.errors import WorkbenchError
 from workbench.index.search import MODES
-from workbench.models.loading import BASE, available_models
+from workbench.models.loading import BASE, model_choices
 from workbench.ui.common import UiContext
 
 
@@ -18,7 +18,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
     workspace = settings.workspace
 
     def models():
-        return gr.Dropdown(choices=available_models(workspace))
+        return gr.Dropdown(choices=model_choices(workspace))
 
     def ask(question, history, model, rag, k, temperature, max_new_tokens, mode, request: gr.Request):
         ctx.require(request, "chat")
@@ -66,7 +66,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                     send_btn = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
                 sources = gr.Markdown(elem_id="chat-sources")
             with gr.Column(scale=1):
-                model = gr.Dropdown(label="Model", choices=available_models(workspace), value=BASE,
+                model = gr.Dropdown(label="Model", choices=model_choices(workspace), value=BASE,
                                     elem_id="chat-model")
                 rag = gr.Checkbox(label="Use retrieval (RAG)", value=True, elem_id="chat-rag")
                 k = gr.Slider(1, 20, value=5, step=1, label="top-k chunks")

@@ -35,7 +35,8 @@ def _detail(ctx: UiContext, run_id: str | None) -> tuple[str, str]:
     return text, run.read_log()
 
 
-def create_monitor_tab(ctx: UiContext) -> gr.Tab:
+def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
+    """The tab and its run picker (other tabs open a run they launched by setting it)."""
     settings = ctx.settings
 
     def refresh(selected: str | None, plotted: tuple | None):
@@ -135,4 +136,4 @@ def create_monitor_tab(ctx: UiContext) -> gr.Tab:
         resume_btn.click(resume, selected, None, api_name="resume_run")
         delete_btn.click(delete, selected, None, api_name="delete_run")
         selftest_btn.click(launch_selftest, steps, selected, api_name="launch_selftest")
-    return tab
+    return tab, selected

@@ -1,20 +1,105 @@
-"""Train tab. Its data section: upload SFT rows into data/train.jsonl or data/test.jsonl
-(validated line by line, optional split), preview them, or build rows from chosen answers."""
+"""Train tab. Launch: pick a method, a start model and a dataset (what the method needs, row
+counts, a preview); the form is generated from the method's Config (its defaults, choices and
+help); an estimate of memory and time on this device; Launch queues the job and opens it in
+Monitor. Data: upload SFT rows into data/train.jsonl or data/test.jsonl, or build rows from the
+chosen answers of the votes."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import gradio as gr
 
+from jobs import control
+from workbench.configs import FieldSpec, describe
 from workbench.datasets.sft import add_chosen_answers, import_rows, stats
 from workbench.errors import WorkbenchError
+from workbench.kinds import TRAIN_METHODS, get_kind
+from workbench.models.loading import model_choices
+from workbench.train.estimate import estimate_text
+from workbench.train.overview import NEEDS, data_files, dataset_summary
 from workbench.ui.common import UiContext
 
+FIRST = ("model", "data", "output")  # groups shown open; the rest sit in accordions
+TITLES = {"lora": "LoRA", "method": "Method settings"}
 
-def create_train_tab(ctx: UiContext) -> gr.Tab:
+
+@dataclass
+class MethodForm:
+    method: str
+    group: gr.Group
+    specs: list[FieldSpec]
+    widgets: list[gr.components.Component] = field(default_factory=list)
+
+    def values(self, raw: tuple) -> dict[str, Any]:
+        out = {}
+        for spec, value in zip(self.specs, raw):
+            if value is None or (spec.type in ("int", "float") and value == ""):
+                continue
+            out[spec.name] = value
+        return out
+
+
+@dataclass
+class TrainTab:
+    tab: gr.Tab
+    launch_btn: gr.Button
+    launch_inputs: list
+    launch: Callable
+    message: gr.Markdown
+
+    def connect(self, tabs: gr.Tabs, monitor_run: gr.Dropdown) -> None:
+        """Launch opens the new run in the Monitor tab (wired once both tabs exist)."""
+        self.launch_btn.click(self.launch, self.launch_inputs, [self.message, monitor_run, tabs],
+                              api_name="train_launch")
+
+
+def _widget(spec: FieldSpec, ctx: UiContext, method: str):
+    ws = ctx.settings.workspace
+    label, elem = spec.name.replace("_", " "), f"train-{method}-{spec.name}"
+    common = {"label": label, "info": spec.help, "elem_id": elem}
+    if spec.name == "model":
+        return gr.Dropdown(model_choices(ws), value=spec.default, allow_custom_value=True, **common)
+    if spec.name in ("dataset", "eval_dataset"):
+        return gr.Dropdown(data_files(ws), value=spec.default, allow_custom_value=True, **common)
+    if spec.type == "bool":
+        return gr.Checkbox(value=spec.default, label=label, info=spec.help, elem_id=elem)
+    if spec.type == "list":
+        if spec.choices:
+            return gr.CheckboxGroup(list(spec.choices), value=spec.default, **common)
+        return gr.Textbox(value=", ".join(spec.default), placeholder="comma-separated", **common)
+    if spec.choices:
+        return gr.Dropdown(list(spec.choices), value=spec.default, **common)
+    if spec.type in ("int", "float"):
+        return gr.Number(value=spec.default, precision=0 if spec.type == "int" else None, **common)
+    return gr.Textbox(value=spec.default, **common)
+
+
+def _method_form(method: str, ctx: UiContext, visible: bool) -> MethodForm:
+    config_cls, _ = get_kind(TRAIN_METHODS[method]).load()
+    specs = describe(config_cls)
+    groups: dict[str, list[FieldSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.group or "training", []).append(spec)
+    ordered = [g for g in FIRST if g in groups] + [g for g in groups if g not in FIRST]
+    form_specs: list[FieldSpec] = []
+    widgets = []
+    with gr.Group(visible=visible) as group:
+        for name in ordered:
+            with gr.Accordion(TITLES.get(name, name.capitalize()), open=name in FIRST):
+                with gr.Row(equal_height=False):
+                    for spec in groups[name]:
+                        widgets.append(_widget(spec, ctx, method))
+                        form_specs.append(spec)
+    return MethodForm(method, group, form_specs, widgets)
+
+
+def create_train_tab(ctx: UiContext) -> TrainTab:
     settings = ctx.settings
     ws = settings.workspace
+    methods = list(TRAIN_METHODS)
 
     def preview(which):
         path = ws.train_file if which == "train" else ws.test_file
@@ -48,9 +133,17 @@ def create_train_tab(ctx: UiContext) -> gr.Tab:
                 *preview(into))
 
     with gr.Tab("Train", id="train") as tab:
-        gr.Markdown("LoRA / QLoRA fine-tuning, reward model, PPO and DPO run as queued jobs "
-                    "(launchers arrive with the training methods). Prepare their data here.")
-        with gr.Accordion("Data: data/train.jsonl and data/test.jsonl", open=True):
+        with gr.Accordion("Launch a training run", open=True):
+            method = gr.Radio(methods, value=methods[0], label="method", elem_id="train-method")
+            needs = gr.Markdown(NEEDS[methods[0]], elem_id="train-needs")
+            forms = [_method_form(m, ctx, m == methods[0]) for m in methods]
+            dataset_info = gr.Markdown(elem_id="train-dataset-info")
+            estimate = gr.Markdown(elem_id="train-estimate")
+            with gr.Row():
+                estimate_btn = gr.Button("Check data and estimate", elem_id="train-estimate-btn")
+                launch_btn = gr.Button("Launch", variant="primary", elem_id="train-launch")
+            launch_message = gr.Markdown(elem_id="train-launch-message")
+        with gr.Accordion("Data: data/train.jsonl and data/test.jsonl", open=False):
             gr.Markdown("Rows in chat `messages`, `prompt`/`completion` or Alpaca "
                         "`instruction`/`input`/`output` format. A bad line is reported with its number "
                         "and nothing is written.")
@@ -65,8 +158,57 @@ def create_train_tab(ctx: UiContext) -> gr.Tab:
             message = gr.Markdown(elem_id="sft-message")
             summary = gr.Markdown()
             sample = gr.Dataframe(headers=["sample rows"], interactive=False, wrap=True)
-        import_btn.click(upload, [file, into, replace, split], [message, summary, sample], api_name="import_sft")
-        feedback_btn.click(from_feedback, [into], [message, summary, sample], api_name="sft_from_feedback")
-        into.change(preview, [into], [summary, sample], api_name=False)
-        tab.select(preview, [into], [summary, sample], api_name=False)
-    return tab
+
+    all_widgets = [w for f in forms for w in f.widgets]
+
+    def form_values(chosen: str, raw: tuple) -> dict[str, Any]:
+        offset = 0
+        for form in forms:
+            part = raw[offset:offset + len(form.widgets)]
+            offset += len(form.widgets)
+            if form.method == chosen:
+                return form.values(part)
+        raise gr.Error(f"unknown method {chosen!r}")
+
+    def show_method(chosen):
+        return (NEEDS[chosen], *[gr.Group(visible=f.method == chosen) for f in forms])
+
+    def check(chosen, *raw):
+        values = form_values(chosen, raw)
+        return (dataset_summary(chosen, ws, values.get("dataset", "")),
+                estimate_text(settings, TRAIN_METHODS[chosen], values))
+
+    def launch(request: gr.Request, chosen, *raw):
+        user = ctx.require(request, "launch")
+        values = form_values(chosen, raw)
+        try:
+            run = control.submit(settings, TRAIN_METHODS[chosen], values, user=user.username)
+        except (WorkbenchError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+        status = run.status()
+        notes = "".join(f"\n\n⚠ {w}" for w in status.get("warnings") or [])
+        return f"Queued **{run.id}**: it is open in Monitor.{notes}", run.id, gr.Tabs(selected="monitor")
+
+    method.change(show_method, method, [needs, *[f.group for f in forms]], api_name=False).then(
+        check, [method, *all_widgets], [dataset_info, estimate], api_name=False)
+    estimate_btn.click(check, [method, *all_widgets], [dataset_info, estimate], api_name="train_estimate")
+    import_btn.click(upload, [file, into, replace, split], [message, summary, sample], api_name="import_sft")
+    feedback_btn.click(from_feedback, [into], [message, summary, sample], api_name="sft_from_feedback")
+    into.change(preview, [into], [summary, sample], api_name=False)
+
+    def refresh_pickers():
+        models, files = model_choices(ws), data_files(ws)
+        updates = []
+        for form in forms:
+            for spec in form.specs:
+                if spec.name == "model":
+                    updates.append(gr.Dropdown(choices=models))
+                elif spec.name in ("dataset", "eval_dataset"):
+                    updates.append(gr.Dropdown(choices=files))
+                else:
+                    updates.append(gr.skip())
+        return updates
+
+    tab.select(refresh_pickers, None, all_widgets, api_name=False)
+    tab.select(preview, [into], [summary, sample], api_name=False)
+    return TrainTab(tab, launch_btn, [method, *all_widgets], launch, launch_message)
