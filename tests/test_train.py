@@ -100,7 +100,7 @@ def test_merge_exports_a_folder_plain_transformers_loads(train_env, wb, settings
     assert code == 2 and "full model already" in err
 
 
-def test_reward_model_then_grpo_and_dpo_from_the_sft_adapter(train_env, wb, settings):
+def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, settings):
     code, out, err = wb("train", "reward", "--max-steps", "8", "--learning-rate", "0.01", "--json")
     reward = result_of(out)["result"]
     assert reward["trainable_changed"] == reward["trainable_tensors"] > 0
@@ -120,6 +120,15 @@ def test_reward_model_then_grpo_and_dpo_from_the_sft_adapter(train_env, wb, sett
     assert any("reward" in m and "kl" in m for m in metrics)
     grpo = json.loads((settings.workspace.models / "llama-grpo" / "manifest.json").read_text())
     assert grpo["reward_model"] == "reward_model" and grpo["reward_functions"] == ["grounding", "length"]
+
+    code, out, err = wb("train", "ppo", "--max-steps", "2", "--max-completion-length", "8", "--learning-rate", "0.01",
+                        "--json")
+    data = result_of(out)
+    assert data["result"]["trainable_changed"] == data["result"]["trainable_tensors"] > 0
+    metrics = [json.loads(line) for line in (Path(data["folder"]) / "metrics.jsonl").read_text().splitlines()]
+    assert all({"reward", "kl", "entropy", "value_loss"} <= set(m) for m in metrics if m["step"] > 0)
+    ppo = json.loads((settings.workspace.models / "llama-rlhf" / "manifest.json").read_text())
+    assert ppo["method"] == "ppo" and ppo["value_model"] == "initialised from reward_model"
 
     assert wb("train", "sft", *FAST)[0] == 0
     code, out, err = wb("train", "dpo", "--model", "llama-lora-adapted", *FAST)

@@ -50,6 +50,8 @@ KINDS: dict[str, JobKind] = {k.name: k for k in [
     JobKind("train.grpo", "gpu", "workbench.train.grpo",
             "GRPO: the policy samples answers to the preference prompts, scored by the reward model "
             "and optional Python rewards."),
+    JobKind("train.ppo", "gpu", "workbench.train.ppo",
+            "PPO (the seed's RLHF): a LoRA policy, the reward model, a value model initialised from it."),
     JobKind("models.merge", "gpu", "workbench.train.merge",
             "Merge an adapter (and its lineage) into a full safetensors model folder."),
 ]}

@@ -30,25 +30,34 @@ def any_rank(flag: bool, device) -> bool:
 
 
 class RunCallback(TrainerCallback):
+    """``step_offset`` shifts the steps of a trainer that counts from 0 again when resumed (PPO);
+    ``aliases`` renames logged values to the names the curves use."""
+
     def __init__(self, reporter, samples_per_step: int):
         self.reporter = reporter
         self.samples_per_step = samples_per_step
         self.cancelled = False
+        self.step_offset = 0
+        self.aliases: dict[str, str] = {}
         self._mark = (0, time.perf_counter())
 
+    def _steps(self, state) -> tuple[int, int]:
+        return state.global_step + self.step_offset, state.max_steps + self.step_offset
+
     def on_train_begin(self, args, state, control, **kwargs):
-        self._mark = (state.global_step, time.perf_counter())
+        step, total = self._steps(state)
+        self._mark = (step, time.perf_counter())
         if state.is_world_process_zero:
-            self.reporter.progress(state.global_step, state.max_steps, f"step {state.global_step}/{state.max_steps}")
-            self.reporter.log(f"training: {state.max_steps} steps, {self.samples_per_step} rows a step"
-                              + (f", resuming at step {state.global_step}" if state.global_step else ""))
+            self.reporter.progress(step, total, f"step {step}/{total}")
+            self.reporter.log(f"training: {total} steps, {self.samples_per_step} rows a step"
+                              + (f", resuming at step {step}" if step else ""))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        values = {k: v for k, v in logs.items()
+        values = {self.aliases.get(k, k): v for k, v in logs.items()
                   if k not in SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)}
-        step, now = state.global_step, time.perf_counter()
+        (step, total), now = self._steps(state), time.perf_counter()
         last_step, last_time = self._mark
         if step > last_step and now > last_time and not any(k.startswith("eval_") for k in values):
             values["steps_per_s"] = (step - last_step) / (now - last_time)
@@ -58,17 +67,18 @@ class RunCallback(TrainerCallback):
             self.reporter.metrics(step, **values)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in ("loss", "eval_loss", "reward", "kl"))
         if shown:
-            self.reporter.log(f"step {step}/{state.max_steps}: {shown}")
+            self.reporter.log(f"step {step}/{total}: {shown}")
 
     def on_step_end(self, args, state, control, **kwargs):
+        step, total = self._steps(state)
         if state.is_world_process_zero:
-            self.reporter.progress(state.global_step, state.max_steps, f"step {state.global_step}/{state.max_steps}")
+            self.reporter.progress(step, total, f"step {step}/{total}")
         if any_rank(self.reporter.cancel_requested(), args.device):
             self.cancelled = True
             control.should_save = True  # a resumable checkpoint at the step where it stopped
             control.should_training_stop = True
             if state.is_world_process_zero:
-                self.reporter.log(f"cancel requested: saving step {state.global_step} and stopping")
+                self.reporter.log(f"cancel requested: saving step {step} and stopping")
         return control
 
     def on_save(self, args, state, control, **kwargs):
@@ -78,6 +88,10 @@ class RunCallback(TrainerCallback):
         if state.is_world_process_zero:
             from pathlib import Path
 
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            folder = Path(args.output_dir) / f"checkpoint-{self._steps(state)[0]}"
             if folder.is_dir():
                 self.reporter.checkpoint_complete(folder)
+        if self.cancelled:  # the checkpoint is whole: stop here (trainers that ignore should_training_stop too)
+            from workbench.reporting import Cancelled
+
+            raise Cancelled(f"cancelled by user at step {self._steps(state)[0]}")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from storage import RunRecord
 from storage.documents import sha256_file
 from workbench.models.loading import ModelSpec, lineage
-from workbench.reporting import Cancelled, RunReporter
+from workbench.reporting import RunReporter
 from workbench.settings import Settings
 from workbench.train.callback import RunCallback
 from workbench.train.config import TrainConfig
@@ -114,16 +114,14 @@ class TrainJob:
         trainer.remove_callback(PrinterCallback)
 
     def fit(self, trainer, callback: RunCallback) -> dict[str, Any]:
-        """Train (from the checkpoint being resumed, if any); raises ``Cancelled`` once a cancel
-        has saved its checkpoint. Returns the step count and the final train loss."""
+        """Train (from the checkpoint being resumed, if any); the callback raises ``Cancelled``
+        once a cancel has saved its checkpoint. Returns the step count and the final train loss."""
         self.quiet(trainer)
         resume = str(self.resume_from) if self.resume_from else None
         if resume:
             self.log(f"resuming from {self.resume_from.name}")
         started = time.perf_counter()
-        output = trainer.train(resume_from_checkpoint=resume)
-        if callback.cancelled:
-            raise Cancelled(f"cancelled by user at step {trainer.state.global_step}")
+        output = trainer.train(resume_from_checkpoint=resume)  # a cancel raises Cancelled once saved
         return {"global_step": trainer.state.global_step, "train_loss": output.training_loss,
                 "train_seconds": round(time.perf_counter() - started, 2), "world_size": self.world_size}
 

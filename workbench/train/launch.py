@@ -1,5 +1,6 @@
-"""The job side of training: start the training child with ``torchrun`` (one process by default,
-N for data parallelism), copy its output into the run log, and turn its outcome into the job's.
+"""The job side of training: start the training child (one process by default; N ranks through
+``torchrun`` for data parallelism), copy its output into the run log, and turn its outcome into
+the job's.
 A cancel or a crash of the child frees all of its memory; the child dies with the worker."""
 from __future__ import annotations
 
@@ -17,12 +18,17 @@ from workbench.train.config import TrainConfig
 RESULT = "result.json"
 CANCEL_GRACE_S = 120.0  # a child that ignores a cancel this long (stuck loading) is stopped
 QUIET = {"TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-         "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "PYTHONUNBUFFERED": "1"}
+         "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "PYTHONUNBUFFERED": "1",
+         "TRL_EXPERIMENTAL_SILENCE": "1"}
 
 
 def command(run_folder, processes: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", "workbench.train.child", str(run_folder)]
+    """One process: the child itself (under torchrun a world of one is still wrapped in DDP, which
+    costs a gradient all-reduce a step and breaks TRL's PPO). Several: torchrun, one rank each."""
+    child = ["-m", "workbench.train.child", str(run_folder)]
+    if processes == 1:
+        return [sys.executable, *child]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *child]
 
 
 def child_env(processes: int, resume_from) -> dict[str, str]:
@@ -36,7 +42,8 @@ def run_in_child(config: TrainConfig, reporter) -> dict:
     run = reporter.run
     (run.folder / RESULT).unlink(missing_ok=True)
     args = command(run.folder, config.num_processes)
-    reporter.log(f"starting {config.num_processes} training process(es): torchrun -m workbench.train.child")
+    reporter.log(f"starting {config.num_processes} training process(es)"
+                 + (" with torchrun" if config.num_processes > 1 else ""))
     proc = subprocess.Popen(args, env=child_env(config.num_processes, reporter.resume_from),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                             bufsize=1, preexec_fn=die_with_parent)

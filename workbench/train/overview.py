@@ -18,7 +18,9 @@ NEEDS = {
     "grpo": "Prompts (a preference file or prompt-only rows) and a reward model (train one with "
             "*reward* first) and/or built-in rewards.",
 }
-READERS = {"sft": rows_of.sft_rows, "reward": rows_of.preference_pairs, "dpo": rows_of.preference_pairs,
+NEEDS["ppo"] = ("Prompts (a preference file or prompt-only rows) and a trained reward model, which also "
+                "initialises the value model.")
+READERS = {"ppo": rows_of.prompts, "sft": rows_of.sft_rows, "reward": rows_of.preference_pairs, "dpo": rows_of.preference_pairs,
            "grpo": rows_of.prompts}
 NOT_TRAINING_DATA = {"feedback.jsonl", "chat_turns.jsonl", "pairs.jsonl"}
 

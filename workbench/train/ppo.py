@@ -1,0 +1,160 @@
+"""PPO, the seed's RLHF step, with TRL 1.12's ``trl.experimental.ppo``: a LoRA policy starting
+from the base or an SFT model samples answers to the prompts of the preference data, the trained
+reward model scores them, and a value model initialised from the reward model estimates returns;
+a KL term holds the policy near its start. Curves: mean reward, KL, entropy, value loss, answer
+length. TRL's PPO trainer cannot resume: Resume here continues the step count from the newest
+checkpoint's policy adapter, with the value model and the optimizer started afresh."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workbench.settings import Settings
+from workbench.train import data as rows_of
+from workbench.train.config import TrainConfig, option
+from workbench.train.grpo import reward_model_spec
+from workbench.train.launch import run_in_child
+from workbench.train.preflight import (Preflight, batch_fits, device_notes, no_qlora_on_adapters, output_name_free,
+                                       prompts_fit, start_model)
+
+run = run_in_child  # the job: the worker starts train() in a torchrun child
+METHOD = "ppo"
+ALIASES = {"objective/scores": "reward", "objective/kl": "kl", "policy/entropy_avg": "entropy",
+           "loss/value_avg": "value_loss", "loss/policy_avg": "policy_loss"}
+
+
+@dataclass
+class Config(TrainConfig):
+    dataset: str = option("dataset_rlhf.jsonl", "prompts: preference pairs or prompt-only rows under data/", "data")
+    eval_dataset: str = option("none", "not used by PPO", "data")
+    output_name: str = option("llama-rlhf", "folder under models/ for the policy adapter", "output")
+    learning_rate: float = option(1e-5, "peak learning rate")
+    reward_model: str = option("reward_model", "the reward model's name under models/ (also the value model's start)", "method")
+    max_completion_length: int = option(64, "max new tokens per answer", "method")
+    temperature: float = option(0.7, "sampling temperature", "method")
+    kl_coef: float = option(0.05, "KL penalty toward the start model", "method")
+    ppo_epochs: int = option(4, "optimisation passes over each batch of answers", "method")
+    missing_eos_penalty: float = option(1.0, "score subtracted from answers that never end (0 = none)", "method")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.num_processes > 1:
+            raise ValueError("TRL 1.12's PPO trainer does not run data-parallel (its DDP-wrapped model has no "
+                             "policy); use num_processes=1, or GRPO for several processes")
+        if not self.reward_model.strip():
+            raise ValueError("PPO needs a reward_model (train one with `workbench train reward`)")
+        if self.max_completion_length < 1 or self.temperature <= 0 or self.kl_coef < 0 or self.ppo_epochs < 1:
+            raise ValueError("max_completion_length and ppo_epochs must be >= 1, temperature > 0, kl_coef >= 0")
+
+
+def preflight(config: Config, settings: Settings) -> Preflight:
+    from workbench.train.modeling import load_tokenizer
+
+    ws = settings.workspace
+    spec = start_model(settings, config.model)
+    no_qlora_on_adapters(config, spec)
+    output_name_free(ws, config)
+    train_file = rows_of.data_file(ws, config.dataset)
+    prompts = rows_of.prompts(train_file)
+    batch_fits(config, len(prompts), "prompts")
+    tokenizer = load_tokenizer(spec)
+    reward_model_spec(settings, config.reward_model.strip(), tokenizer)
+    longest = prompts_fit(config, tokenizer, prompts)
+    return Preflight({"train": train_file}, device_notes(config), {"prompts": len(prompts), "longest_prompt_tokens": longest})
+
+
+def _trainer_class():
+    from trl.experimental.ppo import PPOTrainer
+
+    class ResumablePPOTrainer(PPOTrainer):
+        """Names checkpoints by the whole run's step after a resume (TRL's loop counts from 0)."""
+
+        step_offset = 0
+
+        def _save_checkpoint(self, model, trial):
+            self.state.global_step += self.step_offset
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self.state.global_step -= self.step_offset
+
+    return ResumablePPOTrainer
+
+
+def _resume_policy(trainer, checkpoint, job) -> int:
+    """Load the policy adapter saved in ``checkpoint``; returns its step."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from storage.runs import checkpoint_step
+
+    weights = load_file(str(checkpoint / "adapter_model.safetensors"))
+    set_peft_model_state_dict(trainer.policy_model, weights)
+    job.log(f"resuming from {checkpoint.name}: policy adapter loaded; the value model and optimizer restart")
+    return checkpoint_step(checkpoint)
+
+
+def train(config: Config, job) -> dict:
+    import time
+
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+    from trl.experimental.ppo import PPOConfig
+
+    from workbench.train.job import changed_count, trainable_snapshot
+    from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
+                                          lora_config, use_gradient_checkpointing)
+
+    precision = choose_precision(config.precision)
+    spec = start_model(job.settings, config.model)
+    tokenizer = load_tokenizer(spec)
+    tokenizer.padding_side = "left"
+    prompts = rows_of.prompts(job.input("train"))
+    folder, _ = reward_model_spec(job.settings, config.reward_model.strip(), tokenizer)
+
+    def scorer():
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=precision.dtype,
+                                                                   use_safetensors=True, trust_remote_code=False)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        return model
+
+    reward, value = scorer(), scorer()
+    policy = load_model(spec, config, precision)
+    checkpointing = use_gradient_checkpointing(config, count_parameters(policy))
+    job.log_start(config, policy, precision, checkpointing)
+    rendered = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=True, add_generation_prompt=True,
+                                              return_dict=True)["input_ids"] for p in prompts]
+    dataset = Dataset.from_list([{"input_ids": ids} for ids in rendered])
+    per_step = config.batch_size * config.grad_accum * job.world_size
+    steps = config.max_steps or max(1, int(config.epochs * len(prompts) / per_step))
+    args = job.training_args(PPOConfig, config, precision, checkpointing, False,
+                             total_episodes=steps * per_step, response_length=config.max_completion_length,
+                             stop_token="eos", temperature=config.temperature, kl_coef=config.kl_coef,
+                             num_ppo_epochs=config.ppo_epochs, num_mini_batches=1,
+                             missing_eos_penalty=config.missing_eos_penalty or None,
+                             local_rollout_forward_batch_size=config.batch_size, num_sample_generations=0)
+    callback = job.callback(config)
+    callback.aliases = ALIASES
+    trainer = _trainer_class()(args=args, processing_class=tokenizer, model=policy, ref_model=None, reward_model=reward,
+                         value_model=value, train_dataset=dataset, peft_config=lora_config(config, policy.config),
+                         callbacks=[callback])
+    job.quiet(trainer)
+    if job.resume_from:
+        done = _resume_policy(trainer, job.resume_from, job)
+        callback.step_offset = trainer.step_offset = done
+        trainer.args.num_total_batches = max(1, steps - done)
+    snapshot = trainable_snapshot(trainer.policy_model)
+    started = time.perf_counter()
+    trainer.train()
+    metrics = {"global_step": callback.step_offset + trainer.state.global_step,
+               "train_seconds": round(time.perf_counter() - started, 2), "world_size": job.world_size}
+    metrics.update(changed_count(trainer.policy_model, snapshot))
+    if job.main:
+        def write(out):
+            trainer.policy_model.save_pretrained(out, safe_serialization=True)
+            tokenizer.save_pretrained(out)
+
+        target = job.save_output(config, METHOD, "adapter", spec, write, metrics,
+                                 {"precision": precision.name, "reward_model": config.reward_model,
+                                  "value_model": f"initialised from {config.reward_model}"})
+        metrics["output"] = str(target)
+    return metrics
