@@ -58,6 +58,8 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
         annotator.predict(5, api_name="/launch_selftest")
     with pytest.raises(Exception, match="Permission denied"):
         annotator.predict("any-run", api_name="/cancel_run")
+    with pytest.raises(Exception, match="Permission denied"):  # the other form fields keep their defaults
+        annotator.predict("sft", api_name="/train_launch")
     store = RunStore(tmp_path / "ws" / "runs")
     assert store.list() == []
     done = store.create("selftest", {"steps": 1}, "gpu")

@@ -49,12 +49,11 @@ def add_parsers(sub) -> None:
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from workbench.cli.common import run_kind
-    from workbench.corpus.ingest import preflight
     from workbench.corpus.library import add_paths
 
     config_cls, _ = get_kind("corpus.ingest").load()
     config = arguments_to_dict(args, config_cls)
-    preflight(settings.workspace, config)
+    get_kind("corpus.ingest").preflight(config, settings)  # before any document is stored
     added = add_paths(settings.workspace.ensure(), args.paths, settings.max_upload_mb * 1_000_000) if args.paths else []
     refused = [a for a in added if a.error]
     if not args.json:

@@ -91,13 +91,10 @@ def _chunking(config: Config, meta: dict[str, Any] | None, model_name: str, max_
     return {"size": size, "overlap": overlap, "tokenizer": model_name}
 
 
-def preflight(workspace, config: dict[str, Any]) -> None:
+def preflight(config: Config, settings) -> None:
     """Refuse, before anything is stored or queued, a config the job would refuse."""
-    from workbench.configs import config_from_dict
-
-    parsed = config_from_dict(Config, config)
-    if not parsed.rebuild:
-        _chunking(parsed, index_store.read_meta(workspace), "", 10**9)
+    if not config.rebuild:
+        _chunking(config, index_store.read_meta(settings.workspace), "", 10**9)
 
 
 def run(config: Config, reporter) -> dict[str, Any]:
