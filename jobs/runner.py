@@ -12,7 +12,8 @@ import traceback
 from pathlib import Path
 
 from storage import RunRecord, RunStore, Unreadable
-from storage.runs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, now_iso, process_start_time
+from jobs.reaper import process_start_time
+from storage.runs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, now_iso
 from workbench.configs import config_from_dict
 from workbench.kinds import get_kind
 from workbench.reporting import Cancelled, RunReporter

@@ -14,6 +14,7 @@ import threading
 import time
 
 from jobs.queues import QUEUES, get_huey
+from jobs.reaper import reap
 from storage import RunStore, write_json_atomic
 from storage.runs import RUNNING, now_iso
 from workbench.settings import Settings
@@ -59,7 +60,7 @@ class WorkerRecord:
         while not self._stop.wait(self.settings.heartbeat_s / 2):
             try:
                 self.beat()
-                store.reap(self.settings.stale_after)
+                reap(store, self.settings.stale_after)
             except OSError as exc:
                 log.warning("worker heartbeat failed: %s", exc)
 
@@ -72,7 +73,7 @@ def consume(settings: Settings, queue: str, workers: int = 1) -> None:
     """Run one Huey consumer in this process until SIGINT (finish the job) or SIGTERM (stop now)."""
     settings.workspace.ensure()
     huey = get_huey(settings, queue)
-    RunStore(settings.workspace.runs).reap(settings.stale_after)
+    reap(RunStore(settings.workspace.runs), settings.stale_after)
     record = WorkerRecord(settings, queue, os.environ.get("CUDA_VISIBLE_DEVICES"))
     record.start()
     # An idle SQLite consumer polls every 0.1 s at most (Huey's default backs off to 10 s), so
@@ -120,7 +121,7 @@ def supervise(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    store.reap(settings.stale_after)
+    reap(store, settings.stale_after)
     for index in range(len(plan)):
         start(index)
     print(f"workbench worker: queues {', '.join(q for q, _, _ in plan)}; "
@@ -149,7 +150,7 @@ def _shutdown(store: RunStore, children: dict[int, subprocess.Popen], settings: 
             proc.wait(timeout=max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
             proc.kill()
-    store.reap(settings.stale_after)
+    reap(store, settings.stale_after)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,12 +1,15 @@
-"""Atomic JSON files: written to a temp file and renamed, read back as data or ``Unreadable``."""
+"""Atomic files: the one way the workspace replaces a file (a temp file beside it, flushed and
+fsynced, renamed over it; removed if anything fails), and JSON read back as data or
+``Unreadable``."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 
 @dataclass(frozen=True)
@@ -20,22 +23,37 @@ class Unreadable:
         return False
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+@contextlib.contextmanager
+def atomic_path(path: Path, file_mode: int | None = None) -> Iterator[Path]:
+    """A temp path beside ``path`` for a writer that wants a file name (FAISS, a copy); when the
+    block ends it is fsynced and renamed over ``path``. ``file_mode``: permissions to give it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
-            handle.flush()
+        if file_mode is not None:
+            os.chmod(tmp, file_mode)
+        yield Path(tmp)
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "wb", file_mode: int | None = None) -> Iterator[IO]:
+    """An open temp file beside ``path``, renamed over it once the block has written it whole."""
+    with atomic_path(path, file_mode) as tmp:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+
+
+def write_json_atomic(path: Path, data: Any, file_mode: int | None = None) -> None:
+    with atomic_file(path, "w", file_mode) as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

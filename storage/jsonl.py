@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from filelock import FileLock
+
+from storage.atomic import atomic_file
 
 
 class JsonlError(ValueError):
@@ -52,17 +53,8 @@ def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = _lines(records)
-    with lock_for(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(payload)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    with lock_for(path), atomic_file(path) as out:
+        out.write(payload)
     return payload.count(b"\n")
 
 

@@ -1,5 +1,6 @@
 """Run records: ``runs/<id>/`` holds config.json, status.json, log.txt, metrics.jsonl, a heartbeat,
-a cancel flag and checkpoints. Everything a job knows lives here, so any process can read it."""
+a cancel flag, its input files and checkpoints. Everything a job knows lives here, so any process
+can read it. Whether a run's worker is still alive is for ``jobs.reaper`` to judge."""
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from storage.atomic import Unreadable, read_json, write_json_atomic
+from storage.atomic import Unreadable, atomic_path, read_json, write_json_atomic
 from storage.jsonl import append_jsonl, read_jsonl
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
@@ -33,37 +34,6 @@ def checkpoint_step(path: Path) -> int:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state first); None if unreadable."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of a process (clock ticks since boot); tells a pid's reuse apart."""
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields else None
-
-
-def process_alive(pid: int, start_time: int | None = None) -> bool:
-    """Whether the process exists on this host (and is the same one, when its start time is known)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    fields = _proc_stat(pid)
-    if fields is None:
-        return True  # no /proc to ask: the signal check above is all we know
-    if fields[0] == "Z":  # a zombie has exited even though its pid still answers
-        return False
-    return start_time is None or int(fields[19]) == start_time
 
 
 @dataclass(frozen=True)
@@ -161,11 +131,9 @@ class RunRecord:
     def add_input(self, role: str, source: Path) -> Path:
         """Copy ``source`` into ``inputs/<role>.jsonl`` (a later change of the source does not
         change what the run reads)."""
-        self.inputs.mkdir(exist_ok=True)
         target = self.inputs / f"{role}.jsonl"
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
         return target
 
     # checkpoints ---------------------------------------------------------------------
@@ -244,38 +212,3 @@ class RunStore:
         if not isinstance(status, Unreadable) and status.get("status") in ACTIVE:
             raise ValueError(f"run {run_id} is {status['status']}; cancel it first")
         shutil.rmtree(run.folder)
-
-    def reap(self, stale_after: float) -> list[str]:
-        """Mark ``running`` runs whose worker is gone as failed ("worker lost"); returns their ids.
-
-        On this host a worker is gone when its process no longer exists (pid and start time,
-        so a reused pid does not count); a busy process whose heartbeat thread is starved of
-        the GIL is not gone. For workers on other hosts the only signal is a heartbeat older
-        than ``stale_after`` seconds.
-        """
-        reaped, host = [], socket.gethostname()
-        for run in self.all():
-            status = run.status()
-            if isinstance(status, Unreadable) or status.get("status") != RUNNING:
-                continue
-            if status.get("host") == host and status.get("pid"):
-                gone = not process_alive(int(status["pid"]), status.get("pid_start"))
-            else:
-                age = run.heartbeat_age()
-                gone = age > stale_after if age is not None else _age_of(status.get("started")) > stale_after
-            if gone:
-                resumable = run.latest_checkpoint() is not None
-                if run.transition({RUNNING}, FAILED, error=WORKER_LOST, finished=now_iso(),
-                                  resumable=resumable):
-                    run.log(f"marked failed: {WORKER_LOST}" + (" (resumable)" if resumable else ""))
-                    reaped.append(run.id)
-        return reaped
-
-
-def _age_of(iso: str | None) -> float:
-    if not iso:
-        return float("inf")
-    try:
-        return time.time() - datetime.fromisoformat(iso).timestamp()
-    except ValueError:
-        return float("inf")

@@ -11,6 +11,7 @@ import pytest
 
 from storage import JsonlError, RunStore, Unreadable, Workspace, append_jsonl, read_json, read_jsonl
 from storage.paths import safe_name
+from jobs.reaper import reap
 from storage.runs import FAILED, RUNNING, WORKER_LOST
 
 
@@ -79,7 +80,7 @@ def test_reaper_marks_runs_of_dead_workers_and_spares_live_ones(tmp_path):
     alive = store.create("selftest", {}, "gpu")
     alive.transition({"queued"}, RUNNING, pid=os.getpid(), host=os.uname().nodename)
     alive.beat()
-    assert store.reap(stale_after=60) == [dead.id]
+    assert reap(store, stale_after=60) == [dead.id]
     status = dead.status()
     assert status["status"] == FAILED and status["error"] == WORKER_LOST and status["resumable"]
     assert dead.latest_checkpoint() == checkpoint
@@ -91,7 +92,7 @@ def test_stale_heartbeat_from_another_host_is_reaped(tmp_path):
     run = store.create("selftest", {}, "gpu")
     run.transition({"queued"}, RUNNING, pid=123, host="another-host")
     (run.folder / "heartbeat.json").write_text(json.dumps({"time": 0, "pid": 123, "host": "another-host"}))
-    assert store.reap(stale_after=10) == [run.id]
+    assert reap(store, stale_after=10) == [run.id]
 
 
 def test_workspace_names_cannot_escape(tmp_path):

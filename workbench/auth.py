@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage import write_json_atomic
+
 ROLES = ("admin", "annotator")
 LOCAL_USER = "local"
 # What each role may do. Handlers that launch, cancel or delete check this on the server.
@@ -107,8 +109,4 @@ def add_user(auth_file: Path, username: str, password: str, role: str) -> None:
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"users": []}
     users = [u for u in data.get("users", []) if u.get("username") != username]
     users.append({"username": username, "password_hash": hash_password(password), "role": role})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"users": users}, indent=2), encoding="utf-8")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_json_atomic(path, {"users": users}, file_mode=0o600)

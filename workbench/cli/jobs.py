@@ -24,9 +24,10 @@ def add_parsers(sub) -> None:
 
 def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     from jobs import control
+    from jobs.reaper import reap
 
     store = control.store(settings)
-    store.reap(settings.stale_after)
+    reap(store, settings.stale_after)
     if args.jobs_cmd == "list":
         runs = store.list()
         if args.json:
@@ -53,7 +54,7 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
             if not args.follow or (isinstance(status, dict) and status.get("status") not in ACTIVE):
                 return 0
             time.sleep(0.5)
-            store.reap(settings.stale_after)
+            reap(store, settings.stale_after)
     if args.jobs_cmd == "cancel":
         outcome = control.cancel(settings, args.id)
         print_json({"id": args.id, "outcome": outcome}) if args.json else print(outcome)

@@ -7,13 +7,13 @@ are locked and flushed: many annotators at once never lose or interleave lines.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from storage import append_jsonl
+from storage.atomic import atomic_file
 from storage.jsonl import iter_jsonl
 from storage.jsonl import lock_for
 from storage.runs import now_iso
@@ -70,18 +70,23 @@ def _rewrite_without(path: Path, ids: set[str]) -> int:
     kept, dropped = [], 0
     with open(path, "rb") as handle:
         for raw in handle:
-            if any(f'"id": "{i}"'.encode() in raw for i in ids):
+            if _record_id(raw) in ids:
                 dropped += 1
             else:
                 kept.append(raw)
     if dropped:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as out:
+        with atomic_file(path) as out:
             out.writelines(kept)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
     return dropped
+
+
+def _record_id(raw: bytes) -> str | None:
+    """The ``id`` of one JSONL line, parsed (a line that is not a JSON object has none)."""
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record.get("id") if isinstance(record, dict) else None
 
 
 def record_votes(path: Path, votes: list[Vote]) -> dict[str, int]:

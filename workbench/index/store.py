@@ -8,16 +8,14 @@ finds the three disagreeing (a crash between renames) gets a clear error, never 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
 from storage import Unreadable, Workspace, read_json, write_json_atomic
+from storage.atomic import atomic_file, atomic_path
 from storage.runs import now_iso
 from workbench.errors import WorkbenchError
 
@@ -122,29 +120,16 @@ def load(workspace: Workspace) -> CorpusIndex | None:
     return CorpusIndex(meta, vectors, index)
 
 
-def _replace(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(workspace: Workspace, state: CorpusIndex) -> None:
     """Write the three files; the caller holds the corpus lock."""
     workspace.data.mkdir(parents=True, exist_ok=True)
     state.meta["updated"] = now_iso()
     state.meta["count"] = state.size
 
-    def write_vectors(tmp: str) -> None:
-        with open(tmp, "wb") as handle:
-            np.save(handle, state.vectors, allow_pickle=False)
-
-    _replace(workspace.embeddings_file, write_vectors)
-    _replace(workspace.index_file, lambda tmp: faiss.write_index(state.index, tmp))
+    with atomic_file(workspace.embeddings_file) as handle:
+        np.save(handle, state.vectors, allow_pickle=False)
+    with atomic_path(workspace.index_file) as tmp:
+        faiss.write_index(state.index, str(tmp))
     write_json_atomic(workspace.metadata_file, state.meta)
 
 

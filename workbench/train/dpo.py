@@ -87,11 +87,7 @@ def train(config: Config, job) -> dict:
             job.log(f"held-out log-prob margin {metrics.get('before_logp_margin', float('nan')):.3f} -> "
                     f"{metrics['eval_logp_margin']:.3f}")
     if job.main:
-        def write(folder):
-            trainer.model.save_pretrained(folder, safe_serialization=True)
-            tokenizer.save_pretrained(folder)
-
-        folder = job.save_output(config, METHOD, "adapter", spec, write, metrics,
+        folder = job.save_adapter(config, METHOD, trainer.model, tokenizer, spec, metrics,
                                  {"precision": precision.name, "reference": config.model})
         metrics["output"] = str(folder)
     return metrics

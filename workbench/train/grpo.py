@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.errors import WorkbenchError
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
-from workbench.train.preflight import (Preflight, batch_fits, device_notes, no_qlora_on_adapters, output_name_free,
-                                       prompts_fit, start_model)
+from workbench.train.online import prompt_preflight, reward_model_spec
+from workbench.train.preflight import Preflight, start_model
 from workbench.train.rewards import FUNCTIONS
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
@@ -45,55 +44,8 @@ class Config(TrainConfig):
             raise ValueError("max_completion_length must be >= 1, temperature > 0 and beta >= 0")
 
 
-def reward_model_spec(settings: Settings, name: str, policy_tokenizer):
-    """The reward model's folder, checked: a scoring model that reads the policy's tokens."""
-    from workbench.models.loading import ModelNotFound
-    from workbench.train.modeling import load_tokenizer
-    from storage import read_manifest
-
-    folder = settings.workspace.model_dir(name)
-    manifest = read_manifest(folder) if folder.is_dir() else None
-    if not isinstance(manifest, dict):
-        raise WorkbenchError(f"reward model {name!r} not found under models/: train one first "
-                             "(`workbench train reward`) or name another")
-    from storage import read_json
-
-    architectures = (read_json(folder / "config.json", default={}) or {}).get("architectures") or []
-    if not any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise WorkbenchError(f"{name!r} is not a reward model (a sequence-classification model); "
-                             f"its manifest says {manifest.get('method', 'unknown')}")
-    try:
-        from workbench.models.loading import ModelSpec
-
-        tokenizer = load_tokenizer(ModelSpec(name, str(folder)))
-    except (OSError, ValueError, ModelNotFound) as exc:
-        raise WorkbenchError(f"reward model {name!r}: cannot load its tokenizer: {exc}") from None
-    if tokenizer.get_vocab() != policy_tokenizer.get_vocab():
-        raise WorkbenchError(f"reward model {name!r} uses another tokenizer than the start model "
-                             f"({len(tokenizer)} vs {len(policy_tokenizer)} tokens): train a reward model "
-                             "on this model family")
-    return folder, tokenizer
-
-
 def preflight(config: Config, settings: Settings) -> Preflight:
-    from workbench.train.modeling import load_tokenizer
-
-    ws = settings.workspace
-    spec = start_model(settings, config.model)
-    no_qlora_on_adapters(config, spec)
-    output_name_free(ws, config)
-    train_file = rows_of.data_file(ws, config.dataset)
-    prompts = rows_of.prompts(train_file)
-    batch_fits(config, len(prompts), "prompts")
-    tokenizer = load_tokenizer(spec)
-    if config.reward_model.strip():
-        reward_model_spec(settings, config.reward_model.strip(), tokenizer)
-    longest = prompts_fit(config, tokenizer, prompts,
-                          f" plus {config.max_completion_length} answer tokens")
-    if config.max_length and config.max_length < longest + config.max_completion_length:
-        raise WorkbenchError(f"max_length {config.max_length} cannot hold the longest prompt ({longest} tokens) "
-                             f"plus max_completion_length {config.max_completion_length}")
-    return Preflight({"train": train_file}, device_notes(config), {"prompts": len(prompts), "longest_prompt_tokens": longest})
+    return prompt_preflight(config, settings, config.reward_model.strip())
 
 
 def train(config: Config, job) -> dict:
@@ -138,11 +90,7 @@ def train(config: Config, job) -> dict:
     metrics = job.fit(trainer, callback)
     metrics.update(changed_count(trainer.model, snapshot))
     if job.main:
-        def write(folder):
-            trainer.model.save_pretrained(folder, safe_serialization=True)
-            tokenizer.save_pretrained(folder)
-
-        folder = job.save_output(config, METHOD, "adapter", spec, write, metrics,
+        folder = job.save_adapter(config, METHOD, trainer.model, tokenizer, spec, metrics,
                                  {"precision": precision.name, "reward_model": config.reward_model or None,
                                   "reward_functions": list(config.reward_functions)})
         metrics["output"] = str(folder)

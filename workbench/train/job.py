@@ -35,6 +35,18 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def peak_memory() -> dict[str, float]:
+    """This process's peak resident memory, and the GPU's peak allocation when there is one."""
+    import resource
+
+    import torch
+
+    out = {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if torch.cuda.is_available():
+        out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
 def trainable_snapshot(model) -> dict[str, Any]:
     return {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -123,9 +135,19 @@ class TrainJob:
         started = time.perf_counter()
         output = trainer.train(resume_from_checkpoint=resume)  # a cancel raises Cancelled once saved
         return {"global_step": trainer.state.global_step, "train_loss": output.training_loss,
-                "train_seconds": round(time.perf_counter() - started, 2), "world_size": self.world_size}
+                "train_seconds": round(time.perf_counter() - started, 2), "world_size": self.world_size,
+                **peak_memory()}
 
     # output -----------------------------------------------------------------------------
+    def save_adapter(self, config: TrainConfig, method: str, model, tokenizer, start: ModelSpec,
+                     metrics: dict[str, Any], extra: dict | None = None) -> Path:
+        """Publish a PEFT adapter with its tokenizer (rank 0 only: the caller checks ``main``)."""
+        def write(folder: Path) -> None:
+            model.save_pretrained(folder, safe_serialization=True)
+            tokenizer.save_pretrained(folder)
+
+        return self.save_output(config, method, "adapter", start, write, metrics, extra)
+
     def save_output(self, config: TrainConfig, method: str, kind: str, start: ModelSpec,
                     write: Callable[[Path], None], metrics: dict[str, Any], extra: dict | None = None) -> Path:
         """Publish ``models/<output_name>``: the model written by ``write(folder)``, a copy of the

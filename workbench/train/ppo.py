@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
-from workbench.train.grpo import reward_model_spec
+from workbench.train.online import prompt_preflight, reward_model_spec
 from workbench.train.launch import run_in_child
-from workbench.train.preflight import (Preflight, batch_fits, device_notes, no_qlora_on_adapters, output_name_free,
-                                       prompts_fit, start_model)
+from workbench.train.preflight import Preflight, start_model
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "ppo"
@@ -47,19 +46,7 @@ class Config(TrainConfig):
 
 
 def preflight(config: Config, settings: Settings) -> Preflight:
-    from workbench.train.modeling import load_tokenizer
-
-    ws = settings.workspace
-    spec = start_model(settings, config.model)
-    no_qlora_on_adapters(config, spec)
-    output_name_free(ws, config)
-    train_file = rows_of.data_file(ws, config.dataset)
-    prompts = rows_of.prompts(train_file)
-    batch_fits(config, len(prompts), "prompts")
-    tokenizer = load_tokenizer(spec)
-    reward_model_spec(settings, config.reward_model.strip(), tokenizer)
-    longest = prompts_fit(config, tokenizer, prompts)
-    return Preflight({"train": train_file}, device_notes(config), {"prompts": len(prompts), "longest_prompt_tokens": longest})
+    return prompt_preflight(config, settings, config.reward_model.strip())
 
 
 def _trainer_class():
@@ -100,7 +87,7 @@ def train(config: Config, job) -> dict:
     from transformers import AutoModelForSequenceClassification
     from trl.experimental.ppo import PPOConfig
 
-    from workbench.train.job import changed_count, trainable_snapshot
+    from workbench.train.job import changed_count, peak_memory, trainable_snapshot
     from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
                                           lora_config, use_gradient_checkpointing)
 
@@ -146,14 +133,11 @@ def train(config: Config, job) -> dict:
     started = time.perf_counter()
     trainer.train()
     metrics = {"global_step": callback.step_offset + trainer.state.global_step,
-               "train_seconds": round(time.perf_counter() - started, 2), "world_size": job.world_size}
+               "train_seconds": round(time.perf_counter() - started, 2), "world_size": job.world_size,
+               **peak_memory()}
     metrics.update(changed_count(trainer.policy_model, snapshot))
     if job.main:
-        def write(out):
-            trainer.policy_model.save_pretrained(out, safe_serialization=True)
-            tokenizer.save_pretrained(out)
-
-        target = job.save_output(config, METHOD, "adapter", spec, write, metrics,
+        target = job.save_adapter(config, METHOD, trainer.policy_model, tokenizer, spec, metrics,
                                  {"precision": precision.name, "reward_model": config.reward_model,
                                   "value_model": f"initialised from {config.reward_model}"})
         metrics["output"] = str(target)

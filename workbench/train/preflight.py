@@ -86,6 +86,14 @@ def device_notes(config: TrainConfig) -> list[str]:
     return notes
 
 
+def start_and_output(config: TrainConfig, settings: Settings) -> ModelSpec:
+    """The start model (it exists; QLoRA is not asked on an adapter) and a free output name."""
+    spec = start_model(settings, config.model)
+    no_qlora_on_adapters(config, spec)
+    output_name_free(settings.workspace, config)
+    return spec
+
+
 def no_qlora_on_adapters(config: TrainConfig, spec: ModelSpec) -> None:
     if config.quantization == "4bit" and spec.adapters:
         raise WorkbenchError(f"QLoRA loads 4-bit weights, into which the adapter {config.model!r} cannot be "

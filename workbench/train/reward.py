@@ -10,8 +10,8 @@ from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
-from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval_file, no_qlora_on_adapters,
-                                       output_name_free, prompts_fit, start_model)
+from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval_file, prompts_fit,
+                                       start_and_output, start_model)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "reward"
@@ -35,9 +35,7 @@ class Config(TrainConfig):
 def preference_preflight(config, settings: Settings) -> Preflight:
     """The checks DPO and the reward model share: start model, name, pairs, held-out pairs, lengths."""
     ws = settings.workspace
-    spec = start_model(settings, config.model)
-    no_qlora_on_adapters(config, spec)
-    output_name_free(ws, config)
+    spec = start_and_output(config, settings)
     train_file = rows_of.data_file(ws, config.dataset)
     pairs = rows_of.preference_pairs(train_file)
     held = eval_file(ws, config, ws.data / HELD_OUT)

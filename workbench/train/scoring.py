@@ -36,3 +36,50 @@ def pair_metrics(model, tokenizer, pairs: list[dict[str, str]], batch_size: int 
     margins = [c - r for c, r in zip(chosen, rejected)]
     return {"accuracy": sum(m > 0 for m in margins) / len(margins), "margin": sum(margins) / len(margins),
             "pairs": len(pairs)}
+
+
+def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 8,
+                     do_sample: bool = False, temperature: float = 1.0, seed: int = 0) -> list[str]:
+    """The model's answers to ``prompts`` (chat template, left-padded batches)."""
+    import torch
+
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    answers: list[str] = []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(prompts), batch_size):
+                texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                       add_generation_prompt=True)
+                         for p in prompts[start:start + batch_size]]
+                enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                     temperature=temperature if do_sample else None, top_p=None, top_k=None,
+                                     pad_token_id=tokenizer.pad_token_id)
+                answers += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = side
+    return answers
+
+
+def answer_logprobs(model, tokenizer, prompts: list[str], answers: list[str]) -> list[float]:
+    """Sum of the log-probabilities the model gives each answer's tokens after its prompt."""
+    import torch
+
+    device = next(model.parameters()).device
+    totals = []
+    with torch.no_grad():
+        for prompt, answer in zip(prompts, answers):
+            head = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                 add_generation_prompt=True)
+            head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+            answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+            if not answer_ids:
+                totals.append(0.0)
+                continue
+            ids = torch.tensor([head_ids + answer_ids], device=device)
+            logprobs = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+            picked = logprobs[len(head_ids) - 1:].gather(1, ids[0, len(head_ids):, None])
+            totals.append(picked.sum().item())
+    return totals

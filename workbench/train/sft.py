@@ -11,8 +11,8 @@ from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
-from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval_file, no_qlora_on_adapters,
-                                       output_name_free, prompts_fit, start_model)
+from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval_file, prompts_fit,
+                                       start_and_output, start_model)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "sft"
@@ -26,9 +26,7 @@ class Config(TrainConfig):
 
 def preflight(config: Config, settings: Settings) -> Preflight:
     ws = settings.workspace
-    spec = start_model(settings, config.model)
-    no_qlora_on_adapters(config, spec)
-    output_name_free(ws, config)
+    spec = start_and_output(config, settings)
     train_file = rows_of.data_file(ws, config.dataset)
     rows = rows_of.sft_rows(train_file)
     batch_fits(config, len(rows))
@@ -103,11 +101,7 @@ def train(config: Config, job) -> dict:
     if job.main:
         tokenizer.chat_template = own_template
 
-        def write(folder):
-            trainer.model.save_pretrained(folder, safe_serialization=True)
-            tokenizer.save_pretrained(folder)
-
-        folder = job.save_output(config, METHOD, "adapter", spec, write, metrics,
+        folder = job.save_adapter(config, METHOD, trainer.model, tokenizer, spec, metrics,
                                  {"precision": precision.name, "quantization": config.quantization,
                                   "loss": "assistant replies" if assistant_only else "last reply"})
         metrics["output"] = str(folder)

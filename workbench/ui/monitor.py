@@ -5,9 +5,11 @@ from __future__ import annotations
 import gradio as gr
 
 from jobs import control
+from jobs.reaper import reap
 from storage import Unreadable
 from workbench.monitor import (RUN_COLUMNS, gpu_state, live_workers, metrics_figure,
                                progress_text, runs_table, system_markdown)
+from workbench.selftest import Config as SelftestConfig
 from workbench.ui.common import UiContext
 
 
@@ -41,7 +43,7 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
 
     def refresh(selected: str | None, plotted: tuple | None):
         store = control.store(settings)
-        store.reap(settings.stale_after)
+        reap(store, settings.stale_after)
         rows = runs_table(store)
         ids = [r[0] for r in rows]
         # Only fill in a selection when there is none: a tick that started before the user
@@ -112,7 +114,7 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
                                      elem_id="runs-table", wrap=True)
             with gr.Column(scale=1):
                 system = gr.Markdown(elem_id="system-state")
-                steps = gr.Number(value=30, precision=0, label="Self-test steps", minimum=1)
+                steps = gr.Number(value=SelftestConfig().steps, precision=0, label="Self-test steps", minimum=1)
                 selftest_btn = gr.Button("Run self-test", elem_id="selftest-btn")
         with gr.Row():
             selected = gr.Dropdown(label="Run", choices=[], elem_id="run-select", scale=3,
