@@ -33,11 +33,19 @@ def create(settings: Settings, kind: str, config: dict[str, Any] | None = None,
 
 
 def enqueue(settings: Settings, run: RunRecord) -> None:
+    """Put the run's task on its queue; a queue that cannot be reached fails the run (resumable
+    later) instead of leaving it ``queued`` with no task behind it."""
     status = run.status()
-    huey = get_huey(settings, status["queue"])
-    task = task_for(huey, status["kind"]).s(run.id)
-    run.update(task_id=task.id, enqueued_at=time.time())
-    huey.enqueue(task)
+    try:
+        huey = get_huey(settings, status["queue"])
+        task = task_for(huey, status["kind"]).s(run.id)
+        run.update(task_id=task.id, enqueued_at=time.time())
+        huey.enqueue(task)
+    except Exception as exc:
+        run.transition({QUEUED}, FAILED, finished=now_iso(), error=f"could not enqueue: {exc}",
+                       resumable=run.latest_checkpoint() is not None)
+        run.log(f"could not enqueue: {exc}")
+        raise
 
 
 def submit(settings: Settings, kind: str, config: dict[str, Any] | None = None,
@@ -73,11 +81,11 @@ def resume(settings: Settings, run_id: str) -> RunRecord:
     if isinstance(status, Unreadable):
         raise ValueError(f"run {run_id} is unreadable: {status.reason}")
     checkpoint = run.latest_checkpoint()
-    run.clear_cancel()
     if not run.transition({FAILED, CANCELLED}, QUEUED, attempt=int(status.get("attempt", 1)) + 1,
                           resume_from=str(checkpoint) if checkpoint else None, error=None,
                           finished=None, progress=None, message=None):
         raise ValueError(f"run {run_id} is {status.get('status')}; only failed or cancelled runs can be resumed")
+    run.clear_cancel()
     run.log(f"resume requested: attempt {int(status.get('attempt', 1)) + 1}"
             + (f" from {checkpoint.name}" if checkpoint else " from the start (no complete checkpoint)"))
     enqueue(settings, run)

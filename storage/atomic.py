@@ -23,6 +23,24 @@ class Unreadable:
         return False
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only way to read it; done once, at import, before any thread writes
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
+def _mode_for(path: Path) -> int:
+    """The mode of the file being replaced, else what a plain ``open`` would give (mkstemp's
+    0600 would lock out a UI and a worker running as different users)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, file_mode: int | None = None) -> Iterator[Path]:
     """A temp path beside ``path`` for a writer that wants a file name (FAISS, a copy); when the
@@ -32,8 +50,7 @@ def atomic_path(path: Path, file_mode: int | None = None) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        if file_mode is not None:
-            os.chmod(tmp, file_mode)
+        os.chmod(tmp, file_mode if file_mode is not None else _mode_for(path))
         yield Path(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())

@@ -135,3 +135,26 @@ def test_bad_config_is_refused_before_anything_is_written(settings):
     with pytest.raises(ValueError, match="unknown job kind"):
         control.submit(settings, "nope", {})
     assert RunStore(settings.workspace.runs).list() == []
+
+
+def test_an_unreachable_queue_fails_the_run_instead_of_leaving_it_queued(settings):
+    import dataclasses
+
+    import pytest
+
+    unreachable = dataclasses.replace(settings, queue="redis://127.0.0.1:1/0")
+    with pytest.raises(Exception):
+        control.submit(unreachable, "selftest", {"steps": 1})
+    [summary] = RunStore(settings.workspace.runs).list()
+    assert summary["status"] == "failed" and "could not enqueue" in summary["error"]
+
+
+def test_resume_refused_while_running_keeps_the_pending_cancel(settings):
+    import pytest
+
+    run = control.create(settings, "selftest", {"steps": 1})
+    run.transition({"queued"}, "running", pid=os.getpid())
+    assert control.cancel(settings, run.id) == "cancel requested"
+    with pytest.raises(ValueError, match="only failed or cancelled"):
+        control.resume(settings, run.id)
+    assert run.cancel_requested()

@@ -105,3 +105,21 @@ def test_workspace_names_cannot_escape(tmp_path):
     with pytest.raises(KeyError):
         RunStore(tmp_path / "runs").get("../secrets")
     assert read_json(tmp_path / "missing.json", default={}) == {}
+
+
+def test_atomic_files_keep_the_mode_of_the_file_they_replace(tmp_path):
+    from storage.atomic import write_json_atomic
+
+    fresh = tmp_path / "fresh.json"
+    write_json_atomic(fresh, {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask
+    shared = tmp_path / "shared.json"
+    shared.write_text("{}")
+    shared.chmod(0o640)
+    write_json_atomic(shared, {"b": 2})
+    assert shared.stat().st_mode & 0o777 == 0o640 and read_json(shared) == {"b": 2}
+    secret = tmp_path / "users.json"
+    write_json_atomic(secret, {"users": []}, file_mode=0o600)
+    assert secret.stat().st_mode & 0o777 == 0o600

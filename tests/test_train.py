@@ -98,6 +98,8 @@ def test_merge_exports_a_folder_plain_transformers_loads(train_env, wb, settings
     assert code == 2 and "exists" in err
     code, _, err = wb("models", "merge", "sft-merged")
     assert code == 2 and "full model already" in err
+    code, _, err = wb("models", "merge", "llama-lora-adapted", "--into", "base", "--overwrite")
+    assert code == 2 and "new name" in err
 
 
 def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, settings):
@@ -131,6 +133,12 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     assert ppo["method"] == "ppo" and ppo["value_model"] == "initialised from reward_model"
 
     assert wb("train", "sft", *FAST)[0] == 0
+    code, out, err = wb("train", "dpo", "--model", "llama-lora-adapted", "--output-name", "llama-lora-adapted",
+                        "--overwrite")
+    assert code == 2 and "one of its ancestors" in err  # it would replace what it trains on
+    code, out, err = wb("train", "reward", "--model", "llama-lora-adapted", "--output-name", "rm-on-sft",
+                        "--max-steps", "2", "--json")
+    assert result_of(out)["result"]["trainable_changed"] > 0  # a scoring head on the SFT model
     code, out, err = wb("train", "dpo", "--model", "llama-lora-adapted", *FAST)
     data = result_of(out)
     assert data["result"]["trainable_changed"] == data["result"]["trainable_tensors"] > 0
@@ -150,7 +158,8 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
 
 def test_yaml_config_and_set_flags(train_env, wb, settings, tmp_path):
     config = tmp_path / "sft.yaml"
-    config.write_text("max_steps: 2\nlora_r: 4\nlearning_rate: 0.01\noutput_name: from-yaml\nsave_steps: 5\n")
+    config.write_text("max_steps: 2\nlora_r: 4\nlearning_rate: 0.01\noutput_name: from-yaml\nsave_steps: 5\n"
+                      "eval_dataset:\n")  # an empty value keeps the default
     code, out, err = wb("train", "sft", "--config", str(config), "--set", "lora_alpha=8", "--lora-r", "2", "--json")
     data = result_of(out)
     stored = data["config"]["config"]

@@ -98,6 +98,8 @@ def config_from_dict(cls: type, data: dict[str, Any] | None) -> Any:
                           f"known: {', '.join(fields)}")
     values = {}
     for name, value in data.items():
+        if value is None and _default(fields[name]) is not None:
+            continue  # an empty YAML value or form field: the default
         values[name] = None if value is None else _coerce(name, _base_type(hints[name]), value)
         choices = fields[name].metadata.get("choices")
         given = values[name] if isinstance(values[name], list) else [values[name]]

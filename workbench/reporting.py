@@ -21,6 +21,11 @@ class RunReporter:
         self._echo = echo
 
     @property
+    def echo(self) -> bool:
+        """Whether messages and progress are also shown in this terminal."""
+        return self._echo
+
+    @property
     def workspace(self) -> Workspace:
         return Workspace(self.run.folder.parent.parent)
 

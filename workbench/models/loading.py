@@ -104,15 +104,19 @@ def _adapter_base(folder: Path) -> str | None:
     return config.get("base_model_name_or_path") if isinstance(config, dict) else None
 
 
-def apply_adapters(model, adapters: tuple[str, ...], merge_last: bool = False):
+def apply_adapters(model, adapters: tuple[str, ...], merge_last: bool = False, any_head: bool = False):
     """Each parent adapter merged into the weights in order; the last one kept as a PEFT layer
-    (so it can be switched off) unless ``merge_last``."""
+    (so it can be switched off) unless ``merge_last``. ``any_head``: the adapters were trained on
+    a causal LM but go on another head (a reward model from an SFT model)."""
     if not adapters:
         return model
-    from peft import PeftModel
+    from peft import PeftConfig, PeftModel
 
     for index, folder in enumerate(adapters):
-        model = PeftModel.from_pretrained(model, folder)
+        config = PeftConfig.from_pretrained(folder)
+        if any_head:
+            config.task_type = None  # the adapter's layers, without a task wrapper of another head
+        model = PeftModel.from_pretrained(model, folder, config=config)
         if merge_last or index < len(adapters) - 1:
             model = model.merge_and_unload()
     return model

@@ -16,11 +16,13 @@ NONE = "none"
 
 
 def data_file(workspace: Workspace, name: str) -> Path:
-    """A data file named relative to ``data/`` (or by a path inside the workspace)."""
+    """A data file named relative to ``data/`` (or by its path there)."""
     raw = Path(name)
-    path = raw if raw.is_absolute() else workspace.data / raw
-    if not workspace.contains(path):
-        raise WorkbenchError(f"dataset {name!r} is outside the workspace; put it under {workspace.data}")
+    path = (raw if raw.is_absolute() else workspace.data / raw).resolve()
+    try:
+        path.relative_to(workspace.data.resolve())
+    except ValueError:
+        raise WorkbenchError(f"dataset {name!r} is not under {workspace.data}: put training data there") from None
     if not path.is_file():
         raise WorkbenchError(f"dataset {name!r} not found: expected {path}")
     return path
@@ -99,10 +101,11 @@ def conversational_pair(pair: dict[str, str]) -> dict[str, list[dict[str, str]]]
 
 def split_off(rows: list[Any], key, fraction: float = 0.1, seed: int = 0) -> tuple[list[Any], list[Any]]:
     """(train, held out) by a deterministic hash of ``key(row)``, at least one row each side."""
-    held = [r for r in rows if in_test_share(key(r), fraction, seed)]
-    if not held and len(rows) > 1:
-        held = rows[-1:]
-    train = [r for r in rows if r not in held]
+    out = [in_test_share(key(r), fraction, seed) for r in rows]
+    if not any(out) and len(rows) > 1:
+        out[-1] = True
+    held = [r for r, o in zip(rows, out) if o]
+    train = [r for r, o in zip(rows, out) if not o]
     if not train:
         raise WorkbenchError("too few rows to hold some out for evaluation: add rows or give eval_dataset")
     return train, held

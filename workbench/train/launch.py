@@ -16,7 +16,7 @@ from workbench.subprocesses import die_with_parent
 from workbench.train.config import TrainConfig
 
 RESULT = "result.json"
-CANCEL_GRACE_S = 120.0  # a child that ignores a cancel this long (stuck loading) is stopped
+CANCEL_GRACE_S = 300.0  # a child that finishes no step this long after a cancel (stuck) is stopped
 QUIET = {"TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
          "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "PYTHONUNBUFFERED": "1",
          "TRL_EXPERIMENTAL_SILENCE": "1"}
@@ -41,6 +41,7 @@ def child_env(processes: int, resume_from) -> dict[str, str]:
 def run_in_child(config: TrainConfig, reporter) -> dict:
     run = reporter.run
     (run.folder / RESULT).unlink(missing_ok=True)
+    _check_devices(config.num_processes)
     args = command(run.folder, config.num_processes)
     reporter.log(f"starting {config.num_processes} training process(es)"
                  + (" with torchrun" if config.num_processes > 1 else ""))
@@ -55,13 +56,20 @@ def run_in_child(config: TrainConfig, reporter) -> dict:
             if line:
                 tail.append(line)
                 del tail[:-40]
-                run.log(line)
+                reporter.log(line)
 
     reader = threading.Thread(target=copy_output, daemon=True)
     reader.start()
-    cancel_seen = None
+    cancel_seen, last_progress = None, None
     while proc.poll() is None:
         time.sleep(0.2)
+        progress = _progress(run)
+        if progress != last_progress:
+            last_progress = progress
+            if progress and cancel_seen is not None:
+                cancel_seen = time.monotonic()  # still finishing steps: it will stop at the next one
+            if progress and getattr(reporter, "echo", False):
+                reporter.progress(progress["done"], progress["total"])
         if cancel_seen is None and reporter.cancel_requested():
             cancel_seen = time.monotonic()
         if cancel_seen is not None and time.monotonic() - cancel_seen > CANCEL_GRACE_S:
@@ -84,8 +92,26 @@ def run_in_child(config: TrainConfig, reporter) -> dict:
     return outcome.get("result") or {}
 
 
+def _progress(run) -> dict | None:
+    status = run.status()
+    return status.get("progress") if isinstance(status, dict) else None
+
+
 def _last_error(lines: list[str]) -> str:
     for line in reversed(lines):
         if ("Error" in line or "Exception" in line) and "ChildFailedError" not in line:
             return line.strip()[-500:]
     return lines[-1].strip()[-500:] if lines else "no output"
+
+
+def _check_devices(processes: int) -> None:
+    """Several ranks on GPUs need as many GPUs visible to this worker (each worker of
+    ``workbench worker`` is pinned to one GPU with CUDA_VISIBLE_DEVICES)."""
+    if processes < 2:
+        return
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() < processes:
+        raise RuntimeError(f"num_processes {processes} needs {processes} GPUs, but this worker sees "
+                           f"{torch.cuda.device_count()} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}); "
+                           "run a worker that owns them (`workbench worker --queue gpu` with CUDA_VISIBLE_DEVICES set)")

@@ -30,8 +30,14 @@ class Config:
         return self.into.strip() or f"{self.name.strip()}-merged"
 
     def validate(self) -> None:
+        from storage.paths import safe_name
+
         if not self.name.strip():
             raise ValueError("name the adapter to merge")
+        if self.output_name in ("base", self.name.strip()):
+            raise ValueError(f"merge into a new name, not {self.output_name!r}")
+        if safe_name(self.output_name) != self.output_name:
+            raise ValueError(f"into {self.into!r}: use letters, digits, '-', '_' and '.' only")
 
 
 def preflight(config: Config, settings: Settings):

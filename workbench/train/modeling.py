@@ -106,7 +106,7 @@ def load_model(spec: ModelSpec, config: TrainConfig, precision: Precision, head:
             model.config.pad_token_id = pad_token_id
     else:
         model = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
-    model = apply_adapters(model, spec.adapters, merge_last=True)
+    model = apply_adapters(model, spec.adapters, merge_last=True, any_head=head == "classifier")
     if config.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
 

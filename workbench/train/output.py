@@ -25,7 +25,11 @@ def publish(workspace: Workspace, name: str, overwrite: bool, run_id: str,
         if target.exists():
             retired = target.with_name(f".{target.name}.replaced-{run_id}")
             target.rename(retired)
-            staging.rename(target)
+            try:
+                staging.rename(target)
+            except BaseException:
+                retired.rename(target)  # the old model comes back rather than vanish
+                raise
             shutil.rmtree(retired, ignore_errors=True)
         else:
             staging.rename(target)

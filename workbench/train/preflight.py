@@ -33,6 +33,11 @@ def output_name_free(workspace: Workspace, config: TrainConfig) -> None:
 
     if safe_name(config.output_name) != config.output_name.strip():
         raise WorkbenchError(f"output_name {config.output_name!r}: use letters, digits, '-', '_' and '.' only")
+    from workbench.models.loading import lineage
+
+    if config.output_name.strip() in lineage(workspace, config.model):
+        raise WorkbenchError(f"output_name {config.output_name!r} is the start model or one of its ancestors: "
+                             "training on top of a model cannot replace it; choose a new name")
     if workspace.model_dir(config.output_name).exists() and not config.overwrite:
         raise WorkbenchError(f"a model named {config.output_name!r} exists: choose another output_name "
                              "or set overwrite (it is replaced only when the new run succeeds)")

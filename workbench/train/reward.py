@@ -30,6 +30,9 @@ class Config(TrainConfig):
         super().validate()
         if not 0 < self.eval_fraction < 1:
             raise ValueError("eval_fraction must be in (0, 1)")
+        if self.quantization != "none":
+            raise ValueError("the reward model is saved merged, as the full model PPO and GRPO load: train it "
+                             "with quantization=none (a 4-bit merge would round its weights)")
 
 
 def preference_preflight(config, settings: Settings) -> Preflight:

@@ -173,7 +173,8 @@ def create_train_tab(ctx: UiContext) -> TrainTab:
     def show_method(chosen):
         return (NEEDS[chosen], *[gr.Group(visible=f.method == chosen) for f in forms])
 
-    def check(chosen, *raw):
+    def check(request: gr.Request, chosen, *raw):
+        ctx.require(request, "launch")
         values = form_values(chosen, raw)
         return (dataset_summary(chosen, ws, values.get("dataset", "")),
                 estimate_text(settings, TRAIN_METHODS[chosen], values))
