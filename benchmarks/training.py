@@ -62,7 +62,9 @@ def cli(env, *args, timeout=3600) -> subprocess.CompletedProcess:
     return proc
 
 
-def through_queue(env, home: Path, method: str, options: dict) -> dict:
+def through_queue(env, home: Path, method: str, options: dict, window: int) -> dict:
+    """Run through the queue; steps/s is the median over steps 3..``window``, the bare run's steps,
+    so both are measured on the same stretch of training (answers' lengths drift as RL learns)."""
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
     run_id = json.loads(cli(env, "train", method, *flags, "--queue", "--json").stdout)["id"]
     folder = home / "runs" / run_id
@@ -74,7 +76,7 @@ def through_queue(env, home: Path, method: str, options: dict) -> dict:
     if status["status"] != "succeeded":
         raise SystemExit(f"{method} {status['status']}: {status.get('error')}\n{(folder / 'log.txt').read_text()[-3000:]}")
     metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    rates = [m["steps_per_s"] for m in metrics if m.get("steps_per_s") and m["step"] > 2]
+    rates = [m["steps_per_s"] for m in metrics if m.get("steps_per_s") and 2 < m["step"] <= window]
     return {"result": status["result"], "steps_per_s": statistics.median(rates) if rates else None, "run": run_id}
 
 
@@ -95,7 +97,8 @@ def bare(method: str, model: str, data: Path, reward: str | None, steps: int, op
 
 
 def policy_scores(base: str, adapter: Path | None, reward_dir: Path, prompts: list[str], tokens: int) -> dict:
-    """Mean reward-model score of greedy answers; KL to the start model on sampled answers."""
+    """The reward model's mean score of the policy's answers: sampled (temperature 1, two per
+    prompt: the expectation RL maximises) and greedy; KL to the start model on the samples."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
@@ -109,17 +112,34 @@ def policy_scores(base: str, adapter: Path | None, reward_dir: Path, prompts: li
     scorer = AutoModelForSequenceClassification.from_pretrained(reward_dir, num_labels=1).eval()
     scorer.config.pad_token_id = tokenizer.pad_token_id
     greedy = generate_answers(model, tokenizer, prompts, tokens)
-    out = {"mean_reward": statistics.mean(reward_scores(scorer, tokenizer, prompts, greedy)),
-           "sample_answer": greedy[0][:120]}
+    repeated = prompts * 2
+    sampled = generate_answers(model, tokenizer, repeated, tokens, do_sample=True, temperature=1.0, seed=1)
+    out = {"mean_reward": statistics.mean(reward_scores(scorer, tokenizer, repeated, sampled)),
+           "greedy_reward": statistics.mean(reward_scores(scorer, tokenizer, prompts, greedy)),
+           "sample_answer": sampled[0][:120]}
     if adapter is not None:
-        sampled = generate_answers(model, tokenizer, prompts, tokens, do_sample=True, temperature=1.0, seed=1)
-        policy = answer_logprobs(model, tokenizer, prompts, sampled)
+        policy = answer_logprobs(model, tokenizer, repeated, sampled)
         with model.disable_adapter():
-            reference = answer_logprobs(model, tokenizer, prompts, sampled)
+            reference = answer_logprobs(model, tokenizer, repeated, sampled)
         out["kl_to_start"] = statistics.mean(p - r for p, r in zip(policy, reference))
     del model, scorer
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return out
+
+
+def reference_scores(base: str, reward_dir: Path, pairs: list[dict]) -> dict:
+    """The reward model's mean score of the held-out chosen and rejected answers: the scale on
+    which the policies' scores move."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from workbench.train.scoring import reward_scores
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    scorer = AutoModelForSequenceClassification.from_pretrained(reward_dir, num_labels=1).eval()
+    scorer.config.pad_token_id = tokenizer.pad_token_id
+    prompts = [p["prompt"] for p in pairs]
+    return {side: statistics.mean(reward_scores(scorer, tokenizer, prompts, [p[side] for p in pairs]))
+            for side in ("chosen", "rejected")}
 
 
 def main() -> None:
@@ -158,15 +178,17 @@ def main() -> None:
         reward_dir = home / "models" / "reward_model"
         for method, options in plan.items():
             print(f"[{time.time() - started:6.0f} s] {method} through the queue…", flush=True)
-            queued = through_queue(env, home, method, options)
+            window = min(10, options["max_steps"])
+            queued = through_queue(env, home, method, options, window)
             print(f"[{time.time() - started:6.0f} s] {method} in bare TRL…", flush=True)
             baseline = bare(method, base, home / "data" / "dataset_rlhf.jsonl",
-                            str(reward_dir) if method in ("grpo", "ppo") else None, min(10, options["max_steps"]), options)
+                            str(reward_dir) if method in ("grpo", "ppo") else None, window, options)
             report[method] = {"queue": queued, "bare": baseline,
                               "speed_ratio": queued["steps_per_s"] / baseline["steps_per_s"]
                               if queued["steps_per_s"] and baseline["steps_per_s"] else None}
             if method == "reward":
                 report["base_policy"] = policy_scores(base, None, reward_dir, held_prompts, 32)
+                report["reference_answers"] = reference_scores(base, reward_dir, test_pairs)
         for method, folder in (("grpo", "llama-grpo"), ("ppo", "llama-rlhf")):
             report[method]["after"] = policy_scores(base, home / "models" / folder, reward_dir, held_prompts, 32)
     finally:
@@ -186,10 +208,12 @@ def print_report(r: dict) -> None:
     print(f"reward model accuracy      {reward['eval_accuracy']:.3f} (before training {reward['before_accuracy']:.3f}; "
           f"goal >= 0.9), margin {reward['eval_margin']:.3f}")
     print(f"DPO log-prob margin        {dpo['before_logp_margin']:.2f} -> {dpo['eval_logp_margin']:.2f}")
+    ref = r["reference_answers"]
+    print(f"(held-out reference answers score {ref['chosen']:.3f} chosen, {ref['rejected']:.3f} rejected)")
     for method in ("grpo", "ppo"):
         after = r[method]["after"]
-        print(f"{method.upper():4} mean reward            {base['mean_reward']:.3f} -> {after['mean_reward']:.3f} "
-              f"(KL to start {after['kl_to_start']:.3f})")
+        print(f"{method.upper():4} mean reward (sampled)  {base['mean_reward']:.3f} -> {after['mean_reward']:.3f} "
+              f"(greedy {base['greedy_reward']:.3f} -> {after['greedy_reward']:.3f}; KL to start {after['kl_to_start']:.3f})")
     print("\n== Speed through the queue vs bare TRL (steady-state steps/s), peak memory ==")
     print(f"{'method':8} {'queue':>8} {'bare':>8} {'ratio':>7} {'peak RSS queue':>15} {'peak RSS bare':>14}")
     for method in ("reward", "dpo", "grpo", "ppo"):
