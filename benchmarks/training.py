@@ -147,6 +147,9 @@ def main() -> None:
     parser.add_argument("--model", help="base model folder (default: provision SmolLM2-135M-Instruct offline)")
     parser.add_argument("--quick", action="store_true", help="fewer steps: checks the plumbing, not the learning")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark workspace")
+    parser.add_argument("--methods", default="reward,dpo,grpo,ppo",
+                        help="which to run (grpo and ppo need reward first)")
+    parser.add_argument("--window", type=int, default=10, help="steps of the bare run, and of the speed comparison")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="wb-train-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
@@ -163,6 +166,7 @@ def main() -> None:
     write_jsonl(home / "data" / "dataset_rlhf_test.jsonl", test_pairs)
     held_prompts = [p["prompt"] for p in test_pairs]
     scale = 3 if args.quick else 1
+    chosen = args.methods.split(",")
     plan = {
         "reward": {"max_steps": 36 // scale, "batch_size": 4, "learning_rate": 3e-4, "save_steps": 1000},
         "dpo": {"max_steps": 30 // scale, "batch_size": 4, "learning_rate": 1e-4, "save_steps": 1000, "beta": 0.1},
@@ -177,8 +181,10 @@ def main() -> None:
     try:
         reward_dir = home / "models" / "reward_model"
         for method, options in plan.items():
+            if method not in chosen:
+                continue
             print(f"[{time.time() - started:6.0f} s] {method} through the queue…", flush=True)
-            window = min(10, options["max_steps"])
+            window = min(args.window, options["max_steps"])
             queued = through_queue(env, home, method, options, window)
             print(f"[{time.time() - started:6.0f} s] {method} in bare TRL…", flush=True)
             baseline = bare(method, base, home / "data" / "dataset_rlhf.jsonl",
@@ -190,6 +196,8 @@ def main() -> None:
                 report["base_policy"] = policy_scores(base, None, reward_dir, held_prompts, 32)
                 report["reference_answers"] = reference_scores(base, reward_dir, test_pairs)
         for method, folder in (("grpo", "llama-grpo"), ("ppo", "llama-rlhf")):
+            if method not in chosen:
+                continue
             report[method]["after"] = policy_scores(base, home / "models" / folder, reward_dir, held_prompts, 32)
     finally:
         worker.terminate()
@@ -202,21 +210,23 @@ def main() -> None:
 
 
 def print_report(r: dict) -> None:
-    reward, dpo = r["reward"]["queue"]["result"], r["dpo"]["queue"]["result"]
-    base = r["base_policy"]
     print("\n== It learns (held-out) ==")
-    print(f"reward model accuracy      {reward['eval_accuracy']:.3f} (before training {reward['before_accuracy']:.3f}; "
-          f"goal >= 0.9), margin {reward['eval_margin']:.3f}")
-    print(f"DPO log-prob margin        {dpo['before_logp_margin']:.2f} -> {dpo['eval_logp_margin']:.2f}")
-    ref = r["reference_answers"]
-    print(f"(held-out reference answers score {ref['chosen']:.3f} chosen, {ref['rejected']:.3f} rejected)")
-    for method in ("grpo", "ppo"):
-        after = r[method]["after"]
+    if "reward" in r:
+        reward = r["reward"]["queue"]["result"]
+        print(f"reward model accuracy      {reward['eval_accuracy']:.3f} (before training {reward['before_accuracy']:.3f}; "
+              f"goal >= 0.9), margin {reward['eval_margin']:.3f}")
+        ref = r["reference_answers"]
+        print(f"(held-out reference answers score {ref['chosen']:.3f} chosen, {ref['rejected']:.3f} rejected)")
+    if "dpo" in r:
+        dpo = r["dpo"]["queue"]["result"]
+        print(f"DPO log-prob margin        {dpo['before_logp_margin']:.2f} -> {dpo['eval_logp_margin']:.2f}")
+    for method in [m for m in ("grpo", "ppo") if m in r]:
+        base, after = r["base_policy"], r[method]["after"]
         print(f"{method.upper():4} mean reward (sampled)  {base['mean_reward']:.3f} -> {after['mean_reward']:.3f} "
               f"(greedy {base['greedy_reward']:.3f} -> {after['greedy_reward']:.3f}; KL to start {after['kl_to_start']:.3f})")
     print("\n== Speed through the queue vs bare TRL (steady-state steps/s), peak memory ==")
     print(f"{'method':8} {'queue':>8} {'bare':>8} {'ratio':>7} {'peak RSS queue':>15} {'peak RSS bare':>14}")
-    for method in ("reward", "dpo", "grpo", "ppo"):
+    for method in [m for m in ("reward", "dpo", "grpo", "ppo") if m in r]:
         q, b = r[method]["queue"], r[method]["bare"]
         print(f"{method:8} {q['steps_per_s']:8.3f} {b['steps_per_s']:8.3f} {r[method]['speed_ratio']:7.2f}x "
               f"{q['result'].get('peak_rss_mib', 0):12.0f} MiB {b['peak_rss_mib']:11.0f} MiB")

@@ -29,6 +29,9 @@ def main(argv: list[str]) -> int:
     stored = run.config()
     module = importlib.import_module(get_kind(stored["kind"]).module)
     config = config_from_dict(module.Config, stored.get("config"))
+    from transformers import set_seed
+
+    set_seed(config.seed)  # new heads (a reward model's score) and LoRA start the same way each run
     reporter_cls = RunReporter if rank == 0 else SilentReporter
     reporter = reporter_cls(run, resume_from=Path(resume) if resume else None)
     job = TrainJob(run, reporter, Settings.from_env(), reporter.resume_from, rank, world)
