@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import uuid
+import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -246,3 +248,91 @@ def page():
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         yield page
         browser.close()
+
+
+# documents for the corpus tests ---------------------------------------------------------
+def write(path, data):
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path.write_bytes(data)
+    return path
+
+
+def raw_pdf(path, content: bytes, pages: int = 1):
+    """A hand-built PDF whose pages all draw one Flate-compressed content stream."""
+    kids = " ".join(f"{5 + i} 0 R" for i in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    page = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            b"/Resources << /Font << /F1 4 0 R >> >> /Contents 3 0 R >>")
+    objects += [page] * pages
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return write(path, bytes(out))
+
+
+def deflate_repeated(unit: bytes, count: int) -> bytes:
+    """zlib-compress ``unit * count`` chunk by chunk, never holding the whole thing."""
+    z = zlib.compressobj(6)
+    chunk, parts = unit * 10_000, []
+    for _ in range(count // 10_000):
+        parts.append(z.compress(chunk))
+    parts.append(z.compress(unit * (count % 10_000)))
+    parts.append(z.flush())
+    return b"".join(parts)
+
+
+TEXT_OP = b"BT /F1 12 Tf 72 700 Td (x) Tj ET\n"
+
+
+def docx_bomb(path, megabytes: int):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        with zf.open("word/document.xml", "w") as member:
+            zeros = bytes(1 << 20)
+            for _ in range(megabytes):
+                member.write(zeros)
+    return path
+
+
+def make_corpus(folder):
+    from docx import Document
+    from fpdf import FPDF
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "notes.md").write_text(
+        "# Cats\n\nCats are small carnivorous mammals. They purr when content.\n\n"
+        "# Volcanoes\n\nMount Etna is an active volcano on the island of Sicily, Italy.\n")
+    (folder / "facts.txt").write_text("Berlin is the capital of Germany.\n\nThe Rhine flows into the North Sea.\n")
+    (folder / "guide.html").write_text(
+        "<html><body><h1>Gardening</h1><p>Tomatoes need full sun and regular watering.</p>"
+        "<script>var secret = 'do not index';</script></body></html>")
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "Annual report. Revenue grew in every region this year.")
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "The reactor coolant is heavy water, pumped through the primary loop.")
+    pdf.output(str(folder / "report.pdf"))
+    doc = Document()
+    doc.add_heading("Safety", level=1)
+    doc.add_paragraph("Always wear goggles in the chemistry laboratory.")
+    doc.save(str(folder / "manual.docx"))
+    (folder / "ignored.bin").write_bytes(b"\x00\x01")  # not a supported type: skipped in a folder
+    return folder
+
+
+def ingest(wb, *args):
+    code, out, err = wb("ingest", *args, "--json")
+    return code, json.loads(out), err

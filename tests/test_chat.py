@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.test_corpus import ingest, make_corpus
+from tests.conftest import ingest, make_corpus
 
 
 @pytest.fixture

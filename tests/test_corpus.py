@@ -8,42 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import cli, wait_for
-from tests.test_parse import TEXT_OP, deflate_repeated, docx_bomb, raw_pdf
+from tests.conftest import TEXT_OP, cli, deflate_repeated, docx_bomb, ingest, make_corpus, raw_pdf, wait_for
 
 HIT_FIELDS = {"rank", "score", "source", "page", "section", "chunk_id", "doc_id", "text"}
-
-
-def make_corpus(folder):
-    from docx import Document
-    from fpdf import FPDF
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "notes.md").write_text(
-        "# Cats\n\nCats are small carnivorous mammals. They purr when content.\n\n"
-        "# Volcanoes\n\nMount Etna is an active volcano on the island of Sicily, Italy.\n")
-    (folder / "facts.txt").write_text("Berlin is the capital of Germany.\n\nThe Rhine flows into the North Sea.\n")
-    (folder / "guide.html").write_text(
-        "<html><body><h1>Gardening</h1><p>Tomatoes need full sun and regular watering.</p>"
-        "<script>var secret = 'do not index';</script></body></html>")
-    pdf = FPDF()
-    pdf.set_font("Helvetica", size=12)
-    pdf.add_page()
-    pdf.multi_cell(0, 8, "Annual report. Revenue grew in every region this year.")
-    pdf.add_page()
-    pdf.multi_cell(0, 8, "The reactor coolant is heavy water, pumped through the primary loop.")
-    pdf.output(str(folder / "report.pdf"))
-    doc = Document()
-    doc.add_heading("Safety", level=1)
-    doc.add_paragraph("Always wear goggles in the chemistry laboratory.")
-    doc.save(str(folder / "manual.docx"))
-    (folder / "ignored.bin").write_bytes(b"\x00\x01")  # not a supported type: skipped in a folder
-    return folder
-
-
-def ingest(wb, *args):
-    code, out, err = wb("ingest", *args, "--json")
-    return code, json.loads(out), err
 
 
 def search(wb, *args):

@@ -5,57 +5,12 @@ from __future__ import annotations
 import os
 import time
 import zipfile
-import zlib
 
 import pytest
 
+from tests.conftest import TEXT_OP, deflate_repeated, docx_bomb, raw_pdf, write
 from workbench.corpus.parse import Block, ParseError, parse_file
 from workbench.corpus.sandbox import parse_isolated
-
-
-def write(path, data):
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    path.write_bytes(data)
-    return path
-
-
-def raw_pdf(path, content: bytes, pages: int = 1):
-    """A hand-built PDF whose pages all draw one Flate-compressed content stream."""
-    kids = " ".join(f"{5 + i} 0 R" for i in range(pages))
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    page = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            b"/Resources << /Font << /F1 4 0 R >> >> /Contents 3 0 R >>")
-    objects += [page] * pages
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return write(path, bytes(out))
-
-
-def deflate_repeated(unit: bytes, count: int) -> bytes:
-    """zlib-compress ``unit * count`` chunk by chunk, never holding the whole thing."""
-    z = zlib.compressobj(6)
-    chunk, parts = unit * 10_000, []
-    for _ in range(count // 10_000):
-        parts.append(z.compress(chunk))
-    parts.append(z.compress(unit * (count % 10_000)))
-    parts.append(z.flush())
-    return b"".join(parts)
-
-
-TEXT_OP = b"BT /F1 12 Tf 72 700 Td (x) Tj ET\n"
 
 
 # ---- good files -------------------------------------------------------------------------------
@@ -163,16 +118,6 @@ def test_docx_headings_and_tables(tmp_path):
 
 
 # ---- bad files --------------------------------------------------------------------------------
-
-def docx_bomb(path, megabytes: int):
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        zf.writestr("[Content_Types].xml", "<Types/>")
-        with zf.open("word/document.xml", "w") as member:
-            zeros = bytes(1 << 20)
-            for _ in range(megabytes):
-                member.write(zeros)
-    return path
-
 
 @pytest.mark.parametrize(("name", "content", "reason"), [
     ("empty.txt", b"", "empty"),
