@@ -9,8 +9,8 @@ from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
-from workbench.train.preflight import Preflight, start_model
-from workbench.train.reward import HELD_OUT, pair_max_length, preference_preflight, split_pairs
+from workbench.train.preflight import Preflight
+from workbench.train.reward import HELD_OUT, pair_setup, preference_preflight
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "dpo"
@@ -53,18 +53,9 @@ def train(config: Config, job) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     from workbench.train.job import changed_count, trainable_snapshot
-    from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
-                                          lora_config, use_gradient_checkpointing)
+    from workbench.train.modeling import lora_config
 
-    precision = choose_precision(config.precision)
-    spec = start_model(job.settings, config.model)
-    tokenizer = load_tokenizer(spec)
-    pairs, held = split_pairs(config, job)
-    job.log(f"{len(pairs)} training pairs, {len(held)} held out")
-    model = load_model(spec, config, precision)
-    max_length = config.max_length or pair_max_length(tokenizer, pairs + held, model.config)
-    checkpointing = use_gradient_checkpointing(config, count_parameters(model))
-    job.log_start(config, model, precision, checkpointing, max_length=max_length)
+    precision, spec, tokenizer, pairs, held, model, max_length, checkpointing = pair_setup(config, job)
     args = job.training_args(DPOConfig, config, precision, checkpointing, bool(held), max_length=max_length,
                              beta=config.beta)
     callback = job.callback(config)

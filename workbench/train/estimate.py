@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,8 @@ def estimate_text(settings, kind: str, config: dict[str, Any]) -> str:
     from workbench.errors import WorkbenchError
     from workbench.kinds import get_kind
     from workbench.models.loading import ModelNotFound, resolve
-    from workbench.train.overview import READERS
     from workbench.train import data as rows_of
+    from workbench.train.overview import READERS
 
     try:
         values = get_kind(kind).validate(config)
@@ -107,6 +108,4 @@ def estimate_text(settings, kind: str, config: dict[str, Any]) -> str:
 
     cuda = torch.cuda.is_available()
     memory = torch.cuda.get_device_properties(0).total_memory / GIB if cuda else None
-    import os
-
     return estimate(kind, values, spec.path, rows, settings.workspace, cuda, memory, os.cpu_count() or 1)["text"]

@@ -56,10 +56,9 @@ def run(config: Config, reporter) -> dict:
     from transformers import AutoModelForCausalLM
 
     from workbench.models.loading import apply_adapters
-    from workbench.settings import Settings as _Settings
     from workbench.train.modeling import load_tokenizer
 
-    settings = _Settings.from_env()
+    settings = Settings.from_env()
     spec = start_model(settings, config.name, "model to merge")
     dtype = {"auto": "auto", "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.dtype]
     reporter.progress(0, 3, "loading")

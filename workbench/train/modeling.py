@@ -115,5 +115,13 @@ def load_model(spec: ModelSpec, config: TrainConfig, precision: Precision, head:
     return model
 
 
+def length_from_data(longest: int, model_config) -> int:
+    """The longest row in tokens, rounded up to a multiple of 64, within the model's context."""
+    import math
+
+    limit = getattr(model_config, "max_position_embeddings", None) or 4096
+    return min(limit, 64 * math.ceil(longest / 64))
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -68,7 +68,7 @@ def split_pairs(config, job) -> tuple[list[dict], list[dict]]:
 
 
 def pair_max_length(tokenizer, pairs, model_config) -> int:
-    import math
+    from workbench.train.modeling import length_from_data
 
     longest = 0
     for p in pairs:
@@ -77,8 +77,25 @@ def pair_max_length(tokenizer, pairs, model_config) -> int:
                                                  {"role": "assistant", "content": answer}], tokenize=True,
                                                 return_dict=True)["input_ids"]
             longest = max(longest, len(ids))
-    limit = getattr(model_config, "max_position_embeddings", None) or 4096
-    return min(limit, 64 * math.ceil(longest / 64))
+    return length_from_data(longest, model_config)
+
+
+def pair_setup(config, job, head: str = "causal-lm"):
+    """What DPO and the reward model load before their trainer: precision, start model, tokenizer,
+    training and held-out pairs, the model (with ``head``), max length and checkpointing."""
+    from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
+                                          use_gradient_checkpointing)
+
+    precision = choose_precision(config.precision)
+    spec = start_model(job.settings, config.model)
+    tokenizer = load_tokenizer(spec)
+    pairs, held = split_pairs(config, job)
+    job.log(f"{len(pairs)} training pairs, {len(held)} held out")
+    model = load_model(spec, config, precision, head=head, pad_token_id=tokenizer.pad_token_id)
+    max_length = config.max_length or pair_max_length(tokenizer, pairs + held, model.config)
+    checkpointing = use_gradient_checkpointing(config, count_parameters(model))
+    job.log_start(config, model, precision, checkpointing, max_length=max_length)
+    return precision, spec, tokenizer, pairs, held, model, max_length, checkpointing
 
 
 def train(config: Config, job) -> dict:
@@ -86,19 +103,10 @@ def train(config: Config, job) -> dict:
     from trl import RewardConfig, RewardTrainer
 
     from workbench.train.job import changed_count, trainable_snapshot
-    from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
-                                          lora_config, use_gradient_checkpointing)
+    from workbench.train.modeling import lora_config
     from workbench.train.scoring import pair_metrics
 
-    precision = choose_precision(config.precision)
-    spec = start_model(job.settings, config.model)
-    tokenizer = load_tokenizer(spec)
-    pairs, held = split_pairs(config, job)
-    job.log(f"{len(pairs)} training pairs, {len(held)} held out")
-    model = load_model(spec, config, precision, head="classifier", pad_token_id=tokenizer.pad_token_id)
-    max_length = config.max_length or pair_max_length(tokenizer, pairs + held, model.config)
-    checkpointing = use_gradient_checkpointing(config, count_parameters(model))
-    job.log_start(config, model, precision, checkpointing, max_length=max_length)
+    precision, spec, tokenizer, pairs, held, model, max_length, checkpointing = pair_setup(config, job, "classifier")
     args = job.training_args(RewardConfig, config, precision, checkpointing, bool(held), max_length=max_length)
     callback = job.callback(config)
     trainer = RewardTrainer(model=model, args=args,

@@ -40,12 +40,11 @@ def preflight(config: Config, settings: Settings) -> Preflight:
                      {"rows": len(rows), "longest_prompt_tokens": longest})
 
 
-def data_max_length(tokenizer, rows, model_config, template=None) -> int:
-    """The longest rendered row, rounded up to a multiple of 64, within the model's context."""
-    longest = max(len(tokenizer.apply_chat_template(r["messages"], tokenize=True, chat_template=template,
-                                                    return_dict=True)["input_ids"]) for r in rows)
-    limit = getattr(model_config, "max_position_embeddings", None) or 4096
-    return min(limit, 64 * math.ceil(longest / 64))
+def data_max_length(tokenizer, rows, model_config) -> int:
+    from workbench.train.modeling import length_from_data
+
+    return length_from_data(max(len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)
+                                    ["input_ids"]) for r in rows), model_config)
 
 
 def _as_completion(row):
