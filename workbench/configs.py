@@ -15,6 +15,16 @@ class ConfigError(ValueError):
     pass
 
 
+def option(default, help: str, group: str = "", choices=None, **kwargs):
+    """A config field with its help, form group and choices (a list default gets a factory)."""
+    metadata = {"help": help, "group": group}
+    if choices:
+        metadata["choices"] = tuple(choices)
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
 def _base_type(tp: Any) -> Any:
     """``int | None`` -> ``int``; plain types unchanged."""
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:

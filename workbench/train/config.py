@@ -3,7 +3,9 @@ on one base. The class is the single source of defaults for the CLI flags, the T
 and the validation."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from workbench import configs
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 QUANTIZATIONS = ("none", "4bit")
@@ -11,12 +13,7 @@ SWITCH = ("auto", "on", "off")
 
 
 def option(default, help: str, group: str = "training", choices=None, **kwargs):
-    metadata = {"help": help, "group": group}
-    if choices:
-        metadata["choices"] = tuple(choices)
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=metadata, **kwargs)
-    return field(default=default, metadata=metadata, **kwargs)
+    return configs.option(default, help, group, choices, **kwargs)
 
 
 @dataclass

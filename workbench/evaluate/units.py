@@ -1,0 +1,171 @@
+"""One model on one set: load the model for its role, then the measures of each set — held-out
+loss and ROUGE-L on the SFT references, answers to the preference prompts (judged later), RAG
+answers with their grounding and reference overlap, a reward model's preference accuracy."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from storage import read_json
+from workbench.evaluate import metrics
+from workbench.models.loading import BASE, ModelSpec, load_for_inference, pick_device_dtype, resolve
+from workbench.settings import Settings
+
+POLICY, REWARD = "policy", "reward"
+
+
+def model_role(settings: Settings, name: str) -> str:
+    """``reward`` for a sequence-classification model (it scores answers), ``policy`` otherwise."""
+    if name == BASE:
+        return POLICY
+    config = read_json(settings.workspace.model_dir(name) / "config.json", default={}) or {}
+    architectures = config.get("architectures") or [] if isinstance(config, dict) else []
+    return REWARD if any(a.endswith("ForSequenceClassification") for a in architectures) else POLICY
+
+
+@dataclass
+class Loaded:
+    name: str
+    role: str
+    model: Any
+    tokenizer: Any
+
+
+def load(settings: Settings, name: str) -> Loaded:
+    """The model in eval mode on the best device, as its role needs it."""
+    spec = resolve(name, settings.workspace, settings.base_model)
+    role = model_role(settings, name)
+    if role == POLICY:
+        model, tokenizer, _ = load_for_inference(spec)
+        return Loaded(name, role, model, tokenizer)
+    from transformers import AutoModelForSequenceClassification
+
+    from workbench.train.modeling import load_tokenizer
+
+    device, dtype = pick_device_dtype()
+    tokenizer = load_tokenizer(ModelSpec(name, spec.path))
+    model = AutoModelForSequenceClassification.from_pretrained(spec.path, num_labels=1, dtype=dtype,
+                                                               trust_remote_code=False, use_safetensors=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return Loaded(name, role, model.to(device).eval(), tokenizer)
+
+
+def reply_nll(model, tokenizer, conversations: list[list[dict]], replies: list[str],
+              batch_size: int = 8) -> tuple[float, int]:
+    """Total negative log-likelihood of each reference reply after its conversation (the tokens
+    the chat template puts after the generation prompt, end-of-turn included) and the token count."""
+    import torch
+
+    examples = []
+    for messages, reply in zip(conversations, replies):
+        head = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                             return_dict=True)["input_ids"]
+        full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": reply}],
+                                             tokenize=True, return_dict=True)["input_ids"]
+        if full[:len(head)] != head:  # a template that re-renders earlier turns: score the reply alone
+            full = head + tokenizer(reply, add_special_tokens=False)["input_ids"]
+        examples.append((full, len(head)))
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = examples[start:start + batch_size]
+            width = max(len(ids) for ids, _ in batch)
+            pad = tokenizer.pad_token_id or 0
+            ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device)
+            labels = ids.clone()
+            for row, (tokens, head) in enumerate(batch):
+                labels[row, :head] = -100
+                labels[row, len(tokens):] = -100
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            target = labels[:, 1:]
+            losses = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                       ignore_index=-100, reduction="sum")
+            total += losses.item()
+            count += int((target != -100).sum())
+    return total, count
+
+
+def test_set(loaded: Loaded, rows: list[dict], options, progress: Callable[[int], None]) -> dict[str, Any]:
+    from workbench.train.scoring import generate_answers
+
+    nll, tokens = reply_nll(loaded.model, loaded.tokenizer, [r["messages"] for r in rows],
+                            [r["reference"] for r in rows], options.batch_size)
+    answers = generate_answers(loaded.model, loaded.tokenizer, [r["messages"] for r in rows], **generation(options),
+                               on_batch=progress)
+    loss = nll / max(tokens, 1)
+    return {"metrics": {"test_loss": loss, "test_perplexity": math.exp(min(loss, 50.0)),
+                        "test_rouge_l": metrics.mean(metrics.rouge_l(a, r["reference"]) for a, r in zip(answers, rows))},
+            "answers": answers}
+
+
+def answers_only(loaded: Loaded, prompts: list, options, progress: Callable[[int], None]) -> dict[str, Any]:
+    from workbench.train.scoring import generate_answers
+
+    return {"metrics": {}, "answers": generate_answers(loaded.model, loaded.tokenizer, prompts, **generation(options),
+                                                        on_batch=progress)}
+
+
+def rag_set(loaded: Loaded, questions: list[dict], prompts: list[str], contexts: list[str], options,
+            progress: Callable[[int], None]) -> dict[str, Any]:
+    out = answers_only(loaded, prompts, options, progress)
+    answers = out["answers"]
+    out["metrics"] = {"rag_grounding": metrics.mean(metrics.grounding(a, c) for a, c in zip(answers, contexts))}
+    overlaps = [metrics.rouge_l(a, q["reference"]) for a, q in zip(answers, questions) if q["reference"]]
+    if overlaps:
+        out["metrics"]["rag_reference_rouge_l"] = metrics.mean(overlaps)
+    return out
+
+
+def reward_accuracy(loaded: Loaded, pairs: list[dict], options) -> dict[str, Any]:
+    from workbench.train.scoring import pair_metrics
+
+    found = pair_metrics(loaded.model, loaded.tokenizer, pairs, options.batch_size)
+    return {"metrics": {"preference_accuracy": found["accuracy"], "preference_margin": found["margin"]},
+            "intervals": {"preference_accuracy": list(metrics.wilson_interval(found["accuracy"] * found["pairs"],
+                                                                              found["pairs"]))}}
+
+
+def judge_scores(loaded: Loaded, prompts: list[str], answers: list[str], options) -> list[float]:
+    from workbench.train.scoring import reward_scores
+
+    return reward_scores(loaded.model, loaded.tokenizer, prompts, answers, options.batch_size)
+
+
+def generation(options) -> dict[str, Any]:
+    sample = options.temperature > 0
+    return {"max_new_tokens": options.max_new_tokens, "batch_size": options.batch_size, "do_sample": sample,
+            "temperature": options.temperature if sample else 1.0, "seed": options.seed}
+
+
+def fit_context(tokenizer, question: str, contexts: list[str], budget: int) -> tuple[str, int]:
+    """The RAG prompt with as many retrieved chunks as fit ``budget`` tokens (in rank order);
+    returns the prompt and how many chunks were dropped to fit."""
+    from workbench.chat.prompt import build_prompt
+
+    kept = list(contexts)
+    while True:
+        prompt = build_prompt(question, kept)
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+        if not kept or len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= budget:
+            return prompt, len(contexts) - len(kept)
+        kept.pop()
+
+
+def context_window(loaded: Loaded) -> int:
+    config = getattr(loaded.model, "config", None)
+    return int(getattr(config, "max_position_embeddings", 0) or 4096)
+
+
+def release() -> None:
+    """Free what the last model held (its memory, the GPU's cache) before the next one loads."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
