@@ -14,6 +14,23 @@ class CliError(Exception):
     pass
 
 
+def read_config_file(path: str) -> dict:
+    import yaml
+    from pathlib import Path
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CliError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CliError(f"{path} must hold a mapping of option: value")
+    return data
+
+
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 

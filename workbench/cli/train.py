@@ -4,9 +4,8 @@ file sets many at once, ``--set`` and flags override it."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from workbench.cli.common import CliError, run_kind
+from workbench.cli.common import read_config_file, run_kind
 from workbench.configs import add_arguments, arguments_to_dict, parse_assignments
 from workbench.kinds import TRAIN_METHODS, get_kind
 from workbench.settings import Settings
@@ -23,22 +22,6 @@ def add_parsers(sub) -> None:
         add_arguments(p, get_kind(kind).load()[0])
         p.add_argument("--queue", action="store_true", help="enqueue for a worker and print the run id")
         p.add_argument("--json", action="store_true")
-
-
-def read_config_file(path: str) -> dict:
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CliError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise CliError(f"{path} is not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise CliError(f"{path} must hold a mapping of option: value")
-    return data
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:

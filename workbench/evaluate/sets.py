@@ -151,13 +151,19 @@ def vote_comparisons_from(path: Path) -> list[Comparison]:
     return comparisons
 
 
-def append_question(path: Path, question: str, sources: list[str], reference: str = "",
+def append_question(workspace: Workspace, path: Path, question: str, sources: list[str], reference: str = "",
                     chunk_id: str = "") -> dict[str, Any]:
-    """Add one question to a RAG set (JSONL), checked like the set's other rows."""
+    """Add one question to a RAG set (JSONL) under ``data/``, checked like the set's other rows and
+    against the corpus first: nothing is written for a bad one."""
     from storage import append_jsonl
 
+    path = Path(path)
+    if not path.resolve().is_relative_to(workspace.data.resolve()):
+        raise WorkbenchError(f"{path}: the question set must be under {workspace.data}")
     row = _question({"question": question, "sources": sources, "reference": reference}, "the question")
+    resolve_sources(workspace, [row])
     if chunk_id:
         row["chunk_id"] = chunk_id
+    path.parent.mkdir(parents=True, exist_ok=True)
     append_jsonl(path, [row])
     return row

@@ -9,8 +9,8 @@ from workbench.ui.annotate import KEYBOARD_JS, create_annotate_tab
 from workbench.ui.chat import create_chat_tab
 from workbench.ui.common import UiContext
 from workbench.ui.corpus import create_corpus_tab
+from workbench.ui.evaluate import create_evaluate_tab
 from workbench.ui.monitor import create_monitor_tab
-from workbench.ui.placeholders import create_placeholder_tab
 from workbench.ui.train import create_train_tab
 
 TITLE = "Workbench"
@@ -27,8 +27,9 @@ def build_ui(settings: Settings) -> gr.Blocks:
             create_chat_tab(ctx)
             create_annotate_tab(ctx)
             train = create_train_tab(ctx)
-            create_placeholder_tab("Evaluate", "Automatic evaluation of any model against a test set, with reports and plots.")
+            evaluate = create_evaluate_tab(ctx)
             _, monitor_run = create_monitor_tab(ctx)
         train.connect(tabs, monitor_run)
+        evaluate.connect(tabs, monitor_run)
         demo.load(*corpus_refresh)
     return demo

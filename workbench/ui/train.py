@@ -21,6 +21,7 @@ from workbench.models.loading import model_choices
 from workbench.train.estimate import estimate_text
 from workbench.train.overview import NEEDS, data_files, dataset_summary
 from workbench.ui.common import UiContext
+from workbench.ui.forms import field_widget, form_values
 
 FIRST = ("model", "data", "output")  # groups shown open; the rest sit in accordions
 TITLES = {"lora": "LoRA", "method": "Method settings"}
@@ -34,12 +35,7 @@ class MethodForm:
     widgets: list[gr.components.Component] = field(default_factory=list)
 
     def values(self, raw: tuple) -> dict[str, Any]:
-        out = {}
-        for spec, value in zip(self.specs, raw):
-            if value is None or (spec.type in ("int", "float") and value == ""):
-                continue
-            out[spec.name] = value
-        return out
+        return form_values(self.specs, raw)
 
 
 @dataclass
@@ -64,17 +60,7 @@ def _widget(spec: FieldSpec, ctx: UiContext, method: str):
         return gr.Dropdown(model_choices(ws), value=spec.default, allow_custom_value=True, **common)
     if spec.name in ("dataset", "eval_dataset"):
         return gr.Dropdown(data_files(ws), value=spec.default, allow_custom_value=True, **common)
-    if spec.type == "bool":
-        return gr.Checkbox(value=spec.default, label=label, info=spec.help, elem_id=elem)
-    if spec.type == "list":
-        if spec.choices:
-            return gr.CheckboxGroup(list(spec.choices), value=spec.default, **common)
-        return gr.Textbox(value=", ".join(spec.default), placeholder="comma-separated", **common)
-    if spec.choices:
-        return gr.Dropdown(list(spec.choices), value=spec.default, **common)
-    if spec.type in ("int", "float"):
-        return gr.Number(value=spec.default, precision=0 if spec.type == "int" else None, **common)
-    return gr.Textbox(value=spec.default, **common)
+    return field_widget(spec, elem)
 
 
 def _method_form(method: str, ctx: UiContext, visible: bool) -> MethodForm:

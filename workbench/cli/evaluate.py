@@ -1,0 +1,105 @@
+"""``workbench eval --models base,NAME [--sets test,preferences,rag,votes] [--flag ...] [--queue]
+[--json]``: the Evaluate tab's launch, headless; ``workbench scoreboard [--csv FILE] [--json]``:
+its table; ``workbench questions add|list``: the RAG question set."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from workbench.cli.common import print_json, read_config_file, run_kind
+from workbench.configs import add_arguments, arguments_to_dict, parse_assignments
+from workbench.kinds import get_kind
+from workbench.settings import Settings
+
+KIND = "evaluate"
+
+
+def add_parsers(sub) -> None:
+    ev = sub.add_parser("eval", help=get_kind(KIND).description)
+    ev.add_argument("--config", dest="config_file", help="a YAML (or JSON) file of options")
+    ev.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                    help="set one option (repeatable)")
+    add_arguments(ev, get_kind(KIND).load()[0])
+    ev.add_argument("--queue", action="store_true", help="enqueue for a worker and print the run id")
+    ev.add_argument("--json", action="store_true")
+    board = sub.add_parser("scoreboard", help="every model with its newest evaluation scores and lineage")
+    board.add_argument("--csv", dest="csv_file", help="write the table as CSV to this file ('-' = stdout)")
+    board.add_argument("--json", action="store_true")
+    questions = sub.add_parser("questions", help="the RAG question set of evaluation").add_subparsers(
+        dest="questions_cmd", required=True)
+    add = questions.add_parser("add", help="add a question with the document(s) that answer it")
+    add.add_argument("question")
+    add.add_argument("--source", action="append", required=True, help="a document of the corpus (repeatable)")
+    add.add_argument("--reference", default="", help="a reference answer")
+    add.add_argument("--file", default="rag_questions.jsonl", help="the set, under data/")
+    listing = questions.add_parser("list")
+    listing.add_argument("--file", default="rag_questions.jsonl")
+    listing.add_argument("--json", action="store_true")
+
+
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    config = read_config_file(args.config_file) if args.config_file else {}
+    config.update(parse_assignments(args.assignments))
+    config.update(arguments_to_dict(args, get_kind(KIND).load()[0]))
+    code = run_kind(settings, KIND, config, args.queue, args.json)
+    if not args.queue and not args.json:
+        _print_latest(settings)
+    return code
+
+
+def _print_latest(settings: Settings) -> None:
+    from workbench.evaluate.scoreboard import evaluation_reports
+
+    reports = evaluation_reports(settings)
+    if not reports:
+        return
+    report = reports[0]
+    for name, row in report["models"].items():
+        found = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row["metrics"].items())
+        print(f"{name}: {row['error'] or found or 'no scores'}")
+    for mode, scores in (report.get("retrieval") or {}).items():
+        print(f"retrieval {mode}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    print(f"report: {settings.workspace.runs / report['run_id'] / 'report.html'}")
+
+
+def cmd_scoreboard(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.evaluate.scoreboard import build, table, to_csv
+
+    board = build(settings)
+    if args.csv_file:
+        text = to_csv(board)
+        if args.csv_file == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.csv_file).write_text(text, encoding="utf-8")
+            print(f"wrote {args.csv_file} ({len(board.rows)} models)", file=sys.stderr)
+        return 0
+    if args.json:
+        print_json({"models": board.rows, "metrics": board.metrics, "best": board.best})
+        return 0
+    headers, cells = table(board)
+    widths = [max(len(str(x)) for x in [h, *(c[i] for c in cells)]) for i, h in enumerate(headers)]
+    for line in [headers, *cells]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip())
+    return 0
+
+
+def cmd_questions(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.evaluate import sets
+    from workbench.train.data import data_file
+
+    ws = settings.workspace.ensure()
+    if args.questions_cmd == "add":
+        print_json(sets.append_question(ws, ws.data / args.file, args.question, args.source, args.reference))
+        return 0
+    rows = sets.rag_questions(data_file(ws, args.file))
+    if args.json:
+        print_json(rows)
+    else:
+        for row in rows:
+            print(f"{row['question']}  [{', '.join(row['sources'])}]")
+    return 0
+
+
+COMMANDS = {"eval": cmd_eval, "scoreboard": cmd_scoreboard, "questions": cmd_questions}
