@@ -333,6 +333,21 @@ def make_corpus(folder):
     return folder
 
 
+def three_docs(folder):
+    """Three one-topic documents: each question of ``RAG_QUESTIONS`` has one right source."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bees.md").write_text("# Bees\n\nHoney bees tell each other where flowers are with the waggle dance.\n")
+    (folder / "solar.md").write_text("# Solar\n\nPhotovoltaic cells of silicon turn sunlight into electricity.\n")
+    (folder / "volcano.md").write_text("# Volcanoes\n\nMagma rising through the crust makes a volcano erupt.\n")
+    return folder
+
+
+RAG_QUESTIONS = [
+    {"question": "How do bees show where the flowers are?", "sources": ["bees.md"], "reference": "The waggle dance."},
+    {"question": "What turns sunlight into electricity?", "sources": "solar.md"},
+    {"question": "Why does a volcano erupt?", "sources": ["volcano.md"], "reference": "Rising magma."}]
+
+
 def ingest(wb, *args):
     code, out, err = wb("ingest", *args, "--json")
     return code, json.loads(out), err

@@ -68,7 +68,8 @@ def build_report(folder: Path, config, plan, settings: Settings) -> dict[str, An
         row["metrics"].update(human_rating=rating["rating"], human_votes=rating["votes"])
         row["intervals"]["human_rating"] = [rating["low"], rating["high"]]
     todo = plan.units()
-    done = sum((results / f"{m}.{s}.json").exists() for m, s in todo)
+    failed = {m for m, row in rows.items() if row.get("error")}
+    done = sum(m in failed or (results / f"{m}.{s}.json").exists() for m, s in todo)
     return {"run_id": folder.name, "updated": now_iso(), "partial": done < len(todo),
             "units": {"done": done, "total": len(todo)}, "config": _plain(config), "sets": plan.sets,
             "judge": plan.judge, "references": plan.references, "models": rows,

@@ -1,0 +1,141 @@
+"""Evaluation as a job on a tiny model: every set at once (an SFT adapter, a reward model that
+judges the win-rates, RAG questions on a real index, human votes, a model that cannot load), the
+report and the scoreboard; a cancelled evaluation that resumes without redoing finished units;
+bad input refused before anything is queued."""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+from tests.conftest import RAG_QUESTIONS, ingest, run_status, sft_rows, three_docs, wait_for, write_jsonl
+
+
+def votes_for(settings, winner: str, loser: str, n: int = 6) -> None:
+    from workbench.feedback.votes import Vote, record_votes
+
+    votes = []
+    for i in range(n):
+        a, b = (winner, loser) if i % 2 else (loser, winner)
+        votes.append(Vote(pair_id=f"p{i}", prompt=f"question {i}", answer_a="one", answer_b="two",
+                          choice="a" if a == winner else "b", annotator="ann", model_a=a, model_b=b))
+    record_votes(settings.workspace.feedback_file, votes)
+
+
+def full_model_copy(settings, source, name: str) -> None:
+    """A full model folder in the workspace (as a merge writes one), from the tiny base."""
+    target = settings.workspace.model_dir(name)
+    shutil.copytree(source, target)
+    (target / "manifest.json").write_text(json.dumps({"name": name, "kind": "model", "method": "merge",
+                                                      "parent": "base"}))
+
+
+def test_evaluation_of_every_set(train_env, wb, settings, tmp_path):
+    ws = settings.workspace
+    write_jsonl(ws.test_file, sft_rows(16)[12:])
+    for method in ("sft", "reward"):
+        code, _, err = wb("train", method, "--max-steps", "1", "--batch-size", "2", "--json")
+        assert code == 0, err
+    code, _, err = ingest(wb, str(three_docs(tmp_path / "docs")))
+    assert code == 0, err
+    write_jsonl(ws.data / "rag_questions.jsonl", RAG_QUESTIONS)
+    votes_for(settings, "llama-lora-adapted", "base")
+    broken = ws.model_dir("broken")  # a manifest, but no loadable weights: its row fails alone
+    broken.mkdir(parents=True)
+    (broken / "manifest.json").write_text(json.dumps({"name": "broken", "kind": "model", "parent": "base"}))
+    (broken / "config.json").write_text("{}")
+
+    code, out, err = wb("eval", "--models", "base,llama-lora-adapted,reward_model,broken", "--max-prompts", "4",
+                        "--max-new-tokens", "8", "--json")
+    assert code == 0, err
+    run = json.loads(out)
+    assert run["status"] == "succeeded", run
+    folder = ws.runs / run["id"]
+    report = json.loads((folder / "report.json").read_text())
+    assert report["partial"] is False and report["sets"] == ["test", "preferences", "rag", "votes"]
+    assert report["judge"] == "reward_model"
+    rows = report["models"]
+    for name in ("base", "llama-lora-adapted"):
+        metrics = rows[name]["metrics"]
+        assert metrics["test_loss"] > 0 and metrics["test_perplexity"] > 1
+        assert 0 <= metrics["test_rouge_l"] <= 1
+        # the tiny model's answers may hold no content word at all: then grounding has no value
+        assert "rag_grounding" in metrics and (metrics["rag_grounding"] is None or 0 <= metrics["rag_grounding"] <= 1)
+    adapter = rows["llama-lora-adapted"]
+    assert adapter["lineage"] == ["llama-lora-adapted", "base"] and adapter["method"] == "sft"
+    low, high = adapter["intervals"]["win_rate_vs_base"]
+    assert low <= adapter["metrics"]["win_rate_vs_base"] <= high
+    assert adapter["metrics"]["win_rate_vs_parent"] == adapter["metrics"]["win_rate_vs_base"]  # its parent is base
+    assert adapter["metrics"]["human_rating"] > rows["base"]["metrics"]["human_rating"]  # it won every vote
+    assert adapter["metrics"]["human_votes"] == 6
+    assert 0 <= rows["reward_model"]["metrics"]["preference_accuracy"] <= 1
+    assert rows["reward_model"]["role"] == "reward"
+    assert rows["broken"]["error"] and not rows["broken"]["metrics"]
+    assert report["retrieval"]["dense"]["hit@1"] == 1.0 and "mrr" in report["retrieval"]["hybrid"]
+    sets_shown = {s["set"] for s in report["samples"]}
+    assert sets_shown == {"test", "preferences", "rag"}
+    assert all(set(s["answers"]) >= {"base", "llama-lora-adapted"} for s in report["samples"])
+    html = (folder / "report.html").read_text()
+    assert "plotly" in html.lower() and "win-rate vs base" in html and "llama-lora-adapted" in html
+
+    code, out, _ = wb("scoreboard", "--json")
+    board = json.loads(out)
+    names = [r["model"] for r in board["models"]]
+    assert names[0] == "base" and {"llama-lora-adapted", "reward_model", "broken"} <= set(names)
+    row = next(r for r in board["models"] if r["model"] == "llama-lora-adapted")
+    assert row["test_rouge_l_run"] == run["id"] and row["dataset"] == "train.jsonl" and len(row["dataset_sha256"]) == 64
+    assert board["best"]["human_rating"] == "llama-lora-adapted"
+    code, out, _ = wb("scoreboard", "--csv", "-")
+    assert out.splitlines()[0].startswith("model,role,method,parent,lineage") and "llama-lora-adapted" in out
+
+
+def test_a_cancelled_evaluation_resumes_without_redoing_finished_units(train_env, settings, tiny_base):
+    from jobs import control
+    from jobs.runner import execute
+
+    write_jsonl(settings.workspace.test_file, sft_rows(12))
+    full_model_copy(settings, tiny_base, "copy")
+    run = control.create(settings, "evaluate", {"models": ["base", "copy"], "sets": ["test"], "batch_size": 1,
+                                                "max_new_tokens": 200})
+    results = run.folder / "results"
+    worker = threading.Thread(target=execute, args=(settings, run.id))
+    worker.start()
+    first = wait_for(lambda: (results / "base.test.json").exists() and results / "base.test.json", 120,
+                     what="the first model's results")
+    control.cancel(settings, run.id)
+    worker.join(120)
+    status = run_status(settings, run.id)
+    assert status["status"] == "cancelled" and status["resumable"], status
+    assert not (results / "copy.test.json").exists()
+    kept = first.stat().st_mtime_ns, first.read_text()
+
+    control.resume(settings, run.id)  # queued again; this process plays the worker
+    status = execute(settings, run.id)
+    assert status["status"] == "succeeded", status
+    assert (first.stat().st_mtime_ns, first.read_text()) == kept
+    assert "resuming: 1 of 2 units already done" in run.read_log()
+    report = json.loads((run.folder / "report.json").read_text())
+    assert set(report["models"]) == {"base", "copy"} and not report["partial"]
+    # the same weights, the same seed and sampling: the same answers and scores
+    assert report["models"]["base"]["metrics"] == report["models"]["copy"]["metrics"]
+
+
+def test_bad_input_is_refused_before_queueing(train_env, wb, settings, tmp_path):
+    ws = settings.workspace
+
+    def refused(*args: str) -> str:
+        code, _, err = wb("eval", *args)
+        assert code == 2, err
+        return err
+
+    assert "unknown model 'nope'" in refused("--models", "base,nope")
+    assert "set 'test'" in refused("--sets", "test") and "test.jsonl" in refused("--sets", "test")
+    assert "need a reward model" in refused("--sets", "preferences")
+    code, _, err = ingest(wb, str(three_docs(tmp_path / "docs")))
+    assert code == 0, err
+    write_jsonl(ws.data / "rag_questions.jsonl", [{"question": "Where is Atlantis?", "sources": ["atlas.pdf"]}])
+    assert "not in the corpus: atlas.pdf" in refused("--sets", "rag")
+    assert "not one of" in refused("--sets", "everything")
+    assert "has no rows" in refused("--sets", "votes") or "feedback.jsonl" in refused("--sets", "votes")
+    runs = [r for r in ws.runs.iterdir()] if ws.runs.is_dir() else []
+    assert not [r for r in runs if "evaluate" in r.name]  # nothing was queued

@@ -1,0 +1,83 @@
+"""Each evaluation metric on fixtures whose value is known by hand: ROUGE-L, the Wilson interval
+and win-rate, a Bradley–Terry fit on votes whose order is certain, grounding, and hit@k / MRR of
+dense and hybrid search on a real three-document FAISS index."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.conftest import RAG_QUESTIONS, ingest, three_docs, write_jsonl
+
+
+def test_rouge_l_by_hand():
+    from workbench.evaluate.metrics import lcs_length, rouge_l
+
+    # candidate: the cat sat on the mat (6), reference: the cat is on the mat (6)
+    # LCS = the cat on the mat (5): P = R = 5/6, F1 = 5/6
+    assert lcs_length("the cat sat on the mat".split(), "the cat is on the mat".split()) == 5
+    assert rouge_l("The cat sat on the mat.", "the cat is on the mat") == pytest.approx(5 / 6)
+    # candidate 2 words, reference 4, LCS 2: P = 1, R = 1/2, F1 = 2/3
+    assert rouge_l("alpha beta", "alpha gamma beta delta") == pytest.approx(2 / 3)
+    assert rouge_l("", "anything") == 0.0
+    assert rouge_l("x y z", "a b c") == 0.0
+
+
+def test_wilson_interval_and_win_rate():
+    from workbench.evaluate.metrics import win_rate, wilson_interval
+
+    low, high = wilson_interval(8, 10)  # textbook value: [0.490, 0.943]
+    assert (round(low, 3), round(high, 3)) == (0.49, 0.943)
+    found = win_rate([3.0, 2.0, 1.0, 0.5], [1.0, 2.0, 2.0, 0.0])  # win, tie, loss, win
+    assert found["rate"] == pytest.approx(2.5 / 4) and found["n"] == 4
+    assert found["low"] < found["rate"] < found["high"]
+    with pytest.raises(ValueError):
+        win_rate([1.0], [1.0, 2.0])
+
+
+def test_bradley_terry_recovers_a_certain_order():
+    from workbench.evaluate.metrics import Comparison, bradley_terry
+
+    votes = ([Comparison("dpo", "sft", 1.0)] * 6 + [Comparison("sft", "base", 1.0)] * 6
+             + [Comparison("base", "dpo", 0.0)] * 6 + [Comparison("sft", "dpo", 0.5)] * 2)
+    ratings = bradley_terry(votes, samples=50)
+    assert ratings["dpo"]["rating"] > ratings["sft"]["rating"] > ratings["base"]["rating"]
+    assert ratings["dpo"]["votes"] == 14 and ratings["base"]["votes"] == 12
+    assert math.isclose(sum(r["rating"] for r in ratings.values()) / 3, 1000.0, abs_tol=1e-6)
+    for r in ratings.values():
+        assert r["low"] <= r["rating"] <= r["high"]
+    assert bradley_terry([]) == {}
+
+
+def test_grounding_counts_content_words_in_the_context():
+    from workbench.evaluate.metrics import grounding
+
+    # content words: etna, volcano, sicily, paris -> 3 of 4 in the context
+    assert grounding("Etna is a volcano in Sicily, not Paris.", "Mount Etna is an active volcano on Sicily.") == 0.75
+    assert grounding("it is", "anything") is None
+
+
+def test_hit_at_k_and_mrr_on_a_three_document_index(wb, settings, tmp_path):
+    from workbench.evaluate import sets
+    from workbench.evaluate.metrics import first_relevant_rank, retrieval_scores
+    from workbench.index.search import Retriever
+
+    code, _, err = ingest(wb, str(three_docs(tmp_path / "docs")))
+    assert code == 0, err
+    questions = write_jsonl(settings.workspace.data / "q.jsonl", RAG_QUESTIONS)
+    rows = sets.rag_questions(questions)
+    expected = sets.resolve_sources(settings.workspace, rows)
+    retriever = Retriever(settings.workspace, settings.embedding_model)
+    for mode in ("dense", "hybrid"):
+        hits = retriever.search_many([r["question"] for r in rows], 3, mode)
+        ranks = [first_relevant_rank([h.doc_id for h in row], relevant) for row, relevant in zip(hits, expected)]
+        assert ranks == [1, 1, 1], mode
+        assert retrieval_scores(ranks) == {"hit@1": 1.0, "hit@5": 1.0, "mrr": 1.0}
+    # the ranking arithmetic: ranks 1, 3 and a miss
+    assert retrieval_scores([1, 3, None]) == pytest.approx({"hit@1": 1 / 3, "hit@5": 2 / 3, "mrr": (1 + 1 / 3) / 3})
+    # a TSV question set reads the same; a document not in the corpus is named
+    tsv = settings.workspace.data / "q.tsv"
+    tsv.write_text("question\tsources\treference\nWhy does a volcano erupt?\tvolcano.md|bees.md\tMagma.\n")
+    assert sets.rag_questions(tsv)[0]["sources"] == ["volcano.md", "bees.md"]
+    with pytest.raises(Exception, match="not in the corpus: atlas.pdf"):
+        sets.resolve_sources(settings.workspace, [{"question": "q", "sources": ["atlas.pdf"], "reference": ""}])
