@@ -78,7 +78,7 @@ def build(settings: Settings) -> Scoreboard:
     best = {}
     for key in columns:
         scored = [r for r in rows if isinstance(r.get(key), (int, float))]
-        if scored and key != "human_votes":
+        if len(scored) > 1 and key != "human_votes":  # a lone value is not "the best"
             pick = max if METRICS[key][1] else min
             best[key] = pick(scored, key=lambda r: r[key])["model"]
     return Scoreboard(rows, columns, best, reports)
@@ -135,11 +135,13 @@ def lineage_figure(board: Scoreboard, metric: str):
     chains = {r["model"]: list(reversed(r["lineage"].split(" ← "))) for r in board.rows}
     parents = {c[i] for c in chains.values() for i in range(len(c) - 1)}
     fig = go.Figure()
-    for leaf, chain in chains.items():
+    drawn: set[str] = set()
+    for leaf, chain in sorted(chains.items(), key=lambda item: -len(item[1])):
         if leaf in parents:
             continue
         points = [(m, values.get(m)) for m in chain if values.get(m) is not None]
-        if points:
+        if points and not {m for m, _ in points} <= drawn:  # a chain already drawn in full adds nothing
+            drawn |= {m for m, _ in points}
             fig.add_trace(go.Scatter(x=[m for m, _ in points], y=[v for _, v in points], mode="lines+markers",
                                      name=leaf))
     label, higher = METRICS[metric]

@@ -100,8 +100,8 @@ def record_votes(path: Path, votes: list[Vote]) -> dict[str, int]:
     with lock_for(path):
         replaced = 0
         if path.exists():
-            data = path.read_bytes()
-            present = {i for i in ids if f'"id": "{i}"'.encode() in data}
+            with open(path, "rb") as handle:
+                present = ids & {_record_id(raw) for raw in handle}
             if present:
                 replaced = _rewrite_without(path, present)
         append_jsonl(path, [v.to_dict() for v in votes])
