@@ -4,7 +4,7 @@ On the default 135M model (or ``--model``) and an SFT adapter trained one step o
 
 - the wall time of one evaluation job of the two models on ``--prompts`` held-out prompts (the
   test set: loss, perplexity, ROUGE-L of generated answers), run in this process as a worker runs it;
-- the evaluation's generation path (chat template, left-padded batches, decode) against a bare
+- the evaluation's generation path (chat template, left-padded batches, loop guards, decode) against a bare
   ``model.generate`` loop over the same pre-tokenised batches, in this process on the same model,
   prompts and greedy settings (goal >= 0.95x), and against one prompt at a time (what batching buys).
 
@@ -44,8 +44,11 @@ def write_jsonl(path: Path, data) -> None:
 
 
 def bare_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> tuple[float, list[str]]:
-    """``model.generate`` over pre-tokenised left-padded batches: the floor of what generation costs."""
+    """``model.generate`` over pre-tokenised left-padded batches, with the evaluation's sampling
+    (greedy and the default loop guards): the floor of what generation costs."""
     import torch
+
+    from workbench.models.generation import Sampling, generation_kwargs, trim_loop
 
     tokenizer.padding_side = "left"
     batches = []
@@ -57,9 +60,9 @@ def bare_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, bat
     started = time.perf_counter()
     with torch.no_grad():
         for enc in batches:
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                                 top_k=None, pad_token_id=tokenizer.pad_token_id)
-            answers += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            width = enc["input_ids"].shape[1]
+            out = model.generate(**enc, **generation_kwargs(model, tokenizer, Sampling(0.0, max_new_tokens), width))
+            answers += [trim_loop(a.strip()) for a in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
     return time.perf_counter() - started, answers
 
 
@@ -95,7 +98,7 @@ def main() -> int:
     from storage import read_json
     from workbench.models.loading import load_for_inference, resolve
     from workbench.settings import Settings
-    from workbench.train.scoring import generate_answers
+    from workbench.models.generation import Sampling, generate_batch
 
     settings = Settings.from_env()
     config = {"models": ["base", "llama-lora-adapted"], "sets": ["test"], "max_prompts": args.prompts,
@@ -117,7 +120,7 @@ def main() -> int:
         took, bare_answers = bare_generate(model, tokenizer, prompts, args.max_new_tokens, args.batch_size)
         bare_times.append(took)
         began = time.perf_counter()
-        ours = generate_answers(model, tokenizer, prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        ours = generate_batch(model, tokenizer, prompts, Sampling(0.0, args.max_new_tokens), args.batch_size)
         ours_times.append(time.perf_counter() - began)
     bare_s, ours_s = min(bare_times), min(ours_times)
     single_s, _ = bare_generate(model, tokenizer, prompts[:args.batch_size], args.max_new_tokens, 1)

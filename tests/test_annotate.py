@@ -1,6 +1,6 @@
 """The annotation loop on the real base model: pairs from typed prompts and chat turns, answers
-generated once and reused, blind votes in the order shown, undo, progress, unknown models
-refused before anything is generated."""
+generated once by the pair job and shown only when ready, blind votes in the order shown, undo,
+progress, unknown models refused before anything is generated."""
 from __future__ import annotations
 
 import json
@@ -10,12 +10,21 @@ import pytest
 from storage import read_jsonl
 from workbench.errors import WorkbenchError
 from workbench.feedback.annotation import (cast_vote, create_pairs, next_pair, pair_store,
-                                           pairs_from_chat_turns, progress, stream_answers, undo_last)
+                                           pairs_from_chat_turns, progress, undo_last)
 from workbench.feedback.pairs import Side, prompts_from_jsonl
 
 
+def generate(settings, pair_ids):
+    from jobs import control
+    from jobs.runner import execute
+
+    run = control.create(settings, "pairs.generate", {"pair_ids": pair_ids})
+    return execute(settings, run.id)
+
+
 @pytest.fixture
-def live(settings, pulled_base):
+def live(settings, pulled_base, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_BASE_MODEL", str(pulled_base[1]))  # what the job reads, as a worker would
     return settings.__class__(**{**settings.__dict__, "base_model": str(pulled_base[1])})
 
 
@@ -28,20 +37,26 @@ def test_pairs_are_generated_once_voted_blind_and_undone(live):
     with pytest.raises(WorkbenchError, match="same greedy answer"):
         create_pairs(live, ["Name a colour."], "typed", a, Side("base", 0.0, 12))
 
-    assert create_pairs(live, ["Name a colour.", "Name a fruit."], "typed", a, b) == {"added": 2, "already_there": 0}
-    assert create_pairs(live, ["Name a colour."], "typed", a, b) == {"added": 0, "already_there": 1}
+    created = create_pairs(live, ["Name a colour.", "Name a fruit."], "typed", a, b)
+    assert (created["added"], created["already_there"], len(created["pair_ids"])) == (2, 0, 2)
+    again = create_pairs(live, ["Name a colour."], "typed", a, b)
+    assert (again["added"], again["already_there"], again["pair_ids"]) == (0, 1, [created["pair_ids"][0]])
+    assert next_pair(ws, "alice") is None  # nothing is shown before its answers exist
+    assert progress(ws, "alice")["generating"] == 2
+
+    run = generate(live, created["pair_ids"])
+    assert run["status"] == "succeeded" and run["result"]["generated"] == 4, run
     pair = next_pair(ws, "alice")
-    assert pair.prompt == "Name a colour."
-    frames = list(stream_answers(live, pair))
-    assert len(frames) > 3 and frames[0] == ("", "") and all(frames[-1])
-    again = list(stream_answers(live, pair_store(ws).all()[pair.pair_id]))
-    assert again[-1] == frames[-1] and len(again) == 2  # reused, not generated again
+    assert pair.prompt == "Name a colour." and pair.a.answer and pair.b.answer
+    kept = {p.pair_id: (p.a.answer, p.b.answer) for p in pair_store(ws).all().values()}
+    assert generate(live, created["pair_ids"])["result"]["generated"] == 0  # generated once
+    assert {p.pair_id: (p.a.answer, p.b.answer) for p in pair_store(ws).all().values()} == kept
 
     pair = pair_store(ws).all()[pair.pair_id]
     left, right = pair.shown()
     vote = cast_vote(ws, pair, "alice", "a", comment="clearer")
     assert (vote["answer_a"], vote["model_a"]) == (left.answer, left.label())
-    assert progress(ws, "alice") == {"mine": 1, "left": 1, "total": 2, "per_annotator": {"alice": 1}}
+    assert progress(ws, "alice") == {"mine": 1, "left": 1, "total": 2, "generating": 0, "per_annotator": {"alice": 1}}
     assert next_pair(ws, "alice").prompt == "Name a fruit."
     assert next_pair(ws, "bob").prompt == "Name a colour."
     assert next_pair(ws, "alice", skipped={next_pair(ws, "alice").pair_id}) is None

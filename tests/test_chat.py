@@ -102,10 +102,11 @@ def test_closing_the_stream_stops_generation(chat_env, settings):
     from tests.conftest import wait_for
     from workbench.chat.model_cache import CACHE
     from workbench.chat.session import stream_generate
+    from workbench.models.generation import Sampling
 
     live = settings.__class__.from_env()
     loaded = CACHE.get("base", live.workspace, live.base_model)
-    stream = stream_generate(loaded, "Write a very long story about a lighthouse keeper.", 0.9, 2000)
+    stream = stream_generate(loaded, "Write a very long story about a lighthouse keeper.", Sampling(0.9, 2000))
     for _ in range(3):
         next(stream)
     stream.close()  # what Gradio does when the browser tab goes away

@@ -18,7 +18,8 @@ def votes_for(settings, winner: str, loser: str, n: int = 6) -> None:
     for i in range(n):
         a, b = (winner, loser) if i % 2 else (loser, winner)
         votes.append(Vote(pair_id=f"p{i}", prompt=f"question {i}", answer_a="one", answer_b="two",
-                          choice="a" if a == winner else "b", annotator="ann", model_a=a, model_b=b))
+                          choice="a" if a == winner else "b", annotator="ann",
+                          model_a=f"{a} (temperature 0)", model_b=f"{b} (temperature 0.7)"))  # as Annotate labels them
     record_votes(settings.workspace.feedback_file, votes)
 
 

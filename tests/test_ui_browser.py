@@ -76,8 +76,7 @@ def test_annotate_votes_with_the_keyboard_and_the_counter_moves(env, pulled_base
     from playwright.sync_api import expect
 
     env["WORKBENCH_BASE_MODEL"] = str(pulled_base[1])
-    env["WORKBENCH_EMBEDDED_WORKER"] = "0"
-    url = start_app(env, start_process)
+    url = start_app(env, start_process)  # with its embedded worker: the pairs' answers are a job
 
     page.goto(url)
     page.get_by_role("tab", name="Annotate").click()
@@ -86,7 +85,9 @@ def test_annotate_votes_with_the_keyboard_and_the_counter_moves(env, pulled_base
     page.locator("#annotate-typed textarea").fill("Name a colour.\nName a fruit.")
     page.locator("#annotate-add").click()
     expect(page.locator("#annotate-add-message")).to_contain_text("2 pairs added", timeout=60_000)
-    expect(page.locator("#annotate-prompt")).to_contain_text("Name a colour.", timeout=60_000)
+    expect(page.locator("#annotate-add-message")).to_contain_text("generated in batches by run")
+    # shown by itself once the job has written both answers
+    expect(page.locator("#annotate-prompt")).to_contain_text("Name a colour.", timeout=240_000)
     expect(page.locator("#annotate-status")).to_contain_text("Ready", timeout=240_000)
     assert page.locator("#answer-a textarea").input_value() and page.locator("#answer-b textarea").input_value()
     expect(page.locator("#annotate-progress")).to_contain_text("0 voted")

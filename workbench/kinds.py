@@ -52,6 +52,8 @@ KINDS: dict[str, JobKind] = {k.name: k for k in [
             "and optional Python rewards."),
     JobKind("train.ppo", "gpu", "workbench.train.ppo",
             "PPO (the seed's RLHF): a LoRA policy, the reward model, a value model initialised from it."),
+    JobKind("pairs.generate", "gpu", "workbench.feedback.generation",
+            "Generate both answers of new A/B pairs in batches, before annotators open them."),
     JobKind("evaluate", "gpu", "workbench.evaluate.job",
             "Score models side by side: held-out references, preference win-rates, RAG questions, human votes."),
     JobKind("models.merge", "gpu", "workbench.train.merge",

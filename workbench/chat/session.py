@@ -15,6 +15,7 @@ from workbench.chat.model_cache import CACHE, ModelCache
 from workbench.chat.prompt import build_prompt, chat_messages
 from workbench.errors import WorkbenchError
 from workbench.index.search import Hit, retriever_for
+from workbench.models.generation import Sampling, generation_kwargs, trim_loop
 from workbench.settings import Settings
 
 
@@ -27,16 +28,18 @@ class ChatRequest:
     mode: str = "dense"
     temperature: float = 0.0
     max_new_tokens: int = 256
+    repetition_penalty: float | None = None  # None: the model's default (models.generation)
+    stop_loops: bool = True
+
+    def sampling(self) -> Sampling:
+        return Sampling(self.temperature, self.max_new_tokens, self.repetition_penalty, self.stop_loops)
 
     def validate(self) -> None:
         if not self.question or not self.question.strip():
             raise WorkbenchError("the question is empty")
         if not 1 <= self.k <= 50:
             raise WorkbenchError(f"top-k must be between 1 and 50, got {self.k}")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise WorkbenchError(f"temperature must be between 0 and 2, got {self.temperature}")
-        if not 1 <= self.max_new_tokens <= 4096:
-            raise WorkbenchError(f"max new tokens must be between 1 and 4096, got {self.max_new_tokens}")
+        self.sampling().validate()
 
 
 @dataclass
@@ -76,16 +79,7 @@ def retrieve(settings: Settings, request: ChatRequest) -> tuple[list[Hit], str |
     return hits, None if hits else "no documents indexed yet: answered without context"
 
 
-def generation_kwargs(tokenizer, temperature: float, max_new_tokens: int) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
-    if temperature > 0:
-        kwargs.update(do_sample=True, temperature=temperature, top_p=0.95)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    return kwargs
-
-
-def stream_generate(loaded, prompt: str, temperature: float, max_new_tokens: int) -> Iterator[tuple[str, int]]:
+def stream_generate(loaded, prompt: str, sampling: Sampling) -> Iterator[tuple[str, int]]:
     """Yield (text piece, new tokens so far is unknown until the end: 0) while generating, then
     ("", total new tokens) once done. Errors in the generating thread are raised here."""
     import torch
@@ -106,10 +100,10 @@ def stream_generate(loaded, prompt: str, temperature: float, max_new_tokens: int
 
     def work():
         try:
+            kwargs = generation_kwargs(model, tokenizer, sampling, inputs["input_ids"].shape[-1])
+            criteria = StoppingCriteriaList([StopWhenAbandoned(), *kwargs.pop("stopping_criteria", [])])
             with torch.inference_mode():
-                out = model.generate(**inputs, streamer=streamer,
-                                     stopping_criteria=StoppingCriteriaList([StopWhenAbandoned()]),
-                                     **generation_kwargs(tokenizer, temperature, max_new_tokens))
+                out = model.generate(**inputs, streamer=streamer, stopping_criteria=criteria, **kwargs)
             outcome["tokens"] = int(out.shape[-1] - inputs["input_ids"].shape[-1])
         except BaseException as exc:  # handed to the caller's thread below
             outcome["error"] = exc
@@ -157,7 +151,7 @@ def answer_stream(settings: Settings, request: ChatRequest, cache: ModelCache = 
     turn = Turn(id=uuid.uuid4().hex[:12], question=request.question.strip(), prompt=prompt,
                 model=request.model, request=asdict(request), sources=hits, note=note)
     started = time.perf_counter()
-    for piece, tokens in stream_generate(loaded, prompt, request.temperature, request.max_new_tokens):
+    for piece, tokens in stream_generate(loaded, prompt, request.sampling()):
         if piece:
             if turn.ttft_s is None:
                 turn.ttft_s = round(time.perf_counter() - started, 4)
@@ -168,7 +162,7 @@ def answer_stream(settings: Settings, request: ChatRequest, cache: ModelCache = 
         else:
             turn.new_tokens = tokens
     turn.delta, turn.done = "", True
-    turn.answer = turn.answer.strip()
+    turn.answer = trim_loop(turn.answer.strip()) if request.stop_loops else turn.answer.strip()
     turn.seconds = round(time.perf_counter() - started, 4)
     yield turn
 

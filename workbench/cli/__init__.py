@@ -1,6 +1,6 @@
 """The ``workbench`` command: every step of the pipeline, headless.
 
-One module per command group (system, models, jobs, corpus, feedback, data, train, evaluate), each with
+One module per command group (system, models, jobs, corpus, feedback, pairs, data, train, evaluate), each with
 ``add_parsers`` and ``COMMANDS``. Long commands run in-process with a progress bar and a run
 record (so the Monitor tab sees them); ``--queue`` enqueues them for a worker instead and prints
 the run id. Like ``app.py``, this is an entry point: it may import ``jobs``; it never imports
@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workbench.cli import corpus, data, evaluate, feedback, jobs, models, system, train
+from workbench.cli import corpus, data, evaluate, feedback, jobs, models, pairs, system, train
 from workbench.cli.common import CliError
 from workbench.configs import ConfigError
 from workbench.errors import WorkbenchError
 from workbench.settings import Settings
 
-GROUPS = (system, models, jobs, corpus, feedback, data, train, evaluate)
+GROUPS = (system, models, jobs, corpus, feedback, pairs, data, train, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,9 @@ def add_parsers(sub) -> None:
     ask.add_argument("--mode", choices=["dense", "hybrid"], default="dense")
     ask.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
     ask.add_argument("--max-new-tokens", type=int, default=256)
+    ask.add_argument("--repetition-penalty", type=float, default=None,
+                     help="default: the model's own, else 1.1 (1 = none)")
+    ask.add_argument("--no-loop-stop", action="store_true", help="do not stop an answer whose tail repeats itself")
     ask.add_argument("--json", action="store_true")
 
     docs = sub.add_parser("documents", help="list or delete documents").add_subparsers(dest="documents_cmd", required=True)
@@ -103,7 +106,8 @@ def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
     from workbench.chat.session import ChatRequest, answer_stream
 
     request = ChatRequest(question=args.question, model=args.model, rag=not args.no_rag, k=args.k,
-                          mode=args.mode, temperature=args.temperature, max_new_tokens=args.max_new_tokens)
+                          mode=args.mode, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                          repetition_penalty=args.repetition_penalty, stop_loops=not args.no_loop_stop)
     turn = None
     for turn in answer_stream(settings, request):
         if not args.json:

@@ -18,7 +18,7 @@ from workbench.errors import WorkbenchError
 from workbench.evaluate import sets as sets_of
 from workbench.evaluate import units
 from workbench.evaluate.sets import SETS, EmptySet
-from workbench.models.loading import BASE, ModelNotFound, resolve
+from workbench.models.loading import BASE, ModelNotFound, release_memory, resolve
 from workbench.reporting import Cancelled
 from workbench.settings import Settings
 from workbench.train.preflight import Preflight
@@ -36,6 +36,8 @@ class Config:
     max_prompts: int = option(50, "rows taken from each set (0 = all)", "generation")
     max_new_tokens: int = option(64, "tokens generated per answer", "generation")
     temperature: float = option(0.0, "sampling temperature, the same for every model (0 = greedy)", "generation")
+    repetition_penalty: float | None = option(None, "empty = each model's default (its own, else 1.1); 1 = none", "generation")
+    stop_loops: bool = option(True, "stop an answer whose tail repeats itself and cut it back", "generation")
     batch_size: int = option(8, "prompts per forward pass", "generation")
     seed: int = option(0, "seed set before each model generates", "generation")
     samples: int = option(10, "answers per set shown side by side in the report", "report")
@@ -50,8 +52,10 @@ class Config:
             problems.append("max_new_tokens must be between 1 and 4096")
         if self.batch_size < 1 or self.retrieval_k < 1:
             problems.append("batch_size and retrieval_k must be at least 1")
-        if not 0 <= self.temperature <= 5:
-            problems.append("temperature must be between 0 and 5")
+        if not 0 <= self.temperature <= 2:
+            problems.append("temperature must be between 0 and 2")
+        if self.repetition_penalty is not None and not 1 <= self.repetition_penalty <= 2:
+            problems.append("repetition_penalty must be between 1 and 2")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -273,7 +277,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
             _checkpoint(reporter, results)
             write_report(run_record.folder, config, p, settings)
         del loaded
-        units.release()
+        release_memory()
     reporter.progress(len(todo), len(todo), "writing the report")
     report = write_report(run_record.folder, config, p, settings, html=True)
     reporter.log(f"report: {run_record.folder / 'report.html'} ({time.perf_counter() - started:.1f} s)")
@@ -391,5 +395,5 @@ class EvalData:
                 answers = (read_json(answers_file) or {}).get("answers") or []
                 scores[model] = units.judge_scores(judge, prompts[:len(answers)], answers, self.config)
         del judge
-        units.release()
+        release_memory()
         return {"judge": p.judge, "scores": scores}

@@ -4,6 +4,7 @@ reference answer) and the human votes of ``data/feedback.jsonl`` as model-agains
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from workbench.errors import WorkbenchError
 from workbench.evaluate.metrics import Comparison
 from workbench.train import data as rows_of
 
+_SETTINGS_SUFFIX = re.compile(r"\s+\(temperature [^)]*\)$")
 SETS = ("test", "preferences", "rag", "votes")
 RAG_SET = "rag_questions.jsonl"
 PREFERENCES_HELD_OUT = "dataset_rlhf_test.jsonl"
@@ -129,6 +131,11 @@ def resolve_sources(workspace: Workspace, questions: list[dict[str, Any]]) -> li
     return out
 
 
+def model_of(label: Any) -> str:
+    """The model of a vote's side: Annotate labels a side ``name (temperature 0.7)``."""
+    return _SETTINGS_SUFFIX.sub("", str(label or "").strip())
+
+
 def vote_comparisons(workspace: Workspace) -> list[Comparison]:
     path = workspace.feedback_file
     if not path.is_file():
@@ -143,7 +150,7 @@ def vote_comparisons_from(path: Path) -> list[Comparison]:
     for vote in iter_jsonl(path):
         if not isinstance(vote, dict):
             continue
-        a, b = str(vote.get("model_a") or "").strip(), str(vote.get("model_b") or "").strip()
+        a, b = model_of(vote.get("model_a")), model_of(vote.get("model_b"))
         if a and b and a != b and vote.get("choice") in outcomes:
             comparisons.append(Comparison(a, b, outcomes[vote["choice"]]))
     if not comparisons:

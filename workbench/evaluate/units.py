@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from storage import read_json
 from workbench.evaluate import metrics
+from workbench.models.generation import Sampling, generate_batch
 from workbench.models.loading import BASE, ModelSpec, load_for_inference, pick_device_dtype, resolve
 from workbench.settings import Settings
 
@@ -89,31 +90,25 @@ def reply_nll(model, tokenizer, conversations: list[list[dict]], replies: list[s
 
 
 def test_set(loaded: Loaded, rows: list[dict], options, progress: Callable[[int], None]) -> dict[str, Any]:
-    from workbench.train.scoring import generate_answers
-
     nll, tokens = reply_nll(loaded.model, loaded.tokenizer, [r["messages"] for r in rows],
                             [r["reference"] for r in rows], options.batch_size)
-    answers = generate_answers(loaded.model, loaded.tokenizer, [r["messages"] for r in rows], **generation(options),
-                               on_batch=progress)
+    written = answers(loaded, [r["messages"] for r in rows], options, progress)
     loss = nll / max(tokens, 1)
     return {"metrics": {"test_loss": loss, "test_perplexity": math.exp(min(loss, 50.0)),
-                        "test_rouge_l": metrics.mean(metrics.rouge_l(a, r["reference"]) for a, r in zip(answers, rows))},
-            "answers": answers}
+                        "test_rouge_l": metrics.mean(metrics.rouge_l(a, r["reference"]) for a, r in zip(written, rows))},
+            "answers": written}
 
 
 def answers_only(loaded: Loaded, prompts: list, options, progress: Callable[[int], None]) -> dict[str, Any]:
-    from workbench.train.scoring import generate_answers
-
-    return {"metrics": {}, "answers": generate_answers(loaded.model, loaded.tokenizer, prompts, **generation(options),
-                                                        on_batch=progress)}
+    return {"metrics": {}, "answers": answers(loaded, prompts, options, progress)}
 
 
 def rag_set(loaded: Loaded, questions: list[dict], prompts: list[str], contexts: list[str], options,
             progress: Callable[[int], None]) -> dict[str, Any]:
     out = answers_only(loaded, prompts, options, progress)
-    answers = out["answers"]
-    out["metrics"] = {"rag_grounding": metrics.mean(metrics.grounding(a, c) for a, c in zip(answers, contexts))}
-    overlaps = [metrics.rouge_l(a, q["reference"]) for a, q in zip(answers, questions) if q["reference"]]
+    written = out["answers"]
+    out["metrics"] = {"rag_grounding": metrics.mean(metrics.grounding(a, c) for a, c in zip(written, contexts))}
+    overlaps = [metrics.rouge_l(a, q["reference"]) for a, q in zip(written, questions) if q["reference"]]
     if overlaps:
         out["metrics"]["rag_reference_rouge_l"] = metrics.mean(overlaps)
     return out
@@ -134,10 +129,14 @@ def judge_scores(loaded: Loaded, prompts: list[str], answers: list[str], options
     return reward_scores(loaded.model, loaded.tokenizer, prompts, answers, options.batch_size)
 
 
-def generation(options) -> dict[str, Any]:
-    sample = options.temperature > 0
-    return {"max_new_tokens": options.max_new_tokens, "batch_size": options.batch_size, "do_sample": sample,
-            "temperature": options.temperature if sample else 1.0, "seed": options.seed}
+def sampling(options) -> Sampling:
+    return Sampling(options.temperature, options.max_new_tokens, options.repetition_penalty, options.stop_loops)
+
+
+def answers(loaded: Loaded, prompts: list, options, progress: Callable[[int], None]) -> list[str]:
+    """Batched answers with the same sampling and seed for every model."""
+    return generate_batch(loaded.model, loaded.tokenizer, prompts, sampling(options), options.batch_size,
+                          options.seed, on_batch=lambda done, _: progress(done))
 
 
 def fit_context(tokenizer, question: str, contexts: list[str], budget: int) -> tuple[str, int]:
@@ -158,14 +157,3 @@ def fit_context(tokenizer, question: str, contexts: list[str], budget: int) -> t
 def context_window(loaded: Loaded) -> int:
     config = getattr(loaded.model, "config", None)
     return int(getattr(config, "max_position_embeddings", 0) or 4096)
-
-
-def release() -> None:
-    """Free what the last model held (its memory, the GPU's cache) before the next one loads."""
-    import gc
-    import sys
-
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()

@@ -1,9 +1,10 @@
 """A/B pairs to annotate, kept in ``data/pairs.jsonl`` (the last line of a pair id wins).
 
 A pair is a prompt (with its RAG context when it has one) and two sides, each a model and its
-sampling settings: two models, or one model with two settings. Answers are generated when the
-pair is first shown and saved here, so a page reload shows the same answers instead of new ones.
-Prompts come from Chat turns, typed text, an uploaded JSONL file or ``data/test.jsonl``.
+sampling settings: two models, or one model with two settings. Answers are generated once, in
+batches, by a ``pairs.generate`` job and saved here; the Annotate tab shows a pair only when both
+answers are ready. Prompts come from Chat turns, typed text, an uploaded JSONL file or
+``data/test.jsonl``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from storage.runs import now_iso
 from workbench.errors import WorkbenchError
 
 PROMPT_KEYS = ("prompt", "question", "instruction")
+EMPTY_ANSWER = "(empty answer)"
 
 
 @dataclass
@@ -26,9 +28,17 @@ class Side:
     temperature: float = 0.0
     max_new_tokens: int = 256
     answer: str = ""
+    repetition_penalty: float | None = None  # None: the model's default (see models.generation)
+    stop_loops: bool = True
+    note: str = ""  # e.g. the prompt was cut to fit the model's context
 
     def label(self) -> str:
         return f"{self.model} (temperature {self.temperature:g})"
+
+    def sampling(self):
+        from workbench.models.generation import Sampling
+
+        return Sampling(self.temperature, self.max_new_tokens, self.repetition_penalty, self.stop_loops)
 
 
 @dataclass
@@ -40,6 +50,11 @@ class Pair:
     b: Side
     chunk_ids: list[str] = field(default_factory=list)
     created: str = ""
+
+    @property
+    def ready(self) -> bool:
+        """Both answers are there: the pair can be shown."""
+        return bool(self.a.answer and self.b.answer)
 
     @property
     def swapped(self) -> bool:
@@ -89,9 +104,25 @@ class PairStore:
         append_jsonl(self.path, [p.to_dict() for p in fresh])
         return {"added": len(fresh), "already_there": len(pairs) - len(fresh)}
 
-    def save_answer(self, pair: Pair, side: str, answer: str) -> None:
-        getattr(pair, side).answer = answer
-        append_jsonl(self.path, [pair.to_dict()])
+    def save_answers(self, answers: list[tuple[str, str, str, str]]) -> int:
+        """Store generated answers, ``(pair_id, side "a"|"b", answer, note)``, in one append; a side
+        answered meanwhile keeps its first answer, an empty one is stored as ``EMPTY_ANSWER``.
+        Returns how many were stored."""
+        pairs = self.all()
+        changed: dict[str, Pair] = {}
+        stored = 0
+        for pair_id, side_name, answer, note in answers:
+            pair = changed.get(pair_id) or pairs.get(pair_id)
+            side = getattr(pair, side_name) if pair else None
+            if side is None or side.answer:
+                continue
+            if not answer.strip():  # still a side to vote against (and the pair must not wait forever)
+                answer, note = EMPTY_ANSWER, "; ".join(filter(None, [note, "the model returned no text"]))
+            side.answer, side.note = answer.strip(), note
+            changed[pair_id] = pair
+            stored += 1
+        append_jsonl(self.path, [p.to_dict() for p in changed.values()])
+        return stored
 
 
 def prompts_from_jsonl(path: Path) -> list[str]:

@@ -122,12 +122,25 @@ def apply_adapters(model, adapters: tuple[str, ...], merge_last: bool = False, a
     return model
 
 
+def release_memory() -> None:
+    """Free what a dropped model held (its memory, the GPU's cache) before the next one loads."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def pick_device_dtype() -> tuple[str, Any]:
     import torch
 
     if torch.cuda.is_available():
         return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return "cpu", torch.float32
+    from workbench.models.generation import cpu_bf16_pays
+
+    return "cpu", torch.bfloat16 if cpu_bf16_pays() else torch.float32
 
 
 def load_for_inference(spec: ModelSpec) -> tuple[Any, Any, str]:

@@ -2,7 +2,7 @@
 per answer, and the accuracy and margin of a set of preference pairs."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 
 def reward_scores(model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 8,
@@ -38,16 +38,9 @@ def pair_metrics(model, tokenizer, pairs: list[dict[str, str]], batch_size: int 
             "pairs": len(pairs)}
 
 
-def as_messages(prompt: str | list[dict[str, str]]) -> list[dict[str, str]]:
-    """A prompt as chat messages: a string is one user message."""
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-
-
-def generate_answers(model, tokenizer, prompts: list, max_new_tokens: int = 48, batch_size: int = 8,
-                     do_sample: bool = False, temperature: float = 1.0, seed: int = 0,
-                     on_batch: Callable[[int], None] | None = None) -> list[str]:
-    """The model's answers to ``prompts`` (strings or message lists; chat template, left-padded
-    batches). ``on_batch(done)`` is called after each batch with the answers so far."""
+def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 8,
+                     do_sample: bool = False, temperature: float = 1.0, seed: int = 0) -> list[str]:
+    """The model's answers to ``prompts`` (chat template, left-padded batches)."""
     import torch
 
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
@@ -57,15 +50,14 @@ def generate_answers(model, tokenizer, prompts: list, max_new_tokens: int = 48, 
     try:
         with torch.no_grad():
             for start in range(0, len(prompts), batch_size):
-                texts = [tokenizer.apply_chat_template(as_messages(p), tokenize=False, add_generation_prompt=True)
+                texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                       add_generation_prompt=True)
                          for p in prompts[start:start + batch_size]]
                 enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                      temperature=temperature if do_sample else None, top_p=None, top_k=None,
                                      pad_token_id=tokenizer.pad_token_id)
                 answers += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-                if on_batch is not None:
-                    on_batch(len(answers))
     finally:
         tokenizer.padding_side = side
     return answers

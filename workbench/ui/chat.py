@@ -6,6 +6,7 @@ import gradio as gr
 
 from workbench.chat.model_cache import CACHE
 from workbench.chat.session import ChatRequest, answer_stream, save_turn
+from workbench.models.generation import REPETITION_PENALTY
 from workbench.chat.sources import sources_markdown
 from workbench.errors import WorkbenchError
 from workbench.index.search import MODES
@@ -20,14 +21,15 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
     def models():
         return gr.Dropdown(choices=model_choices(workspace))
 
-    def ask(question, history, model, rag, k, temperature, max_new_tokens, mode, request: gr.Request):
+    def ask(question, history, model, rag, k, temperature, max_new_tokens, mode, penalty, request: gr.Request):
         ctx.require(request, "chat")
         history = list(history or [])
         if not question or not question.strip():
             raise gr.Error("Type a question.")
         chat_request = ChatRequest(question=question, model=model or BASE, rag=bool(rag), k=int(k),
                                    mode=mode, temperature=float(temperature),
-                                   max_new_tokens=int(max_new_tokens))
+                                   max_new_tokens=int(max_new_tokens),
+                                   repetition_penalty=float(penalty) if penalty not in (None, "") else None)
         history += [{"role": "user", "content": question},
                     {"role": "assistant", "content": ""}]
         yield history, "", "_retrieving and loading the model…_", None
@@ -73,13 +75,16 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                 mode = gr.Radio(list(MODES), value="dense", label="retrieval")
                 temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
                 max_new_tokens = gr.Slider(16, 1024, value=256, step=16, label="max new tokens")
+                penalty = gr.Number(value=None, label="repetition penalty", elem_id="chat-penalty",
+                                    info=f"empty = the model's own, else {REPETITION_PENALTY}; a looping answer "
+                                         "is stopped and cut back")
                 annotate_btn = gr.Button("Send to Annotate", elem_id="chat-annotate")
                 unload_btn = gr.Button("Unload models (free memory)")
                 clear_btn = gr.Button("Clear chat")
                 status = gr.Markdown(elem_id="chat-status")
         last_turn = gr.State(None)
 
-        inputs = [question, chatbot, model, rag, k, temperature, max_new_tokens, mode]
+        inputs = [question, chatbot, model, rag, k, temperature, max_new_tokens, mode, penalty]
         outputs = [chatbot, question, sources, last_turn]
         send_btn.click(ask, inputs, outputs, api_name="ask")
         question.submit(ask, inputs, outputs, api_name=False)

@@ -1,0 +1,54 @@
+"""Fetch real documentation sets from Debian packages (HTML manuals), for the benchmarks.
+
+    python benchmarks/fetch_docs.py [--into DIR] [--set postgres-tutorial|postgres|django]
+
+``apt-get download`` takes the package from the Debian archive (no root needed), ``dpkg -x``
+unpacks it, and the set's HTML pages are copied into ``DIR/<set>/``. Prints the folder.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SETS = {
+    # set: (package, folder inside the package, file pattern)
+    "postgres-tutorial": ("postgresql-doc-15", "usr/share/doc/postgresql-doc-15/html", "tutorial*.html"),
+    "postgres": ("postgresql-doc-15", "usr/share/doc/postgresql-doc-15/html", "*.html"),
+    "django": ("python-django-doc", "usr/share/doc/python-django-doc/html", "**/*.html"),
+}
+DEFAULT_INTO = Path(tempfile.gettempdir()) / "workbench-docs"
+
+
+def fetch(name: str, into: Path = DEFAULT_INTO) -> Path:
+    package, inside, pattern = SETS[name]
+    target = into / name
+    if target.is_dir() and any(target.iterdir()):
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["apt-get", "download", package], cwd=tmp, check=True, capture_output=True)
+        deb = next(Path(tmp).glob("*.deb"))
+        subprocess.run(["dpkg", "-x", str(deb), str(Path(tmp) / "x")], check=True)
+        root = Path(tmp) / "x" / inside
+        target.mkdir(parents=True, exist_ok=True)
+        for page in sorted(root.glob(pattern)):
+            if page.is_file():
+                dest = target / page.relative_to(root).as_posix().replace("/", "__")
+                shutil.copyfile(page, dest)
+    return target
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--set", choices=sorted(SETS), default="postgres-tutorial")
+    parser.add_argument("--into", type=Path, default=DEFAULT_INTO)
+    args = parser.parse_args()
+    print(fetch(args.set, args.into))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

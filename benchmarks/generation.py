@@ -1,0 +1,183 @@
+"""Generation at the hardware's speed: pair creation through the batched job against the per-pair
+loop it replaces, single-stream Chat against bare ``generate`` and the memory-bandwidth bound,
+answers that loop before and after the default guards, and the time to open the next pair.
+
+On the default 135M model (or ``--model``), in one process:
+
+- pairs: ``--pairs`` typed prompts, side A greedy and side B at temperature 0.8, answered one
+  stream after the other (the old per-pair path: ``stream_generate`` per side) and then by the
+  ``pairs.generate`` job (batches of ``--batch-size``); tokens/s of each (goal: job >= 4x);
+- chat: one stream at batch 1 through ``answer_stream`` against bare ``model.generate`` with the
+  same settings, both against the bound of reading every weight once per token at the measured
+  read bandwidth (``numpy`` sum over 512 MiB, best of 3);
+- loops: 40 questions over the PostgreSQL tutorial (fetched from Debian by ``fetch_docs.py``),
+  RAG prompts, greedy, share of answers that end in a loop without guards and with the defaults
+  (repetition penalty and the loop stop; answers the stop cut are counted apart);
+- next pair: p95 of what the Annotate tab does to open the next pair (read the pairs and votes,
+  pick the next ready one, count progress) with 500 pairs and 300 votes on disk.
+
+    python benchmarks/generation.py [--model DIR] [--pairs 16] [--batch-size 16] [--loop-tokens 160]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+QUESTIONS = ROOT / "benchmarks" / "data" / "postgres_tutorial_questions.txt"
+
+
+def read_bandwidth_gbs() -> float:
+    import numpy as np
+
+    data = np.ones(128 * 1024 * 1024, dtype=np.float32)  # 512 MiB
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - began)
+    return data.nbytes / best / 1e9
+
+
+def count_tokens(tokenizer, texts) -> int:
+    return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="base model folder (default: provision SmolLM2-135M-Instruct)")
+    parser.add_argument("--pairs", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--pair-tokens", type=int, default=64)
+    parser.add_argument("--loop-tokens", type=int, default=160)
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="wb-gen-bench-"))
+    os.environ.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
+    from workbench.cli import main as cli
+
+    if args.model:
+        os.environ["WORKBENCH_BASE_MODEL"] = args.model
+    elif cli(["models", "pull", "--json"]) != 0:
+        return 1
+    from benchmarks.fetch_docs import fetch
+    from jobs import control
+    from jobs.runner import execute
+    from workbench.chat.model_cache import CACHE
+    from workbench.chat.prompt import build_prompt
+    from workbench.chat.session import ChatRequest, answer_stream, fit_context, stream_generate
+    from workbench.feedback.annotation import create_pairs, next_pair, pair_store, progress
+    from workbench.feedback.pairs import Side, make_pair
+    from workbench.feedback.votes import Vote, record_votes
+    from workbench.index.search import retriever_for
+    from workbench.models.generation import Sampling, ends_in_loop, generate_batch, generation_kwargs
+    from workbench.settings import Settings
+
+    settings = Settings.from_env()
+    figures: dict = {"machine": {"cpus": os.cpu_count(), "model": settings.base_model or "SmolLM2-135M-Instruct"}}
+    loaded = CACHE.get("base", settings.workspace, settings.base_model)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    figures["machine"]["dtype"] = str(next(model.parameters()).dtype)
+
+    # pairs: the per-pair loop against the job ------------------------------------------------
+    questions = [q for q in QUESTIONS.read_text().splitlines() if q.strip()]
+    prompts = questions[:args.pairs]
+    a, b = Side("base", 0.0, args.pair_tokens), Side("base", 0.8, args.pair_tokens)
+    loop_answers, began = [], time.perf_counter()
+    for prompt in prompts:
+        for side in (a, b):
+            loop_answers.append("".join(piece for piece, _ in stream_generate(loaded, prompt, side.sampling())))
+    loop_s = time.perf_counter() - began
+    created = create_pairs(settings, prompts, "typed", a, b)
+    run = control.create(settings, "pairs.generate", {"pair_ids": created["pair_ids"], "batch_size": args.batch_size})
+    began = time.perf_counter()
+    status = execute(settings, run.id)
+    job_s = time.perf_counter() - began
+    if status["status"] != "succeeded":
+        print(run.read_log())
+        return 1
+    job_answers = [getattr(p, s).answer for p in pair_store(settings.workspace).all().values() for s in "ab"]
+    loop_tps = count_tokens(tokenizer, loop_answers) / loop_s
+    job_tps = count_tokens(tokenizer, job_answers) / job_s
+    figures["pairs"] = {"pairs": len(prompts), "max_new_tokens": args.pair_tokens, "batch_size": args.batch_size,
+                        "per_pair_loop_s": round(loop_s, 1), "per_pair_loop_tok_s": round(loop_tps, 1),
+                        "job_s": round(job_s, 1), "job_tok_s": round(job_tps, 1),
+                        "job_vs_loop": round(job_tps / loop_tps, 2)}
+
+    # chat: one stream against bare generate and the bandwidth bound --------------------------------
+    import torch
+
+    question = "Explain in a few sentences what a database transaction is and why it matters."
+    request = ChatRequest(question=question, rag=False, max_new_tokens=128)
+    turn = None
+    for _ in range(2):  # the second one counts: the first warms up
+        for turn in answer_stream(settings, request):
+            pass
+    chat_tps = turn.new_tokens / max(turn.seconds - (turn.ttft_s or 0), 1e-9) if turn.new_tokens > 1 else 0.0
+    enc = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+    kwargs = generation_kwargs(model, tokenizer, request.sampling(), enc["input_ids"].shape[-1])
+    with torch.inference_mode():
+        began = time.perf_counter()
+        out = model.generate(**enc, **kwargs)
+        bare_s = time.perf_counter() - began
+    bare_tokens = out.shape[-1] - enc["input_ids"].shape[-1]
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    bandwidth = read_bandwidth_gbs()
+    bound = bandwidth * 1e9 / weight_bytes
+    figures["chat"] = {"tokens": turn.new_tokens, "ttft_s": turn.ttft_s, "chat_tok_s": round(chat_tps, 1),
+                       "bare_generate_tok_s": round(bare_tokens / bare_s, 1),
+                       "read_bandwidth_gb_s": round(bandwidth, 1), "weights_mb": round(weight_bytes / 1e6, 1),
+                       "bandwidth_bound_tok_s": round(bound, 1), "chat_of_bound": round(chat_tps / bound, 2)}
+
+    # loops: 40 RAG questions over a real manual, without and with the guards ----------------------
+    docs = fetch("postgres-tutorial")
+    if cli(["ingest", str(docs), "--json"]) != 0:
+        return 1
+    retriever = retriever_for(settings.workspace, settings.embedding_model)
+    rag_prompts = []
+    for q in questions:
+        hits, _ = fit_context(loaded, q, retriever.search(q, 3), args.loop_tokens)
+        rag_prompts.append(build_prompt(q, [h.text for h in hits]))
+    unguarded = generate_batch(model, tokenizer, rag_prompts, Sampling(0.0, args.loop_tokens, 1.0, False), 8)
+    guarded = generate_batch(model, tokenizer, rag_prompts, Sampling(0.0, args.loop_tokens), 8)
+    figures["loops"] = {"questions": len(questions), "max_new_tokens": args.loop_tokens,
+                        "looping_without_guards": sum(map(ends_in_loop, unguarded)),
+                        "looping_with_defaults": sum(map(ends_in_loop, guarded)),
+                        "cut_by_the_loop_stop": sum(a.endswith(" …") for a in guarded),
+                        "examples_before": [a[-120:] for a in unguarded if ends_in_loop(a)][:3]}
+
+    # opening the next pair ----------------------------------------------------------------------
+    store = pair_store(settings.workspace)
+    filler = [make_pair(f"filler question {i}", "typed", Side("base", 0.0, 8, answer=f"answer {i}"),
+                        Side("base", 0.7, 8, answer=f"other answer {i}")) for i in range(500)]
+    store.add(filler)
+    record_votes(settings.workspace.feedback_file, [
+        Vote(pair_id=p.pair_id, prompt=p.prompt, answer_a=p.a.answer, answer_b=p.b.answer, choice="a",
+             annotator=f"annotator{i % 5}", model_a="base", model_b="base") for i, p in enumerate(filler[:300])])
+    timings = []
+    for i in range(100):
+        began = time.perf_counter()
+        next_pair(settings.workspace, f"annotator{i % 5}")
+        progress(settings.workspace, f"annotator{i % 5}")
+        timings.append(time.perf_counter() - began)
+    figures["next_pair"] = {"pairs": len(store.all()), "votes": 300,
+                            "p50_ms": round(statistics.median(timings) * 1000, 1),
+                            "p95_ms": round(sorted(timings)[94] * 1000, 1)}
+
+    print(json.dumps(figures, indent=2))
+    (ROOT / "benchmarks" / "last_generation.json").write_text(json.dumps(figures, indent=2))
+    shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The pair-generation job: both answers of every new A/B pair, generated in batches before an
+annotator opens it. Sides are grouped by model and settings, each group's prompts go through the
+model several at a time (left-padded), and each batch's answers are saved as soon as they exist,
+so a cancelled or lost job resumes where it stopped and a pair is never generated twice."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.configs import option
+from workbench.errors import WorkbenchError
+from workbench.feedback.pairs import Pair, PairStore
+from workbench.models.loading import ModelNotFound, resolve
+from workbench.settings import Settings
+from workbench.train.preflight import Preflight
+
+SIDES = ("a", "b")
+
+
+@dataclass
+class Config:
+    pair_ids: list[str] = option([], "pairs to answer (empty = every pair still missing an answer)", "pairs")
+    batch_size: int = option(8, "prompts per forward pass", "generation")
+
+    def validate(self) -> None:
+        if not 1 <= self.batch_size <= 256:
+            raise ValueError("batch_size must be between 1 and 256")
+
+
+def store_of(settings: Settings) -> PairStore:
+    return PairStore(settings.workspace.data / "pairs.jsonl")
+
+
+def pending(store: PairStore, pair_ids: list[str]) -> list[tuple[Pair, str]]:
+    """(pair, side) of every side still without an answer, among ``pair_ids`` (or all pairs)."""
+    pairs = store.all()
+    chosen = [pairs[i] for i in dict.fromkeys(pair_ids) if i in pairs] if pair_ids else list(pairs.values())
+    return [(p, s) for p in chosen for s in SIDES if not getattr(p, s).answer]
+
+
+def groups(todo: list[tuple[Pair, str]]) -> dict[tuple, list[tuple[Pair, str]]]:
+    """Sides that share a model and settings, so they can share batches."""
+    out: dict[tuple, list[tuple[Pair, str]]] = {}
+    for pair, side_name in todo:
+        side = getattr(pair, side_name)
+        key = (side.model, side.temperature, side.max_new_tokens, side.repetition_penalty, side.stop_loops)
+        out.setdefault(key, []).append((pair, side_name))
+    return out
+
+
+def check_models(settings: Settings, todo: list[tuple[Pair, str]]) -> None:
+    for model in sorted({getattr(p, s).model for p, s in todo}):
+        try:
+            resolve(model, settings.workspace, settings.base_model)
+        except ModelNotFound as exc:
+            raise WorkbenchError(f"pair model {model!r}: {exc}") from None
+
+
+def preflight(config: Config, settings: Settings) -> Preflight:
+    todo = pending(store_of(settings), config.pair_ids)
+    check_models(settings, todo)
+    return Preflight({}, [], {"sides": len(todo), "pairs": len({p.pair_id for p, _ in todo})})
+
+
+def fit_prompt(tokenizer, prompt: str, budget: int) -> tuple[str, str]:
+    """The prompt within ``budget`` tokens: a RAG prompt loses the end of its context first, a
+    plain one its beginning; returns (prompt, note)."""
+    from workbench.chat.prompt import CONTEXT_MARKER, split_prompt
+
+    def length(text: str) -> int:
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                 add_generation_prompt=True)
+        return len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+
+    total = length(prompt)
+    if total <= budget:
+        return prompt, ""
+    question, context = split_prompt(prompt)
+    over = total - budget
+    if context:
+        ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+        kept = tokenizer.decode(ids[:max(0, len(ids) - over - 8)])
+        cut = question + CONTEXT_MARKER + kept if kept.strip() else question
+        if length(cut) <= budget:
+            return cut, f"the retrieved context was cut by {len(ids) - len(tokenizer(kept, add_special_tokens=False)['input_ids'])} tokens to fit the model's context"
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids[over + 8:]), f"the prompt's first {over + 8} tokens were cut to fit the model's context"
+
+
+def run(config: Config, reporter) -> dict[str, Any]:
+    from workbench.models.generation import generate_batch
+    from workbench.models.loading import load_for_inference, release_memory
+
+    settings = dataclasses.replace(Settings.from_env(), home=reporter.workspace.home)
+    store = store_of(settings)
+    todo = pending(store, config.pair_ids)
+    check_models(settings, todo)  # an unknown model fails the job before anything loads
+    total, done, generated = len(todo), 0, 0
+    reporter.log(f"{total} answers to generate for {len({p.pair_id for p, _ in todo})} pairs")
+    for (model_name, *_), items in groups(todo).items():
+        answered = {(p.pair_id, s) for p, s in pending(store, [p.pair_id for p, _ in items])}
+        items = [(p, s) for p, s in items if (p.pair_id, s) in answered]  # answered meanwhile: skip
+        if not items:
+            continue
+        reporter.check_cancel()
+        reporter.progress(done, total, f"loading {model_name}")
+        model, tokenizer, _ = load_for_inference(resolve(model_name, settings.workspace, settings.base_model))
+        sampling = getattr(items[0][0], items[0][1]).sampling()
+        window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+        fitted = [fit_prompt(tokenizer, p.prompt, window - sampling.max_new_tokens) for p, _ in items]
+        offset = done
+
+        def save(count: int, answers: list[str], items=items, fitted=fitted, offset=offset, model_name=model_name):
+            nonlocal generated
+            start = count - len(answers)
+            generated += store.save_answers([(p.pair_id, s, answer, fitted[start + i][1])
+                                             for i, ((p, s), answer) in enumerate(zip(items[start:count], answers))])
+            reporter.progress(offset + count, total, f"{model_name}: {count}/{len(items)}")
+            reporter.check_cancel()  # after saving: a cancel keeps every finished batch
+
+        generate_batch(model, tokenizer, [f[0] for f in fitted], sampling, config.batch_size, on_batch=save)
+        done += len(items)
+        reporter.log(f"{model_name}: {len(items)} answers")
+        del model
+        release_memory()
+    reporter.progress(total, total, f"{generated} answers generated")
+    return {"generated": generated, "sides": total}
