@@ -36,7 +36,7 @@ class Config:
     max_prompts: int = option(50, "rows taken from each set (0 = all)", "generation")
     max_new_tokens: int = option(64, "tokens generated per answer", "generation")
     temperature: float = option(0.0, "sampling temperature, the same for every model (0 = greedy)", "generation")
-    repetition_penalty: float | None = option(None, "empty = each model's default (its own, else 1.1); 1 = none", "generation")
+    repetition_penalty: float | None = option(None, "0 or empty = each model's default (its own, else 1.1); 1 = none", "generation")
     stop_loops: bool = option(True, "stop an answer whose tail repeats itself and cut it back", "generation")
     batch_size: int = option(8, "prompts per forward pass", "generation")
     seed: int = option(0, "seed set before each model generates", "generation")
@@ -54,8 +54,8 @@ class Config:
             problems.append("batch_size and retrieval_k must be at least 1")
         if not 0 <= self.temperature <= 2:
             problems.append("temperature must be between 0 and 2")
-        if self.repetition_penalty is not None and not 1 <= self.repetition_penalty <= 2:
-            problems.append("repetition_penalty must be between 1 and 2")
+        if self.repetition_penalty and not 1 <= self.repetition_penalty <= 2:
+            problems.append("repetition_penalty must be between 1 and 2 (0 or empty: each model's default)")
         if problems:
             raise ValueError("; ".join(problems))
 

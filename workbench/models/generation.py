@@ -21,7 +21,8 @@ _WORD = re.compile(r"\w+")
 
 @dataclass
 class Sampling:
-    """How one answer is generated; ``None`` takes the model's default (plus the guards)."""
+    """How one answer is generated; a repetition penalty of ``None`` (or 0, an emptied form field)
+    takes the model's default."""
 
     temperature: float = 0.0
     max_new_tokens: int = 256
@@ -33,7 +34,7 @@ class Sampling:
             raise WorkbenchError(f"temperature must be between 0 and 2, got {self.temperature}")
         if not 1 <= self.max_new_tokens <= 4096:
             raise WorkbenchError(f"max new tokens must be between 1 and 4096, got {self.max_new_tokens}")
-        if self.repetition_penalty is not None and not 1.0 <= self.repetition_penalty <= 2.0:
+        if self.repetition_penalty and not 1.0 <= self.repetition_penalty <= 2.0:
             raise WorkbenchError(f"repetition penalty must be between 1 and 2, got {self.repetition_penalty}")
 
 
@@ -48,7 +49,7 @@ def generation_kwargs(model, tokenizer, sampling: Sampling, prompt_length: int =
     """``model.generate`` keyword arguments for ``sampling``: greedy at temperature 0, else
     sampling with the model's top-p/top-k (top-p 0.95 when it sets none)."""
     kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
-    penalty = sampling.repetition_penalty if sampling.repetition_penalty is not None else default_repetition_penalty(model)
+    penalty = sampling.repetition_penalty or default_repetition_penalty(model)
     kwargs["repetition_penalty"] = 1.0  # transformers' own would also penalise the prompt: see below
     if penalty != 1.0:
         from transformers import LogitsProcessorList

@@ -85,7 +85,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
 
     def add(source, typed, upload, model_a, temp_a, model_b, temp_b, max_new, penalty, rag, k, request: gr.Request):
         user = ctx.require(request, "annotate")
-        penalty = float(penalty) if penalty not in (None, "") else None
+        penalty = float(penalty) if penalty else None  # 0 or empty: the model's default
         a = Side(model_a or BASE, float(temp_a), int(max_new), repetition_penalty=penalty)
         b = Side(model_b or BASE, float(temp_b), int(max_new), repetition_penalty=penalty)
         try:
@@ -152,7 +152,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
             with gr.Row():
                 max_new = gr.Slider(16, 1024, value=128, step=16, label="max new tokens")
                 penalty = gr.Number(value=None, label="repetition penalty",
-                                    info=f"empty = the model's own, else {REPETITION_PENALTY}; a looping "
+                                    info=f"0 or empty = the model's own, else {REPETITION_PENALTY}; a looping "
                                          "answer is stopped and cut back either way", elem_id="annotate-penalty")
                 rag = gr.Checkbox(label="add retrieved context to typed / file prompts", value=False)
                 k = gr.Slider(1, 10, value=3, step=1, label="top-k")

@@ -29,7 +29,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
         chat_request = ChatRequest(question=question, model=model or BASE, rag=bool(rag), k=int(k),
                                    mode=mode, temperature=float(temperature),
                                    max_new_tokens=int(max_new_tokens),
-                                   repetition_penalty=float(penalty) if penalty not in (None, "") else None)
+                                   repetition_penalty=float(penalty) if penalty else None)
         history += [{"role": "user", "content": question},
                     {"role": "assistant", "content": ""}]
         yield history, "", "_retrieving and loading the model…_", None
@@ -76,7 +76,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                 temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
                 max_new_tokens = gr.Slider(16, 1024, value=256, step=16, label="max new tokens")
                 penalty = gr.Number(value=None, label="repetition penalty", elem_id="chat-penalty",
-                                    info=f"empty = the model's own, else {REPETITION_PENALTY}; a looping answer "
+                                    info=f"0 or empty = the model's own, else {REPETITION_PENALTY}; a looping answer "
                                          "is stopped and cut back")
                 annotate_btn = gr.Button("Send to Annotate", elem_id="chat-annotate")
                 unload_btn = gr.Button("Unload models (free memory)")
