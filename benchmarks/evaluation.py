@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -79,13 +78,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="wb-eval-bench-"))
-    os.environ.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
-    from workbench.cli import main as cli
+    from benchmarks.workspace import temporary_workspace
 
-    if args.model:
-        os.environ["WORKBENCH_BASE_MODEL"] = args.model
-    elif cli(["models", "pull", "--json"]) != 0:
+    home, cli = temporary_workspace("wb-eval-bench-", args.model)
+    if cli is None:
         return 1
     data = rows(args.prompts + 12)
     write_jsonl(home / "data" / "train.jsonl", data[:12])

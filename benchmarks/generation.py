@@ -9,7 +9,7 @@ On the default 135M model (or ``--model``), in one process:
   ``pairs.generate`` job (batches of ``--batch-size``); tokens/s of each (goal: job >= 4x);
 - chat: one stream at batch 1 through ``answer_stream`` against bare ``model.generate`` with the
   same settings, both against the bound of reading every weight once per token at the measured
-  read bandwidth (``numpy`` sum over 512 MiB, best of 3);
+  read bandwidth (a torch sum over 512 MiB on every thread, best of 3);
 - loops: 40 questions over the PostgreSQL tutorial (fetched from Debian by ``fetch_docs.py``),
   RAG prompts, greedy, share of answers that end in a loop without guards and with the defaults
   (repetition penalty and the loop stop; answers the stop cut are counted apart);
@@ -26,7 +26,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,15 +35,16 @@ QUESTIONS = ROOT / "benchmarks" / "data" / "postgres_tutorial_questions.txt"
 
 
 def read_bandwidth_gbs() -> float:
-    import numpy as np
+    """Read bandwidth with every thread torch uses: a sum over 512 MiB, best of 3."""
+    import torch
 
-    data = np.ones(128 * 1024 * 1024, dtype=np.float32)  # 512 MiB
+    data = torch.ones(128 * 1024 * 1024, dtype=torch.float32)
     best = float("inf")
     for _ in range(3):
         began = time.perf_counter()
         data.sum()
         best = min(best, time.perf_counter() - began)
-    return data.nbytes / best / 1e9
+    return data.numel() * 4 / best / 1e9
 
 
 def count_tokens(tokenizer, texts) -> int:
@@ -60,13 +60,10 @@ def main() -> int:
     parser.add_argument("--loop-tokens", type=int, default=160)
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="wb-gen-bench-"))
-    os.environ.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
-    from workbench.cli import main as cli
+    from benchmarks.workspace import temporary_workspace
 
-    if args.model:
-        os.environ["WORKBENCH_BASE_MODEL"] = args.model
-    elif cli(["models", "pull", "--json"]) != 0:
+    home, cli = temporary_workspace("wb-gen-bench-", args.model)
+    if cli is None:
         return 1
     from benchmarks.fetch_docs import fetch
     from jobs import control

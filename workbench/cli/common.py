@@ -68,3 +68,26 @@ def show(runs_root, run_id: str) -> dict:
             "last_metrics": metrics[-1] if metrics else None,
             "config": None if isinstance(config, Unreadable) else config,
             **{key: status.get(key) for key in ("result", "pid", "host", "resume_from", "warnings")}}
+
+
+def add_config_arguments(parser, config_cls) -> None:
+    """``--config FILE.yaml``, ``--set KEY=VALUE``, one flag per option of ``config_cls``,
+    ``--queue`` and ``--json``: what every config-driven command takes."""
+    from workbench.configs import add_arguments
+
+    parser.add_argument("--config", dest="config_file", help="a YAML (or JSON) file of options")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="set one option (repeatable)")
+    add_arguments(parser, config_cls)
+    parser.add_argument("--queue", action="store_true", help="enqueue for a worker and print the run id")
+    parser.add_argument("--json", action="store_true")
+
+
+def config_from_arguments(args, config_cls) -> dict[str, Any]:
+    """The options given: the file first, then ``--set``, then the flags."""
+    from workbench.configs import arguments_to_dict, parse_assignments
+
+    config = read_config_file(args.config_file) if args.config_file else {}
+    config.update(parse_assignments(args.assignments))
+    config.update(arguments_to_dict(args, config_cls))
+    return config

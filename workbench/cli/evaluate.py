@@ -7,8 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from workbench.cli.common import print_json, read_config_file, run_kind
-from workbench.configs import add_arguments, arguments_to_dict, parse_assignments
+from workbench.cli.common import add_config_arguments, config_from_arguments, print_json, run_kind
 from workbench.kinds import get_kind
 from workbench.settings import Settings
 
@@ -16,13 +15,7 @@ KIND = "evaluate"
 
 
 def add_parsers(sub) -> None:
-    ev = sub.add_parser("eval", help=get_kind(KIND).description)
-    ev.add_argument("--config", dest="config_file", help="a YAML (or JSON) file of options")
-    ev.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
-                    help="set one option (repeatable)")
-    add_arguments(ev, get_kind(KIND).load()[0])
-    ev.add_argument("--queue", action="store_true", help="enqueue for a worker and print the run id")
-    ev.add_argument("--json", action="store_true")
+    add_config_arguments(sub.add_parser("eval", help=get_kind(KIND).description), get_kind(KIND).load()[0])
     board = sub.add_parser("scoreboard", help="every model with its newest evaluation scores and lineage")
     board.add_argument("--csv", dest="csv_file", help="write the table as CSV to this file ('-' = stdout)")
     board.add_argument("--json", action="store_true")
@@ -39,10 +32,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
-    config = read_config_file(args.config_file) if args.config_file else {}
-    config.update(parse_assignments(args.assignments))
-    config.update(arguments_to_dict(args, get_kind(KIND).load()[0]))
-    code = run_kind(settings, KIND, config, args.queue, args.json)
+    code = run_kind(settings, KIND, config_from_arguments(args, get_kind(KIND).load()[0]), args.queue, args.json)
     if not args.queue and not args.json:
         _print_latest(settings)
     return code

@@ -5,9 +5,7 @@ answers side by side, a metric along the lineage, each evaluation's report, the 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 
@@ -16,28 +14,14 @@ from workbench.configs import describe
 from workbench.errors import WorkbenchError
 from workbench.evaluate import scoreboard as sb
 from workbench.evaluate import sets as sets_of
-from workbench.evaluate.job import Config, reward_models
+from workbench.evaluate.plan import Config, reward_models
 from workbench.evaluate.metrics import METRICS
 from workbench.train.overview import data_files
 from workbench.ui.common import UiContext
-from workbench.ui.forms import field_widget, form_values
+from workbench.ui.forms import LaunchingTab, field_widget, form_values
 
 KIND = "evaluate"
 SPECS = describe(Config)
-
-
-@dataclass
-class EvaluateTab:
-    tab: gr.Tab
-    launch_btn: gr.Button
-    launch_inputs: list
-    launch: Callable
-    message: gr.Markdown
-
-    def connect(self, tabs: gr.Tabs, monitor_run: gr.Dropdown) -> None:
-        """Launch opens the new run in the Monitor tab (wired once both tabs exist)."""
-        self.launch_btn.click(self.launch, self.launch_inputs, [self.message, monitor_run, tabs],
-                              api_name="eval_launch")
 
 
 def _exported(path: Path, name: str) -> str:
@@ -50,7 +34,7 @@ def _exported(path: Path, name: str) -> str:
     return str(target)
 
 
-def create_evaluate_tab(ctx: UiContext) -> EvaluateTab:
+def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
     settings = ctx.settings
     ws = settings.workspace
 
@@ -222,4 +206,4 @@ def create_evaluate_tab(ctx: UiContext) -> EvaluateTab:
     by_name = {spec.name: w for spec, w in zip(SPECS, widgets)}
     tab.select(refresh_pickers, None, [by_name["models"], by_name["judge"], by_name["rag_set"]], api_name=False)
     tab.select(question_table, set_file, [set_note, set_rows], api_name=False)
-    return EvaluateTab(tab, launch_btn, widgets, launch, launch_message)
+    return LaunchingTab(tab, launch_btn, widgets, launch, launch_message, "eval_launch")

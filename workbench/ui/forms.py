@@ -2,7 +2,8 @@
 default, help and choices give its widget, so the form, the CLI flags and the validation agree."""
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -33,3 +34,20 @@ def form_values(specs: list[FieldSpec], raw: tuple) -> dict[str, Any]:
             continue
         out[spec.name] = value
     return out
+
+
+@dataclass
+class LaunchingTab:
+    """A tab whose Launch button queues a job and opens it in Monitor."""
+
+    tab: gr.Tab
+    launch_btn: gr.Button
+    launch_inputs: list
+    launch: Callable
+    message: gr.Markdown
+    api_name: str
+
+    def connect(self, tabs: gr.Tabs, monitor_run: gr.Dropdown) -> None:
+        """Launch opens the new run in the Monitor tab (wired once both tabs exist)."""
+        self.launch_btn.click(self.launch, self.launch_inputs, [self.message, monitor_run, tabs],
+                              api_name=self.api_name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
@@ -21,7 +21,7 @@ from workbench.models.loading import model_choices
 from workbench.train.estimate import estimate_text
 from workbench.train.overview import NEEDS, data_files, dataset_summary
 from workbench.ui.common import UiContext
-from workbench.ui.forms import field_widget, form_values
+from workbench.ui.forms import LaunchingTab, field_widget, form_values
 
 FIRST = ("model", "data", "output")  # groups shown open; the rest sit in accordions
 TITLES = {"lora": "LoRA", "method": "Method settings"}
@@ -36,20 +36,6 @@ class MethodForm:
 
     def values(self, raw: tuple) -> dict[str, Any]:
         return form_values(self.specs, raw)
-
-
-@dataclass
-class TrainTab:
-    tab: gr.Tab
-    launch_btn: gr.Button
-    launch_inputs: list
-    launch: Callable
-    message: gr.Markdown
-
-    def connect(self, tabs: gr.Tabs, monitor_run: gr.Dropdown) -> None:
-        """Launch opens the new run in the Monitor tab (wired once both tabs exist)."""
-        self.launch_btn.click(self.launch, self.launch_inputs, [self.message, monitor_run, tabs],
-                              api_name="train_launch")
 
 
 def _widget(spec: FieldSpec, ctx: UiContext, method: str):
@@ -82,7 +68,7 @@ def _method_form(method: str, ctx: UiContext, visible: bool) -> MethodForm:
     return MethodForm(method, group, form_specs, widgets)
 
 
-def create_train_tab(ctx: UiContext) -> TrainTab:
+def create_train_tab(ctx: UiContext) -> LaunchingTab:
     settings = ctx.settings
     ws = settings.workspace
     methods = list(TRAIN_METHODS)
@@ -198,4 +184,4 @@ def create_train_tab(ctx: UiContext) -> TrainTab:
 
     tab.select(refresh_pickers, None, all_widgets, api_name=False)
     tab.select(preview, [into], [summary, sample], api_name=False)
-    return TrainTab(tab, launch_btn, [method, *all_widgets], launch, launch_message)
+    return LaunchingTab(tab, launch_btn, [method, *all_widgets], launch, launch_message, "train_launch")
