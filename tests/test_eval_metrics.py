@@ -3,6 +3,7 @@ and win-rate, a Bradley–Terry fit on votes whose order is certain, grounding, 
 dense and hybrid search on a real three-document FAISS index."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -73,6 +74,13 @@ def test_hit_at_k_and_mrr_on_a_three_document_index(wb, settings, tmp_path):
         ranks = [first_relevant_rank([h.doc_id for h in row], relevant) for row, relevant in zip(hits, expected)]
         assert ranks == [1, 1, 1], mode
         assert retrieval_scores(ranks) == {"hit@1": 1.0, "hit@5": 1.0, "mrr": 1.0}
+    # the same through `workbench eval-retrieval`, and a question whose expected page is wrong is a miss
+    code, out, _ = wb("eval-retrieval", str(questions), "--json")
+    assert code == 0 and json.loads(out)["modes"]["dense"] == {"hit@1": 1.0, "hit@5": 1.0, "mrr": 1.0, "misses": []}
+    wrong = write_jsonl(settings.workspace.data / "wrong.jsonl",
+                        [{"question": "How do bees show where the flowers are?", "sources": ["solar.md"]}])
+    code, out, _ = wb("eval-retrieval", str(wrong), "--mode", "dense")
+    assert code == 0 and "hit@1 0.000" in out and "expects solar.md; first: bees.md" in out
     # the ranking arithmetic: ranks 1, 3 and a miss
     assert retrieval_scores([1, 3, None]) == pytest.approx({"hit@1": 1 / 3, "hit@5": 2 / 3, "mrr": (1 + 1 / 3) / 3})
     # a TSV question set reads the same; a document not in the corpus is named

@@ -1,6 +1,7 @@
 """``workbench eval --models base,NAME [--sets test,preferences,rag,votes] [--flag ...] [--queue]
 [--json]``: the Evaluate tab's launch, headless; ``workbench scoreboard [--csv FILE] [--json]``:
-its table; ``workbench questions add|list``: the RAG question set."""
+its table; ``workbench questions add|list``: the RAG question set; ``workbench eval-retrieval
+QUESTIONS [--mode dense|hybrid] [--json]``: search quality on a question set, with the misses."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,11 @@ KIND = "evaluate"
 
 def add_parsers(sub) -> None:
     add_config_arguments(sub.add_parser("eval", help=get_kind(KIND).description), get_kind(KIND).load()[0])
+    ret = sub.add_parser("eval-retrieval", help="hit@1, hit@5, MRR and the misses of search on a question set")
+    ret.add_argument("questions", help="JSONL or TSV: question, sources (the documents that answer it)")
+    ret.add_argument("--mode", choices=["dense", "hybrid"], action="append",
+                     help="search mode (repeatable; default: both)")
+    ret.add_argument("--json", action="store_true")
     board = sub.add_parser("scoreboard", help="every model with its newest evaluation scores and lineage")
     board.add_argument("--csv", dest="csv_file", help="write the table as CSV to this file ('-' = stdout)")
     board.add_argument("--json", action="store_true")
@@ -51,6 +57,26 @@ def _print_latest(settings: Settings) -> None:
     for mode, scores in (report.get("retrieval") or {}).items():
         print(f"retrieval {mode}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     print(f"report: {settings.workspace.runs / report['run_id'] / 'report.html'}")
+
+
+def cmd_eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.evaluate.retrieval import run_retrieval
+    from workbench.evaluate.sets import rag_questions
+
+    questions = rag_questions(Path(args.questions))
+    found = run_retrieval(settings, questions, tuple(args.mode or ("dense", "hybrid")))
+    report = {mode: {**scores, "misses": found.misses(mode)} for mode, scores in found.scores().items()}
+    if args.json:
+        print_json({"questions": len(questions), "modes": report})
+        return 0
+    for mode, scores in report.items():
+        print(f"{mode}: hit@1 {scores['hit@1']:.3f}  hit@5 {scores['hit@5']:.3f}  MRR {scores['mrr']:.3f}  "
+              f"({len(questions)} questions)")
+        for miss in scores["misses"]:
+            where = f"first: {miss['first']}" if miss["first"] else "nothing retrieved"
+            rank = f"found at {miss['rank']}" if miss["rank"] else "not in the top 10"
+            print(f"  miss: {miss['question']!r} expects {', '.join(miss['expected'])}; {where}; {rank}")
+    return 0
 
 
 def cmd_scoreboard(settings: Settings, args: argparse.Namespace) -> int:
@@ -92,4 +118,5 @@ def cmd_questions(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"eval": cmd_eval, "scoreboard": cmd_scoreboard, "questions": cmd_questions}
+COMMANDS = {"eval": cmd_eval, "eval-retrieval": cmd_eval_retrieval, "scoreboard": cmd_scoreboard,
+            "questions": cmd_questions}

@@ -184,14 +184,11 @@ class EvalData:
         return len(self.rows(name_set)) if name_set in ANSWER_SETS else 1
 
     def _rag(self, questions: list[dict]) -> dict[str, Any]:
-        from workbench.index.search import Retriever
+        from workbench.evaluate.retrieval import DEPTH, run_retrieval
 
-        retriever = Retriever(self.settings.workspace, self.settings.embedding_model)
-        expected = sets_of.resolve_sources(self.settings.workspace, questions)
-        texts = [q["question"] for q in questions]
-        ranked = {mode: retriever.search_many(texts, max(self.config.retrieval_k, 10), mode) for mode in ("dense", "hybrid")}
-        contexts = [[h.text for h in hits[:self.config.retrieval_k]] for hits in ranked["dense"]]
-        return {"questions": questions, "expected": expected, "ranked": ranked, "contexts": contexts}
+        found = run_retrieval(self.settings, questions, depth=max(self.config.retrieval_k, DEPTH))
+        contexts = [[h.text for h in hits[:self.config.retrieval_k]] for hits in found.ranked["dense"]]
+        return {"questions": questions, "retrieval": found, "contexts": contexts}
 
     def unit(self, loaded: units.Loaded, name_set: str, progress) -> dict[str, Any]:
         if loaded.role == units.REWARD:
@@ -218,13 +215,9 @@ class EvalData:
             comparisons = sets_of.vote_comparisons_from(self.inputs["votes"])
             return {"ratings": metrics.bradley_terry(comparisons, seed=self.config.seed), "votes": len(comparisons)}
         if name == "_retrieval":
-            rag = self.rows("rag")
-            out = {}
-            for mode, hits in rag["ranked"].items():
-                ranks = [metrics.first_relevant_rank([h.doc_id for h in row], relevant)
-                         for row, relevant in zip(hits, rag["expected"])]
-                out[mode] = metrics.retrieval_scores(ranks)
-            return {"retrieval": out, "questions": len(rag["questions"])}
+            found = self.rows("rag")["retrieval"]
+            return {"retrieval": found.scores(), "questions": len(found.questions),
+                    "misses": {mode: found.misses(mode) for mode in found.ranked}}
         # the judge: one reward model scores every policy's answers to the preference prompts
         judge = units.load(self.settings, p.judge)
         prompts = [pair["prompt"] for pair in self.rows("preferences")]
