@@ -89,7 +89,7 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
     rows.write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n")
     # an annotator annotates (the model check runs, so the permission passed) but imports no data
     with pytest.raises(Exception, match="unknown model 'ghost'"):
-        annotator.predict("typed", "Name a colour.", None, "ghost", 0.0, "ghost", 0.5, 16, False, 3,
+        annotator.predict("typed", "Name a colour.", None, "ghost", 0.0, "ghost", 0.5, 16, None, False, 3,
                           api_name="/create_pairs")
     with pytest.raises(Exception, match="Permission denied"):
         annotator.predict(handle_file(str(rows)), "train", False, 0.0, api_name="/import_sft")
