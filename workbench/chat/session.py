@@ -15,7 +15,7 @@ from workbench.chat.model_cache import CACHE, ModelCache
 from workbench.chat.prompt import build_prompt, chat_messages
 from workbench.errors import WorkbenchError
 from workbench.index.search import Hit, retriever_for
-from workbench.models.generation import Sampling, generation_kwargs, trim_loop
+from workbench.models.generation import Sampling, context_window, generation_kwargs, trim_loop
 from workbench.settings import Settings
 
 
@@ -121,10 +121,6 @@ def stream_generate(loaded, prompt: str, sampling: Sampling) -> Iterator[tuple[s
     if "error" in outcome:
         raise outcome["error"]
     yield "", outcome.get("tokens", 0)
-
-
-def context_window(model) -> int:
-    return int(getattr(model.config, "max_position_embeddings", 0) or 2048)
 
 
 def fit_context(loaded, question: str, hits: list[Hit], max_new_tokens: int) -> tuple[list[Hit], int]:

@@ -16,6 +16,7 @@ from workbench.errors import WorkbenchError
 from workbench.evaluate import sets as sets_of
 from workbench.evaluate import units
 from workbench.evaluate.plan import ANSWER_SETS, Config, Plan, plan
+from workbench.models.generation import context_window
 from workbench.models.loading import release_memory
 from workbench.reporting import Cancelled
 from workbench.settings import Settings
@@ -198,7 +199,7 @@ class EvalData:
         if name_set == "preferences":
             return units.answers_only(loaded, [p["prompt"] for p in self.rows("preferences")], self.config, progress)
         rag = self.rows("rag")
-        budget = units.context_window(loaded) - self.config.max_new_tokens
+        budget = context_window(loaded.model) - self.config.max_new_tokens
         fitted = [units.fit_context(loaded.tokenizer, q["question"], c, budget)
                   for q, c in zip(rag["questions"], rag["contexts"])]
         result = units.rag_set(loaded, rag["questions"], [f[0] for f in fitted],

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from dataclasses import dataclass
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+from workbench.models.generation import words
+
 # Words that carry no claim: grounding counts the others.
 STOPWORDS = frozenset("""a an and are as at be been but by can could did do does for from had has have he her
 his how i if in into is it its me my no not of on or our she so that the their them then there these they
 this to was we were what when where which who why will with would you your""".split())
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
 
 
 def lcs_length(a: list[str], b: list[str]) -> int:

@@ -152,8 +152,3 @@ def fit_context(tokenizer, question: str, contexts: list[str], budget: int) -> t
         if not kept or len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= budget:
             return prompt, len(contexts) - len(kept)
         kept.pop()
-
-
-def context_window(loaded: Loaded) -> int:
-    config = getattr(loaded.model, "config", None)
-    return int(getattr(config, "max_position_embeddings", 0) or 4096)

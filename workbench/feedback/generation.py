@@ -89,7 +89,7 @@ def fit_prompt(tokenizer, prompt: str, budget: int) -> tuple[str, str]:
 
 
 def run(config: Config, reporter) -> dict[str, Any]:
-    from workbench.models.generation import generate_batch
+    from workbench.models.generation import context_window, generate_batch
     from workbench.models.loading import load_for_inference, release_memory
 
     settings = dataclasses.replace(Settings.from_env(), home=reporter.workspace.home)
@@ -107,7 +107,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
         reporter.progress(done, total, f"loading {model_name}")
         model, tokenizer, _ = load_for_inference(resolve(model_name, settings.workspace, settings.base_model))
         sampling = getattr(items[0][0], items[0][1]).sampling()
-        window = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+        window = context_window(model)
         fitted = [fit_prompt(tokenizer, p.prompt, window - sampling.max_new_tokens) for p, _ in items]
         offset = done
 

@@ -137,6 +137,11 @@ def LoopStop(prompt_length: int = 0):  # noqa: N802 - a class made on first use 
     return _loop_stop_class()(prompt_length)
 
 
+def context_window(model) -> int:
+    """The most tokens the model reads at once (prompt and answer)."""
+    return int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+
+
 def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
