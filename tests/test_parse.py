@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import TEXT_OP, deflate_repeated, docx_bomb, raw_pdf, write
+from tests.conftest import TEXT_OP, deflate_repeated, docbook_page, docx_bomb, raw_pdf, sphinx_page, write
 from workbench.corpus.parse import Block, ParseError, parse_file
 from workbench.corpus.sandbox import parse_isolated
 
@@ -75,6 +75,48 @@ world.</p><p>Second<br>line.</p><noscript>enable js</noscript>
         assert hidden not in everything
 
 
+SESSIONS = {"Enabling sessions": "Sessions are implemented by a piece of middleware in the request cycle.",
+            "Using sessions in views": "Each request has a session attribute, a dictionary that keeps values "
+                                       "for one visitor between requests."}
+
+
+def test_sphinx_page_keeps_its_text_and_sections_not_its_furniture(tmp_path):
+    html = sphinx_page("How to use sessions", SESSIONS, previous="Middleware", following="Signing data")
+    blocks = parse_file(write(tmp_path / "sessions.html", html))
+    assert [(b.section, b.text) for b in blocks] == [
+        ("How to use sessions > Enabling sessions", SESSIONS["Enabling sessions"]),
+        ("How to use sessions > Using sessions in views", SESSIONS["Using sessions in views"])]
+    assert {b.title for b in blocks} == {"How to use sessions"}  # the h1, not "<title> — site name"
+    everything = " ".join(b.text for b in blocks)
+    for furniture in ("Middleware", "Signing data", "Previous topic", "Quick search", "Show Source", "Copyright",
+                      "documentation", "modules", "¶"):
+        assert furniture not in everything
+
+
+def test_docbook_page_drops_navigation_tables_and_scopes_a_note_box(tmp_path):
+    sections = {"5.4.1. Check Constraints": "A check constraint requires a column to satisfy a Boolean expression.",
+                "5.4.2. Not-Null Constraints": "A not-null constraint says that a column must not take the null value."}
+    html = docbook_page("5.4. Constraints", sections, previous="5.3. Generated Columns",
+                        following="5.5. System Columns", chapter="Chapter 5. Data Definition")
+    blocks = parse_file(write(tmp_path / "ddl-constraints.html", html))
+    assert [(b.section, b.text) for b in blocks] == [
+        ("5.4. Constraints > 5.4.1. Check Constraints", sections["5.4.1. Check Constraints"]),
+        ("5.4. Constraints > 5.4.1. Check Constraints > Note", "Remember to check the log first."),
+        ("5.4. Constraints > 5.4.2. Not-Null Constraints", sections["5.4.2. Not-Null Constraints"])]
+    assert {b.title for b in blocks} == {"5.4. Constraints"}
+    everything = " ".join(b.text for b in blocks)
+    for furniture in ("Generated Columns", "System Columns", "Prev", "Next", "Home", "Chapter 5"):
+        assert furniture not in everything
+
+
+def test_a_page_of_links_only_keeps_its_links(tmp_path):
+    links = "".join(f'<li><a href="ch{i}.html">Chapter {i}: {name}</a></li>'
+                    for i, name in enumerate(["Getting started", "Queries", "Indexes", "Backups"], start=1))
+    html = f"<html><head><title>Manual</title></head><body><h1>Manual</h1><ul>{links}</ul></body></html>"
+    blocks = parse_file(write(tmp_path / "index.html", html))
+    assert "Chapter 3: Indexes" in blocks[0].text and blocks[0].section == "Manual"
+
+
 def test_pdf_keeps_page_numbers(tmp_path):
     from fpdf import FPDF
 
@@ -90,6 +132,34 @@ def test_pdf_keeps_page_numbers(tmp_path):
     assert "Alpha page text." in blocks[0].text
     assert "Bravo on the second page." in blocks[1].text
     assert all(b.section is None for b in blocks)
+
+
+def test_pdf_drops_running_headers_footers_and_page_numbers(tmp_path):
+    from fpdf import FPDF
+
+    class Report(FPDF):
+        def header(self):
+            self.set_font("Helvetica", size=9)
+            self.cell(0, 8, "ACME Corp - Annual Report 2025 - Confidential", new_x="LMARGIN", new_y="NEXT")
+
+        def footer(self):
+            self.set_y(-15)
+            self.set_font("Helvetica", size=9)
+            self.cell(0, 8, f"Page {self.page_no()} of 4", align="C")
+
+    pdf = Report()
+    topics = ["Revenue grew in every region.", "The reactor coolant is heavy water.",
+              "Staff numbers rose by a tenth.", "Next year we open two plants."]
+    for topic in topics:
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=12)
+        pdf.multi_cell(0, 8, topic + " More words about it follow here.")
+    path = tmp_path / "report.pdf"
+    pdf.output(str(path))
+    blocks = parse_file(path)
+    assert [b.page for b in blocks] == [1, 2, 3, 4]
+    for block, topic in zip(blocks, topics):
+        assert block.text == topic + " More words about it follow here."
 
 
 def test_docx_headings_and_tables(tmp_path):

@@ -2,8 +2,12 @@
 tokenizer, overlapping by about ``overlap`` tokens, cutting at paragraph and sentence boundaries
 where it can and inside a sentence only when one sentence alone is too long.
 
-A chunk never spans two blocks, so each keeps the page (pdf) or section (md/html/docx) it came
-from.
+A block much shorter than a chunk (a one-line section, a "Note" box) is merged into the block
+before it on the same page, its heading kept as a line, and a chunk's short tail into the chunk
+before it when that stays near the size: no chunk is a stray sentence. A chunk keeps the page
+(pdf) and section (md/html/docx) it came from, and the document's title; ``heading`` and
+``indexed_text`` give what is embedded and searched: the title and section path above the text,
+so a chunk deep in a page still says what it is about (shown to the user without them).
 """
 from __future__ import annotations
 
@@ -16,12 +20,40 @@ _SENTENCE = re.compile(r"(?<=[.!?;:])\s+(?=\S)")
 MAX_CHARS_PER_TOKEN = 12  # English runs ~4-5 characters a token; far more means unknown tokens
 
 
+SMALL_SHARE = 4  # a block or a chunk's tail under size / 4 tokens is merged into its neighbour
+TAIL_SLACK = 1.1  # a chunk may grow to 110 % of the size to take in a short tail
+HEADING_MAX_CHARS = 160
+HEADING_TOKENS = 48  # room a chunk leaves in the embedding model's input for its heading
+
+
 @dataclass
 class Chunk:
     text: str
     tokens: int
     page: int | None = None
     section: str | None = None
+    title: str | None = None
+
+
+def heading(title: str | None, section: str | None) -> str:
+    """"Title > Section > Subsection", without repeating a title the section path starts with."""
+    title, section = (title or "").strip(), (section or "").strip()
+    if title and section and (section == title or section.startswith(title + " > ")):
+        title = ""
+    text = " > ".join(part for part in (title, section) if part)
+    return text if len(text) <= HEADING_MAX_CHARS else "…" + text[-HEADING_MAX_CHARS:]
+
+
+def document_title(name: str) -> str:
+    """A title from a file name when the file has none: "install-guide_v2.pdf" -> "install guide v2"."""
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return " ".join(re.split(r"[-_\s]+", stem)).strip() or name
+
+
+def indexed_text(chunk: dict[str, Any]) -> str:
+    """What is embedded and searched for a stored chunk: its heading above its text."""
+    head = heading(chunk.get("title"), chunk.get("section"))
+    return f"{head}\n\n{chunk['text']}" if head else chunk["text"]
 
 
 @dataclass
@@ -115,19 +147,74 @@ def _pack(units: list[_Unit], size: int, overlap: int, max_chars: int) -> list[t
         current.append(unit)
         fresh += 1
     if current and fresh:
-        emit()
+        fresh_units = current[len(current) - fresh:]
+        tail = sum(u.tokens for u in fresh_units)
+        if chunks and tail < size // SMALL_SHARE and chunks[-1][1] + tail <= size * TAIL_SLACK:
+            text, tokens = chunks.pop()
+            chunks.append((text + "".join(u.sep + u.text for u in fresh_units), tokens + tail))
+        else:
+            emit()
     return chunks
 
 
 def chunk_blocks(blocks: list[Any], tokenizer: Any, size: int = 200, overlap: int = 40) -> list[Chunk]:
-    """Chunks of every block, in order. ``blocks`` need ``text``, ``page`` and ``section``."""
+    """Chunks of every block, in order. ``blocks`` need ``text``, ``page`` and ``section``
+    (``title`` if they have one)."""
     if size < 8:
         raise ValueError(f"chunk size must be at least 8 tokens, got {size}")
     if not 0 <= overlap < size:
         raise ValueError(f"chunk overlap must be between 0 and size-1, got {overlap}")
     out: list[Chunk] = []
-    for block in blocks:
+    for block in _merge_small_blocks(blocks, tokenizer, size // SMALL_SHARE):
         units = _units(tokenizer, block.text, size, overlap)
         for text, tokens in _pack(units, size, overlap, size * MAX_CHARS_PER_TOKEN):
-            out.append(Chunk(text, tokens, getattr(block, "page", None), getattr(block, "section", None)))
+            out.append(Chunk(text, tokens, block.page, block.section, block.title))
     return out
+
+
+@dataclass
+class _Group:
+    text: str
+    tokens: int
+    page: int | None
+    section: str | None
+    title: str | None
+
+
+def _merge_small_blocks(blocks: list[Any], tokenizer: Any, small: int) -> list[_Group]:
+    """Consecutive blocks of one page and document, with each block under ``small`` tokens joined
+    to the one before it (or the one after it, at the start). The joined block keeps the larger
+    part's section when that part is not small, else the sections' common path; a small block's
+    own heading stays in the text as a line."""
+    groups: list[_Group] = []
+    texts = [b.text for b in blocks]
+    for block, tokens in zip(blocks, _count(tokenizer, texts)):
+        page, section, title = getattr(block, "page", None), getattr(block, "section", None), getattr(block, "title", None)
+        last = groups[-1] if groups else None
+        if last is None or (last.page, last.title) != (page, title) or (tokens >= small and last.tokens >= small):
+            groups.append(_Group(block.text, tokens, page, section, title))
+            continue
+        leaf = _leaf(section, last.section)
+        last.text += "\n\n" + (f"{leaf}\n\n" if leaf else "") + block.text
+        if last.tokens < small:
+            last.section = _common_path(last.section, section)
+        last.tokens += tokens
+    return groups
+
+
+def _leaf(section: str | None, under: str | None) -> str:
+    """The part of ``section``'s path below ``under`` ("Note" of "A > B > Note" under "A > B")."""
+    parts, base = (section or "").split(" > "), (under or "").split(" > ")
+    i = 0
+    while i < min(len(parts), len(base)) and parts[i] == base[i]:
+        i += 1
+    return " > ".join(p for p in parts[i:] if p)
+
+
+def _common_path(a: str | None, b: str | None) -> str | None:
+    parts_a, parts_b, common = (a or "").split(" > "), (b or "").split(" > "), []
+    for x, y in zip(parts_a, parts_b):
+        if x != y or not x:
+            break
+        common.append(x)
+    return " > ".join(common) or None

@@ -17,7 +17,7 @@ from typing import Any
 from storage import RunStore
 from storage.documents import FAILED, INDEXED, PENDING, DocumentStore
 from storage.runs import ACTIVE, now_iso
-from workbench.corpus.chunking import chunk_blocks
+from workbench.corpus.chunking import HEADING_TOKENS, chunk_blocks, document_title, indexed_text
 from workbench.corpus.parse import ParseError
 from workbench.corpus.sandbox import parse_isolated
 from workbench.index import store as index_store
@@ -86,8 +86,9 @@ def _chunking(config: Config, meta: dict[str, Any] | None, model_name: str, max_
                          f"overlap; to re-chunk with {size}/{overlap} run `workbench ingest --rebuild`")
     if overlap > size // 2:
         raise ValueError(f"chunk_overlap {overlap} is over half the chunk size {size}")
-    if size > max_tokens - 2:
-        raise ValueError(f"chunk_size {size} is over what {model_name} reads ({max_tokens - 2} tokens)")
+    if size > max_tokens - 2 - HEADING_TOKENS:
+        raise ValueError(f"chunk_size {size} is over what {model_name} reads with the chunk's heading "
+                         f"({max_tokens - 2 - HEADING_TOKENS} tokens)")
     return {"size": size, "overlap": overlap, "tokenizer": model_name}
 
 
@@ -168,10 +169,11 @@ def _prepare(doc: dict, docs: DocumentStore, model, tokenizer, config: Config, c
         docs.update(doc["id"], status=FAILED, error=reason, run_id=None)
         reporter.log(f"{doc['name']}: failed: {reason}")
         return None, reason
-    vectors = embed(model, [c.text for c in chunks], batch_size=config.batch_size)
     rows = [{"chunk_id": f"{doc['id']}:{n}", "doc_id": doc["id"], "source": doc["name"],
-             "page": c.page, "section": c.section, "position": n, "tokens": c.tokens, "text": c.text}
+             "title": c.title or document_title(doc["name"]), "page": c.page, "section": c.section,
+             "position": n, "tokens": c.tokens, "text": c.text}
             for n, c in enumerate(chunks)]
+    vectors = embed(model, [indexed_text(row) for row in rows], batch_size=config.batch_size)
     reporter.log(f"{doc['name']}: {len(blocks)} blocks, {len(rows)} chunks "
                  f"({time.monotonic() - started:.1f} s)")
     return (doc, rows, vectors), None

@@ -23,13 +23,6 @@ DOCX_MAX_RATIO = 100  # Word XML compresses about 10:1; 100:1 on a big member is
 DOCX_RATIO_MIN_SIZE = 1_000_000
 DOCX_MAX_ENTRIES = 10_000
 
-_HEADINGS = {f"h{i}": i for i in range(1, 7)}
-_SKIP_TAGS = {"script", "style", "nav", "noscript", "template", "head", "svg", "iframe", "object"}
-_BLOCK_TAGS = {
-    "p", "div", "li", "ul", "ol", "blockquote", "section", "article", "main", "header", "footer", "aside",
-    "table", "tr", "td", "th", "dl", "dt", "dd", "figure", "figcaption", "caption", "form", "fieldset",
-    "address", "hr", "body", "details", "summary",
-}
 _ATX = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 _NOISE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
@@ -42,6 +35,7 @@ class Block:
     text: str
     page: int | None = None  # 1-based, pdf only
     section: str | None = None  # nearest heading path, md/html/docx only
+    title: str | None = None  # the document's own title (html <h1> or <title>, pdf metadata)
 
 
 class ParseError(Exception):
@@ -74,7 +68,10 @@ def parse_file(path: Path, max_bytes: int | None = None) -> list[Block]:
         blocks = [Block(clean_text(_read_text(path)))]
     blocks = [b for b in blocks if b.text]
     if not blocks:
-        raise ParseError("no text found in the file" + (" (a scanned PDF needs OCR first)" if suffix == ".pdf" else ""))
+        hint = {".pdf": " (a scanned PDF needs OCR first)",
+                ".html": " (only navigation, scripts and other page furniture)",
+                ".htm": " (only navigation, scripts and other page furniture)"}.get(suffix, "")
+        raise ParseError("no text found in the file" + hint)
     return blocks
 
 
@@ -118,26 +115,46 @@ def _read_text(path: Path) -> str:
 
 
 class _Sections:
-    """The nearest heading path ("Install > Linux") and the paragraphs collected under it."""
+    """The nearest heading path ("Install > Linux") and the paragraphs collected under it.
+
+    In HTML a heading also has a scope: how deep in the page's blocks it stands. A heading
+    replaces an earlier one of the same or a higher level only when it is not nested deeper, so
+    the "Note" title of a box inside section 5.4.1 reads "5.4.1 > Note", not "Note"."""
 
     def __init__(self) -> None:
-        self.stack: list[tuple[int, str]] = []
+        self.stack: list[tuple[int, str, int]] = []  # (level, title, scope)
         self.paragraphs: list[str] = []
         self.blocks: list[Block] = []
+        self.since_heading = 0  # paragraphs with text added since the last heading
 
-    def heading(self, level: int, title: str) -> None:
+    def heading(self, level: int, title: str, scope: int = 0) -> None:
         self.flush()
-        while self.stack and self.stack[-1][0] >= level:
+        while self.stack and self.stack[-1][0] >= level and self.stack[-1][2] >= scope:
             self.stack.pop()
         if title := " ".join(title.split()):
-            self.stack.append((level, title))
+            self.stack.append((level, title, scope))
+        self.since_heading = 0
 
     def add(self, paragraph: str) -> None:
         self.paragraphs.append(paragraph)
+        self.since_heading += bool(paragraph.strip())
+
+    def close_scope(self, count: int, scope: int) -> None:
+        """The block at depth ``scope`` that opened when ``count`` headings were open ends. The
+        headings it held go with it once text followed them (a box's title does not label the
+        text after the box); a heading alone in its wrapper (``<div class="titlepage"><h2>``)
+        belongs to the block around the wrapper."""
+        if len(self.stack) <= count:
+            return
+        if self.since_heading:
+            self.flush()
+            del self.stack[count:]
+        else:
+            self.stack[count:] = [(level, title, min(at, scope - 1)) for level, title, at in self.stack[count:]]
 
     def flush(self) -> list[Block]:
         if text := clean_text("\n\n".join(self.paragraphs)):
-            self.blocks.append(Block(text, section=" > ".join(t for _, t in self.stack) or None))
+            self.blocks.append(Block(text, section=" > ".join(t for _, t, _ in self.stack) or None))
         self.paragraphs = []
         return self.blocks
 
@@ -173,39 +190,12 @@ def _closes_fence(line: str, fence: str) -> bool:
 
 
 def _parse_html(text: str) -> list[Block]:
-    from bs4 import BeautifulSoup, NavigableString
-    from bs4.element import PreformattedString  # comments, doctype, CDATA
+    from workbench.corpus.webpage import parse_html
 
-    out, current = _Sections(), []
-
-    def paragraph_break() -> None:
-        out.add("".join(current))
-        current.clear()
-
-    # An explicit stack, not recursion: hostile HTML can nest tags thousands deep.
-    stack: list = [BeautifulSoup(text, "html.parser")]
-    while stack:
-        node = stack.pop()
-        if node is None:  # end of a block element
-            paragraph_break()
-        elif isinstance(node, NavigableString):
-            if not isinstance(node, PreformattedString):
-                current.append(re.sub(r"\s+", " ", node))
-        elif node.name in _HEADINGS:
-            paragraph_break()
-            out.heading(_HEADINGS[node.name], node.get_text(" "))
-        elif node.name == "br":
-            current.append("\n")
-        elif node.name == "pre":
-            paragraph_break()
-            out.add(node.get_text())
-        elif node.name not in _SKIP_TAGS:
-            if node.name in _BLOCK_TAGS:
-                paragraph_break()
-                stack.append(None)
-            stack.extend(reversed(node.contents))
-    paragraph_break()
-    return out.flush()
+    blocks, title = parse_html(text, _Sections)
+    for block in blocks:
+        block.title = title
+    return blocks
 
 
 def _parse_pdf(path: Path) -> list[Block]:
@@ -226,15 +216,56 @@ def _parse_pdf(path: Path) -> list[Block]:
         raise ParseError("the PDF is encrypted in a way this server cannot open; save an unencrypted copy") from None
     except Exception as e:  # noqa: BLE001 - pypdf raises anything on a malformed file
         raise ParseError(f"not a valid PDF: {_describe(e)}") from None
-    blocks = []
+    texts: dict[int, str] = {}
     for number, page in enumerate(pages, start=1):
         try:
-            blocks.append(Block(clean_text(page.extract_text() or ""), page=number))
+            texts[number] = clean_text(page.extract_text() or "")
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - one broken page should not lose the whole document
             log.warning("skipping unreadable PDF page %d: %s", number, _describe(e))
-    return blocks
+    title = _pdf_title(reader)
+    return [Block(text, page=number, title=title) for number, text in drop_running_lines(texts).items()]
+
+
+def _pdf_title(reader) -> str | None:
+    try:
+        title = " ".join(str((reader.metadata or {}).get("/Title") or "").split())
+    except Exception:  # noqa: BLE001 - a broken info dictionary only loses the title
+        return None
+    return title[:200] or None
+
+
+_PAGE_NUMBER = re.compile(r"(?i)^[\W_]*(page\s*)?\d{1,4}(\s*(of|/)\s*\d{1,4})?[\W_]*$")
+RUNNING_EDGE_LINES = 3  # lines looked at on top and at the bottom of each page
+
+
+def drop_running_lines(pages: dict[int, str]) -> dict[int, str]:
+    """Remove running headers and footers: a line near the top or bottom of a page that comes back
+    (digits aside: "Chapter 3 · page 12") on at least half the pages, and bare page numbers there."""
+    def key(line: str) -> str:
+        return re.sub(r"\d+", "#", line.lower())
+
+    edges = {n: _edge_lines(text) for n, text in pages.items()}
+    counts: dict[str, int] = {}
+    for lines in edges.values():
+        for k in {key(line) for line in lines}:
+            counts[k] = counts.get(k, 0) + 1
+    threshold = max(3, (len(pages) + 1) // 2)
+    out = {}
+    for n, text in pages.items():
+        lines = text.split("\n")
+        edge = set(edges[n])
+        kept = [line for i, line in enumerate(lines)
+                if not ((i < RUNNING_EDGE_LINES or i >= len(lines) - RUNNING_EDGE_LINES) and line in edge
+                        and (counts.get(key(line), 0) >= threshold or (_PAGE_NUMBER.match(line) and len(edge) > 1)))]
+        out[n] = clean_text("\n".join(kept))
+    return out
+
+
+def _edge_lines(text: str) -> list[str]:
+    lines = [line for line in text.split("\n") if line]
+    return lines[:RUNNING_EDGE_LINES] + lines[max(RUNNING_EDGE_LINES, len(lines) - RUNNING_EDGE_LINES):]
 
 
 def _parse_docx(path: Path) -> list[Block]:

@@ -1,5 +1,6 @@
 """Retrieval over the corpus index: dense (FAISS inner product) by default, or hybrid (dense and
-BM25 from ``bm25s``, fused by reciprocal rank). The index, the embedding model and the BM25
+BM25 from ``bm25s``, fused by reciprocal rank). Both read a chunk with its heading (document title
+and section path) above its text, as it was embedded. The index, the embedding model and the BM25
 index are loaded once per process and reloaded only when the files on disk change.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 
 from storage import Workspace
 from storage.documents import DocumentStore
+from workbench.corpus.chunking import indexed_text
 from workbench.index import store
 from workbench.index.embedder import embed, load_embedder
 
@@ -113,7 +115,7 @@ class Retriever:
 
         with self._lock:
             if self._bm25 is None or self._bm25[0] is not state:
-                texts = [c["text"] for c in state.chunks]
+                texts = [indexed_text(c) for c in state.chunks]
                 model = bm25s.BM25()
                 model.index(bm25s.tokenize(texts, stopwords="en", show_progress=False),
                             show_progress=False)

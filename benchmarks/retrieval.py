@@ -1,0 +1,142 @@
+"""Retrieval quality on real documentation: the workbench's pipeline against a plain script built
+from the same libraries, on the same pages and questions, in one run.
+
+For each set (``benchmarks/fetch_docs.py`` fetches the pages from Debian's packages; the
+questions, written the way a user asks, are ``benchmarks/data/retrieval_<set>.tsv``):
+
+- plain: BeautifulSoup's ``get_text`` of each page, 200-word chunks, the same MiniLM model
+  (``encode(normalize_embeddings=True)``), a FAISS flat inner-product index;
+- workbench: ``workbench ingest`` of the folder into a throw-away workspace, then the code of
+  ``workbench eval-retrieval`` (dense and hybrid).
+
+Each prints hit@1, hit@5 and MRR by page (a question is answered when a chunk of one of its
+expected pages is retrieved; ranks are looked at to 10), plus the chunk counts and the share of
+chunks under 200 characters. ``--misses`` lists the questions each pipeline got wrong at hit@1.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py [--set postgres --set django]
+        [--misses] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from fetch_docs import fetch  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+PLAIN_WORDS = 200
+DEPTH = 10
+
+
+def plain_pipeline(folder: Path, questions: list[dict], model) -> dict:
+    """Strip the tags, 200-word chunks, MiniLM, FAISS flat: what a user writes in twenty lines."""
+    import faiss
+    from bs4 import BeautifulSoup
+
+    texts, pages = [], []
+    for page in sorted(folder.glob("*.html")):
+        words = BeautifulSoup(page.read_text(encoding="utf-8", errors="replace"), "html.parser").get_text(" ").split()
+        for start in range(0, len(words), PLAIN_WORDS):
+            texts.append(" ".join(words[start:start + PLAIN_WORDS]))
+            pages.append(page.name)
+    started = time.perf_counter()
+    vectors = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    embed_s = time.perf_counter() - started
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    query_vectors = model.encode([q["question"] for q in questions], normalize_embeddings=True, convert_to_numpy=True)
+    _, rows = index.search(query_vectors, DEPTH)
+    ranked = [[pages[r] for r in row if r >= 0] for row in rows]
+    return {"chunks": len(texts), "short": sum(len(t) < 200 for t in texts) / len(texts),
+            "embed_s": round(embed_s, 1), "ranked": ranked}
+
+
+def scores(questions: list[dict], ranked_pages: list[list[str]]) -> dict:
+    from workbench.evaluate import metrics
+
+    ranks = [metrics.first_relevant_rank(pages, set(q["sources"])) for q, pages in zip(questions, ranked_pages)]
+    out = {k: round(v, 3) for k, v in metrics.retrieval_scores(ranks).items()}
+    out["misses"] = [{"question": q["question"], "expected": q["sources"], "first": pages[0] if pages else None,
+                      "rank": rank} for q, pages, rank in zip(questions, ranked_pages, ranks) if rank != 1]
+    return out
+
+
+def workbench_pipeline(folder: Path, questions: list[dict], cli) -> dict:
+    from storage.documents import DocumentStore
+    from workbench.evaluate.retrieval import run_retrieval
+    from workbench.index import store
+    from workbench.settings import Settings
+
+    settings = Settings.from_env()
+    started = time.perf_counter()
+    if cli(["ingest", str(folder)]) != 0:
+        raise SystemExit(f"workbench ingest {folder} failed")
+    ingest_s = time.perf_counter() - started
+    names = {d["id"]: d["name"] for d in DocumentStore(settings.workspace).list()}
+    found = run_retrieval(settings, questions, depth=DEPTH)
+    chunks = store.read_meta(settings.workspace)["chunks"]
+    out = {"chunks": len(chunks), "short": sum(len(c["text"]) < 200 for c in chunks) / len(chunks),
+           "ingest_s": round(ingest_s, 1)}
+    for mode, hits in found.ranked.items():
+        out[mode] = [[names[h.doc_id] for h in row] for row in hits]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--set", action="append", choices=("postgres", "django"), dest="sets")
+    parser.add_argument("--misses", action="store_true", help="list each pipeline's misses at hit@1")
+    parser.add_argument("--json", type=Path, help="write every figure to this file")
+    args = parser.parse_args()
+    os.environ.update(WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
+
+    from workbench.evaluate.sets import rag_questions
+    from workbench.index.embedder import load_embedder
+    from workbench.settings import Settings
+
+    report = {}
+    for name in args.sets or ["postgres", "django"]:
+        folder = fetch(name)
+        questions = rag_questions(DATA / f"retrieval_{name}.tsv")
+        home = Path(tempfile.mkdtemp(prefix=f"wb-retrieval-{name}-"))
+        os.environ["WORKBENCH_HOME"] = str(home)
+        from workbench.cli import main as cli
+
+        model = load_embedder(Settings.from_env().embedding_model)
+        plain = plain_pipeline(folder, questions, model)
+        ours = workbench_pipeline(folder, questions, cli)
+        rows = {"plain": scores(questions, plain["ranked"]),
+                "workbench dense": scores(questions, ours["dense"]),
+                "workbench hybrid": scores(questions, ours["hybrid"])}
+        pages = len(list(folder.glob("*.html")))
+        print(f"\n== {name}: {pages} pages, {len(questions)} questions ==")
+        print(f"chunks: plain {plain['chunks']} ({plain['short']:.1%} under 200 characters), "
+              f"workbench {ours['chunks']} ({ours['short']:.1%}); ingest {ours['ingest_s']} s")
+        for label, row in rows.items():
+            print(f"{label:17s} hit@1 {row['hit@1']:.3f}  hit@5 {row['hit@5']:.3f}  MRR {row['mrr']:.3f}  "
+                  f"({round(row['hit@1'] * len(questions))}/{len(questions)} first)")
+        if args.misses:
+            for label, row in rows.items():
+                for miss in row["misses"]:
+                    print(f"  {label}: {miss['question']!r} -> {miss['first']} (expected {'|'.join(miss['expected'])}, "
+                          f"rank {miss['rank']})")
+        report[name] = {"pages": pages, "questions": len(questions),
+                        "chunks": {"plain": plain["chunks"], "workbench": ours["chunks"]},
+                        "short_share": {"plain": plain["short"], "workbench": ours["short"]},
+                        **{label: {k: v for k, v in row.items() if k != "misses"} for label, row in rows.items()}}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
