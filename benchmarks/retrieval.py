@@ -7,7 +7,8 @@ questions, written the way a user asks, are ``benchmarks/data/retrieval_<set>.ts
 - plain: BeautifulSoup's ``get_text`` of each page, 200-word chunks, the same MiniLM model
   (``encode(normalize_embeddings=True)``), a FAISS flat inner-product index;
 - workbench: ``workbench ingest`` of the folder into a throw-away workspace, then the code of
-  ``workbench eval-retrieval`` (dense and hybrid).
+  ``workbench eval-retrieval`` (dense and hybrid), and hybrid again with other fusion settings
+  (the reciprocal-rank k and the weight of the BM25 side) on the same index.
 
 Each prints hit@1, hit@5 and MRR by page (a question is answered when a chunk of one of its
 expected pages is retrieved; ranks are looked at to 10), plus the chunk counts and the share of
@@ -19,6 +20,8 @@ chunks under 200 characters. ``--misses`` lists the questions each pipeline got 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -34,6 +37,7 @@ from fetch_docs import fetch  # noqa: E402
 DATA = Path(__file__).resolve().parent / "data"
 PLAIN_WORDS = 200
 DEPTH = 10
+FUSION_GRID = ((60, 1.0), (20, 1.0), (60, 0.5))  # besides the default (k 20, BM25 at half weight)
 
 
 def plain_pipeline(folder: Path, questions: list[dict], model) -> dict:
@@ -73,12 +77,16 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli) -> dict:
     from storage.documents import DocumentStore
     from workbench.evaluate.retrieval import run_retrieval
     from workbench.index import store
+    from workbench.index.search import Retriever
     from workbench.settings import Settings
 
     settings = Settings.from_env()
     started = time.perf_counter()
-    if cli(["ingest", str(folder)]) != 0:
-        raise SystemExit(f"workbench ingest {folder} failed")
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):  # the job's progress lines
+        code = cli(["ingest", str(folder)])
+    if code != 0:
+        raise SystemExit(f"workbench ingest {folder} failed:\n{log.getvalue()[-3000:]}")
     ingest_s = time.perf_counter() - started
     names = {d["id"]: d["name"] for d in DocumentStore(settings.workspace).list()}
     found = run_retrieval(settings, questions, depth=DEPTH)
@@ -87,6 +95,11 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli) -> dict:
            "ingest_s": round(ingest_s, 1)}
     for mode, hits in found.ranked.items():
         out[mode] = [[names[h.doc_id] for h in row] for row in hits]
+    texts = [q["question"] for q in questions]
+    for k, weight in FUSION_GRID:
+        retriever = Retriever(settings.workspace, settings.embedding_model, rrf_k=k, sparse_weight=weight)
+        out[f"hybrid k={k} sparse={weight}"] = [[names[h.doc_id] for h in row]
+                                                for row in retriever.search_many(texts, DEPTH, "hybrid")]
     return out
 
 
@@ -116,6 +129,7 @@ def main() -> int:
         rows = {"plain": scores(questions, plain["ranked"]),
                 "workbench dense": scores(questions, ours["dense"]),
                 "workbench hybrid": scores(questions, ours["hybrid"])}
+        fusion = {label: scores(questions, ranked) for label, ranked in ours.items() if label.startswith("hybrid k=")}
         pages = len(list(folder.glob("*.html")))
         print(f"\n== {name}: {pages} pages, {len(questions)} questions ==")
         print(f"chunks: plain {plain['chunks']} ({plain['short']:.1%} under 200 characters), "
@@ -123,6 +137,8 @@ def main() -> int:
         for label, row in rows.items():
             print(f"{label:17s} hit@1 {row['hit@1']:.3f}  hit@5 {row['hit@5']:.3f}  MRR {row['mrr']:.3f}  "
                   f"({round(row['hit@1'] * len(questions))}/{len(questions)} first)")
+        for label, row in fusion.items():
+            print(f"  {label:24s} hit@1 {row['hit@1']:.3f}  hit@5 {row['hit@5']:.3f}  MRR {row['mrr']:.3f}")
         if args.misses:
             for label, row in rows.items():
                 for miss in row["misses"]:
@@ -131,7 +147,8 @@ def main() -> int:
         report[name] = {"pages": pages, "questions": len(questions),
                         "chunks": {"plain": plain["chunks"], "workbench": ours["chunks"]},
                         "short_share": {"plain": plain["short"], "workbench": ours["short"]},
-                        **{label: {k: v for k, v in row.items() if k != "misses"} for label, row in rows.items()}}
+                        **{label: {k: v for k, v in row.items() if k != "misses"} for label, row in rows.items()},
+                        "fusion": {label: {k: v for k, v in row.items() if k != "misses"} for label, row in fusion.items()}}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
