@@ -84,6 +84,7 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
     with pytest.raises(Exception, match="Permission denied"):
         annotator.predict(registry[0]["id"], api_name="/delete_document")
     assert (tmp_path / "ws" / "data" / "documents" / registry[0]["file"]).exists()
+    assert not any(r["kind"] == "corpus.delete" for r in store.list())
     assert any(r["kind"] == "corpus.ingest" and r["user"] == "alice" for r in store.list())
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n")
@@ -103,3 +104,8 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
     assert not done.folder.exists()
     with pytest.raises(Exception, match="queued"):
         admin.predict(run_id, api_name="/delete_run")  # an active run must be cancelled first
+
+    message = admin.predict(registry[0]["id"], api_name="/delete_document")[0]
+    assert "Deleting **notes.txt**" in message
+    deletes = [r for r in store.list() if r["kind"] == "corpus.delete"]
+    assert [(r["user"], r["status"]) for r in deletes] == [("alice", "queued")]

@@ -60,8 +60,13 @@ def test_reingest_skips_unchanged_and_delete_removes_chunks(wb, settings, tmp_pa
     assert {a["status"] for a in shown["added"]} == {"indexed"} and not any(a["created"] for a in shown["added"])
     assert ws.index_file.stat().st_mtime_ns == index_mtime
 
+    code, out, err = wb("documents", "delete", "notes.md", "ghost.md")
+    assert code == 2 and "no document 'ghost.md'" in err  # refused before any job: nothing deleted
+    assert any("notes" in p.name for p in ws.documents.iterdir())
     code, out, _ = wb("documents", "delete", "notes.md", "--json")
-    assert code == 0 and json.loads(out)[0]["chunks_removed"] == 2
+    shown = json.loads(out)
+    assert code == 0 and shown["kind"] == "corpus.delete" and shown["status"] == "succeeded"
+    assert shown["result"]["chunks_removed"] == 2 and [d["name"] for d in shown["result"]["deleted"]] == ["notes.md"]
     meta = json.loads(ws.metadata_file.read_text())
     assert all(c["source"] != "notes.md" for c in meta["chunks"])
     assert len(meta["chunks"]) == len(meta_before["chunks"]) - 2 == len(np.load(ws.embeddings_file))

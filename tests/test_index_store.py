@@ -36,6 +36,29 @@ def _doc(i: int) -> dict:
     return {"id": f"d{i}", "name": f"doc{i}.txt", "file": f"doc{i}.txt", "sha256": str(i) * 64}
 
 
+@pytest.mark.parametrize("index_type", ["flat", "ivf", "hnsw"])
+def test_remove_keeps_every_row_pointing_at_its_chunk(index_type):
+    """Flat removes in place, IVF re-adds under its trained lists (its ids do not move up), HNSW
+    is rebuilt: each kept vector still finds its own chunk."""
+    n = 25000 if index_type == "ivf" else 600  # IVF trains its lists from ~39 rows each
+    vectors = unit_rows(n)
+    state = store.empty({"model": "m", "dim": 32}, index_type)
+    for i in range(4):
+        rows = range(i, n, 4)  # interleaved documents: removal leaves gaps all through the index
+        chunks = [{"chunk_id": f"d{i}:{r}", "doc_id": f"d{i}", "text": ""} for r in rows]
+        store.add_document(state, _doc(i), chunks, vectors[list(rows)])
+    store.reindex(state, index_type)
+    assert store.remove_documents(state, {"d1"}) == n // 4
+    assert state.index.ntotal == state.size == len(state.vectors) == n - n // 4
+    if index_type == "ivf":
+        state.index.nprobe = state.index.nlist
+    if index_type == "hnsw":
+        state.index.hnsw.efSearch = 256
+    sample = np.arange(0, state.size, 7)
+    _, found = state.index.search(state.vectors[sample], 1)
+    assert [state.chunks[r]["chunk_id"] for r in found[:, 0]] == [state.chunks[r]["chunk_id"] for r in sample]
+
+
 def test_files_round_trip_delete_and_switch_type_without_reembedding(tmp_path):
     ws = Workspace(tmp_path)
     state = store.empty({"model": "m", "dim": 32})

@@ -39,6 +39,8 @@ KINDS: dict[str, JobKind] = {k.name: k for k in [
             "checkpoints, cancel and resume end to end."),
     JobKind("corpus.ingest", "cpu", "workbench.corpus.ingest",
             "Parse, chunk and embed pending documents into the FAISS index (incremental)."),
+    JobKind("corpus.delete", "cpu", "workbench.corpus.delete",
+            "Delete documents, their originals and their chunks (an HNSW index is rebuilt without them)."),
     JobKind("models.pull", "cpu", "workbench.models.provision",
             "Provision the base model into models/base (default: SmolLM2-135M-Instruct, offline)."),
     JobKind("train.sft", "gpu", "workbench.train.sft",

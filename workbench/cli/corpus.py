@@ -45,8 +45,9 @@ def add_parsers(sub) -> None:
 
     docs = sub.add_parser("documents", help="list or delete documents").add_subparsers(dest="documents_cmd", required=True)
     docs.add_parser("list").add_argument("--json", action="store_true")
-    delete = docs.add_parser("delete", help="delete documents and their chunks")
+    delete = docs.add_parser("delete", help="delete documents and their chunks (a corpus.delete job)")
     delete.add_argument("refs", nargs="+", help="document id, stored name or original name")
+    delete.add_argument("--queue", action="store_true", help="queue the job for a worker instead of running it here")
     delete.add_argument("--json", action="store_true")
 
 
@@ -123,7 +124,8 @@ def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_documents(settings: Settings, args: argparse.Namespace) -> int:
-    from workbench.corpus.library import delete_document, list_documents
+    from workbench.cli.common import run_kind
+    from workbench.corpus.library import list_documents
 
     if args.documents_cmd == "list":
         docs = list_documents(settings.workspace)
@@ -136,13 +138,9 @@ def cmd_documents(settings: Settings, args: argparse.Namespace) -> int:
             extra = f"  {d['error']}" if d.get("error") else ""
             print(f"{d['id']}  {d['status']:8} {d['chunks']:5} chunks  {d['size']:>10} B  {d['name']}{extra}")
         return 0
-    removed = [delete_document(settings.workspace, ref) for ref in args.refs]
-    if args.json:
-        print(json.dumps(removed, indent=2, ensure_ascii=False))
-    else:
-        for d in removed:
-            print(f"deleted {d['name']} ({d['chunks_removed']} chunks)")
-    return 0
+    config = {"documents": list(args.refs)}
+    get_kind("corpus.delete").preflight(config, settings)  # unknown names: refused before any job
+    return run_kind(settings, "corpus.delete", config, args.queue, args.json)
 
 
 COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "documents": cmd_documents}

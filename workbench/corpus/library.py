@@ -92,24 +92,6 @@ def list_documents(workspace: Workspace) -> list[dict[str, Any]]:
     return DocumentStore(workspace).list()
 
 
-def delete_document(workspace: Workspace, ref: str) -> dict[str, Any]:
-    """Remove a document (by id, stored name or original name), its file and its chunks."""
-    from workbench.index import store as index_store
-
-    docs = DocumentStore(workspace)
-    with docs.lock():
-        doc = docs.find(ref)
-        if doc is None:
-            raise KeyError(f"no document {ref!r}; see `workbench documents list`")
-        state = index_store.load(workspace)
-        removed = 0
-        if state is not None and doc["id"] in state.document_ids():
-            removed = index_store.remove_documents(state, {doc["id"]})
-            index_store.save(workspace, state)
-        docs.remove(doc["id"])
-    return {**doc, "chunks_removed": removed}
-
-
 def reindex_config(workspace: Workspace, index_type: str, chunk_size: int, chunk_overlap: int) -> dict[str, Any]:
     """The ``corpus.ingest`` config that applies these settings: a type switch alone reuses the
     stored vectors; new chunk sizes mean re-embedding everything (``rebuild``)."""

@@ -148,16 +148,25 @@ def add_document(state: CorpusIndex, doc: dict[str, Any], chunks: list[dict[str,
 
 
 def remove_documents(state: CorpusIndex, doc_ids: set[str]) -> int:
-    """Drop every chunk of ``doc_ids`` and rebuild the FAISS index from the kept vectors."""
-    keep = [i for i, c in enumerate(state.chunks) if c["doc_id"] not in doc_ids]
-    removed = state.size - len(keep)
+    """Drop every chunk of ``doc_ids``. A flat index removes the rows in place (the rows after
+    them move up, as the chunk list does); IVF keeps its trained lists and takes the kept rows
+    again (its ids do not move up); HNSW cannot remove, so its graph is rebuilt."""
+    gone = np.array([i for i, c in enumerate(state.chunks) if c["doc_id"] in doc_ids], dtype=np.int64)
     for doc_id in doc_ids:
         state.meta["documents"].pop(doc_id, None)
-    if removed:
-        state.meta["chunks"] = [state.chunks[i] for i in keep]
+    if len(gone):
+        keep = np.ones(state.size, dtype=bool)
+        keep[gone] = False
+        state.meta["chunks"] = [c for c, kept in zip(state.chunks, keep) if kept]
         state.vectors = np.ascontiguousarray(state.vectors[keep])
-        state.index = build_faiss(state.vectors, state.meta["index_type"])
-    return removed
+        if isinstance(state.index, faiss.IndexFlat):
+            state.index.remove_ids(faiss.IDSelectorBatch(gone))
+        elif isinstance(state.index, faiss.IndexIVF):
+            state.index.reset()
+            state.index.add(state.vectors)
+        else:
+            state.index = build_faiss(state.vectors, state.meta["index_type"])
+    return len(gone)
 
 
 def reindex(state: CorpusIndex, index_type: str) -> None:

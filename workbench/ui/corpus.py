@@ -7,7 +7,8 @@ from pathlib import Path
 import gradio as gr
 
 from jobs import control
-from workbench.corpus.library import add_paths, delete_document, reindex_config
+from workbench.corpus.delete import resolve
+from workbench.corpus.library import add_paths, reindex_config
 from workbench.corpus.overview import (DOCUMENT_COLUMNS, HIT_COLUMNS, documents_rows, hits_rows,
                                        index_summary)
 from workbench.corpus.parse import SUPPORTED
@@ -53,14 +54,15 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         return ("\n".join(f"- {line}" for line in lines), None, *snapshot())
 
     def delete(doc_id, request: gr.Request):
-        ctx.require(request, "delete")
+        user = ctx.require(request, "delete")
         if not doc_id:
             raise gr.Error("Pick a document to delete.")
         try:
-            removed = delete_document(workspace, doc_id)
-        except KeyError:
+            doc = resolve(settings, [doc_id])[0]
+            run = control.submit(settings, "corpus.delete", {"documents": [doc["id"]]}, user=user.username)
+        except WorkbenchError:
             raise gr.Error("That document is already gone.") from None
-        return (f"Deleted **{removed['name']}** and its {removed['chunks_removed']} chunks.", *snapshot())
+        return (f"Deleting **{doc['name']}** and its chunks in run `{run.id}` (progress in Monitor).", *snapshot())
 
     def reindex(index_type, chunk_size, chunk_overlap, request: gr.Request):
         user = ctx.require(request, "launch")
