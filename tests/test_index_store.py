@@ -85,3 +85,66 @@ def test_files_round_trip_delete_and_switch_type_without_reembedding(tmp_path):
     ws.metadata_file.write_text(json.dumps(meta))
     with pytest.raises(store.IndexUnusable, match="disagree.*ingest --rebuild"):
         store.load(ws)
+
+
+def test_readers_take_no_lock_and_never_pair_vectors_with_the_wrong_chunks(tmp_path):
+    """A writer saves two different corpora of the same size in turn while a reader loads over
+    and over: every load is one whole commit. And a reader does not wait for the corpus lock."""
+    import threading
+
+    from storage.documents import DocumentStore
+
+    ws = Workspace(tmp_path)
+    states = []
+    for name, seed in (("a", 1), ("b", 2)):
+        state = store.empty({"model": "m", "dim": 32})
+        chunks = [{"chunk_id": f"{name}:{n}", "doc_id": name, "text": ""} for n in range(300)]
+        store.add_document(state, _doc(seed), chunks, unit_rows(300, seed=seed))
+        states.append((name, state, unit_rows(300, seed=seed)))
+    store.save(ws, states[0][1])
+
+    stop, errors = threading.Event(), []
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            with DocumentStore(ws).lock():
+                store.save(ws, states[i % 2][1])
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(60):
+            loaded = store.load(ws)
+            name = loaded.chunks[0]["chunk_id"].split(":")[0]
+            expected = dict((n, v) for n, _, v in states)[name]
+            if not (np.array_equal(loaded.vectors, expected) and loaded.index.ntotal == 300
+                    and all(c["chunk_id"].startswith(name) for c in loaded.chunks)):
+                errors.append(name)
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
+
+    held, release, loaded = threading.Event(), threading.Event(), []
+
+    def hold_the_lock():
+        with DocumentStore(ws).lock():
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait(10)
+    try:
+        from workbench.index.search import Retriever
+
+        reader = threading.Thread(target=lambda: loaded.append(Retriever(ws, "m").state()))
+        reader.start()
+        reader.join(30)
+        assert not reader.is_alive() and loaded[0].size == 300  # read while the lock was held
+    finally:
+        release.set()
+        holder.join()
+

@@ -62,14 +62,16 @@ class Retriever:
         self._bm25 = None
 
     def state(self) -> store.CorpusIndex | None:
-        """The index as on disk now (reloaded when a job or a delete replaced the files)."""
-        # Under the corpus lock: a save replaces three files one after another, and a read
-        # between two renames would pair vectors with the wrong chunks.
-        with self._lock, DocumentStore(self.workspace).lock():
-            sig = store.signature(self.workspace)
+        """The index as last committed (reloaded when a job replaced the files). Without the
+        corpus lock: ``store.load`` reads a consistent set while a writer works."""
+        with self._lock:
+            sig = store.signature(self.workspace)  # taken first: a write during the load reloads next time
             if sig != self._signature:
-                self._state = store.load(self.workspace)
-                self._signature, self._bm25 = sig, None
+                state = store.load(self.workspace)
+                if state is not None and "files" not in state.meta:  # saved before inodes were kept
+                    with DocumentStore(self.workspace).lock():
+                        state = store.load(self.workspace)
+                self._state, self._signature, self._bm25 = state, sig, None
             return self._state
 
     def model(self):

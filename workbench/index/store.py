@@ -2,12 +2,17 @@
 ``data/metadata.json`` (one entry per FAISS row: chunk id, document, source, page, section,
 text) and ``data/embeddings.npy`` (the same rows' vectors).
 
-Writes go to temp files renamed into place, metadata last, under the corpus lock; a reader that
-finds the three disagreeing (a crash between renames) gets a clear error, never wrong hits.
+Writes go to temp files renamed into place, metadata last, under the corpus lock (writers wait
+for each other). Readers take no lock, so a search never waits for an ingest, a delete or a
+rebuild: metadata.json names the inodes of the index and vectors files written with it, and a
+reader that finds other files (a writer between its renames) reads again. Files that disagree
+otherwise (a crash between renames) give a clear error, never wrong hits.
 """
 from __future__ import annotations
 
 import math
+import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,11 +108,38 @@ def read_meta(workspace: Workspace) -> dict[str, Any] | None:
     return meta
 
 
+READ_ATTEMPTS = 200  # a reader meeting a writer between renames reads again, for up to ~10 s
+READ_RETRY_S = 0.05
+
+
+def _inodes(workspace: Workspace) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for path in (workspace.index_file, workspace.embeddings_file):
+        try:
+            out[path.name] = path.stat().st_ino
+        except FileNotFoundError:
+            out[path.name] = None
+    return out
+
+
 def load(workspace: Workspace) -> CorpusIndex | None:
-    """The index, or None when nothing was indexed yet."""
-    meta = read_meta(workspace)
-    if meta is None:
-        return None
+    """The index as last committed, or None when nothing was indexed yet. Needs no lock."""
+    for _ in range(READ_ATTEMPTS):
+        meta = read_meta(workspace)
+        if meta is None:
+            return None
+        written = meta.get("files")  # None in an index saved before the files were named
+        if written is not None and _inodes(workspace) != written:
+            time.sleep(READ_RETRY_S)  # a writer is between its renames
+            continue
+        state = _read_files(workspace, meta)
+        if written is None or _inodes(workspace) == written:
+            return state
+        time.sleep(READ_RETRY_S)
+    raise IndexUnusable("the index files kept changing while being read; try again")
+
+
+def _read_files(workspace: Workspace, meta: dict[str, Any]) -> CorpusIndex:
     try:
         index = faiss.read_index(str(workspace.index_file))
         vectors = np.load(workspace.embeddings_file, allow_pickle=False)
@@ -126,10 +158,14 @@ def save(workspace: Workspace, state: CorpusIndex) -> None:
     state.meta["updated"] = now_iso()
     state.meta["count"] = state.size
 
+    files = {}
     with atomic_file(workspace.embeddings_file) as handle:
         np.save(handle, state.vectors, allow_pickle=False)
+        files[workspace.embeddings_file.name] = os.fstat(handle.fileno()).st_ino
     with atomic_path(workspace.index_file) as tmp:
         faiss.write_index(state.index, str(tmp))
+        files[workspace.index_file.name] = tmp.stat().st_ino  # a rename keeps the inode
+    state.meta["files"] = files
     write_json_atomic(workspace.metadata_file, state.meta)
 
 
