@@ -1,0 +1,194 @@
+"""The corpus index at scale: search latency, adding and deleting one document, searches while a
+writer commits, and the memory of the process, at 100k chunks (or ``--rows``).
+
+The index holds real chunks (PostgreSQL's tutorial, fetched by ``benchmarks/fetch_docs.py`` and
+ingested with ``workbench ingest``, where the 40 questions of
+``benchmarks/data/postgres_tutorial_questions.txt`` land) and filler documents whose vectors are
+random unit vectors and whose text is a placeholder, added with ``workbench.index.store``.
+
+1. Search: ``Retriever.search`` of each question, p50 / p95, dense, then hybrid (the first hybrid
+   query builds the BM25 index in memory and is reported on its own).
+2. Add one document: ``workbench ingest`` of a five-chunk text file, in this process, against the
+   embedding of the same chunks alone.
+3. Delete one document: ``workbench documents delete`` (the ``corpus.delete`` job), in this process.
+4. Searches while another process makes the same two writes (as a worker does): a thread
+   searching in a loop; its p50, p95 and worst latency while a writer runs (the first search
+   after a commit loads the new index), against the same loop with no writer.
+5. Memory: this process's peak and current resident set.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/index_scale.py [--rows 100000]
+        [--index flat|hnsw|ivf] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def quiet(cli, *args: str) -> int:
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        code = cli(list(args))
+    if code != 0:
+        raise SystemExit(f"workbench {' '.join(args)} failed:\n{log.getvalue()[-3000:]}")
+    return code
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    return {"p50_ms": round(1000 * statistics.median(ordered), 1),
+            "p95_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
+            "max_ms": round(1000 * ordered[-1], 1), "n": len(ordered)}
+
+
+def rss_mb() -> dict[str, float]:
+    current = 0.0
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1]) / 1024
+    return {"current_mb": round(current), "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+class SearchLoop:
+    """Searches in a thread, recording (start, seconds) of each."""
+
+    def __init__(self, retriever, queries: list[str]):
+        self.retriever, self.queries = retriever, queries
+        self.times: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            self.retriever.search(self.queries[i % len(self.queries)], 5)
+            self.times.append((started, time.perf_counter() - started))
+            i += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def during(self, start: float, end: float) -> list[float]:
+        return [s for t, s in self.times if t < end and t + s > start]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="wb-index-scale-"))
+    os.environ.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
+
+    from corpus_chat import build_large
+    from fetch_docs import fetch
+    from storage import Workspace
+    from storage.documents import DocumentStore
+    from workbench.cli import main as cli
+    from workbench.index import store
+    from workbench.index.embedder import embed, load_embedder
+    from workbench.index.search import Retriever
+    from workbench.settings import Settings
+
+    settings = Settings.from_env()
+    workspace: Workspace = settings.workspace
+    queries = [q for q in (DATA / "postgres_tutorial_questions.txt").read_text().splitlines() if q.strip()]
+    report: dict = {"rows": args.rows, "index": args.index}
+    quiet(cli, "ingest", str(fetch("postgres-tutorial")))
+    real = store.load(workspace).size
+    built_s = time.perf_counter()
+    state = build_large(workspace, workspace, args.rows, seed=0)
+    if args.index != "flat":
+        store.reindex(state, args.index)
+        with DocumentStore(workspace).lock():
+            store.save(workspace, state)
+    report["build_s"] = round(time.perf_counter() - built_s, 1)
+    report["files_mb"] = {p.name: round(p.stat().st_size / 1e6) for p in
+                          (workspace.index_file, workspace.metadata_file, workspace.embeddings_file)}
+    print(f"{state.size} rows ({real} real chunks), {args.index} index built in {report['build_s']} s; "
+          f"files {report['files_mb']} MB", flush=True)
+    del state
+
+    retriever = Retriever(workspace, settings.embedding_model)
+    retriever.search(queries[0], 5)  # loads the index and the model
+    for mode in ("dense", "hybrid"):
+        first = time.perf_counter()
+        retriever.search(queries[0], 5, mode)
+        first = time.perf_counter() - first
+        seconds = []
+        for q in queries:
+            started = time.perf_counter()
+            retriever.search(q, 5, mode)
+            seconds.append(time.perf_counter() - started)
+        report[f"search_{mode}"] = {**percentiles(seconds), "first_ms": round(1000 * first)}
+        print(f"search {mode:6s} p50 {report[f'search_{mode}']['p50_ms']} ms  p95 {report[f'search_{mode}']['p95_ms']} ms"
+              f"  (first query {report[f'search_{mode}']['first_ms']} ms)", flush=True)
+
+    model = load_embedder(settings.embedding_model)
+    paragraphs = [f"Paragraph {i} of the release notes: the planner now estimates join sizes from extended "
+                  f"statistics, and vacuum skips pages that are all visible. " * 6 for i in range(5)]
+    extra = home / "release-notes.txt"
+    extra.write_text("\n\n".join(paragraphs))
+    started = time.perf_counter()
+    quiet(cli, "ingest", str(extra))
+    report["add_one_document_s"] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    quiet(cli, "documents", "delete", "release-notes.txt")
+    report["delete_one_document_s"] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    embed(model, paragraphs)
+    report["its_embedding_s"] = round(time.perf_counter() - started, 2)
+
+    # The same two writes from another process, as a worker makes them, while this one searches.
+    command = [sys.executable, "-c", "import sys; from workbench.cli import main; sys.exit(main(sys.argv[1:]))"]
+    with SearchLoop(retriever, queries) as loop:
+        time.sleep(3)
+        idle_end = time.perf_counter()
+        windows = {}
+        for name, argv in (("adding", ["ingest", str(extra)]), ("deleting", ["documents", "delete", "release-notes.txt"])):
+            started = time.perf_counter()
+            subprocess.run(command + argv, check=True, capture_output=True)
+            windows[name] = (started, time.perf_counter())
+        time.sleep(2)
+    report["search_while_idle"] = percentiles([s for t, s in loop.times if t + s < idle_end])
+    for name, window in windows.items():
+        report[f"search_while_{name}"] = percentiles(loop.during(*window))
+    report["memory"] = rss_mb()
+    print(f"add one document {report['add_one_document_s']} s (its embedding alone {report['its_embedding_s']} s); "
+          f"delete one {report['delete_one_document_s']} s", flush=True)
+    for key in ("search_while_idle", "search_while_adding", "search_while_deleting"):
+        print(f"{key:22s} p50 {report[key]['p50_ms']} ms  p95 {report[key]['p95_ms']} ms  "
+              f"worst {report[key]['max_ms']} ms  ({report[key]['n']} searches)", flush=True)
+    print(f"memory of this process: {report['memory']}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
