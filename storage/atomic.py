@@ -70,7 +70,12 @@ def atomic_file(path: Path, mode: str = "wb", file_mode: int | None = None) -> I
 
 def write_json_atomic(path: Path, data: Any, file_mode: int | None = None) -> None:
     with atomic_file(path, "w", file_mode) as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
+        dump_json(data, handle)
+
+
+def dump_json(data: Any, handle: IO) -> None:
+    """JSON as every workspace file is written: indented, UTF-8 kept, anything else as a string."""
+    json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

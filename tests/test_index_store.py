@@ -148,3 +148,18 @@ def test_readers_take_no_lock_and_never_pair_vectors_with_the_wrong_chunks(tmp_p
         release.set()
         holder.join()
 
+
+
+def test_an_index_copied_elsewhere_still_loads(tmp_path):
+    """A copy (a backup restored, a workspace moved) gives the files other inodes than the ones
+    metadata.json names: the reader falls back to the writers' lock and the row counts."""
+    import shutil
+
+    source, copy = Workspace(tmp_path / "a"), Workspace(tmp_path / "b")
+    state = store.empty({"model": "m", "dim": 32})
+    store.add_document(state, _doc(0), [{"chunk_id": f"d0:{n}", "doc_id": "d0", "text": ""} for n in range(20)],
+                       unit_rows(20))
+    store.save(source, state)
+    shutil.copytree(source.data, copy.data)
+    loaded = store.load(copy)
+    assert loaded.size == 20 and np.array_equal(loaded.vectors, unit_rows(20))

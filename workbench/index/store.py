@@ -19,8 +19,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from storage import Unreadable, Workspace, read_json, write_json_atomic
-from storage.atomic import atomic_file, atomic_path
+from storage import Unreadable, Workspace, read_json
+from storage.atomic import atomic_file, atomic_path, dump_json
+from storage.documents import DocumentStore
 from storage.runs import now_iso
 from workbench.errors import WorkbenchError
 
@@ -108,8 +109,8 @@ def read_meta(workspace: Workspace) -> dict[str, Any] | None:
     return meta
 
 
-READ_ATTEMPTS = 200  # a reader meeting a writer between renames reads again, for up to ~10 s
-READ_RETRY_S = 0.05
+READ_ATTEMPTS = 20  # a reader meeting a writer between its renames reads again, for up to ~1 s,
+READ_RETRY_S = 0.05  # then waits for the writer's lock (files copied elsewhere keep other inodes)
 
 
 def _inodes(workspace: Workspace) -> dict[str, int | None]:
@@ -136,7 +137,11 @@ def load(workspace: Workspace) -> CorpusIndex | None:
         if written is None or _inodes(workspace) == written:
             return state
         time.sleep(READ_RETRY_S)
-    raise IndexUnusable("the index files kept changing while being read; try again")
+    # Restored from a copy (other inodes), or a writer slower than the retries: read under the
+    # writers' lock (re-entrant for a writer that holds it), checking the row counts only.
+    with DocumentStore(workspace).lock():
+        meta = read_meta(workspace)
+        return None if meta is None else _read_files(workspace, meta)
 
 
 def _read_files(workspace: Workspace, meta: dict[str, Any]) -> CorpusIndex:
@@ -153,20 +158,22 @@ def _read_files(workspace: Workspace, meta: dict[str, Any]) -> CorpusIndex:
 
 
 def save(workspace: Workspace, state: CorpusIndex) -> None:
-    """Write the three files; the caller holds the corpus lock."""
+    """Write the three files; the caller holds the corpus lock. Every file is written whole
+    before the first rename, so the renames follow each other closely (vectors, index, metadata
+    last) and a reader rarely meets a half-committed set."""
     workspace.data.mkdir(parents=True, exist_ok=True)
     state.meta["updated"] = now_iso()
     state.meta["count"] = state.size
-
-    files = {}
-    with atomic_file(workspace.embeddings_file) as handle:
-        np.save(handle, state.vectors, allow_pickle=False)
-        files[workspace.embeddings_file.name] = os.fstat(handle.fileno()).st_ino
-    with atomic_path(workspace.index_file) as tmp:
-        faiss.write_index(state.index, str(tmp))
-        files[workspace.index_file.name] = tmp.stat().st_ino  # a rename keeps the inode
-    state.meta["files"] = files
-    write_json_atomic(workspace.metadata_file, state.meta)
+    # Nested: the innermost block writes everything; leaving the blocks renames the vectors,
+    # then the index, then the metadata that names them.
+    with atomic_file(workspace.metadata_file, "w") as meta_handle:
+        with atomic_path(workspace.index_file) as index_tmp:
+            with atomic_file(workspace.embeddings_file) as vectors_handle:
+                np.save(vectors_handle, state.vectors, allow_pickle=False)
+                faiss.write_index(state.index, str(index_tmp))
+                state.meta["files"] = {workspace.embeddings_file.name: os.fstat(vectors_handle.fileno()).st_ino,
+                                       workspace.index_file.name: index_tmp.stat().st_ino}  # a rename keeps it
+                dump_json(state.meta, meta_handle)
 
 
 def add_document(state: CorpusIndex, doc: dict[str, Any], chunks: list[dict[str, Any]],
