@@ -31,9 +31,19 @@ def build_huey(settings: Settings, queue: str) -> Huey:
         settings.workspace.home.mkdir(parents=True, exist_ok=True)
         huey = SqliteHuey(name, filename=path, timeout=30, **common)
     else:
-        raise ValueError(f"WORKBENCH_QUEUE={url!r}: use redis://host:port/db or leave it empty for SQLite")
+        raise ValueError(f"WORKBENCH_QUEUE={redact(url)!r}: use redis://host:port/db or leave it empty for SQLite")
     _register_tasks(huey, settings, queue)
     return huey
+
+
+def redact(url: str) -> str:
+    """The URL with its password masked, for any message that shows it."""
+    parts = urlparse(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return parts._replace(netloc=f"{user}***@{host}").geturl()
 
 
 def get_huey(settings: Settings, queue: str) -> Huey:

@@ -53,3 +53,13 @@ def test_redis_worker_runs_jobs_and_cancels_queued(redis_env, start_process):
     wait_for(lambda: run_status(settings, third.id).get("status") == "succeeded", 30, what="third job")
     assert run_status(settings, second.id)["status"] == "cancelled" and not second.metrics()
     assert len(third.metrics()) == 3
+
+
+def test_a_bad_queue_url_is_refused_without_its_password(env):
+    from workbench.settings import Settings
+
+    env["WORKBENCH_QUEUE"] = "amqp://alice:s3cret-pw@broker:5672/jobs"
+    with pytest.raises(ValueError) as refused:
+        build_huey(Settings.from_env(env), "cpu")
+    assert "s3cret-pw" not in str(refused.value) and "amqp://alice:***@broker:5672/jobs" in str(refused.value)
+
