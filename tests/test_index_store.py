@@ -163,3 +163,41 @@ def test_an_index_copied_elsewhere_still_loads(tmp_path):
     shutil.copytree(source.data, copy.data)
     loaded = store.load(copy)
     assert loaded.size == 20 and np.array_equal(loaded.vectors, unit_rows(20))
+
+
+def test_a_search_keeps_the_previous_index_while_the_next_one_loads(tmp_path, monkeypatch):
+    """A commit at a million chunks takes seconds to load: searches go on with the index they
+    have until the new one is in memory, then use it."""
+    import threading
+
+    from storage.documents import DocumentStore
+    from tests.conftest import wait_for
+    from workbench.index.search import Retriever
+
+    ws = Workspace(tmp_path)
+
+    def commit(name: str, seed: int) -> None:
+        state = store.empty({"model": "m", "dim": 32})
+        store.add_document(state, _doc(seed), [{"chunk_id": f"{name}:{n}", "doc_id": name, "text": ""}
+                                               for n in range(50)], unit_rows(50, seed=seed))
+        with DocumentStore(ws).lock():
+            store.save(ws, state)
+
+    commit("a", 1)
+    retriever = Retriever(ws, "m")
+    assert retriever.state().chunks[0]["chunk_id"] == "a:0"
+
+    loading, release, real_load = threading.Event(), threading.Event(), store.load
+
+    def slow_load(workspace):  # the real load, held back the way a large index holds it
+        loading.set()
+        release.wait(30)
+        return real_load(workspace)
+
+    monkeypatch.setattr(store, "load", slow_load)
+    commit("b", 2)
+    assert retriever.state().chunks[0]["chunk_id"] == "a:0"  # served while "b" loads
+    assert loading.wait(10)
+    assert retriever.state().chunks[0]["chunk_id"] == "a:0"
+    release.set()
+    wait_for(lambda: retriever.state().chunks[0]["chunk_id"] == "b:0", 30, what="the new index")

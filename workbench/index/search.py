@@ -50,7 +50,14 @@ class Hit:
         return self.source
 
 
+RELOAD_WAIT_S = 0.1  # a search waits this long for a newer index being loaded, then uses the one it has
+
+
 class Retriever:
+    """Search over one workspace's index, kept in memory. When a job commits a new index, it is
+    loaded in a background thread while searches go on with the previous one (they wait at most
+    ``RELOAD_WAIT_S``), and the BM25 side is rebuilt there too if hybrid search was in use."""
+
     def __init__(self, workspace: Workspace, embedding_model: str, rrf_k: int = RRF_K,
                  sparse_weight: float = SPARSE_WEIGHT):
         self.workspace = workspace
@@ -60,19 +67,54 @@ class Retriever:
         self._signature: tuple | None = None
         self._state: store.CorpusIndex | None = None
         self._bm25 = None
+        self._reload: threading.Thread | None = None
+        self._failed: tuple[tuple, Exception] | None = None  # (signature, why) of a load that failed
 
     def state(self) -> store.CorpusIndex | None:
-        """The index as last committed (reloaded when a job replaced the files). Without the
-        corpus lock: ``store.load`` reads a consistent set while a writer works."""
+        """The index as last committed, or the one before while that is still loading."""
         with self._lock:
-            sig = store.signature(self.workspace)  # taken first: a write during the load reloads next time
-            if sig != self._signature:
-                state = store.load(self.workspace)
-                if state is not None and "files" not in state.meta:  # saved before inodes were kept
-                    with DocumentStore(self.workspace).lock():
-                        state = store.load(self.workspace)
-                self._state, self._signature, self._bm25 = state, sig, None
+            sig = store.signature(self.workspace)
+            if sig == self._signature:
+                return self._state
+            if self._failed is not None and self._failed[0] == sig:
+                raise self._failed[1]
+            if self._signature is None:  # nothing loaded yet: nothing older to serve
+                self._install(sig, self._load())
+                return self._state
+            if self._reload is None:
+                self._reload = threading.Thread(target=self._load_in_background, args=(sig,),
+                                                name="index-reload", daemon=True)
+                self._reload.start()
+            reload, serving = self._reload, self._state
+        reload.join(RELOAD_WAIT_S if serving is not None and serving.size else None)  # nothing older: wait
+        with self._lock:
+            if self._failed is not None and self._failed[0] == sig and self._state is serving:
+                raise self._failed[1]
             return self._state
+
+    def _load(self) -> store.CorpusIndex | None:
+        state = store.load(self.workspace)  # consistent without the corpus lock
+        if state is not None and "files" not in state.meta:  # saved before inodes were kept
+            with DocumentStore(self.workspace).lock():
+                state = store.load(self.workspace)
+        return state
+
+    def _install(self, sig: tuple, state: store.CorpusIndex | None) -> None:
+        self._state, self._signature, self._bm25, self._failed = state, sig, None, None
+
+    def _load_in_background(self, sig: tuple) -> None:
+        try:
+            state = self._load()
+            bm25 = _build_bm25(state) if state is not None and self._bm25 is not None else None
+        except Exception as exc:  # noqa: BLE001 - reported to the next search of this signature
+            with self._lock:
+                self._failed, self._reload = (sig, exc), None
+            return
+        with self._lock:
+            self._install(sig, state)
+            if bm25 is not None:
+                self._bm25 = (state, bm25)
+            self._reload = None
 
     def model(self):
         return load_embedder(self.embedding_model)
@@ -121,15 +163,9 @@ class Retriever:
         return sorted(fused.items(), key=lambda item: -item[1])
 
     def _bm25_index(self, state: store.CorpusIndex):
-        import bm25s
-
         with self._lock:
             if self._bm25 is None or self._bm25[0] is not state:
-                texts = [indexed_text(c) for c in state.chunks]
-                model = bm25s.BM25()
-                model.index(bm25s.tokenize(texts, stopwords="en", show_progress=False),
-                            show_progress=False)
-                self._bm25 = (state, model)
+                self._bm25 = (state, _build_bm25(state))
             return self._bm25[1]
 
     @staticmethod
@@ -138,6 +174,15 @@ class Retriever:
         return Hit(rank=rank, score=round(float(np.float32(score)), 6), source=chunk["source"],
                    page=chunk.get("page"), section=chunk.get("section"), chunk_id=chunk["chunk_id"],
                    doc_id=chunk["doc_id"], text=chunk["text"])
+
+
+def _build_bm25(state: store.CorpusIndex):
+    import bm25s
+
+    model = bm25s.BM25()
+    model.index(bm25s.tokenize([indexed_text(c) for c in state.chunks], stopwords="en", show_progress=False),
+                show_progress=False)
+    return model
 
 
 _retrievers: dict[tuple[str, str], Retriever] = {}
