@@ -20,9 +20,6 @@ chunks under 200 characters. ``--misses`` lists the questions each pipeline got 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 import os
 import sys
 import tempfile
@@ -33,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from fetch_docs import fetch  # noqa: E402
+from workspace import emit, quiet  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 PLAIN_WORDS = 200
@@ -82,11 +80,7 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli) -> dict:
 
     settings = Settings.from_env()
     started = time.perf_counter()
-    log = io.StringIO()
-    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):  # the job's progress lines
-        code = cli(["ingest", str(folder)])
-    if code != 0:
-        raise SystemExit(f"workbench ingest {folder} failed:\n{log.getvalue()[-3000:]}")
+    quiet(cli, "ingest", str(folder))
     ingest_s = time.perf_counter() - started
     names = {d["id"]: d["name"] for d in DocumentStore(settings.workspace).list()}
     found = run_retrieval(settings, questions, depth=DEPTH)
@@ -149,9 +143,7 @@ def main() -> int:
                         "short_share": {"plain": plain["short"], "workbench": ours["short"]},
                         **{label: {k: v for k, v in row.items() if k != "misses"} for label, row in rows.items()},
                         "fusion": {label: {k: v for k, v in row.items() if k != "misses"} for label, row in fusion.items()}}
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report))
+    emit(report, args.json)
     return 0
 
 

@@ -1,7 +1,11 @@
 """What the benchmarks share: a throw-away workspace on the default model (provisioned offline)
-or on ``--model``, and the ``workbench`` command called in this process."""
+or on ``--model``, the ``workbench`` command called in this process (quietly, where its progress
+lines would bury the figures), and the report written as JSON."""
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -18,3 +22,20 @@ def temporary_workspace(prefix: str, model: str | None):
     elif cli(["models", "pull", "--json"]) != 0:
         return home, None
     return home, cli
+
+
+def quiet(cli, *args: str) -> None:
+    """``workbench ARGS`` in this process with its output held back; exits with it on failure."""
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        code = cli(list(args))
+    if code != 0:
+        raise SystemExit(f"workbench {' '.join(args)} failed:\n{log.getvalue()[-3000:]}")
+
+
+def emit(report: dict, path: Path | None) -> None:
+    """The report to ``path`` (when given) and as the last line of stdout."""
+    if path:
+        path.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report))
+

@@ -56,7 +56,8 @@ RELOAD_WAIT_S = 0.1  # a search waits this long for a newer index being loaded, 
 class Retriever:
     """Search over one workspace's index, kept in memory. When a job commits a new index, it is
     loaded in a background thread while searches go on with the previous one (they wait at most
-    ``RELOAD_WAIT_S``), and the BM25 side is rebuilt there too if hybrid search was in use."""
+    ``RELOAD_WAIT_S``). The BM25 side is built on the first hybrid search of each index: built in
+    the background it held the GIL for seconds at 100k chunks and slowed every dense search."""
 
     def __init__(self, workspace: Workspace, embedding_model: str, rrf_k: int = RRF_K,
                  sparse_weight: float = SPARSE_WEIGHT):
@@ -105,15 +106,12 @@ class Retriever:
     def _load_in_background(self, sig: tuple) -> None:
         try:
             state = self._load()
-            bm25 = _build_bm25(state) if state is not None and self._bm25 is not None else None
         except Exception as exc:  # noqa: BLE001 - reported to the next search of this signature
             with self._lock:
                 self._failed, self._reload = (sig, exc), None
             return
         with self._lock:
             self._install(sig, state)
-            if bm25 is not None:
-                self._bm25 = (state, bm25)
             self._reload = None
 
     def model(self):
@@ -163,9 +161,14 @@ class Retriever:
         return sorted(fused.items(), key=lambda item: -item[1])
 
     def _bm25_index(self, state: store.CorpusIndex):
+        import bm25s
+
         with self._lock:
             if self._bm25 is None or self._bm25[0] is not state:
-                self._bm25 = (state, _build_bm25(state))
+                texts = [indexed_text(c) for c in state.chunks]
+                model = bm25s.BM25()
+                model.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+                self._bm25 = (state, model)
             return self._bm25[1]
 
     @staticmethod
@@ -174,15 +177,6 @@ class Retriever:
         return Hit(rank=rank, score=round(float(np.float32(score)), 6), source=chunk["source"],
                    page=chunk.get("page"), section=chunk.get("section"), chunk_id=chunk["chunk_id"],
                    doc_id=chunk["doc_id"], text=chunk["text"])
-
-
-def _build_bm25(state: store.CorpusIndex):
-    import bm25s
-
-    model = bm25s.BM25()
-    model.index(bm25s.tokenize([indexed_text(c) for c in state.chunks], stopwords="en", show_progress=False),
-                show_progress=False)
-    return model
 
 
 _retrievers: dict[tuple[str, str], Retriever] = {}
