@@ -75,6 +75,8 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
     with pytest.raises(Exception, match="Permission denied"):
         annotator.predict([handle_file(str(doc))], api_name="/upload_documents")
     assert not (tmp_path / "ws" / "data" / "documents.json").exists()
+    # Gradio stored the upload before the handler ran; the refusal deleted it
+    assert not [p for p in (tmp_path / "ws" / "cache" / "uploads").rglob("notes.txt")]
 
     admin = Client(url, auth=("alice", "alice-pw"), verbose=False)
     message = admin.predict([handle_file(str(doc))], api_name="/upload_documents")[0]
@@ -94,6 +96,7 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
                           api_name="/create_pairs")
     with pytest.raises(Exception, match="Permission denied"):
         annotator.predict(handle_file(str(rows)), "train", False, 0.0, api_name="/import_sft")
+    assert not [p for p in (tmp_path / "ws" / "cache" / "uploads").rglob("rows.jsonl")]
     assert not (tmp_path / "ws" / "data" / "train.jsonl").exists()
 
     run_id = admin.predict(5, api_name="/launch_selftest")

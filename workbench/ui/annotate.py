@@ -84,7 +84,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
         return ("Undid your last vote." if pair_id else "Nothing to undo."), pair_id
 
     def add(source, typed, upload, model_a, temp_a, model_b, temp_b, max_new, penalty, rag, k, request: gr.Request):
-        user = ctx.require(request, "annotate")
+        user = ctx.require(request, "annotate", uploads=upload)
         penalty = float(penalty) if penalty else None  # 0 or empty: the model's default
         a = Side(model_a or BASE, float(temp_a), int(max_new), repetition_penalty=penalty)
         b = Side(model_b or BASE, float(temp_b), int(max_new), repetition_penalty=penalty)

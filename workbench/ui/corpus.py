@@ -30,7 +30,7 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         return rows, index_summary(workspace, settings.embedding_model), gr.Dropdown(choices=choices), gr.Timer(active=busy)
 
     def upload(files, request: gr.Request):
-        user = ctx.require(request, "launch")
+        user = ctx.require(request, "launch", uploads=files)
         if not files:
             if any(r[6] == "pending" for r in documents_rows(workspace)):  # e.g. after a killed worker
                 run = control.submit(settings, "corpus.ingest", {}, user=user.username)

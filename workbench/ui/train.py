@@ -85,7 +85,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
         return f"**{info['rows']} rows** in `{path.name}` ({', '.join(info['formats'])})", sample
 
     def upload(file, into, replace, split, request: gr.Request):
-        ctx.require(request, "launch")
+        ctx.require(request, "launch", uploads=file)
         if not file:
             raise gr.Error("Choose a JSONL file.")
         try:
