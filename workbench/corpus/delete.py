@@ -27,13 +27,10 @@ class Config:
 def resolve(settings, refs: list[str]) -> list[dict[str, Any]]:
     """The registry entries of ``refs``; refuses, naming them, refs that match no document."""
     docs = DocumentStore(settings.workspace)
-    found, missing = [], []
-    for ref in refs:
-        doc = docs.find(str(ref))
-        (found if doc is not None else missing).append(doc if doc is not None else ref)
-    if missing:
+    found = {str(ref): docs.find(str(ref)) for ref in refs}
+    if missing := [ref for ref, doc in found.items() if doc is None]:
         raise WorkbenchError(f"no document {', '.join(repr(m) for m in missing)}; see `workbench documents list`")
-    return found
+    return list(found.values())
 
 
 def preflight(config: Config, settings) -> None:

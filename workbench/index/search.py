@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from storage import Workspace
-from storage.documents import DocumentStore
 from workbench.corpus.chunking import indexed_text
 from workbench.index import store
 from workbench.index.embedder import embed, load_embedder
@@ -80,7 +79,7 @@ class Retriever:
             if self._failed is not None and self._failed[0] == sig:
                 raise self._failed[1]
             if self._signature is None:  # nothing loaded yet: nothing older to serve
-                self._install(sig, self._load())
+                self._install(sig, store.load(self.workspace))
                 return self._state
             if self._reload is None:
                 self._reload = threading.Thread(target=self._load_in_background, args=(sig,),
@@ -93,19 +92,12 @@ class Retriever:
                 raise self._failed[1]
             return self._state
 
-    def _load(self) -> store.CorpusIndex | None:
-        state = store.load(self.workspace)  # consistent without the corpus lock
-        if state is not None and "files" not in state.meta:  # saved before inodes were kept
-            with DocumentStore(self.workspace).lock():
-                state = store.load(self.workspace)
-        return state
-
     def _install(self, sig: tuple, state: store.CorpusIndex | None) -> None:
         self._state, self._signature, self._bm25, self._failed = state, sig, None, None
 
     def _load_in_background(self, sig: tuple) -> None:
         try:
-            state = self._load()
+            state = store.load(self.workspace)
         except Exception as exc:  # noqa: BLE001 - reported to the next search of this signature
             with self._lock:
                 self._failed, self._reload = (sig, exc), None

@@ -129,16 +129,19 @@ def load(workspace: Workspace) -> CorpusIndex | None:
         meta = read_meta(workspace)
         if meta is None:
             return None
-        written = meta.get("files")  # None in an index saved before the files were named
-        if written is not None and _inodes(workspace) != written:
+        written = meta.get("files")
+        if written is None:  # saved before the files were named: only the writers' lock makes it safe
+            break
+        if _inodes(workspace) != written:
             time.sleep(READ_RETRY_S)  # a writer is between its renames
             continue
         state = _read_files(workspace, meta)
-        if written is None or _inodes(workspace) == written:
+        if _inodes(workspace) == written:
             return state
         time.sleep(READ_RETRY_S)
-    # Restored from a copy (other inodes), or a writer slower than the retries: read under the
-    # writers' lock (re-entrant for a writer that holds it), checking the row counts only.
+    # An index saved before the files were named, restored from a copy (other inodes), or a
+    # writer slower than the retries: read under the writers' lock (re-entrant for a writer that
+    # holds it), checking the row counts only.
     with DocumentStore(workspace).lock():
         meta = read_meta(workspace)
         return None if meta is None else _read_files(workspace, meta)

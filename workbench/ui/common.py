@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import gradio as gr
@@ -39,8 +38,10 @@ def discard_uploads(uploads) -> None:
     """Delete Gradio's stored copies of ``uploads`` (only files inside its upload folder)."""
     from gradio.utils import get_upload_folder
 
+    if not uploads:
+        return
     folder = Path(get_upload_folder()).resolve()
-    for item in uploads if isinstance(uploads, (list, tuple)) else [uploads] if uploads else []:
+    for item in uploads if isinstance(uploads, (list, tuple)) else [uploads]:
         path = Path(str(item)).resolve()
         if path.is_relative_to(folder) and path.is_file():
             path.unlink(missing_ok=True)
