@@ -18,10 +18,10 @@ ratio to the bare library call it wraps, measured in this same process.
 2. Search. ``Retriever.search`` (query embedding + FAISS + hit building) per single query, p50
    and p95, dense and hybrid (BM25 fused) on the ingested corpus, interleaved with the bare
    ``model.encode([query])`` and bare ``index.search`` for context. For the large point
-   (``--large``, 100k rows) the index files are built directly with ``workbench.index.store``
-   (``load`` of the real index, ``add_document`` of filler documents whose vectors are random
-   unit vectors and whose text is a placeholder, ``save``): the real chunks stay where queries
-   land, 100k texts are never embedded. Timed flat, then after ``store.reindex(state, "hnsw")``
+   (``--large``, 100k rows) the chunk store is built directly with ``workbench.index.store``
+   (a copy of the real index, ``add_document`` of filler documents whose vectors are random
+   unit vectors and whose text is a placeholder, ``compact``): the real chunks stay where queries
+   land, 100k texts are never embedded. Timed flat, then after ``store.compact(target, "hnsw")``
    (build time and recall@k against flat reported).
 3. Chat. The base model loaded by ``ModelCache`` (``--model``, default ``$WORKBENCH_BASE_MODEL``
    or ``$WORKBENCH_HOME/models/base``), a RAG prompt from ``build_prompt`` with the top hits,
@@ -75,7 +75,7 @@ import numpy as np  # noqa: E402
 
 from jobs import control  # noqa: E402
 from jobs.runner import execute  # noqa: E402
-from storage import Workspace, read_json  # noqa: E402
+from storage import Workspace  # noqa: E402
 from storage.documents import DocumentStore  # noqa: E402
 from workbench.chat.model_cache import ModelCache  # noqa: E402
 from workbench.chat.prompt import build_prompt, chat_messages  # noqa: E402
@@ -263,10 +263,12 @@ def run_ingest(settings: Settings, corpus: Path, chunk_size: int) -> dict[str, A
 
 def chunk_groups(workspace: Workspace) -> list[list[str]]:
     """The indexed chunk texts, one list per document, in index order."""
-    meta = read_json(workspace.metadata_file)
+    from storage.chunkdb import ChunkDB
+
     groups: dict[str, list[str]] = {}
-    for chunk in meta["chunks"]:
-        groups.setdefault(chunk["doc_id"], []).append(chunk["text"])
+    with ChunkDB(workspace.corpus_db) as db:
+        for chunk in db.iter_chunks():
+            groups.setdefault(chunk["doc_id"], []).append(chunk["text"])
     return list(groups.values())
 
 
@@ -416,47 +418,52 @@ def bench_search_small(settings: Settings, model, queries: list[str], k: int) ->
     return out
 
 
-def build_large(source: Workspace, target: Workspace, rows: int, seed: int) -> store.CorpusIndex:
-    """The real index plus filler documents of random unit vectors, saved into ``target``."""
-    state = store.load(source)
+def build_large(source: Workspace, target: Workspace, rows: int, seed: int, index_type: str = "flat") -> int:
+    """The real index of ``source`` plus filler documents of random unit vectors (10,000 chunks
+    each), in ``target``'s chunk store, then one snapshot of ``index_type``. The row count."""
+    from storage.chunkdb import ChunkDB
+
+    if target.corpus_db != source.corpus_db:
+        target.data.mkdir(parents=True, exist_ok=True)
+        with ChunkDB(source.corpus_db) as src, ChunkDB(target.corpus_db, create=True) as dst:
+            src.conn.backup(dst.conn)
     rng = np.random.default_rng(seed)
-    dim, block, number = state.vectors.shape[1], 10_000, 0
-    while state.size < rows:
-        n = min(block, rows - state.size)
-        vectors = rng.standard_normal((n, dim), dtype=np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        doc = {"id": f"filler{number:04d}", "name": f"filler-{number}.txt", "file": f"filler-{number}.txt",
-               "sha256": f"{number:064d}"}
-        chunks = [{"chunk_id": f"{doc['id']}:{i}", "doc_id": doc["id"], "source": doc["name"], "page": None,
-                   "section": None, "position": i, "tokens": 0, "text": f"filler chunk {i}"}
-                  for i in range(n)]
-        store.add_document(state, doc, chunks, vectors)
-        number += 1
-    with DocumentStore(target).lock():
-        store.save(target, state)
-    return state
+    with DocumentStore(target).lock(), ChunkDB(target.corpus_db) as db:
+        dim, size, number = int(db.get("dim")), int(db.get("rows", 0)), 0
+        while size < rows:
+            n = min(10_000, rows - size)
+            vectors = rng.standard_normal((n, dim), dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            doc = {"id": f"filler{number:04d}", "name": f"filler-{number}.txt", "file": f"filler-{number}.txt",
+                   "sha256": f"{number:064d}"}
+            chunks = [{"chunk_id": f"{doc['id']}:{i}", "doc_id": doc["id"], "source": doc["name"], "page": None,
+                       "section": None, "position": i, "tokens": 0, "text": f"filler chunk {i}"}
+                      for i in range(n)]
+            with db.writing():
+                store.add_document(db, doc, chunks, vectors)
+            size, number = size + n, number + 1
+    store.compact(target, index_type)
+    return size
 
 
 def bench_search_large(settings: Settings, model, queries: list[str], k: int, rows: int,
                        seed: int, home: Path) -> dict[str, Any]:
     target = Workspace(home)
-    build_s, state = timed(lambda: build_large(settings.workspace, target, rows, seed))
-    say(f"  built the {state.size}-row index files in {build_s:.1f} s (real chunks + random unit vectors)")
+    build_s, size = timed(lambda: build_large(settings.workspace, target, rows, seed))
+    say(f"  built the {size}-row index in {build_s:.1f} s (real chunks + random unit vectors)")
     retriever = Retriever(target, settings.embedding_model)
     retriever.search(queries[0], k)
     times = search_latencies(retriever, model, queries, k, bare_encode=False)
-    flat, flat_ids = summarise(f"search dense flat @{state.size}", times), times["ids"]
-    hnsw_s, _ = timed(lambda: store.reindex(state, "hnsw"))
-    with DocumentStore(target).lock():
-        store.save(target, state)
-    say(f"  store.reindex(state, 'hnsw') at {state.size} rows: {hnsw_s:.1f} s")
+    flat, flat_ids = summarise(f"search dense flat @{size}", times), times["ids"]
+    hnsw_s, _ = timed(lambda: store.compact(target, "hnsw"))
+    say(f"  store.compact(target, 'hnsw') at {size} rows: {hnsw_s:.1f} s")
     retriever.search(queries[0], k)
     times = search_latencies(retriever, model, queries, k, bare_encode=False)
-    hnsw = summarise(f"search dense hnsw @{state.size}", times)
+    hnsw = summarise(f"search dense hnsw @{size}", times)
     found = [len(set(f) & set(h)) / len(f) for f, h in zip(flat_ids, times["ids"]) if f]
     hnsw.update(build_s=hnsw_s, recall_at_k=statistics.mean(found))
     say(f"  hnsw recall@{k} against flat: {hnsw['recall_at_k']:.3f}")
-    return {"rows": state.size, "flat": flat, "hnsw": hnsw}
+    return {"rows": size, "flat": flat, "hnsw": hnsw}
 
 
 # ---------------------------------------------------------------------------------- 3. chat

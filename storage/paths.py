@@ -31,9 +31,13 @@ class Workspace:
         return self.data / "metadata.json"
 
     @property
+    def corpus_db(self) -> Path:
+        """The chunk store (SQLite): every chunk's text, metadata and vector, the sparse index."""
+        return self.data / "corpus.db"
+
+    @property
     def embeddings_file(self) -> Path:
-        """The index's vectors, row for row with metadata.json: deletes and index-type changes
-        rebuild the index from them without re-embedding."""
+        """Where an index saved before corpus.db kept its vectors (read once, to import them)."""
         return self.data / "embeddings.npy"
 
     @property

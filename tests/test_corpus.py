@@ -14,6 +14,15 @@ from tests.conftest import (TEXT_OP, cli, deflate_repeated, docbook_page, docx_b
 HIT_FIELDS = {"rank", "score", "source", "page", "section", "chunk_id", "doc_id", "text"}
 
 
+def stored_vectors(ws) -> dict[str, np.ndarray]:
+    """Each indexed chunk's vector as the chunk store keeps it, by chunk id."""
+    from storage.chunkdb import ChunkDB
+
+    with ChunkDB(ws.corpus_db) as db:
+        ids = {c["id"]: c["chunk_id"] for c in db.iter_chunks()}
+        return {ids[i]: np.frombuffer(v, dtype=np.float32) for i, v in db.vectors()}
+
+
 def search(wb, *args):
     code, out, _ = wb("search", *args, "--json")
     assert code == 0
@@ -51,7 +60,7 @@ def test_reingest_skips_unchanged_and_delete_removes_chunks(wb, settings, tmp_pa
     corpus = make_corpus(tmp_path / "corpus")
     assert ingest(wb, str(corpus))[0] == 0
     ws = settings.workspace
-    vectors_before = np.load(ws.embeddings_file)
+    vectors_before = stored_vectors(ws)
     meta_before = json.loads(ws.metadata_file.read_text())
     index_mtime = ws.index_file.stat().st_mtime_ns
 
@@ -69,7 +78,7 @@ def test_reingest_skips_unchanged_and_delete_removes_chunks(wb, settings, tmp_pa
     assert shown["result"]["chunks_removed"] == 2 and [d["name"] for d in shown["result"]["deleted"]] == ["notes.md"]
     meta = json.loads(ws.metadata_file.read_text())
     assert all(c["source"] != "notes.md" for c in meta["chunks"])
-    assert len(meta["chunks"]) == len(meta_before["chunks"]) - 2 == len(np.load(ws.embeddings_file))
+    assert len(meta["chunks"]) == len(meta_before["chunks"]) - 2 == len(stored_vectors(ws)) == meta["count"]
     assert not any("notes" in p.name for p in ws.documents.iterdir())
     assert all(h["source"] != "notes.md" for h in search(wb, "volcano in Sicily")[0]["hits"])
 
@@ -78,11 +87,10 @@ def test_reingest_skips_unchanged_and_delete_removes_chunks(wb, settings, tmp_pa
     assert code == 0 and sorted(shown["result"]["indexed"]) == ["new.txt", "notes.md"]
     # the documents that did not change kept their exact vectors
     meta = json.loads(ws.metadata_file.read_text())
-    vectors = np.load(ws.embeddings_file)
-    old_rows = {c["chunk_id"]: i for i, c in enumerate(meta_before["chunks"])}
-    for i, chunk in enumerate(meta["chunks"]):
+    vectors = stored_vectors(ws)
+    for chunk in meta["chunks"]:
         if chunk["source"] not in ("notes.md", "new.txt"):
-            assert np.array_equal(vectors[i], vectors_before[old_rows[chunk["chunk_id"]]])
+            assert np.array_equal(vectors[chunk["chunk_id"]], vectors_before[chunk["chunk_id"]])
     assert search(wb, "ringed planet")[0]["hits"][0]["source"] == "new.txt"
     code, out, _ = wb("documents", "list", "--json")
     assert sorted(d["name"] for d in json.loads(out)) == ["facts.txt", "guide.html", "manual.docx",
@@ -256,13 +264,14 @@ def test_index_type_switch_reuses_vectors_and_rechunking_needs_rebuild(wb, setti
     corpus = make_corpus(tmp_path / "corpus")
     assert ingest(wb, str(corpus / "facts.txt"), str(corpus / "notes.md"))[0] == 0
     ws = settings.workspace
-    vectors = np.load(ws.embeddings_file)
+    vectors = stored_vectors(ws)
     assert reindex_config(ws, "hnsw", 200, 40) == {"index_type": "hnsw"}
 
     code, shown, _ = ingest(wb, "--index-type", "hnsw")
     assert code == 0 and shown["result"]["indexed"] == []
-    assert isinstance(faiss.read_index(str(ws.index_file)), faiss.IndexHNSWFlat)
-    assert np.array_equal(np.load(ws.embeddings_file), vectors)
+    snapshot = faiss.read_index(str(ws.index_file))
+    assert isinstance(faiss.downcast_index(snapshot.index), faiss.IndexHNSWFlat) and snapshot.ntotal == len(vectors)
+    assert {k: v.tobytes() for k, v in stored_vectors(ws).items()} == {k: v.tobytes() for k, v in vectors.items()}
     assert search(wb, "volcano in Sicily")[0]["hits"][0]["source"] == "notes.md"
 
     code, out, err = wb("ingest", str(corpus / "guide.html"), "--chunk-size", "64")

@@ -1,9 +1,9 @@
 """The ``corpus.delete`` job: remove documents, their originals and their chunks from the index.
 
-A job, not work in the web request: with an HNSW index the graph is rebuilt without the deleted
-rows, minutes at a hundred thousand chunks. Flat and IVF indexes drop the rows in place. Each
-document is removed in its own step under the corpus lock, so a cancel keeps what was already
-deleted and leaves the rest whole.
+Each document is removed in its own step under the corpus lock (its rows in the chunk store;
+its FAISS ids become tombstones that searches skip), so a cancel keeps what was already deleted
+and leaves the rest whole. A job, not work in the web request: when a tenth of the snapshot is
+gone, the job writes a new one (minutes for HNSW at a hundred thousand chunks).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storage.documents import DocumentStore
+from workbench.corpus.ingest import compact_if_due
 from workbench.errors import WorkbenchError
 from workbench.index import store as index_store
 
@@ -49,14 +50,15 @@ def run(config: Config, reporter) -> dict[str, Any]:
                 result["missing"].append(str(ref))
                 reporter.log(f"{ref}: already gone")
                 continue
-            state = index_store.load(reporter.workspace)
             removed = 0
-            if state is not None and doc["id"] in state.document_ids():
-                removed = index_store.remove_documents(state, {doc["id"]})
-                index_store.save(reporter.workspace, state)
+            db = index_store.open_db(reporter.workspace)
+            if db is not None:
+                with db, db.writing():
+                    removed = index_store.remove_documents(db, {doc["id"]})
             docs.remove(doc["id"])
         result["deleted"].append({"id": doc["id"], "name": doc["name"], "chunks_removed": removed})
         result["chunks_removed"] += removed
         reporter.log(f"{doc['name']}: deleted with its {removed} chunks")
+    compact_if_due(reporter.workspace, reporter)
     reporter.progress(len(config.documents), len(config.documents), f"{len(result['deleted'])} deleted")
     return result

@@ -4,8 +4,9 @@ it with the embedding model's tokenizer, embed the chunks and add them to the in
 Incremental: documents already indexed are not touched (the registry dedupes by sha256, so the
 same bytes are never embedded twice); ``rebuild`` re-embeds everything, e.g. after changing the
 embedding model. A file that fails gets its reason in the registry and the log; the others go
-on. The index is saved in batches under the corpus lock, so a cancel or a crash keeps every
-batch already committed and the documents after it stay pending.
+on. Chunks are committed to the chunk store in batches under the corpus lock, so a cancel or a
+crash keeps every batch already committed and the documents after it stay pending; the FAISS
+snapshot is rewritten at the end when enough changed (``store.compact``).
 """
 from __future__ import annotations
 
@@ -119,14 +120,11 @@ def run(config: Config, reporter) -> dict[str, Any]:
     embedding = {"model": model_name, "dim": info["dim"], "dtype": info["dtype"], "chunking": chunking}
     if config.rebuild:
         with docs.lock():
-            index_store.save(workspace, index_store.empty(embedding, config.index_type or "flat"))
+            index_store.create(workspace, embedding, config.index_type or "flat").close()
         reporter.log(f"rebuilding: a new {config.index_type or 'flat'} index, every document re-embedded")
     elif meta is not None and config.index_type and config.index_type != meta.get("index_type"):
         reporter.log(f"switching the index from {meta.get('index_type')} to {config.index_type}")
-        with docs.lock():
-            state = index_store.load(workspace)
-            index_store.reindex(state, config.index_type)
-            index_store.save(workspace, state)
+        index_store.compact(workspace, config.index_type)
     todo = _claim(docs, runs, reporter.run.id, config)
     result: dict[str, Any] = {"indexed": [], "failed": [], "chunks": 0}
     if not todo:
@@ -148,6 +146,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
         _commit(docs, workspace, embedding, batch, result, reporter, config.index_type)
     finally:
         _release(docs, reporter.run.id)
+    compact_if_due(workspace, reporter)
     reporter.progress(len(todo), len(todo), f"{len(result['indexed'])} indexed, {len(result['failed'])} failed")
     reporter.log(f"done: {len(result['indexed'])} indexed ({result['chunks']} chunks), "
                  f"{len(result['failed'])} failed")
@@ -186,25 +185,34 @@ def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, 
     if not batch:
         return
     with docs.lock():
-        state = index_store.load(workspace) or index_store.empty(embedding, index_type or "flat")
-        built_with = (state.meta.get("embedding_model"), state.meta.get("dim"),
-                      (state.meta.get("chunking") or {}).get("size"), (state.meta.get("chunking") or {}).get("overlap"))
-        if built_with != (embedding["model"], embedding["dim"], embedding["chunking"]["size"], embedding["chunking"]["overlap"]):
-            reporter.log(f"the index changed under this run ({built_with}); {len(batch)} document(s) left pending")
-            return
-        live = {d["id"] for d in docs.list()}
-        for doc, rows, vectors in batch:
-            if doc["id"] not in live:
-                continue  # deleted while it was being embedded
-            index_store.remove_documents(state, {doc["id"]})
-            index_store.add_document(state, doc, rows, vectors)
-        index_store.save(workspace, state)
+        db = index_store.open_db(workspace) or index_store.create(workspace, embedding, index_type or "flat")
+        with db:
+            settings = db.settings()
+            chunking = settings.get("chunking") or {}
+            built_with = (settings.get("embedding_model"), settings.get("dim"), chunking.get("size"), chunking.get("overlap"))
+            if built_with != (embedding["model"], embedding["dim"], embedding["chunking"]["size"], embedding["chunking"]["overlap"]):
+                reporter.log(f"the index changed under this run ({built_with}); {len(batch)} document(s) left pending")
+                return
+            live = {d["id"] for d in docs.list()}
+            with db.writing():
+                for doc, rows, vectors in batch:
+                    if doc["id"] in live:  # not deleted while it was being embedded
+                        index_store.add_document(db, doc, rows, vectors)
         for doc, rows, _ in batch:
             if doc["id"] in live:
                 docs.update(doc["id"], status=INDEXED, chunks=len(rows), error=None, run_id=None,
                             indexed_at=now_iso())
                 result["indexed"].append(doc["name"])
                 result["chunks"] += len(rows)
+
+
+def compact_if_due(workspace, reporter) -> None:
+    """A new FAISS snapshot once the rows added and deleted since the last pass a tenth of it
+    (every commit of a small corpus; rarely at a million chunks). Searches go on meanwhile."""
+    if index_store.needs_compaction(workspace):
+        started = time.monotonic()
+        if index_store.compact(workspace):
+            reporter.log(f"index snapshot written ({time.monotonic() - started:.1f} s)")
 
 
 def _release(docs: DocumentStore, run_id: str) -> None:

@@ -168,7 +168,7 @@ def _check_set(name: str, config: Config, settings: Settings, inputs: dict[str, 
             raise EmptySet(str(exc)) from None
         questions = sets_of.rag_questions(path)
         sets_of.resolve_sources(ws, questions)
-        if not ws.index_file.is_file():
+        if not (ws.corpus_db.is_file() or ws.metadata_file.is_file()):
             raise WorkbenchError("the rag set needs the corpus index: upload and index documents in Corpus")
         inputs["rag"] = path
         return {"rows": min(len(questions), config.max_prompts or len(questions)), "file": path.name}

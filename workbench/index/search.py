@@ -1,10 +1,11 @@
 """Retrieval over the corpus index: dense (FAISS inner product) by default, or hybrid (dense and
-BM25 from ``bm25s``, fused by reciprocal rank). Both read a chunk with its heading (document title
-and section path) above its text, as it was embedded. The index, the embedding model and the BM25
-index are loaded once per process and reloaded only when the files on disk change.
+BM25 from SQLite's FTS5, fused by reciprocal rank). Both read a chunk with its heading (document
+title and section path) above its text, as it was indexed. The FAISS side and the embedding model
+are loaded once per process; a commit is read as what changed since the last one.
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from storage import Workspace
-from workbench.corpus.chunking import indexed_text
+from storage.chunkdb import ChunkDB
 from workbench.index import store
 from workbench.index.embedder import embed, load_embedder
 
@@ -50,13 +51,22 @@ class Hit:
 
 
 RELOAD_WAIT_S = 0.1  # a search waits this long for a newer index being loaded, then uses the one it has
+# Lucene's English stop words (what bm25s used here before FTS5 took over the sparse side)
+_STOPWORDS = frozenset("a an and are as at be but by for if in into is it no not of on or such that the their "
+                       "then there these they this to was will with".split())
+
+
+def query_terms(query: str) -> list[str]:
+    """The words of a query the sparse side looks for: split as FTS5's tokenizer splits (letters
+    and digits), lower case, English stop words and single characters left out."""
+    return list(dict.fromkeys(t for t in re.findall(r"[^\W_]+", query.lower()) if len(t) > 1 and t not in _STOPWORDS))
 
 
 class Retriever:
-    """Search over one workspace's index, kept in memory. When a job commits a new index, it is
-    loaded in a background thread while searches go on with the previous one (they wait at most
-    ``RELOAD_WAIT_S``). The BM25 side is built on the first hybrid search of each index: built in
-    the background it held the GIL for seconds at 100k chunks and slowed every dense search."""
+    """Search over one workspace's index. The FAISS side is kept in memory: when a job commits,
+    what changed is read in a background thread (the rows added and deleted since; the whole
+    snapshot after a compaction) while searches go on with the previous commit (they wait at most
+    ``RELOAD_WAIT_S``). Texts and the sparse side (FTS5) are read from corpus.db per search."""
 
     def __init__(self, workspace: Workspace, embedding_model: str, rrf_k: int = RRF_K,
                  sparse_weight: float = SPARSE_WEIGHT):
@@ -64,25 +74,43 @@ class Retriever:
         self.embedding_model = embedding_model
         self.rrf_k, self.sparse_weight = rrf_k, sparse_weight
         self._lock = threading.Lock()
+        self._local = threading.local()
         self._signature: tuple | None = None
+        self._loaded = False
         self._state: store.CorpusIndex | None = None
-        self._bm25 = None
         self._reload: threading.Thread | None = None
         self._failed: tuple[tuple, Exception] | None = None  # (signature, why) of a load that failed
 
+    def _db(self) -> ChunkDB | None:
+        """This thread's connection to corpus.db (opened again if the file was replaced)."""
+        try:
+            inode = self.workspace.corpus_db.stat().st_ino
+        except FileNotFoundError:
+            return None
+        held = getattr(self._local, "db", None)
+        if held is None or held[0] != inode:
+            if held is not None:
+                held[1].close()
+            self._local.db = (inode, ChunkDB(self.workspace.corpus_db))
+        return self._local.db[1]
+
     def state(self) -> store.CorpusIndex | None:
         """The index as last committed, or the one before while that is still loading."""
+        db = self._db()
+        if db is None and not self.workspace.metadata_file.exists():
+            return None
+        sig = store.signature(self.workspace, db) if db is not None else None
         with self._lock:
-            sig = store.signature(self.workspace)
-            if sig == self._signature:
+            if self._loaded and sig == self._signature:
                 return self._state
             if self._failed is not None and self._failed[0] == sig:
                 raise self._failed[1]
-            if self._signature is None:  # nothing loaded yet: nothing older to serve
+            if not self._loaded:  # nothing older to serve
                 self._install(sig, store.load(self.workspace))
+                self._loaded = True
                 return self._state
             if self._reload is None:
-                self._reload = threading.Thread(target=self._load_in_background, args=(sig,),
+                self._reload = threading.Thread(target=self._load_in_background, args=(sig, self._state),
                                                 name="index-reload", daemon=True)
                 self._reload.start()
             reload, serving = self._reload, self._state
@@ -92,12 +120,12 @@ class Retriever:
                 raise self._failed[1]
             return self._state
 
-    def _install(self, sig: tuple, state: store.CorpusIndex | None) -> None:
-        self._state, self._signature, self._bm25, self._failed = state, sig, None, None
+    def _install(self, sig: tuple | None, state: store.CorpusIndex | None) -> None:
+        self._state, self._signature, self._failed = state, sig, None
 
-    def _load_in_background(self, sig: tuple) -> None:
+    def _load_in_background(self, sig: tuple, previous: store.CorpusIndex | None) -> None:
         try:
-            state = store.load(self.workspace)
+            state = store.load(self.workspace, previous)
         except Exception as exc:  # noqa: BLE001 - reported to the next search of this signature
             with self._lock:
                 self._failed, self._reload = (sig, exc), None
@@ -124,48 +152,27 @@ class Retriever:
             raise store.IndexUnusable(
                 f"the index was built with {state.meta.get('embedding_model')!r}, not "
                 f"{self.embedding_model!r}; run `workbench ingest --rebuild`")
-        depth = min(state.size, k if mode == "dense" else max(4 * k, 50))
-        vectors = embed(self.model(), queries)
-        scores, rows = state.index.search(vectors, depth)
+        depth = k if mode == "dense" else max(4 * k, 50)
+        db = self._db()
+        ranked = state.search(embed(self.model(), queries), depth)
+        if mode == "hybrid":
+            ranked = [self._fuse(db.match(query_terms(q), depth), dense) for q, dense in zip(queries, ranked)]
+        chunks = db.chunks(sorted({i for hits in ranked for i, _ in hits[:k + 10]}))
         results = []
-        for qi, query in enumerate(queries):
-            ranked = [(int(r), float(s)) for r, s in zip(rows[qi], scores[qi]) if r >= 0]
-            if mode == "hybrid":
-                ranked = self._fuse(state, query, ranked, depth)
-            results.append([self._hit(state, rank, row, score)
-                            for rank, (row, score) in enumerate(ranked[:k], start=1)])
+        for hits in ranked:
+            live = [(i, score) for i, score in hits if i in chunks][:k]  # deleted since: skipped
+            results.append([self._hit(chunks[i], rank, score) for rank, (i, score) in enumerate(live, start=1)])
         return results
 
-    def _fuse(self, state: store.CorpusIndex, query: str, dense: list[tuple[int, float]],
-              depth: int) -> list[tuple[int, float]]:
-        import bm25s
-
-        bm25 = self._bm25_index(state)
-        tokens = bm25s.tokenize([query], stopwords="en", show_progress=False, return_ids=False)
+    def _fuse(self, sparse: list[tuple[int, float]], dense: list[tuple[int, float]]) -> list[tuple[int, float]]:
         fused: dict[int, float] = {}
-        for rank, (row, _) in enumerate(dense, start=1):
-            fused[row] = fused.get(row, 0.0) + 1.0 / (self.rrf_k + rank)
-        if tokens and tokens[0]:
-            docs, scores = bm25.retrieve(tokens, k=depth, show_progress=False, n_threads=1)
-            for rank, (row, score) in enumerate(zip(docs[0], scores[0]), start=1):
-                if score > 0:
-                    fused[int(row)] = fused.get(int(row), 0.0) + self.sparse_weight / (self.rrf_k + rank)
+        for weight, ranking in ((1.0, dense), (self.sparse_weight, sparse)):
+            for rank, (chunk, _) in enumerate(ranking, start=1):
+                fused[chunk] = fused.get(chunk, 0.0) + weight / (self.rrf_k + rank)
         return sorted(fused.items(), key=lambda item: -item[1])
 
-    def _bm25_index(self, state: store.CorpusIndex):
-        import bm25s
-
-        with self._lock:
-            if self._bm25 is None or self._bm25[0] is not state:
-                texts = [indexed_text(c) for c in state.chunks]
-                model = bm25s.BM25()
-                model.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
-                self._bm25 = (state, model)
-            return self._bm25[1]
-
     @staticmethod
-    def _hit(state: store.CorpusIndex, rank: int, row: int, score: float) -> Hit:
-        chunk = state.chunks[row]
+    def _hit(chunk: dict[str, Any], rank: int, score: float) -> Hit:
         return Hit(rank=rank, score=round(float(np.float32(score)), 6), source=chunk["source"],
                    page=chunk.get("page"), section=chunk.get("section"), chunk_id=chunk["chunk_id"],
                    doc_id=chunk["doc_id"], text=chunk["text"])

@@ -1,16 +1,21 @@
-"""The index on disk: ``data/index.faiss`` (FAISS, inner product on unit vectors),
-``data/metadata.json`` (one entry per FAISS row: chunk id, document, source, page, section,
-text) and ``data/embeddings.npy`` (the same rows' vectors).
+"""The corpus index: the chunk store ``data/corpus.db`` (``storage.chunkdb``: texts, metadata,
+vectors, the sparse side) and ``data/index.faiss``, a FAISS snapshot of the vectors whose ids
+are the chunks' ids.
 
-Writes go to temp files renamed into place, metadata last, under the corpus lock (writers wait
-for each other). Readers take no lock, so a search never waits for an ingest, a delete or a
-rebuild: metadata.json names the inodes of the index and vectors files written with it, and a
-reader that finds other files (a writer between its renames) reads again. Files that disagree
-otherwise (a crash between renames) give a clear error, never wrong hits.
+A write (adding or deleting a document) changes that document's rows in corpus.db and nothing
+else: chunks added since the snapshot form a small flat *delta* index in memory, and chunks
+deleted since are *tombstones* that searches skip. When the delta and the tombstones pass a
+tenth of the snapshot (or the index type changes), ``compact`` writes a new snapshot, built
+from the stored vectors without blocking anyone, and ``data/metadata.json``, the readable
+export of every chunk (its ``id`` is its FAISS id).
+
+Readers take no lock: each load reads one commit of corpus.db, and the snapshot file whose
+inode that commit names (a reader meeting a compaction between its rename and its commit reads
+again). A process that holds an index reloads only what changed since (``load(previous=)``).
 """
 from __future__ import annotations
 
-import math
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,202 +25,343 @@ import faiss
 import numpy as np
 
 from storage import Unreadable, Workspace, read_json
-from storage.atomic import atomic_file, atomic_path, dump_json
+from storage.atomic import atomic_file, atomic_path
+from storage.chunkdb import ChunkDB
 from storage.documents import DocumentStore
 from storage.runs import now_iso
+from workbench.corpus.chunking import indexed_text
 from workbench.errors import WorkbenchError
 
 INDEX_TYPES = ("flat", "hnsw", "ivf")
+COMPACT_SHARE = 0.1  # compact when rows added or deleted since the snapshot pass this share of it
+READ_ATTEMPTS = 20  # a reader meeting a compaction between its rename and its commit reads again,
+READ_RETRY_S = 0.05  # then reads under the writers' lock (a copied workspace keeps other inodes)
+EMPTY_SNAPSHOT = {"rows": 0, "max_id": 0, "tombstone_seq": 0, "inode": None, "index_type": "flat"}
 
 
 class IndexUnusable(WorkbenchError):
     """The index files cannot be used as they are; the message says what to run."""
 
 
-@dataclass
-class CorpusIndex:
-    meta: dict[str, Any]
-    vectors: np.ndarray
-    index: Any = field(repr=False)
-
-    @property
-    def chunks(self) -> list[dict[str, Any]]:
-        return self.meta["chunks"]
-
-    @property
-    def size(self) -> int:
-        return len(self.meta["chunks"])
-
-    def document_ids(self) -> set[str]:
-        return set(self.meta.get("documents", {}))
-
-
-def build_faiss(vectors: np.ndarray, index_type: str = "flat") -> Any:
-    """A FAISS index over ``vectors``. HNSW for large corpora (fast, approximate, no training);
-    IVF needs enough rows to train its lists and falls back to flat below that."""
+def build_faiss(vectors: np.ndarray, index_type: str = "flat", ids: np.ndarray | None = None) -> Any:
+    """A FAISS index over ``vectors`` (ids: ``ids``, else 0..n-1). HNSW for large corpora (fast,
+    approximate, no training); IVF needs enough rows to train its lists and is flat below that."""
     dim = vectors.shape[1]
+    ids = np.arange(len(vectors), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
     if index_type == "flat":
-        index = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIDMap(faiss.IndexFlatIP(dim))
     elif index_type == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 96
+        graph = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = 80
+        graph.hnsw.efSearch = 96
+        index = faiss.IndexIDMap(graph)
     elif index_type == "ivf":
-        nlist = max(1, min(4096, int(4 * math.sqrt(len(vectors)))))
+        nlist = max(1, min(4096, int(4 * np.sqrt(len(vectors)))))
         if len(vectors) < 39 * nlist:  # FAISS wants ~39 training points per list
-            return build_faiss(vectors, "flat")
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
+            return build_faiss(vectors, "flat", ids)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = 64 * nlist  # k-means on every row of a million takes minutes on a few cores
+        index.train(vectors if len(vectors) <= sample else
+                    vectors[np.random.default_rng(0).choice(len(vectors), sample, replace=False)])
         index.nprobe = max(1, nlist // 8)
     else:
         raise ValueError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
     if len(vectors):
-        index.add(vectors)
+        index.add_with_ids(vectors, ids)
     return index
 
 
-def empty(embedding: dict[str, Any], index_type: str = "flat") -> CorpusIndex:
-    dim = int(embedding["dim"])
-    meta = {"version": 1, "embedding_model": embedding["model"], "dim": dim,
-            "embedding_dtype": embedding.get("dtype"), "index_type": index_type,
-            "chunking": embedding.get("chunking", {}), "updated": now_iso(),
-            "documents": {}, "chunks": []}
-    vectors = np.zeros((0, dim), dtype=np.float32)
-    return CorpusIndex(meta, vectors, build_faiss(vectors, "flat" if index_type == "ivf" else index_type))
+@dataclass
+class CorpusIndex:
+    """One commit of the index in memory: the snapshot, the delta since, the tombstones."""
+
+    meta: dict[str, Any]  # settings, documents, count
+    snapshot_record: dict[str, Any]
+    snapshot: Any = field(repr=False)  # a FAISS index, or None when the snapshot is empty
+    delta_ids: np.ndarray = field(repr=False)
+    delta_vectors: np.ndarray = field(repr=False)
+    tombstones: np.ndarray = field(repr=False)
+    tombstone_seq: int = 0
+    max_id: int = 0
+
+    def __post_init__(self):
+        self.delta = build_faiss(self.delta_vectors, "flat", self.delta_ids) if len(self.delta_ids) else None
+        self._kept = None
+        if len(self.tombstones):  # FAISS keeps pointers: the batch must live as long as the selector
+            self._batch = faiss.IDSelectorBatch(self.tombstones)
+            self._kept = faiss.IDSelectorNot(self._batch)
+
+    @property
+    def size(self) -> int:
+        return int(self.meta.get("count", 0))
+
+    def document_ids(self) -> set[str]:
+        return set(self.meta.get("documents", {}))
+
+    def _params(self, index: Any):
+        if self._kept is None:
+            return None
+        if isinstance(index, faiss.IndexIVF):
+            return faiss.SearchParametersIVF(sel=self._kept, nprobe=index.nprobe)
+        return faiss.SearchParameters(sel=self._kept)
+
+    def search(self, vectors: np.ndarray, depth: int) -> list[list[tuple[int, float]]]:
+        """For each query, (chunk id, inner product) of the ``depth`` nearest live chunks."""
+        found: list[list[tuple[int, float]]] = [[] for _ in range(len(vectors))]
+        for index in (self.snapshot, self.delta):
+            if index is None or index.ntotal == 0:
+                continue
+            scores, ids = index.search(vectors, min(depth, index.ntotal), params=self._params(index))
+            for qi in range(len(vectors)):
+                found[qi].extend((int(i), float(s)) for i, s in zip(ids[qi], scores[qi]) if i >= 0)
+        return [sorted(hits, key=lambda hit: -hit[1])[:depth] for hits in found]
 
 
-def signature(workspace: Workspace) -> tuple:
-    """Changes whenever the index files are replaced; readers cache on it."""
-    out = []
-    for path in (workspace.metadata_file, workspace.index_file, workspace.embeddings_file):
-        try:
-            st = path.stat()
-            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-        except FileNotFoundError:
-            out.append(None)
-    return tuple(out)
+def _tune(index: Any) -> Any:
+    """Search settings are not all kept in the file: set them again after a read."""
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    if isinstance(inner, faiss.IndexHNSW):
+        inner.hnsw.efSearch = 96
+    return index
+
+
+def open_db(workspace: Workspace) -> ChunkDB | None:
+    """corpus.db, imported first from an index saved before it existed; None when nothing was
+    indexed yet."""
+    if not workspace.corpus_db.exists():
+        if not (workspace.metadata_file.exists() and workspace.embeddings_file.exists()):
+            return None
+        _import_files(workspace)
+    return ChunkDB(workspace.corpus_db)
 
 
 def read_meta(workspace: Workspace) -> dict[str, Any] | None:
-    """metadata.json alone (model, chunking, documents, chunks), without FAISS or the vectors;
-    None when nothing was indexed yet."""
-    meta = read_json(workspace.metadata_file)
-    if meta is None and not workspace.index_file.exists():
+    """Settings (model, chunking, index type), documents and chunk count, without FAISS; None
+    when nothing was indexed yet."""
+    db = open_db(workspace)
+    if db is None:
         return None
-    if meta is None or isinstance(meta, Unreadable):
-        reason = meta.reason if isinstance(meta, Unreadable) else "missing"
-        raise IndexUnusable(f"{workspace.metadata_file}: {reason}; run `workbench ingest --rebuild`")
-    return meta
+    with db, db.reading():
+        return _meta(db)
 
 
-READ_ATTEMPTS = 20  # a reader meeting a writer between its renames reads again, for up to ~1 s,
-READ_RETRY_S = 0.05  # then waits for the writer's lock (files copied elsewhere keep other inodes)
+def _meta(db: ChunkDB) -> dict[str, Any] | None:
+    settings = db.settings()
+    if "embedding_model" not in settings:
+        return None
+    settings["documents"], settings["count"] = db.documents(), settings.get("rows", 0)
+    return settings
 
 
-def _inodes(workspace: Workspace) -> dict[str, int | None]:
-    out: dict[str, int | None] = {}
-    for path in (workspace.index_file, workspace.embeddings_file):
-        try:
-            out[path.name] = path.stat().st_ino
-        except FileNotFoundError:
-            out[path.name] = None
-    return out
-
-
-def load(workspace: Workspace) -> CorpusIndex | None:
-    """The index as last committed, or None when nothing was indexed yet. Needs no lock."""
-    for _ in range(READ_ATTEMPTS):
-        meta = read_meta(workspace)
-        if meta is None:
-            return None
-        written = meta.get("files")
-        if written is None:  # saved before the files were named: only the writers' lock makes it safe
-            break
-        if _inodes(workspace) != written:
-            time.sleep(READ_RETRY_S)  # a writer is between its renames
-            continue
-        state = _read_files(workspace, meta)
-        if _inodes(workspace) == written:
-            return state
-        time.sleep(READ_RETRY_S)
-    # An index saved before the files were named, restored from a copy (other inodes), or a
-    # writer slower than the retries: read under the writers' lock (re-entrant for a writer that
-    # holds it), checking the row counts only.
-    with DocumentStore(workspace).lock():
-        meta = read_meta(workspace)
-        return None if meta is None else _read_files(workspace, meta)
-
-
-def _read_files(workspace: Workspace, meta: dict[str, Any]) -> CorpusIndex:
+def signature(workspace: Workspace, db: ChunkDB | None = None) -> tuple | None:
+    """Changes with every commit; readers cache on it."""
     try:
-        index = faiss.read_index(str(workspace.index_file))
-        vectors = np.load(workspace.embeddings_file, allow_pickle=False)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise IndexUnusable(f"cannot read the index files: {exc}; run `workbench ingest --rebuild`") from exc
-    rows = len(meta.get("chunks", []))
-    if not (index.ntotal == rows == len(vectors)):
-        raise IndexUnusable(f"index files disagree ({index.ntotal} vectors in index.faiss, {len(vectors)} "
-                          f"in embeddings.npy, {rows} chunks in metadata.json); run `workbench ingest --rebuild`")
-    return CorpusIndex(meta, vectors, index)
+        inode = workspace.corpus_db.stat().st_ino
+    except FileNotFoundError:
+        return None
+    if db is None:
+        with ChunkDB(workspace.corpus_db) as own:
+            return inode, own.get("generation", 0)
+    return inode, db.get("generation", 0)
 
 
-def save(workspace: Workspace, state: CorpusIndex) -> None:
-    """Write the three files; the caller holds the corpus lock. Every file is written whole
-    before the first rename, so the renames follow each other closely (vectors, index, metadata
-    last) and a reader rarely meets a half-committed set."""
-    workspace.data.mkdir(parents=True, exist_ok=True)
-    state.meta["updated"] = now_iso()
-    state.meta["count"] = state.size
-    # Nested: the innermost block writes everything; leaving the blocks renames the vectors,
-    # then the index, then the metadata that names them.
-    with atomic_file(workspace.metadata_file, "w") as meta_handle:
-        with atomic_path(workspace.index_file) as index_tmp:
-            with atomic_file(workspace.embeddings_file) as vectors_handle:
-                np.save(vectors_handle, state.vectors, allow_pickle=False)
-                faiss.write_index(state.index, str(index_tmp))
-                state.meta["files"] = {workspace.embeddings_file.name: os.fstat(vectors_handle.fileno()).st_ino,
-                                       workspace.index_file.name: index_tmp.stat().st_ino}  # a rename keeps it
-                dump_json(state.meta, meta_handle)
+def _vectors(db: ChunkDB, dim: int, after_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and vectors of the live chunks after ``after_id``, in id order, read into one array."""
+    count = db.count_after(after_id)
+    ids, vectors = np.empty(count, dtype=np.int64), np.empty((count, dim), dtype=np.float32)
+    n = 0
+    for n, (chunk_id, blob) in enumerate(db.vectors(after_id), start=1):
+        ids[n - 1], vectors[n - 1] = chunk_id, np.frombuffer(blob, dtype=np.float32)
+    return ids[:n], vectors[:n]
 
 
-def add_document(state: CorpusIndex, doc: dict[str, Any], chunks: list[dict[str, Any]],
-                 vectors: np.ndarray) -> None:
-    """Append a document's chunks (already carrying ``chunk_id``) and their vectors."""
-    state.meta["documents"][doc["id"]] = {"source": doc["name"], "file": doc["file"],
-                                          "sha256": doc["sha256"], "chunks": len(chunks)}
-    state.meta["chunks"].extend(chunks)
-    state.vectors = np.concatenate([state.vectors, vectors]) if len(state.vectors) else vectors
-    if len(vectors):
-        if state.meta["index_type"] == "ivf" and isinstance(state.index, faiss.IndexFlat):
-            state.index = build_faiss(state.vectors, "ivf")  # enough rows now to train the lists?
-        else:
-            state.index.add(vectors)
+def load(workspace: Workspace, previous: CorpusIndex | None = None) -> CorpusIndex | None:
+    """The index as last committed, or None when nothing was indexed yet. Needs no lock. Given
+    the ``previous`` load of the same snapshot, reads only the rows and tombstones since."""
+    db = open_db(workspace)
+    if db is None:
+        return None
+    with db:
+        for _ in range(READ_ATTEMPTS):
+            with db.reading():
+                state = _load(workspace, db, previous, check_inode=True)
+            if state is not False:
+                return state
+            time.sleep(READ_RETRY_S)
+        with DocumentStore(workspace).lock(), db.reading():
+            return _load(workspace, db, previous, check_inode=False)
 
 
-def remove_documents(state: CorpusIndex, doc_ids: set[str]) -> int:
-    """Drop every chunk of ``doc_ids``. A flat index removes the rows in place (the rows after
-    them move up, as the chunk list does); IVF keeps its trained lists and takes the kept rows
-    again (its ids do not move up); HNSW cannot remove, so its graph is rebuilt."""
-    gone = np.array([i for i, c in enumerate(state.chunks) if c["doc_id"] in doc_ids], dtype=np.int64)
-    for doc_id in doc_ids:
-        state.meta["documents"].pop(doc_id, None)
-    if len(gone):
-        keep = np.ones(state.size, dtype=bool)
-        keep[gone] = False
-        state.meta["chunks"] = [c for c, kept in zip(state.chunks, keep) if kept]
-        state.vectors = np.ascontiguousarray(state.vectors[keep])
-        if isinstance(state.index, faiss.IndexFlat):
-            state.index.remove_ids(faiss.IDSelectorBatch(gone))
-        elif isinstance(state.index, faiss.IndexIVF):
-            state.index.reset()
-            state.index.add(state.vectors)
-        else:
-            state.index = build_faiss(state.vectors, state.meta["index_type"])
-    return len(gone)
+def _load(workspace: Workspace, db: ChunkDB, previous: CorpusIndex | None, check_inode: bool):
+    meta = _meta(db)
+    if meta is None:
+        return None
+    record = meta.get("snapshot") or EMPTY_SNAPSHOT
+    dim = int(meta["dim"])
+    if previous is not None and previous.snapshot_record == record:
+        snapshot, after, seq = previous.snapshot, previous.max_id, previous.tombstone_seq
+        ids, vectors = _vectors(db, dim, after)
+        ids, vectors = np.concatenate([previous.delta_ids, ids]), np.concatenate([previous.delta_vectors, vectors])
+        tombstones = np.union1d(previous.tombstones, np.array(db.tombstones(seq), dtype=np.int64))
+    else:
+        snapshot = _read_snapshot(workspace, record, check_inode)
+        if snapshot is False:
+            return False
+        ids, vectors = _vectors(db, dim, record["max_id"])
+        tombstones = np.unique(np.array(db.tombstones(), dtype=np.int64))
+    return CorpusIndex(meta, record, snapshot, ids, vectors, tombstones.astype(np.int64),
+                       db.tombstone_seq(), max(record["max_id"], int(ids[-1]) if len(ids) else 0))
 
 
-def reindex(state: CorpusIndex, index_type: str) -> None:
-    """Switch index type without re-embedding."""
-    state.meta["index_type"] = index_type
-    state.index = build_faiss(state.vectors, index_type)
+def _read_snapshot(workspace: Workspace, record: dict[str, Any], check_inode: bool):
+    """The FAISS snapshot the record names; False when the file on disk is another one."""
+    if not record["rows"]:
+        return None
+    path = workspace.index_file
+    try:
+        if check_inode and path.stat().st_ino != record["inode"]:
+            return False
+        index = faiss.read_index(str(path))
+        if check_inode and path.stat().st_ino != record["inode"]:
+            return False
+    except FileNotFoundError:
+        raise IndexUnusable(f"{path} is missing; run `workbench ingest --rebuild`") from None
+    except (RuntimeError, OSError) as exc:
+        raise IndexUnusable(f"cannot read {path}: {exc}; run `workbench ingest --rebuild`") from exc
+    if index.ntotal != record["rows"]:
+        raise IndexUnusable(f"{path} holds {index.ntotal} vectors, the chunk store expects {record['rows']}; "
+                            "run `workbench ingest --rebuild`")
+    return _tune(index)
+
+
+# -------------------------------------------------------------------------------------- writes
+# The callers hold the corpus lock (storage.documents.DocumentStore.lock) around each write.
+
+def create(workspace: Workspace, embedding: dict[str, Any], index_type: str = "flat") -> ChunkDB:
+    """An empty index with these settings (a new corpus, or a rebuild: every chunk dropped)."""
+    db = ChunkDB(workspace.corpus_db, create=True)
+    with db.writing():
+        db.clear()
+        db.drop_tombstones(db.tombstone_seq())
+        db.put(version=2, embedding_model=embedding["model"], dim=int(embedding["dim"]),
+               embedding_dtype=embedding.get("dtype"), chunking=embedding.get("chunking", {}),
+               index_type=index_type, snapshot=dict(EMPTY_SNAPSHOT, index_type=index_type, built=now_iso()), updated=now_iso())
+    return db
+
+
+def add_document(db: ChunkDB, doc: dict[str, Any], rows: list[dict[str, Any]], vectors: np.ndarray) -> None:
+    """Put a document's chunks and vectors in place of any it had (inside ``db.writing()``)."""
+    db.remove_document(doc["id"])
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    db.add_document(doc, rows, [v.tobytes() for v in vectors], [indexed_text(r) for r in rows])
+    db.put(updated=now_iso())
+
+
+def remove_documents(db: ChunkDB, doc_ids: set[str]) -> int:
+    """Drop every chunk of ``doc_ids`` (inside ``db.writing()``); the count removed."""
+    removed = sum(db.remove_document(doc_id) for doc_id in doc_ids)
+    db.put(updated=now_iso())
+    return removed
+
+
+def needs_compaction(workspace: Workspace) -> bool:
+    db = open_db(workspace)
+    if db is None:
+        return False
+    with db, db.reading():
+        settings = db.settings()
+        record = settings.get("snapshot") or EMPTY_SNAPSHOT
+        pending = (db.max_id() - record["max_id"]) + len(db.tombstones())
+        return record["index_type"] != settings.get("index_type") or pending > COMPACT_SHARE * record["rows"]
+
+
+class _Superseded(Exception):
+    """Another compaction or a rebuild committed while this one was building."""
+
+
+def compact(workspace: Workspace, index_type: str | None = None) -> bool:
+    """Write a new snapshot of every live chunk (as ``index_type``, else the current type) and the
+    metadata.json export. Built from one read of corpus.db without any lock; the lock is taken
+    only to put the file in place and commit. False when another write made it moot."""
+    db = open_db(workspace)
+    if db is None:
+        return False
+    with db:
+        with db.reading():
+            settings = db.settings()
+            record, seq = settings.get("snapshot") or EMPTY_SNAPSHOT, db.tombstone_seq()
+            kind = index_type or settings.get("index_type", "flat")
+            ids, vectors = _vectors(db, int(settings["dim"]))
+        index = build_faiss(vectors, kind, ids)
+        lock, held = DocumentStore(workspace).lock(), False
+        try:
+            with atomic_path(workspace.index_file) as tmp:
+                faiss.write_index(index, str(tmp))
+                inode = tmp.stat().st_ino  # a rename keeps it
+                lock.acquire()
+                held = True
+                if db.get("snapshot") != record:
+                    raise _Superseded
+            with db.writing():
+                db.put(index_type=kind, snapshot={"rows": len(ids), "max_id": int(ids[-1]) if len(ids) else 0,
+                                                  "tombstone_seq": seq, "inode": inode, "index_type": kind,
+                                                  "built": now_iso()})
+                db.drop_tombstones(seq)
+            export_metadata(workspace, db)
+        except _Superseded:
+            return False
+        finally:
+            if held:
+                lock.release()
+    return True
+
+
+def export_metadata(workspace: Workspace, db: ChunkDB) -> None:
+    """data/metadata.json: settings, documents and every chunk with its FAISS id, streamed."""
+    with db.reading(), atomic_file(workspace.metadata_file, "w") as out:
+        meta = _meta(db) or {}
+        head = {k: meta.get(k) for k in ("version", "embedding_model", "dim", "embedding_dtype", "index_type",
+                                         "chunking", "updated", "count", "documents")}
+        out.write(json.dumps(head, indent=2, ensure_ascii=False, default=str)[:-2] + ',\n  "chunks": [')
+        for n, chunk in enumerate(db.iter_chunks()):
+            out.write(("," if n else "") + "\n    " + json.dumps(chunk, ensure_ascii=False))
+        out.write("\n  ]\n}\n")
+
+
+def _import_files(workspace: Workspace) -> None:
+    """An index saved as metadata.json + embeddings.npy (no corpus.db) moves into corpus.db with
+    its vectors as they are; its snapshot is rebuilt from them."""
+    with DocumentStore(workspace).lock():
+        if workspace.corpus_db.exists():
+            return
+        meta = read_json(workspace.metadata_file)
+        if not isinstance(meta, dict) or isinstance(meta, Unreadable) or "chunks" not in meta:
+            raise IndexUnusable(f"{workspace.metadata_file} cannot be read as an index; run `workbench ingest --rebuild`")
+        try:
+            vectors = np.load(workspace.embeddings_file, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise IndexUnusable(f"cannot read {workspace.embeddings_file}: {exc}; run `workbench ingest --rebuild`") from exc
+        if len(vectors) != len(meta["chunks"]):
+            raise IndexUnusable(f"index files disagree ({len(vectors)} vectors, {len(meta['chunks'])} chunks); "
+                                "run `workbench ingest --rebuild`")
+        tmp = workspace.corpus_db.with_name(".corpus.db.import")
+        for leftover in tmp.parent.glob(tmp.name + "*"):
+            leftover.unlink()
+        db = ChunkDB(tmp, create=True)
+        with db:
+            with db.writing():
+                db.put(version=2, embedding_model=meta["embedding_model"], dim=int(meta["dim"]),
+                       embedding_dtype=meta.get("embedding_dtype"), chunking=meta.get("chunking", {}),
+                       index_type=meta.get("index_type", "flat"), updated=meta.get("updated") or now_iso(),
+                       snapshot=dict(EMPTY_SNAPSHOT, index_type="none"))
+                for doc_id, doc in meta.get("documents", {}).items():
+                    rows = [(c, v) for c, v in zip(meta["chunks"], vectors) if c["doc_id"] == doc_id]
+                    db.add_document({"id": doc_id, "name": doc["source"], "file": doc.get("file"),
+                                     "sha256": doc.get("sha256")}, [c for c, _ in rows],
+                                    [np.asarray(v, dtype=np.float32).tobytes() for _, v in rows],
+                                    [indexed_text(c) for c, _ in rows])
+            db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.conn.execute("PRAGMA journal_mode=DELETE")
+        os.replace(tmp, workspace.corpus_db)
+        compact(workspace)
+        workspace.embeddings_file.unlink(missing_ok=True)
