@@ -42,7 +42,10 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
 
     from jobs import control
     from workbench.auth import Users
+    from starlette.middleware import Middleware
+
     from workbench.ui import HEAD, build_ui
+    from workbench.ui.login import LoginGuard
 
     users = Users(settings.auth_file)  # a broken auth file stops the start, with its reason
     if settings.embedded_worker and not no_worker:
@@ -53,8 +56,9 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
             print(f"base model missing: provisioning it as run {run.id} (see the Monitor tab)", flush=True)
     demo = build_ui(settings)
     demo.queue(default_concurrency_limit=8)
+    guard = {"middleware": [Middleware(LoginGuard, workspace=workspace)]} if users.enabled else {}
     demo.launch(server_name=host or settings.host, server_port=port or settings.port,
-                auth=users.verify if users.enabled else None,
+                auth=users.verify if users.enabled else None, app_kwargs=guard,
                 auth_message="Workbench: sign in" if users.enabled else None,
                 max_file_size=f"{settings.max_upload_mb}mb", show_error=True, quiet=False, head=HEAD)
     return 0

@@ -84,7 +84,8 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli) -> dict:
     ingest_s = time.perf_counter() - started
     names = {d["id"]: d["name"] for d in DocumentStore(settings.workspace).list()}
     found = run_retrieval(settings, questions, depth=DEPTH)
-    chunks = store.read_meta(settings.workspace)["chunks"]
+    with store.open_db(settings.workspace) as db:
+        chunks = list(db.iter_chunks())
     out = {"chunks": len(chunks), "short": sum(len(c["text"]) < 200 for c in chunks) / len(chunks),
            "ingest_s": round(ingest_s, 1)}
     for mode, hits in found.ranked.items():

@@ -1,4 +1,5 @@
-"""Submit, cancel and resume runs: the only way the UI and the CLI put work on the queue."""
+"""Submit, cancel, resume and delete runs: the only way the UI and the CLI put work on the queue.
+Each is written to the audit log with the user who asked."""
 from __future__ import annotations
 
 import time
@@ -7,6 +8,7 @@ from typing import Any
 from jobs.queues import get_huey, task_for
 from storage import RunRecord, RunStore, Unreadable
 from storage.runs import CANCELLED, FAILED, QUEUED, RUNNING, now_iso
+from workbench import audit
 from workbench.kinds import get_kind
 from workbench.settings import Settings
 
@@ -23,6 +25,7 @@ def create(settings: Settings, kind: str, config: dict[str, Any] | None = None,
     values = spec.validate(config)
     checked = spec.preflight(values, settings)
     run = store(settings).create(spec.name, values, spec.queue, user)
+    audit.record(settings.workspace, user, "launch", run.id, detail=spec.name)
     if checked is not None:
         for role, path in checked.inputs.items():
             run.add_input(role, path)
@@ -55,8 +58,14 @@ def submit(settings: Settings, kind: str, config: dict[str, Any] | None = None,
     return run
 
 
-def cancel(settings: Settings, run_id: str) -> str:
+def cancel(settings: Settings, run_id: str, user: str | None = None) -> str:
     """Cancel a queued run at once (and revoke its task), or ask a running one to stop."""
+    outcome = _cancel(settings, run_id)
+    audit.record(settings.workspace, user, "cancel", run_id, detail=outcome)
+    return outcome
+
+
+def _cancel(settings: Settings, run_id: str) -> str:
     run = store(settings).get(run_id)
     if run.transition({QUEUED}, CANCELLED, finished=now_iso(), error=None):
         status = run.status()
@@ -74,7 +83,7 @@ def cancel(settings: Settings, run_id: str) -> str:
     raise ValueError(f"run {run_id} is {status.get('status')}; only queued or running runs can be cancelled")
 
 
-def resume(settings: Settings, run_id: str) -> RunRecord:
+def resume(settings: Settings, run_id: str, user: str | None = None) -> RunRecord:
     """Start a new attempt of a failed or cancelled run, from its last complete checkpoint if any."""
     run = store(settings).get(run_id)
     status = run.status()
@@ -86,10 +95,17 @@ def resume(settings: Settings, run_id: str) -> RunRecord:
                           finished=None, progress=None, message=None):
         raise ValueError(f"run {run_id} is {status.get('status')}; only failed or cancelled runs can be resumed")
     run.clear_cancel()
+    audit.record(settings.workspace, user, "resume", run_id)
     run.log(f"resume requested: attempt {int(status.get('attempt', 1)) + 1}"
             + (f" from {checkpoint.name}" if checkpoint else " from the start (no complete checkpoint)"))
     enqueue(settings, run)
     return run
+
+
+def delete(settings: Settings, run_id: str, user: str | None = None) -> None:
+    """Delete a finished run's folder (an active run must be cancelled first)."""
+    store(settings).delete(run_id)
+    audit.record(settings.workspace, user, "delete", run_id)
 
 
 def pending_counts(settings: Settings) -> dict[str, int | str]:

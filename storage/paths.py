@@ -83,6 +83,11 @@ class Workspace:
         return self.home / "workers"
 
     @property
+    def audit_file(self) -> Path:
+        """Who did what, when: launches, cancels, deletes, merges, imports, sign-ins, refusals."""
+        return self.home / "audit.jsonl"
+
+    @property
     def cache(self) -> Path:
         return self.home / "cache"
 

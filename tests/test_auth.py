@@ -54,6 +54,7 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
         Client(url, auth=("ann", "wrong-pw"), verbose=False)
 
     annotator = Client(url, auth=("ann", "ann-pw"), verbose=False)
+    admin = Client(url, auth=("alice", "alice-pw"), verbose=False)
     with pytest.raises(Exception, match="Permission denied"):
         annotator.predict(5, api_name="/launch_selftest")
     with pytest.raises(Exception, match="Permission denied"):
@@ -78,7 +79,6 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
     # Gradio stored the upload before the handler ran; the refusal deleted it
     assert not [p for p in (tmp_path / "ws" / "cache" / "uploads").rglob("notes.txt")]
 
-    admin = Client(url, auth=("alice", "alice-pw"), verbose=False)
     message = admin.predict([handle_file(str(doc))], api_name="/upload_documents")[0]
     assert "notes.txt: added" in message and "Indexing 1 document(s)" in message
     registry = json.loads((tmp_path / "ws" / "data" / "documents.json").read_text())["documents"]
@@ -90,10 +90,13 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
     assert any(r["kind"] == "corpus.ingest" and r["user"] == "alice" for r in store.list())
     rows = tmp_path / "rows.jsonl"
     rows.write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n")
-    # an annotator annotates (the model check runs, so the permission passed) but imports no data
-    with pytest.raises(Exception, match="unknown model 'ghost'"):
+    # an annotator votes, but starts no generation and imports no data
+    with pytest.raises(Exception, match="Permission denied"):
         annotator.predict("typed", "Name a colour.", None, "ghost", 0.0, "ghost", 0.5, 16, None, False, 3,
                           api_name="/create_pairs")
+    with pytest.raises(Exception, match="unknown model 'ghost'"):  # the admin's call gets past the check
+        admin.predict("typed", "Name a colour.", None, "ghost", 0.0, "ghost", 0.5, 16, None, False, 3,
+                      api_name="/create_pairs")
     with pytest.raises(Exception, match="Permission denied"):
         annotator.predict(handle_file(str(rows)), "train", False, 0.0, api_name="/import_sft")
     assert not [p for p in (tmp_path / "ws" / "cache" / "uploads").rglob("rows.jsonl")]
@@ -112,3 +115,139 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
     assert "Deleting **notes.txt**" in message
     deletes = [r for r in store.list() if r["kind"] == "corpus.delete"]
     assert [(r["user"], r["status"]) for r in deletes] == [("alice", "queued")]
+
+
+# Every API endpoint the app lists, and the action its handler must check (workbench.auth.ACTIONS
+# says which roles hold it). A new endpoint fails the walk below until it is added here.
+ENDPOINTS = {
+    "/upload_documents": "corpus", "/delete_document": "corpus", "/reindex": "corpus", "/snapshot": "view",
+    "/search": "chat", "/ask": "chat", "/send_to_annotate": "chat", "/unload_models": "unload",
+    "/vote_a": "annotate", "/vote_b": "annotate", "/vote_tie": "annotate", "/vote_both_bad": "annotate",
+    "/undo_vote": "annotate", "/create_pairs": "generate", "/merge_feedback": "data",
+    "/train_estimate": "launch", "/train_launch": "launch", "/import_sft": "data", "/sft_from_feedback": "data",
+    "/eval_scoreboard": "view", "/eval_export_csv": "view", "/eval_compare": "view", "/eval_report": "view",
+    "/eval_find_chunks": "chat", "/eval_add_question": "data", "/eval_launch": "launch",
+    "/refresh": "view", "/refresh_1": "view", "/refresh_2": "view", "/pick_row": "view",
+    "/cancel_run": "cancel", "/resume_run": "launch", "/delete_run": "delete", "/launch_selftest": "launch",
+    "/audit_log": "audit",
+}
+PEOPLE = {"alice": "admin", "tom": "trainer", "ann": "annotator", "vic": "viewer"}
+
+
+def test_every_endpoint_checks_its_role_and_sign_ins_are_throttled_and_audited(env, start_process, tmp_path):
+    """Each endpoint gradio_client lists is called by each role: refused exactly when the role
+    lacks the endpoint's action. Refusals, launches and sign-ins land in the audit log, which only
+    an admin reads. Then 30 wrong passwords in a row: a few are checked, the rest wait, and the
+    right password waits too."""
+    from gradio_client import Client
+
+    from workbench.auth import PERMISSIONS
+
+    env["WORKBENCH_AUTH_FILE"] = str(tmp_path / "users.json")
+    for name, role in PEOPLE.items():
+        cli(env, "users", "add", name, "--role", role, "--password-stdin", input=f"{name}-pw\n")
+    port = free_port()
+    env["WORKBENCH_PORT"] = str(port)
+    app = start_process([sys.executable, "app.py", "--no-worker"], env, "app")
+    url = f"http://127.0.0.1:{port}/"
+
+    def up():
+        try:
+            urllib.request.urlopen(url + "config", timeout=2)
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return None
+        return True
+
+    wait_for(up, 120, interval=0.25, what=f"the app: {app.output()[-500:]}")
+    clients = {name: Client(url, auth=(name, f"{name}-pw"), verbose=False) for name in PEOPLE}
+    listed = clients["alice"].view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert set(listed) == set(ENDPOINTS), "endpoints without a known action: update ENDPOINTS and check their handlers"
+    wrong = []
+    for endpoint, info in listed.items():
+        missing = {p["parameter_name"]: None for p in info["parameters"] if not p.get("parameter_has_default")}
+        for name, role in PEOPLE.items():
+            try:
+                clients[name].predict(**missing, api_name=endpoint)
+                refused = False
+            except TypeError as exc:  # the client refused the call: the server never saw it
+                wrong.append((endpoint, role, str(exc)))
+                continue
+            except Exception as exc:  # noqa: BLE001 - any error but a refusal means the check passed
+                refused = "Permission denied" in str(exc)
+            if refused != (ENDPOINTS[endpoint] not in PERMISSIONS[role]):
+                wrong.append((endpoint, role, "refused" if refused else "allowed"))
+    assert wrong == [], wrong
+
+    entries = clients["alice"].predict(api_name="/audit_log")
+    log = [dict(zip(entries["headers"], row)) for row in entries["data"]]
+    assert any(e["user"] == "ann" and e["action"] == "generate" and e["outcome"] == "refused" for e in log)
+    assert any(e["user"] == "vic" and e["action"] == "audit" and e["outcome"] == "refused" for e in log)
+    assert any(e["user"] == "tom" and e["action"] == "launch" and e["detail"] == "selftest" for e in log)
+    assert {e["user"] for e in log if e["action"] == "login" and e["outcome"] == "done"} == set(PEOPLE)
+
+    def sign_in(password: str) -> int:
+        request = urllib.request.Request(url + "login", data=f"username=ann&password={password}".encode(),
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            return urllib.request.urlopen(request, timeout=10).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    answers = [sign_in("wrong") for _ in range(30)]
+    assert answers.count(400) <= 6 and answers.count(429) >= 24, answers
+    assert sign_in("ann-pw") == 429
+    lines = [json.loads(line) for line in (tmp_path / "ws" / "audit.jsonl").read_text().splitlines()]
+    assert sum(e["action"] == "login" and e["outcome"] == "throttled" for e in lines) >= 25
+
+
+def test_throttle_backs_off_then_locks_out_and_a_success_clears_it():
+    from workbench import login_throttle as lt
+
+    now = [1000.0]
+    throttle = lt.LoginThrottle(clock=lambda: now[0])
+    for _ in range(lt.FREE_FAILURES):
+        assert throttle.check("bob", "10.0.0.1").allowed
+        throttle.record("bob", "10.0.0.1", False)
+    verdict = throttle.check("bob", "10.0.0.2")  # another address: the name is still throttled
+    assert not verdict.allowed and verdict.reason == "backoff" and verdict.wait_s == 1.0
+    assert throttle.check("eve", "10.0.0.1").reason == "backoff"  # another name from that address too
+    assert throttle.check("eve", "10.0.0.9").allowed
+    locked = False
+    while not locked:
+        now[0] += lt.MAX_DELAY_S
+        assert throttle.check("bob", "10.0.0.1").allowed
+        locked = throttle.record("bob", "10.0.0.1", False)
+    verdict = throttle.check("bob", "10.0.0.1")
+    assert verdict.reason == "locked" and verdict.wait_s == lt.LOCKOUT_S
+    now[0] += lt.LOCKOUT_S + 1
+    assert throttle.check("bob", "10.0.0.1").allowed
+    throttle.record("bob", "10.0.0.1", True)
+    assert throttle.check("bob", "10.0.0.1").allowed and throttle.check("bob", "10.0.0.1").wait_s == 0
+
+
+def test_unknown_and_disabled_names_cost_the_same_scrypt_and_users_commands(env, tmp_path, monkeypatch):
+    import hashlib
+
+    path = tmp_path / "users.json"
+    env["WORKBENCH_AUTH_FILE"] = str(path)
+    cli(env, "users", "add", "ann", "--role", "annotator", "--password-stdin", input="ann-pw\n")
+    cli(env, "users", "add", "vic", "--role", "viewer", "--password-stdin", input="vic-pw\n")
+    cli(env, "users", "passwd", "vic", "--role", "trainer", "--password-stdin", input="new-pw\n")
+    cli(env, "users", "disable", "ann")
+    listed = json.loads(cli(env, "users", "list", "--json").stdout)
+    assert listed == [{"username": "ann", "role": "annotator", "disabled": True},
+                      {"username": "vic", "role": "trainer", "disabled": False}]
+    assert "password_hash" not in cli(env, "users", "list").stdout
+    users = Users(path)
+    calls = []
+    real = hashlib.scrypt
+    monkeypatch.setattr(hashlib, "scrypt", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert users.verify("vic", "new-pw") and not users.verify("vic", "vic-pw")
+    assert not users.verify("ann", "ann-pw") and not users.verify("nobody", "x")  # disabled, unknown
+    assert len(calls) == 4  # one scrypt each, known or not
+    cli(env, "users", "disable", "ann", "--enable")
+    assert Users(path).verify("ann", "ann-pw")
+    result = cli(env, "users", "passwd", "ghost", "--password-stdin", input="x\n", check=False)
+    assert result.returncode != 0 and "no user 'ghost'" in result.stderr

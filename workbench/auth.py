@@ -15,13 +15,24 @@ from pathlib import Path
 
 from storage import write_json_atomic
 
-ROLES = ("admin", "annotator")
+ROLES = ("admin", "trainer", "annotator", "viewer")
 LOCAL_USER = "local"
-# What each role may do. Handlers that launch, cancel or delete check this on the server.
-PERMISSIONS = {
-    "admin": {"launch", "cancel", "delete", "annotate", "chat"},
-    "annotator": {"annotate", "chat"},
+# The one table of who may do what. Every handler that changes anything or starts generation
+# checks its action on the server (tests/test_auth.py walks every API endpoint with every role).
+ACTIONS = {
+    "view": ROLES,                                     # Monitor, the scoreboard, reports
+    "chat": ("admin", "trainer", "annotator"),         # Chat, corpus search, sending a turn to Annotate
+    "annotate": ("admin", "trainer", "annotator"),     # vote, undo one's own votes
+    "generate": ("admin", "trainer"),                  # create A/B pairs (queues generation)
+    "launch": ("admin", "trainer"),                    # train, evaluate, self-test, resume
+    "cancel": ("admin", "trainer"),
+    "delete": ("admin", "trainer"),                    # delete a finished run
+    "corpus": ("admin", "trainer"),                    # upload, delete and re-index documents
+    "data": ("admin", "trainer"),                      # merge votes, import SFT rows, edit evaluation sets
+    "unload": ("admin",),                              # free the models the web process holds for everyone
+    "audit": ("admin",),                               # read the audit log
 }
+PERMISSIONS = {role: {action for action, roles in ACTIONS.items() if role in roles} for role in ROLES}
 
 
 class PermissionDenied(PermissionError):
@@ -43,6 +54,9 @@ def verify_password(password: str, stored: str) -> bool:
         return False
     expected = hash_password(password, base64.b64decode(salt_b64)).split("$")[2]
     return hmac.compare_digest(expected, digest_b64)
+
+
+_DECOY_HASH = hash_password(os.urandom(16).hex())
 
 
 @dataclass(frozen=True)
@@ -77,12 +91,16 @@ class Users:
             if entry.get("role") not in ROLES or not entry.get("username") or not entry.get("password_hash"):
                 raise ValueError(f"auth file {self.auth_file}: bad user entry {entry.get('username')!r}"
                                  f" (needs username, password_hash and a role in {ROLES})")
-            records[entry["username"]] = entry
+            if not entry.get("disabled"):
+                records[entry["username"]] = entry
         return records
 
     def verify(self, username: str, password: str) -> bool:
+        """The same scrypt work for an unknown or disabled name as for a known one, so names
+        cannot be found by timing."""
         record = self._records.get(username)
-        return bool(record) and verify_password(password, record["password_hash"])
+        ok = verify_password(password, record["password_hash"] if record else _DECOY_HASH)
+        return bool(record) and ok
 
     def get(self, username: str | None) -> User:
         if not self.enabled:
@@ -99,14 +117,49 @@ class Users:
         return user
 
 
+def _read_file(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"users": []}
+
+
+def _write_file(path: Path, users: list[dict]) -> None:
+    write_json_atomic(path, {"users": users}, file_mode=0o600)
+
+
 def add_user(auth_file: Path, username: str, password: str, role: str) -> None:
     """Create or replace a user in the auth file (created if missing)."""
     if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; choose one of {ROLES}")
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     if not username or not password:
         raise ValueError("username and password must not be empty")
     path = Path(auth_file)
-    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"users": []}
-    users = [u for u in data.get("users", []) if u.get("username") != username]
+    users = [u for u in _read_file(path).get("users", []) if u.get("username") != username]
     users.append({"username": username, "password_hash": hash_password(password), "role": role})
-    write_json_atomic(path, {"users": users}, file_mode=0o600)
+    _write_file(path, users)
+
+
+def change_user(auth_file: Path, username: str, password: str | None = None, disabled: bool | None = None,
+                role: str | None = None) -> dict:
+    """A new password, role or disabled flag for an existing user; the entry as saved (no hash)."""
+    path = Path(auth_file)
+    users = _read_file(path).get("users", [])
+    entry = next((u for u in users if u.get("username") == username), None)
+    if entry is None:
+        raise ValueError(f"no user {username!r} in {path}")
+    if password is not None:
+        if not password:
+            raise ValueError("the password must not be empty")
+        entry["password_hash"] = hash_password(password)
+    if role is not None:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+        entry["role"] = role
+    if disabled is not None:
+        entry["disabled"] = disabled
+    _write_file(path, users)
+    return {k: v for k, v in entry.items() if k != "password_hash"}
+
+
+def list_users(auth_file: Path) -> list[dict]:
+    """Each user's name, role and whether it is disabled; never the hashes."""
+    return [{"username": u.get("username"), "role": u.get("role"), "disabled": bool(u.get("disabled"))}
+            for u in _read_file(Path(auth_file)).get("users", [])]

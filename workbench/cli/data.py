@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from workbench import audit
 from workbench.settings import Settings
 
 
@@ -45,8 +46,12 @@ def cmd_data(settings: Settings, args: argparse.Namespace) -> int:
     if args.data_cmd == "import":
         result = import_rows(Path(args.file), ws.train_file, ws.test_file, args.into, args.replace,
                              args.split, args.seed)
+        audit.record(ws, audit.cli_user(), "import", Path(args.file).name,
+                     detail=f"{result['train_rows']} train, {result['test_rows']} test rows")
     elif args.data_cmd == "from-feedback":
         result = add_chosen_answers(ws.feedback_file, ws.train_file, ws.test_file, args.into)
+        audit.record(ws, audit.cli_user(), "import", ws.feedback_file.name,
+                     detail=f"{result['train_rows']} train, {result['test_rows']} test rows")
     else:
         path = ws.train_file if args.which == "train" else ws.test_file
         if not path.exists():

@@ -7,6 +7,7 @@ import getpass
 import json
 from pathlib import Path
 
+from workbench import audit
 from workbench.settings import Settings
 
 
@@ -48,8 +49,9 @@ def cmd_merge(settings: Settings, args: argparse.Namespace) -> int:
     ws = settings.workspace
     if not ws.feedback_file.exists():
         raise ValueError(f"no votes yet: {ws.feedback_file} does not exist")
-    report = merge_feedback(ws.feedback_file, Path(args.output) if args.output else ws.rlhf_file,
-                            args.test_fraction, args.seed)
+    output = Path(args.output) if args.output else ws.rlhf_file
+    report = merge_feedback(ws.feedback_file, output, args.test_fraction, args.seed)
+    audit.record(ws, audit.cli_user(), "merge", output.name, detail=f"{report['kept']} pairs")
     print(json.dumps(report, indent=2, ensure_ascii=False)) if args.json else print(_summary_text(report))
     return 0
 

@@ -6,6 +6,7 @@ import sys
 import time
 
 from storage.runs import ACTIVE
+from workbench.audit import cli_user
 from workbench.cli.common import CliError, print_json, show
 from workbench.monitor import progress_text
 from workbench.settings import Settings
@@ -56,11 +57,11 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
             time.sleep(0.5)
             reap(store, settings.stale_after)
     if args.jobs_cmd == "cancel":
-        outcome = control.cancel(settings, args.id)
+        outcome = control.cancel(settings, args.id, cli_user())
         print_json({"id": args.id, "outcome": outcome}) if args.json else print(outcome)
         return 0
     if args.jobs_cmd == "resume":
-        run = control.resume(settings, args.id)
+        run = control.resume(settings, args.id, cli_user())
         status = run.status()
         print_json({"id": run.id, "status": status["status"], "attempt": status["attempt"],
                     "resume_from": status.get("resume_from")}) if args.json else print(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import sys
+from pathlib import Path
 
+from workbench.auth import ROLES
 from workbench.cli.common import CliError, run_kind
 from workbench.configs import add_arguments, arguments_to_dict
 from workbench.kinds import get_kind
@@ -30,9 +33,19 @@ def add_parsers(sub) -> None:
     users = sub.add_parser("users", help="manage the auth file").add_subparsers(dest="users_cmd", required=True)
     add = users.add_parser("add", help="add or replace a user")
     add.add_argument("name")
-    add.add_argument("--role", choices=["admin", "annotator"], required=True)
-    add.add_argument("--auth-file")
-    add.add_argument("--password-stdin", action="store_true")
+    add.add_argument("--role", choices=ROLES, required=True)
+    passwd = users.add_parser("passwd", help="set a user's password (and role)")
+    passwd.add_argument("name")
+    passwd.add_argument("--role", choices=ROLES)
+    disable = users.add_parser("disable", help="stop a user from signing in (kept in the file)")
+    disable.add_argument("name")
+    disable.add_argument("--enable", action="store_true", help="let the user sign in again")
+    listing = users.add_parser("list", help="users, roles, disabled or not")
+    listing.add_argument("--json", action="store_true")
+    for command in (add, passwd, disable, listing):
+        command.add_argument("--auth-file")
+    for command in (add, passwd):
+        command.add_argument("--password-stdin", action="store_true")
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -57,14 +70,32 @@ def cmd_selftest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
-    from workbench.auth import add_user
+    from workbench.auth import add_user, change_user, list_users
 
     path = args.auth_file or settings.auth_file
     if not path:
         raise CliError("set WORKBENCH_AUTH_FILE or pass --auth-file")
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(f"password for {args.name}: ")
-    add_user(path, args.name, password, args.role)
-    print(f"user {args.name} ({args.role}) saved in {path}")
+    try:
+        if args.users_cmd == "list":
+            users = list_users(Path(path))
+            if args.json:
+                print(json.dumps(users))
+            for u in [] if args.json else users:
+                print(f"{u['username']:20s} {u['role']:10s} {'disabled' if u['disabled'] else ''}".rstrip())
+            return 0
+        if args.users_cmd == "disable":
+            change_user(Path(path), args.name, disabled=not args.enable)
+            print(f"user {args.name} {'enabled' if args.enable else 'disabled'} in {path}")
+            return 0
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(f"password for {args.name}: ")
+        if args.users_cmd == "add":
+            add_user(path, args.name, password, args.role)
+            print(f"user {args.name} ({args.role}) saved in {path}")
+        else:
+            entry = change_user(Path(path), args.name, password=password, role=args.role)
+            print(f"user {args.name} ({entry['role']}): password changed in {path}")
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 

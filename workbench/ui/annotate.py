@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from workbench import audit
 from workbench.errors import WorkbenchError
 from jobs import control
 from workbench.feedback.annotation import (cast_vote, create_pairs, next_pair, pair_store,
@@ -84,7 +85,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
         return ("Undid your last vote." if pair_id else "Nothing to undo."), pair_id
 
     def add(source, typed, upload, model_a, temp_a, model_b, temp_b, max_new, penalty, rag, k, request: gr.Request):
-        user = ctx.require(request, "annotate", uploads=upload)
+        user = ctx.require(request, "generate", uploads=upload)
         penalty = float(penalty) if penalty else None  # 0 or empty: the model's default
         a = Side(model_a or BASE, float(temp_a), int(max_new), repetition_penalty=penalty)
         b = Side(model_b or BASE, float(temp_b), int(max_new), repetition_penalty=penalty)
@@ -112,11 +113,12 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
         return message
 
     def merge(request: gr.Request):
-        ctx.require(request, "annotate")
+        user = ctx.require(request, "data")
         try:
             report = merge_feedback(workspace.feedback_file, workspace.rlhf_file)
         except (WorkbenchError, ValueError, FileNotFoundError) as exc:
             raise gr.Error(str(exc)) from None
+        audit.record(workspace, user.username, "merge", workspace.rlhf_file.name, detail=f"{report['kept']} pairs")
         dropped = ", ".join(f"{v} {k}" for k, v in report["dropped"].items() if v) or "none"
         return f"{report['kept']} pairs in `data/dataset_rlhf.jsonl` · dropped: {dropped} · agreement {report['agreement']}"
 

@@ -54,7 +54,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
         return f"Sent turn `{record['id']}` to Annotate."
 
     def unload(request: gr.Request):
-        ctx.require(request, "chat")
+        ctx.require(request, "unload")
         dropped = CACHE.unload()
         return f"Unloaded: {', '.join(dropped)}." if dropped else "No model was loaded."
 

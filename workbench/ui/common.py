@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from workbench import audit
 from workbench.auth import PermissionDenied, User, Users
 from workbench.settings import Settings
 
@@ -31,6 +32,8 @@ class UiContext:
             return self.users.require(username, action)
         except PermissionDenied as exc:
             discard_uploads(uploads)
+            audit.record(self.settings.workspace, username, action, outcome="refused", detail=str(exc),
+                         address=getattr(getattr(request, "client", None), "host", None))
             raise gr.Error(f"Permission denied: {exc}") from None
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from jobs import control
+from workbench import audit
 from workbench.corpus.delete import resolve
 from workbench.corpus.library import add_paths, reindex_config
 from workbench.corpus.overview import (DOCUMENT_COLUMNS, HIT_COLUMNS, documents_rows, hits_rows,
@@ -30,7 +31,7 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         return rows, index_summary(workspace, settings.embedding_model), gr.Dropdown(choices=choices), gr.Timer(active=busy)
 
     def upload(files, request: gr.Request):
-        user = ctx.require(request, "launch", uploads=files)
+        user = ctx.require(request, "corpus", uploads=files)
         if not files:
             if any(r[6] == "pending" for r in documents_rows(workspace)):  # e.g. after a killed worker
                 run = control.submit(settings, "corpus.ingest", {}, user=user.username)
@@ -45,6 +46,9 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
                 path.unlink(missing_ok=True)
         to_index = [a.doc["id"] for a in added if a.doc and a.doc["status"] != "indexed"]
         lines = [a.message() for a in added]
+        for a in added:
+            audit.record(workspace, user.username, "upload", a.name, outcome="refused" if a.error else "done",
+                         detail=a.error or ("added" if a.created else "same content as a stored document"))
         if to_index:
             run = control.submit(settings, "corpus.ingest", {"doc_ids": to_index}, user=user.username)
             lines.append(f"Indexing {len(to_index)} document(s) in run `{run.id}` (progress in Monitor).")
@@ -54,7 +58,7 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         return ("\n".join(f"- {line}" for line in lines), None, *snapshot())
 
     def delete(doc_id, request: gr.Request):
-        user = ctx.require(request, "delete")
+        user = ctx.require(request, "corpus")
         if not doc_id:
             raise gr.Error("Pick a document to delete.")
         try:
@@ -65,7 +69,7 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         return (f"Deleting **{doc['name']}** and its chunks in run `{run.id}` (progress in Monitor).", *snapshot())
 
     def reindex(index_type, chunk_size, chunk_overlap, request: gr.Request):
-        user = ctx.require(request, "launch")
+        user = ctx.require(request, "corpus")
         try:
             config = reindex_config(workspace, index_type, int(chunk_size), int(chunk_overlap))
             run = control.submit(settings, "corpus.ingest", config, user=user.username)

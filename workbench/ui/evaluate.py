@@ -49,7 +49,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
                 gr.Dropdown(choices=metric_names), gr.Dropdown(choices=runs, value=runs[0][1] if runs else None))
 
     def export_csv(request: gr.Request):
-        ctx.require(request, "chat")
+        ctx.require(request, "view")
         board = sb.build(settings)
         target = ws.cache / "scoreboard.csv"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
         return sb.lineage_figure(sb.build(settings), metric)
 
     def open_report(run_id, request: gr.Request):
-        ctx.require(request, "chat")
+        ctx.require(request, "view")
         if not run_id:
             raise gr.Error("Pick an evaluation run.")
         report = next((r for r in sb.evaluation_reports(settings) if r["run_id"] == run_id), None)
@@ -97,9 +97,10 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
         notes = "".join(f"\n\n⚠ {w}" for w in status.get("warnings") or [])
         return f"Queued **{run.id}**: it is open in Monitor.{notes}", run.id, gr.Tabs(selected="monitor")
 
-    def find_chunks(query):
+    def find_chunks(query, request: gr.Request):
         from workbench.index.search import retriever_for
 
+        ctx.require(request, "chat")
         if not (query or "").strip():
             raise gr.Error("Type words to find chunks.")
         hits = retriever_for(ws, settings.embedding_model).search(query, k=8, mode="hybrid")
@@ -110,7 +111,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
                 {f"{h.chunk_id}|{h.source}": h.text for h in hits})
 
     def add_question(picked, question, reference, file_name, request: gr.Request):
-        ctx.require(request, "launch")
+        ctx.require(request, "data")
         if not picked:
             raise gr.Error("Pick the chunk that answers the question.")
         chunk_id, source = picked.split("|", 1)

@@ -7,6 +7,7 @@ import gradio as gr
 from jobs import control
 from jobs.reaper import reap
 from storage import Unreadable
+from workbench import audit
 from workbench.monitor import (RUN_COLUMNS, gpu_state, live_workers, metrics_figure,
                                progress_text, runs_table, system_markdown)
 from workbench.selftest import Config as SelftestConfig
@@ -70,31 +71,31 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
         return row[0] if row else gr.skip()
 
     def cancel(run_id: str | None, request: gr.Request):
-        ctx.require(request, "cancel")
+        user = ctx.require(request, "cancel")
         if not run_id:
             raise gr.Error("Select a run first.")
         try:
-            outcome = control.cancel(settings, run_id)
+            outcome = control.cancel(settings, run_id, user.username)
         except (KeyError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(f"{run_id}: {outcome}")
 
     def resume(run_id: str | None, request: gr.Request):
-        ctx.require(request, "launch")
+        user = ctx.require(request, "launch")
         if not run_id:
             raise gr.Error("Select a run first.")
         try:
-            control.resume(settings, run_id)
+            control.resume(settings, run_id, user.username)
         except (KeyError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(f"{run_id}: resumed")
 
     def delete(run_id: str | None, request: gr.Request):
-        ctx.require(request, "delete")
+        user = ctx.require(request, "delete")
         if not run_id:
             raise gr.Error("Select a run first.")
         try:
-            control.store(settings).delete(run_id)
+            control.delete(settings, run_id, user.username)
         except (KeyError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
         gr.Info(f"{run_id}: deleted")
@@ -106,6 +107,10 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         return run.id
+
+    def show_audit(request: gr.Request):
+        ctx.require(request, "audit")
+        return audit.rows(audit.recent(settings.workspace))
 
     with gr.Tab("Monitor", id="monitor") as tab:
         with gr.Row():
@@ -129,6 +134,9 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
             plot = gr.Plot(label="Curves", elem_id="run-curves")
         plotted = gr.State(None)
         timer = gr.Timer(2.0)
+        with gr.Accordion("Audit log (admins)", open=False):
+            audit_btn = gr.Button("Show the newest entries", elem_id="audit-btn")
+            audit_table = gr.Dataframe(headers=audit.COLUMNS, interactive=False, wrap=True, elem_id="audit-table")
 
         outputs = [table, selected, detail, log, plot, plotted, system]
         for event in (tab.select, timer.tick, selected.change):
@@ -138,4 +146,5 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
         resume_btn.click(resume, selected, None, api_name="resume_run")
         delete_btn.click(delete, selected, None, api_name="delete_run")
         selftest_btn.click(launch_selftest, steps, selected, api_name="launch_selftest")
+        audit_btn.click(show_audit, None, audit_table, api_name="audit_log")
     return tab, selected

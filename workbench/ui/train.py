@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from jobs import control
+from workbench import audit
 from workbench.configs import FieldSpec, describe
 from workbench.datasets.sft import add_chosen_answers, import_rows, stats
 from workbench.errors import WorkbenchError
@@ -85,22 +86,26 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
         return f"**{info['rows']} rows** in `{path.name}` ({', '.join(info['formats'])})", sample
 
     def upload(file, into, replace, split, request: gr.Request):
-        ctx.require(request, "launch", uploads=file)
+        user = ctx.require(request, "data", uploads=file)
         if not file:
             raise gr.Error("Choose a JSONL file.")
         try:
             result = import_rows(Path(file), ws.train_file, ws.test_file, into, bool(replace), float(split))
         except (WorkbenchError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
+        audit.record(ws, user.username, "import", Path(file).name,
+                     detail=f"{result['train_rows']} train, {result['test_rows']} test rows")
         return (f"{result['train_rows']} rows into train.jsonl, {result['test_rows']} into test.jsonl.",
                 *preview(into))
 
     def from_feedback(into, request: gr.Request):
-        ctx.require(request, "launch")
+        user = ctx.require(request, "data")
         try:
             result = add_chosen_answers(ws.feedback_file, ws.train_file, ws.test_file, into)
         except (WorkbenchError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
+        audit.record(ws, user.username, "import", ws.feedback_file.name,
+                     detail=f"{result['train_rows']} train, {result['test_rows']} test rows")
         return (f"{result['train_rows']} rows into train.jsonl, {result['test_rows']} into test.jsonl.",
                 *preview(into))
 

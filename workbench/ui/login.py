@@ -1,0 +1,63 @@
+"""The sign-in guard: an ASGI middleware in front of Gradio's ``/login`` route that throttles
+attempts per user name and per client address (``workbench.login_throttle``) and writes every
+sign-in, failure, delay and lock-out to the audit log. A throttled attempt is answered 429
+without the password being checked."""
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs
+
+from workbench import audit
+from workbench.login_throttle import LoginThrottle
+
+
+class LoginGuard:
+    def __init__(self, app, workspace, throttle: LoginThrottle | None = None):
+        self.app, self.workspace = app, workspace
+        self.throttle = throttle or LoginThrottle()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/login"):
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        username = (parse_qs(body.decode("utf-8", "replace")).get("username") or [""])[0].strip()
+        address = (scope.get("client") or (None,))[0]
+        verdict = self.throttle.check(username, address)
+        if not verdict.allowed:
+            audit.record(self.workspace, username, "login", outcome="throttled", address=address,
+                         detail=f"{verdict.reason}: {verdict.wait_s:.0f} s to wait")
+            detail = (f"Too many failed sign-ins: try again in {max(1, round(verdict.wait_s))} s."
+                      if verdict.reason == "backoff" else
+                      f"Sign-in locked after repeated failures: try again in {max(1, round(verdict.wait_s / 60))} min.")
+            payload = json.dumps({"detail": detail}).encode()
+            await send({"type": "http.response.start", "status": 429,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"retry-after", str(max(1, round(verdict.wait_s))).encode())]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        status = {}
+
+        async def watch(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        await self.app(scope, replay, watch)
+        success = status.get("code") == 200
+        locked = self.throttle.record(username, address, success)
+        audit.record(self.workspace, username, "login", outcome="done" if success else "failed", address=address,
+                     detail="locked out" if locked else "")
