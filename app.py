@@ -35,6 +35,7 @@ def start_embedded_worker(settings: Settings) -> subprocess.Popen:
 
 def main(no_worker: bool = False, host: str | None = None, port: int | None = None) -> int:
     settings = Settings.from_env()
+    settings.secure_files()
     workspace = settings.workspace.ensure()
     # Before gradio is imported: no outbound analytics, uploads cached inside the workspace.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

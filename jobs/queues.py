@@ -3,12 +3,14 @@ for short CPU work (indexing), on SQLite (``queue.db``) by default or Redis when
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from urllib.parse import urlparse
 
 from huey import PriorityRedisHuey, SqliteHuey
 from huey.api import Huey
 
 from jobs.serializer import JsonSerializer
+from storage.atomic import open_to_umask
 from workbench.kinds import KINDS
 from workbench.settings import Settings
 
@@ -29,7 +31,10 @@ def build_huey(settings: Settings, queue: str) -> Huey:
     elif scheme == "sqlite":
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else urlparse(url).path
         settings.workspace.home.mkdir(parents=True, exist_ok=True)
+        created = not Path(path).exists()
         huey = SqliteHuey(name, filename=path, timeout=30, **common)
+        if created:
+            open_to_umask(Path(path))
     else:
         raise ValueError(f"WORKBENCH_QUEUE={redact(url)!r}: use redis://host:port/db or leave it empty for SQLite")
     _register_tasks(huey, settings, queue)

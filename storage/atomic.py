@@ -32,6 +32,22 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def open_to_umask(path: Path) -> None:
+    """Give a file another library created (SQLite makes its databases 0644 less the umask) the
+    mode a plain ``open`` would, so a group that may write the workspace can write it too."""
+    try:
+        os.chmod(path, 0o666 & ~_UMASK)
+    except FileNotFoundError:
+        pass
+
+
+def set_umask(mask: int) -> None:
+    """The process umask, set (at start, before any thread writes) and remembered here."""
+    global _UMASK
+    os.umask(mask)
+    _UMASK = mask
+
+
 def _mode_for(path: Path) -> int:
     """The mode of the file being replaced, else what a plain ``open`` would give (mkstemp's
     0600 would lock out a UI and a worker running as different users)."""

@@ -16,6 +16,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterator
 
+from storage.atomic import open_to_umask
+
 CHUNK_FIELDS = ("chunk_id", "doc_id", "source", "title", "page", "section", "position", "tokens", "text")
 
 SCHEMA = """
@@ -40,7 +42,10 @@ class ChunkDB:
         if not create and not self.path.exists():
             raise FileNotFoundError(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
         self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        if created:
+            open_to_umask(self.path)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         if create:

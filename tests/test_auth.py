@@ -251,3 +251,24 @@ def test_unknown_and_disabled_names_cost_the_same_scrypt_and_users_commands(env,
     assert Users(path).verify("ann", "ann-pw")
     result = cli(env, "users", "passwd", "ghost", "--password-stdin", input="x\n", check=False)
     assert result.returncode != 0 and "no user 'ghost'" in result.stderr
+
+
+@pytest.mark.parametrize("access, folder, file", [("private", 0o700, 0o600), ("group", 0o770, 0o660)])
+def test_workspace_files_are_closed_to_other_users(env, tmp_path, access, folder, file):
+    """A process started by the CLI or the app closes the workspace folder and creates files and
+    folders for its user (and group) only: run records, the queue, the audit log."""
+    import os
+    import stat
+
+    env["WORKBENCH_FILE_ACCESS"] = access
+    home = tmp_path / "ws"
+    home.mkdir(mode=0o755)
+    run_id = cli(env, "selftest", "--steps", "1", "--queue").stdout.strip().splitlines()[-1]
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(home) == folder
+    assert mode(home / "runs" / run_id) == folder
+    assert {mode(p) for p in (home / "runs" / run_id).iterdir() if p.is_file()} == {file}
+    assert mode(home / "audit.jsonl") == file and mode(home / "queue.db") == file
+    env["WORKBENCH_FILE_ACCESS"] = "everyone"
+    result = cli(env, "jobs", "list", check=False)
+    assert result.returncode == 2 and "choose private or group" in result.stderr

@@ -29,6 +29,7 @@ class Settings:
     cpu_workers: int = 2
     heartbeat_s: float = 5.0
     max_upload_mb: int = 200
+    file_access: str = "private"  # private: files 0600, folders 0700; group: 0660 / 0770 (UI and workers as two users of one group)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -48,6 +49,20 @@ class Settings:
             except ValueError as exc:
                 raise ValueError(f"WORKBENCH_{f.name.upper()}={raw!r}: {exc}") from None
         return cls(**kwargs)
+
+    def secure_files(self) -> None:
+        """Files this process creates get no access for others (nor for the group unless
+        ``file_access`` is ``group``), and the workspace folder is closed the same way, so what
+        was written before is out of reach too. Called once at start, before any thread writes."""
+        from storage.atomic import set_umask
+
+        if self.file_access not in ("private", "group"):
+            raise ValueError(f"WORKBENCH_FILE_ACCESS={self.file_access!r}: choose private or group")
+        set_umask(0o077 if self.file_access == "private" else 0o007)
+        home = self.workspace.home
+        home.mkdir(parents=True, exist_ok=True)
+        if home.stat().st_uid == os.getuid():  # a folder someone else owns is theirs to set
+            home.chmod(0o700 if self.file_access == "private" else 0o770)
 
     @property
     def workspace(self) -> Workspace:

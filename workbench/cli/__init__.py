@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {name: command for group in GROUPS for name, command in group.COMMANDS.items()}
     try:
-        return commands[args.command](Settings.from_env(), args)
+        settings = Settings.from_env()
+        settings.secure_files()
+        return commands[args.command](settings, args)
     except (CliError, ConfigError, ValueError, KeyError, FileNotFoundError, WorkbenchError) as exc:  # JsonlError is a ValueError
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"workbench: error: {message}", file=sys.stderr)
