@@ -140,6 +140,8 @@ def test_files_that_disagree_are_refused_and_a_copied_index_loads(tmp_path):
     shutil.copytree(ws.data, tmp_path / "b" / "data")  # a backup restored: other inodes
     copy = store.load(Workspace(tmp_path / "b"))
     assert copy.size == 30 and copy.snapshot.ntotal == 30
+    # checked whole once, the copy's own file is named, so the next reader needs no lock
+    assert copy.snapshot_record["inode"] == (tmp_path / "b" / "data" / "index.faiss").stat().st_ino
 
     faiss.write_index(store.build_faiss(unit_rows(10), "flat"), str(ws.index_file))  # same inode, other rows
     with pytest.raises(store.IndexUnusable, match="holds 10 vectors.*expects 30.*ingest --rebuild"):

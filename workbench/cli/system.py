@@ -1,5 +1,5 @@
-"""``workbench serve | worker | selftest | users``: the app, the queue consumers, the self-test
-job and the auth file."""
+"""``workbench serve | worker | selftest | users | backup``: the app, the queue consumers, the
+self-test job, the auth file and a consistent copy of the workspace."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,10 @@ def add_parsers(sub) -> None:
     add_arguments(selftest, get_kind("selftest").load()[0])
     selftest.add_argument("--queue", action="store_true", help="enqueue for a worker and print the run id")
     selftest.add_argument("--json", action="store_true")
+
+    backup = sub.add_parser("backup", help="copy the workspace consistently while the app and workers run")
+    backup.add_argument("destination", help="a new (or empty) folder outside the workspace")
+    backup.add_argument("--json", action="store_true")
 
     users = sub.add_parser("users", help="manage the auth file").add_subparsers(dest="users_cmd", required=True)
     add = users.add_parser("add", help="add or replace a user")
@@ -99,4 +103,15 @@ def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "worker": cmd_worker, "selftest": cmd_selftest, "users": cmd_users}
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from workbench.backup import backup
+
+    report = backup(settings.workspace, Path(args.destination))
+    print(json.dumps(report)) if args.json else print(
+        f"{report['files']} files ({report['bytes'] / 1e6:.1f} MB) copied to {report['destination']} "
+        f"in {report['seconds']} s")
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "worker": cmd_worker, "selftest": cmd_selftest, "users": cmd_users,
+            "backup": cmd_backup}

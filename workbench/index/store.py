@@ -188,8 +188,16 @@ def load(workspace: Workspace, previous: CorpusIndex | None = None) -> CorpusInd
             if state is not False:
                 return state
             time.sleep(READ_RETRY_S)
-        with DocumentStore(workspace).lock(), db.reading():
-            return _load(workspace, db, previous, check_inode=False)
+        with DocumentStore(workspace).lock():
+            with db.reading():
+                state = _load(workspace, db, previous, check_inode=False)
+            if state is not None and state.snapshot is not None:
+                inode = workspace.index_file.stat().st_ino
+                if inode != state.snapshot_record.get("inode"):  # a copy (a backup restored): its file,
+                    state.snapshot_record = dict(state.snapshot_record, inode=inode)  # checked whole above
+                    with db.writing():
+                        db.put(snapshot=state.snapshot_record)
+            return state
 
 
 def _load(workspace: Workspace, db: ChunkDB, previous: CorpusIndex | None, check_inode: bool):
