@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 from workbench.settings import Settings
 
@@ -45,6 +46,8 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
     from workbench.auth import Users
     from starlette.middleware import Middleware
 
+    from workbench.chat.model_cache import CACHE
+    from workbench.gpu_memory import serve_unload_requests
     from workbench.ui import HEAD, build_ui
     from workbench.ui.login import LoginGuard
 
@@ -56,6 +59,7 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
         if run is not None:
             print(f"base model missing: provisioning it as run {run.id} (see the Monitor tab)", flush=True)
     demo = build_ui(settings)
+    serve_unload_requests(workspace, CACHE.unload, threading.Event())  # GPU jobs ask for the memory back
     demo.queue(default_concurrency_limit=8)
     guard = {"middleware": [Middleware(LoginGuard, workspace=workspace)]} if users.enabled else {}
     demo.launch(server_name=host or settings.host, server_port=port or settings.port,

@@ -89,8 +89,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate_text(settings, kind: str, config: dict[str, Any]) -> str:
-    """The estimate for the Train tab, or why there is none (the start model or the data is missing)."""
+def estimate_for(settings, kind: str, config: dict[str, Any], cuda: bool | None = None) -> dict[str, Any]:
+    """``estimate`` of a config as the form or the job holds it (its start model and data
+    resolved in the workspace); ``{"text": why}`` when there is none."""
     from workbench.configs import ConfigError
     from workbench.errors import WorkbenchError
     from workbench.kinds import get_kind
@@ -103,9 +104,16 @@ def estimate_text(settings, kind: str, config: dict[str, Any]) -> str:
         spec = resolve(values["model"], settings.workspace, settings.base_model)
         rows = len(READERS[kind.split(".", 1)[1]](rows_of.data_file(settings.workspace, values["dataset"])))
     except (ConfigError, ModelNotFound, WorkbenchError, ValueError) as exc:
-        return f"No estimate yet: {exc}"
-    import torch
+        return {"text": f"No estimate yet: {exc}"}
+    memory = None
+    if cuda is None:
+        import torch
 
-    cuda = torch.cuda.is_available()
-    memory = torch.cuda.get_device_properties(0).total_memory / GIB if cuda else None
-    return estimate(kind, values, spec.path, rows, settings.workspace, cuda, memory, os.cpu_count() or 1)["text"]
+        cuda = torch.cuda.is_available()
+        memory = torch.cuda.get_device_properties(0).total_memory / GIB if cuda else None
+    return estimate(kind, values, spec.path, rows, settings.workspace, cuda, memory, os.cpu_count() or 1)
+
+
+def estimate_text(settings, kind: str, config: dict[str, Any]) -> str:
+    """The estimate for the Train tab, or why there is none (the start model or the data is missing)."""
+    return estimate_for(settings, kind, config)["text"]

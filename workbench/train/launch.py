@@ -42,6 +42,7 @@ def run_in_child(config: TrainConfig, reporter) -> dict:
     run = reporter.run
     (run.folder / RESULT).unlink(missing_ok=True)
     _check_devices(config.num_processes)
+    _make_room(config, reporter)
     args = command(run.folder, config.num_processes)
     reporter.log(f"starting {config.num_processes} training process(es)"
                  + (" with torchrun" if config.num_processes > 1 else ""))
@@ -90,6 +91,23 @@ def run_in_child(config: TrainConfig, reporter) -> dict:
             raise RuntimeError(outcome["error"])
         raise RuntimeError(f"training process exited with code {proc.returncode}: {_last_error(tail)}")
     return outcome.get("result") or {}
+
+
+def _make_room(config: TrainConfig, reporter) -> None:
+    """On GPUs, refuse before starting a job whose memory estimate does not fit in what is free
+    (after asking the web process to unload its models)."""
+    import dataclasses
+
+    from workbench.gpu_memory import devices, make_room
+    from workbench.settings import Settings
+    from workbench.train.estimate import estimate_for
+
+    if not devices():
+        return
+    kind = (reporter.run.config() or {}).get("kind", "")
+    need = estimate_for(Settings.from_env(), kind, dataclasses.asdict(config), cuda=True).get("memory_gib")
+    if need:
+        reporter.run.update(gpu_memory=make_room(reporter.workspace, need, reporter.log))
 
 
 def _progress(run) -> dict | None:
