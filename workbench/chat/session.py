@@ -14,6 +14,7 @@ from storage.runs import now_iso
 from workbench.chat.model_cache import CACHE, ModelCache
 from workbench.chat.prompt import build_prompt, chat_messages
 from workbench.errors import WorkbenchError
+from workbench.index.modes import DEFAULT_MODE
 from workbench.index.search import Hit, retriever_for
 from workbench.models.generation import Sampling, context_window, generation_kwargs, trim_loop
 from workbench.settings import Settings
@@ -25,7 +26,7 @@ class ChatRequest:
     model: str = "base"
     rag: bool = True
     k: int = 5
-    mode: str = "dense"
+    mode: str = DEFAULT_MODE
     temperature: float = 0.0
     max_new_tokens: int = 256
     repetition_penalty: float | None = None  # None: the model's default (models.generation)

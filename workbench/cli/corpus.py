@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from workbench.configs import add_arguments, arguments_to_dict
+from workbench.index.modes import DEFAULT_MODE
 from workbench.kinds import get_kind
 from workbench.settings import Settings
 
@@ -26,7 +27,7 @@ def add_parsers(sub) -> None:
     search.add_argument("query", nargs="?")
     search.add_argument("--file", help="a text file with one query per line")
     search.add_argument("-k", type=int, default=5, help="hits per query (default: 5)")
-    search.add_argument("--mode", choices=["dense", "hybrid"], default="dense",
+    search.add_argument("--mode", choices=["dense", "hybrid"], default=DEFAULT_MODE,
                         help="dense (FAISS) or hybrid (dense + BM25, reciprocal rank fusion)")
     search.add_argument("--json", action="store_true", help="one JSON line per query")
 
@@ -35,7 +36,7 @@ def add_parsers(sub) -> None:
     ask.add_argument("--model", default="base", help="base (default) or a model name under models/")
     ask.add_argument("-k", type=int, default=5, help="chunks of context (default: 5)")
     ask.add_argument("--no-rag", action="store_true", help="answer without retrieval")
-    ask.add_argument("--mode", choices=["dense", "hybrid"], default="dense")
+    ask.add_argument("--mode", choices=["dense", "hybrid"], default=DEFAULT_MODE)
     ask.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
     ask.add_argument("--max-new-tokens", type=int, default=256)
     ask.add_argument("--repetition-penalty", type=float, default=None,

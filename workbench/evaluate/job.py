@@ -186,9 +186,10 @@ class EvalData:
 
     def _rag(self, questions: list[dict]) -> dict[str, Any]:
         from workbench.evaluate.retrieval import DEPTH, run_retrieval
+        from workbench.index.modes import DEFAULT_MODE
 
         found = run_retrieval(self.settings, questions, depth=max(self.config.retrieval_k, DEPTH))
-        contexts = [[h.text for h in hits[:self.config.retrieval_k]] for hits in found.ranked["dense"]]
+        contexts = [[h.text for h in hits[:self.config.retrieval_k]] for hits in found.ranked[DEFAULT_MODE]]
         return {"questions": questions, "retrieval": found, "contexts": contexts}
 
     def unit(self, loaded: units.Loaded, name_set: str, progress) -> dict[str, Any]:

@@ -15,9 +15,9 @@ import numpy as np
 from storage import Workspace
 from storage.chunkdb import ChunkDB
 from workbench.index import store
+from workbench.index.modes import DEFAULT_MODE, MODES
 from workbench.index.embedder import embed, load_embedder
 
-MODES = ("dense", "hybrid")
 # Fused score = sum over the two rankings of weight / (RRF_K + rank). Measured on the two
 # documentation sets of benchmarks/retrieval.py (FTS5's BM25 on unstemmed words) against the usual
 # k = 60 with equal weights: a sharper k (20) with the BM25 side at half weight ties on PostgreSQL
@@ -138,10 +138,10 @@ class Retriever:
     def model(self):
         return load_embedder(self.embedding_model)
 
-    def search(self, query: str, k: int = 5, mode: str = "dense") -> list[Hit]:
+    def search(self, query: str, k: int = 5, mode: str = DEFAULT_MODE) -> list[Hit]:
         return self.search_many([query], k, mode)[0]
 
-    def search_many(self, queries: list[str], k: int = 5, mode: str = "dense") -> list[list[Hit]]:
+    def search_many(self, queries: list[str], k: int = 5, mode: str = DEFAULT_MODE) -> list[list[Hit]]:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; choose one of {', '.join(MODES)}")
         if k < 1:

@@ -9,7 +9,7 @@ from workbench.chat.session import ChatRequest, answer_stream, save_turn
 from workbench.models.generation import REPETITION_PENALTY
 from workbench.chat.sources import sources_markdown
 from workbench.errors import WorkbenchError
-from workbench.index.search import MODES
+from workbench.index.modes import DEFAULT_MODE, MODES
 from workbench.models.loading import BASE, model_choices
 from workbench.ui.common import UiContext
 
@@ -72,7 +72,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                                     elem_id="chat-model")
                 rag = gr.Checkbox(label="Use retrieval (RAG)", value=True, elem_id="chat-rag")
                 k = gr.Slider(1, 20, value=5, step=1, label="top-k chunks")
-                mode = gr.Radio(list(MODES), value="dense", label="retrieval")
+                mode = gr.Radio(list(MODES), value=DEFAULT_MODE, label="retrieval")
                 temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
                 max_new_tokens = gr.Slider(16, 1024, value=256, step=16, label="max new tokens")
                 penalty = gr.Number(value=None, label="repetition penalty", elem_id="chat-penalty",

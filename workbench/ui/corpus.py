@@ -14,7 +14,8 @@ from workbench.corpus.overview import (DOCUMENT_COLUMNS, HIT_COLUMNS, documents_
                                        index_summary)
 from workbench.corpus.parse import SUPPORTED
 from workbench.errors import WorkbenchError
-from workbench.index.search import MODES, retriever_for
+from workbench.index.modes import DEFAULT_MODE, MODES
+from workbench.index.search import retriever_for
 from workbench.index.store import INDEX_TYPES
 from workbench.ui.common import UiContext
 
@@ -118,7 +119,7 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         with gr.Row():
             query = gr.Textbox(label="Query", elem_id="corpus-query", scale=4)
             k = gr.Slider(1, 20, value=5, step=1, label="top-k", scale=1)
-            mode = gr.Radio(list(MODES), value="dense", label="retrieval", scale=1)
+            mode = gr.Radio(list(MODES), value=DEFAULT_MODE, label="retrieval", scale=1)
         search_btn = gr.Button("Search", elem_id="corpus-search-btn")
         hits = gr.Dataframe(headers=HIT_COLUMNS, interactive=False, wrap=True, elem_id="corpus-hits")
         timer = gr.Timer(2.0, active=False)
