@@ -144,16 +144,18 @@ def main() -> int:
     parser.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--reuse", type=Path, help="measure a workspace an earlier run built (skips the build)")
     args = parser.parse_args()
     if args.build:
         return build(args.build, args.rows, args.index)
-    home = Path(tempfile.mkdtemp(prefix="wb-index-scale-"))
+    home = args.reuse or Path(tempfile.mkdtemp(prefix="wb-index-scale-"))
     os.environ.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
     report: dict = {"rows": args.rows, "index": args.index}
     started = time.perf_counter()
-    child = subprocess.run([sys.executable, __file__, "--build", str(home), "--rows", str(args.rows),
-                            "--index", args.index], check=True, capture_output=True, text=True)
-    report["rows"] = json.loads(child.stdout.strip().splitlines()[-1])["rows"]
+    if args.reuse is None:
+        child = subprocess.run([sys.executable, __file__, "--build", str(home), "--rows", str(args.rows),
+                                "--index", args.index], check=True, capture_output=True, text=True)
+        report["rows"] = json.loads(child.stdout.strip().splitlines()[-1])["rows"]
     report["build_s"] = round(time.perf_counter() - started, 1)
 
     from workspace import emit, quiet

@@ -123,7 +123,7 @@ ENDPOINTS = {
     "/upload_documents": "corpus", "/delete_document": "corpus", "/reindex": "corpus", "/snapshot": "view",
     "/search": "chat", "/ask": "chat", "/send_to_annotate": "chat", "/unload_models": "unload",
     "/vote_a": "annotate", "/vote_b": "annotate", "/vote_tie": "annotate", "/vote_both_bad": "annotate",
-    "/undo_vote": "annotate", "/create_pairs": "generate", "/merge_feedback": "data",
+    "/undo_vote": "annotate", "/next_pair": "annotate", "/create_pairs": "generate", "/merge_feedback": "data",
     "/train_estimate": "launch", "/train_launch": "launch", "/import_sft": "data", "/sft_from_feedback": "data",
     "/eval_scoreboard": "view", "/eval_export_csv": "view", "/eval_compare": "view", "/eval_report": "view",
     "/eval_find_chunks": "chat", "/eval_add_question": "data", "/eval_launch": "launch",

@@ -178,7 +178,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
         add_btn.click(add, [source, typed, upload, model_a, temp_a, model_b, temp_b, max_new, penalty, rag, k],
                       [add_message], api_name="create_pairs").then(show, [forced, skipped], shown, api_name=False)
         merge_btn.click(merge, None, [merge_message], api_name="merge_feedback")
-        tab.select(show, [forced, skipped], shown, api_name=False)
+        tab.select(show, [forced, skipped], shown, api_name="next_pair")  # also how an API client gets a pair
         gr.Timer(2.0).tick(poll, [pair_id, skipped], shown, api_name=False, show_progress="hidden")
         tab.select(lambda: (gr.Dropdown(choices=model_choices(workspace)),) * 2, None, [model_a, model_b],
                    api_name=False)
