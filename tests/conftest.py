@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import urllib.error
 import urllib.request
 import signal
 import socket
@@ -231,6 +232,30 @@ def start_app(env, start_process) -> str:
         wait_for(lambda: _http_ok(url), 120, interval=0.25, what="the app to answer")
     except AssertionError:
         raise AssertionError(app.output()[-3000:]) from None
+    return url
+
+
+def start_app_with_users(env, start_process, tmp_path, people: dict[str, str]) -> str:
+    """``python app.py --no-worker`` with an auth file of ``people`` (name: role; each password
+    is ``<name>-pw``); its URL once it answers 401 to a call without a login."""
+    env["WORKBENCH_AUTH_FILE"] = str(tmp_path / "users.json")
+    for name, role in people.items():
+        cli(env, "users", "add", name, "--role", role, "--password-stdin", input=f"{name}-pw\n")
+    port = free_port()
+    env["WORKBENCH_PORT"] = str(port)
+    app = start_process([sys.executable, "app.py", "--no-worker"], env, "app")
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers():
+        try:
+            urllib.request.urlopen(url + "config", timeout=2)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return None
+        return 200
+
+    assert wait_for(answers, 120, interval=0.25, what=f"the app: {app.output()[-500:]}") == 401
     return url
 
 

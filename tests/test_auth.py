@@ -3,14 +3,13 @@ even by calling the handler directly through gradio_client."""
 from __future__ import annotations
 
 import json
-import sys
 import urllib.error
 import urllib.request
 
 import pytest
 
 from storage import RunStore
-from tests.conftest import cli, free_port, wait_for
+from tests.conftest import cli, start_app_with_users
 from workbench.auth import Users, hash_password, verify_password
 
 
@@ -31,25 +30,7 @@ def test_password_hashes_verify_and_roles_gate_actions(tmp_path):
 def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, tmp_path):
     from gradio_client import Client
 
-    auth_file = tmp_path / "users.json"
-    env["WORKBENCH_AUTH_FILE"] = str(auth_file)
-    cli(env, "users", "add", "alice", "--role", "admin", "--password-stdin", input="alice-pw\n")
-    cli(env, "users", "add", "ann", "--role", "annotator", "--password-stdin", input="ann-pw\n")
-    port = free_port()
-    env["WORKBENCH_PORT"] = str(port)
-    app = start_process([sys.executable, "app.py", "--no-worker"], env, "app")
-    url = f"http://127.0.0.1:{port}/"
-
-    def answers():
-        try:
-            urllib.request.urlopen(url + "config", timeout=2)
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return None
-        return 200
-
-    assert wait_for(answers, 120, interval=0.25, what=f"the app: {app.output()[-500:]}") == 401
+    url = start_app_with_users(env, start_process, tmp_path, {"alice": "admin", "ann": "annotator"})
     with pytest.raises(Exception, match="(?i)login|auth|401|credentials"):
         Client(url, auth=("ann", "wrong-pw"), verbose=False)
 
@@ -143,24 +124,7 @@ def test_every_endpoint_checks_its_role_and_sign_ins_are_throttled_and_audited(e
 
     from workbench.auth import PERMISSIONS
 
-    env["WORKBENCH_AUTH_FILE"] = str(tmp_path / "users.json")
-    for name, role in PEOPLE.items():
-        cli(env, "users", "add", name, "--role", role, "--password-stdin", input=f"{name}-pw\n")
-    port = free_port()
-    env["WORKBENCH_PORT"] = str(port)
-    app = start_process([sys.executable, "app.py", "--no-worker"], env, "app")
-    url = f"http://127.0.0.1:{port}/"
-
-    def up():
-        try:
-            urllib.request.urlopen(url + "config", timeout=2)
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            return None
-        return True
-
-    wait_for(up, 120, interval=0.25, what=f"the app: {app.output()[-500:]}")
+    url = start_app_with_users(env, start_process, tmp_path, PEOPLE)
     clients = {name: Client(url, auth=(name, f"{name}-pw"), verbose=False) for name in PEOPLE}
     listed = clients["alice"].view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert set(listed) == set(ENDPOINTS), "endpoints without a known action: update ENDPOINTS and check their handlers"
