@@ -26,7 +26,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,17 +38,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from workspace import free_port  # noqa: E402
 ANNOTATORS = 20
 PAIRS = 40
 KILLS, RESTARTS = 5, 2
 CALL_TIMEOUT_S = 30
 VOTERS_GRACE_S = 120  # after the jobs: the annotators finish the pairs left
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children_of(pid: int) -> list[int]:

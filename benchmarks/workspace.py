@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -39,3 +40,10 @@ def emit(report: dict, path: Path | None) -> None:
         path.write_text(json.dumps(report, indent=2))
     print(json.dumps(report))
 
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -17,6 +17,7 @@ from jobs.queues import QUEUES, get_huey
 from jobs.reaper import reap
 from storage import RunStore, write_json_atomic
 from storage.runs import RUNNING, now_iso
+from workbench.gpu_memory import devices
 from workbench.settings import Settings
 from workbench.subprocesses import die_with_parent
 
@@ -24,17 +25,8 @@ log = logging.getLogger("workbench.worker")
 
 
 def gpu_count() -> int:
-    """GPUs visible through NVML (no torch import, no CUDA context)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return pynvml.nvmlDeviceGetCount()
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return 0
+    """Every GPU of the machine, through NVML (no torch import, no CUDA context)."""
+    return len(devices(visible=""))
 
 
 class WorkerRecord:

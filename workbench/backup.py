@@ -35,7 +35,6 @@ def copy_sqlite(source: Path, target: Path) -> None:
 
 
 def _copy_file(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
     if source.suffix == ".jsonl":
         with lock_for(source):
             shutil.copy2(source, target)
@@ -50,22 +49,27 @@ def _is_sqlite(path: Path) -> bool:
         return handle.read(16) == b"SQLite format 3\x00"
 
 
+def _copy_one(path: Path, destination: Path, counts: dict[str, int]) -> None:
+    """One file: SQLite's backup for a database, else a copy; SQLite's side files, locks and
+    temp files are left out (the backup carries what they hold)."""
+    if path.name.endswith(("-wal", "-shm", ".lock", ".tmp")) or path.name.startswith(".corpus.db"):
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if _is_sqlite(path):
+            copy_sqlite(path, destination)
+        else:
+            _copy_file(path, destination)
+    except FileNotFoundError:  # deleted while the copy ran (a run folder, a temp file)
+        return
+    counts["files"] += 1
+    counts["bytes"] += destination.stat().st_size
+
+
 def _copy_tree(source: Path, target: Path, counts: dict[str, int]) -> None:
     for path in sorted(source.rglob("*")):
-        name = path.name
-        if path.is_dir() or name.endswith(("-wal", "-shm", ".lock", ".tmp")) or name.startswith(".corpus.db"):
-            continue
-        destination = target / path.relative_to(source)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if _is_sqlite(path):
-                copy_sqlite(path, destination)
-            else:
-                _copy_file(path, destination)
-        except FileNotFoundError:  # deleted while the copy ran (a run folder, a temp file)
-            continue
-        counts["files"] += 1
-        counts["bytes"] += destination.stat().st_size
+        if not path.is_dir():
+            _copy_one(path, target / path.relative_to(source), counts)
 
 
 def backup(workspace: Workspace, destination: Path) -> dict[str, Any]:
@@ -87,13 +91,8 @@ def backup(workspace: Workspace, destination: Path) -> dict[str, Any]:
             continue
         if child.is_dir():
             _copy_tree(child, destination / child.name, counts)
-        elif not child.name.endswith(("-wal", "-shm", ".lock", ".tmp")):
-            if _is_sqlite(child):
-                copy_sqlite(child, destination / child.name)
-            else:
-                _copy_file(child, destination / child.name)
-            counts["files"] += 1
-            counts["bytes"] += (destination / child.name).stat().st_size
+        else:
+            _copy_one(child, destination / child.name, counts)
     report = {"source": str(workspace.home), "destination": str(destination), "finished": now_iso(),
               "seconds": round(time.monotonic() - started, 1), **counts}
     write_json_atomic(destination / "backup.json", report)

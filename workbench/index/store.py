@@ -254,10 +254,15 @@ def create(workspace: Workspace, embedding: dict[str, Any], index_type: str = "f
     with db.writing():
         db.clear()
         db.drop_tombstones(db.tombstone_seq())
-        db.put(version=2, embedding_model=embedding["model"], dim=int(embedding["dim"]),
-               embedding_dtype=embedding.get("dtype"), chunking=embedding.get("chunking", {}),
-               index_type=index_type, snapshot=dict(EMPTY_SNAPSHOT, index_type=index_type, built=now_iso()), updated=now_iso())
+        _initialise(db, embedding, index_type)
     return db
+
+
+def _initialise(db: ChunkDB, embedding: dict[str, Any], index_type: str) -> None:
+    db.put(version=2, embedding_model=embedding["model"], dim=int(embedding["dim"]),
+           embedding_dtype=embedding.get("dtype"), chunking=embedding.get("chunking", {}),
+           index_type=index_type, snapshot=dict(EMPTY_SNAPSHOT, index_type=index_type, built=now_iso()),
+           updated=now_iso())
 
 
 def add_document(db: ChunkDB, doc: dict[str, Any], rows: list[dict[str, Any]], vectors: np.ndarray) -> None:
@@ -361,16 +366,12 @@ def _import_files(workspace: Workspace) -> None:
         db = ChunkDB(tmp, create=True)
         with db:
             with db.writing():
-                db.put(version=2, embedding_model=meta["embedding_model"], dim=int(meta["dim"]),
-                       embedding_dtype=meta.get("embedding_dtype"), chunking=meta.get("chunking", {}),
-                       index_type=meta.get("index_type", "flat"), updated=meta.get("updated") or now_iso(),
-                       snapshot=dict(EMPTY_SNAPSHOT, index_type="none"))
+                _initialise(db, {"model": meta["embedding_model"], "dim": meta["dim"], "dtype": meta.get("embedding_dtype"),
+                                 "chunking": meta.get("chunking", {})}, meta.get("index_type", "flat"))
                 for doc_id, doc in meta.get("documents", {}).items():
-                    rows = [(c, v) for c, v in zip(meta["chunks"], vectors) if c["doc_id"] == doc_id]
-                    db.add_document({"id": doc_id, "name": doc["source"], "file": doc.get("file"),
-                                     "sha256": doc.get("sha256")}, [c for c, _ in rows],
-                                    [np.asarray(v, dtype=np.float32).tobytes() for _, v in rows],
-                                    [indexed_text(c) for c, _ in rows])
+                    rows = [i for i, c in enumerate(meta["chunks"]) if c["doc_id"] == doc_id]
+                    add_document(db, {"id": doc_id, "name": doc["source"], "file": doc.get("file"),
+                                      "sha256": doc.get("sha256")}, [meta["chunks"][i] for i in rows], vectors[rows])
             db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.conn.execute("PRAGMA journal_mode=DELETE")
         os.replace(tmp, workspace.corpus_db)
