@@ -50,6 +50,7 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
     from workbench.gpu_memory import serve_unload_requests
     from workbench.ui import HEAD, build_ui
     from workbench.ui.login import LoginGuard
+    from workbench.ui.upload_quota import UploadQuota
 
     users = Users(settings.auth_file)  # a broken auth file stops the start, with its reason
     if settings.embedded_worker and not no_worker:
@@ -61,9 +62,11 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
     demo = build_ui(settings)
     serve_unload_requests(workspace, CACHE.unload, threading.Event())  # GPU jobs ask for the memory back
     demo.queue(default_concurrency_limit=8)
-    guard = {"middleware": [Middleware(LoginGuard, workspace=workspace)]} if users.enabled else {}
+    middleware = [Middleware(LoginGuard, workspace=workspace)] if users.enabled else []
+    if settings.upload_quota_mb > 0:
+        middleware.append(Middleware(UploadQuota, workspace=workspace, quota_bytes=settings.upload_quota_mb * 2**20))
     demo.launch(server_name=host or settings.host, server_port=port or settings.port,
-                auth=users.verify if users.enabled else None, app_kwargs=guard,
+                auth=users.verify if users.enabled else None, app_kwargs={"middleware": middleware},
                 auth_message="Workbench: sign in" if users.enabled else None,
                 max_file_size=f"{settings.max_upload_mb}mb", show_error=True, quiet=False, head=HEAD)
     return 0

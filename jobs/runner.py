@@ -1,5 +1,6 @@
-"""The one runner every job kind goes through: queued -> running (pid, host, heartbeat) -> the
-core function with a reporter -> succeeded / failed (with the error) / cancelled."""
+"""The one runner every job kind goes through: queued -> (its GPUs reserved) -> running (pid, host,
+heartbeat, GPUs) -> the core function with a reporter -> succeeded / failed (with the error) /
+cancelled."""
 from __future__ import annotations
 
 import gc
@@ -9,9 +10,12 @@ import sys
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from storage import RunRecord, RunStore, Unreadable
+from jobs import gpus as gpu_reservation
 from jobs.reaper import process_start_time
 from storage.runs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, now_iso
 from workbench.configs import config_from_dict
@@ -51,12 +55,57 @@ def execute(settings: Settings, run_id: str, echo: bool = False) -> dict:
     status = run.status()
     if isinstance(status, Unreadable):
         raise RuntimeError(f"run {run_id}: {status.reason}")
+    if status.get("status") != QUEUED:
+        return status  # cancelled while queued, or already taken
+    try:
+        with _reserve_gpus(settings, run, status) as gpus:
+            return _execute(settings, run, status, gpus, echo)
+    except InterruptedError:  # cancelled while it waited for a GPU
+        return run.status()
+    except gpu_reservation.NotEnoughGpus as exc:
+        run.log(str(exc))
+        run.transition({QUEUED}, FAILED, finished=now_iso(), error=str(exc), resumable=False)
+        return run.status()
+
+
+@contextmanager
+def _reserve_gpus(settings: Settings, run: RunRecord, status: dict) -> Iterator[list[int]]:
+    """The GPUs a job of the GPU queue computes on, held while it runs (none on a machine
+    without GPUs, and none for CPU-queue jobs)."""
+    try:
+        kind = get_kind(status["kind"])
+    except (KeyError, ValueError):
+        kind = None
+    every = gpu_reservation.host_gpus() if kind is not None and kind.queue == "gpu" else []
+    if not every:
+        yield []
+        return
+    stored = run.config()
+    count = kind.gpus((stored.get("config") if isinstance(stored, dict) else None) or {})
+    own = gpu_reservation.pinned(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+    def waiting(busy: list[int]) -> None:
+        message = f"waiting for GPU {', '.join(map(str, busy))} (held by another job)"
+        run.log(message)
+        run.update(message=message)
+
+    def cancelled() -> bool:
+        now = run.status()
+        return not isinstance(now, dict) or now.get("status") != QUEUED
+
+    with gpu_reservation.reserve(settings.workspace.workers / "gpus", own, every, count,
+                                 waiting=waiting, cancelled=cancelled) as held:
+        gpu_reservation.pin_process(held, own)
+        yield held
+
+
+def _execute(settings: Settings, run: RunRecord, status: dict, gpus: list[int], echo: bool) -> dict:
     if not run.transition({QUEUED}, RUNNING, pid=os.getpid(), pid_start=process_start_time(os.getpid()),
-                          host=socket.gethostname(),
+                          host=socket.gethostname(), gpus=gpus, message=None,
                           started=now_iso(), started_at=time.time(), finished=None, error=None):
         return run.status()  # cancelled while queued, or already taken
     resume = status.get("resume_from")
-    reporter = RunReporter(run, resume_from=Path(resume) if resume else None, echo=echo)
+    reporter = RunReporter(run, resume_from=Path(resume) if resume else None, echo=echo, gpus=gpus)
     with Heartbeat(run, settings.heartbeat_s):
         try:
             kind = get_kind(status["kind"])

@@ -164,7 +164,7 @@ class RunRecord:
                "started": status.get("started"), "finished": status.get("finished"),
                "error": status.get("error"), "attempt": status.get("attempt", 1),
                "resumable": status.get("resumable", False), "message": status.get("message"),
-               "user": status.get("user")}
+               "user": status.get("user"), "host": status.get("host"), "gpus": status.get("gpus") or []}
         return out
 
 

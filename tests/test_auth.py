@@ -236,3 +236,55 @@ def test_workspace_files_are_closed_to_other_users(env, tmp_path, access, folder
     env["WORKBENCH_FILE_ACCESS"] = "everyone"
     result = cli(env, "jobs", "list", check=False)
     assert result.returncode == 2 and "choose private or group" in result.stderr
+
+
+def _signed_in(url: str, name: str):
+    """A urllib opener holding ``name``'s session cookie."""
+    import http.cookiejar
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    opener.open(urllib.request.Request(url + "login", data=f"username={name}&password={name}-pw".encode(),
+                                       headers={"Content-Type": "application/x-www-form-urlencoded"}), timeout=10)
+    return opener
+
+
+def _upload(opener, url: str, size: int) -> tuple[int, str]:
+    boundary = "workbench-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"notes.txt\"\r\n"
+            f"Content-Type: text/plain\r\n\r\n").encode() + b"x" * size + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url + "gradio_api/upload", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with opener.open(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_each_user_has_an_upload_quota_and_a_refusal_is_audited(env, start_process, tmp_path):
+    env["WORKBENCH_UPLOAD_QUOTA_MB"] = "1"
+    url = start_app_with_users(env, start_process, tmp_path, {"ann": "annotator", "bob": "annotator"})
+    ann, bob = _signed_in(url, "ann"), _signed_in(url, "bob")
+    size = 600 * 1024
+    assert _upload(ann, url, size)[0] == 200
+    code, detail = _upload(ann, url, size)
+    assert code == 413 and "Upload quota reached: 0.6 MB uploaded in the last 24 h" in detail
+    assert _upload(bob, url, size)[0] == 200  # the quota is per user
+    anonymous = urllib.request.build_opener()
+    assert _upload(anonymous, url, 10)[0] == 401  # and no sign-in, no upload at all
+    lines = [json.loads(line) for line in (tmp_path / "ws" / "audit.jsonl").read_text().splitlines()]
+    refused = [e for e in lines if e["action"] == "upload" and e["outcome"] == "refused"]
+    assert [e["user"] for e in refused] == ["ann"]
+
+
+def test_the_upload_ledger_forgets_after_the_window():
+    from workbench.ui.upload_quota import UploadLedger
+
+    now = [1000.0]
+    ledger = UploadLedger(quota_bytes=100, window_s=60, clock=lambda: now[0])
+    assert ledger.refusal("ann", 80) is None
+    ledger.add("ann", 80)
+    assert "Upload quota reached" in ledger.refusal("ann", 30)
+    assert ledger.refusal("bob", 30) is None
+    now[0] += 61
+    assert ledger.refusal("ann", 100) is None and ledger.used("ann") == 0

@@ -57,3 +57,14 @@ def test_each_cli_module_imports_on_its_own():
         module = "workbench.cli" if name == "__init__" else f"workbench.cli.{name}"
         proc = subprocess.run([sys.executable, "-c", code, module], cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, f"{module}: {proc.stderr[-2000:]}"
+
+
+def test_the_cli_parses_without_loading_the_heavy_libraries():
+    """Building every command's parser (what each `workbench ...` call does first) loads none of
+    torch, transformers, FAISS or gradio: a worker machine needs no FAISS to train, and `--help`
+    answers at once."""
+    code = ("import sys\nfrom workbench.cli import build_parser\nbuild_parser()\n"
+            "print(sorted(n for n in ('torch', 'transformers', 'faiss', 'gradio') if n in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -20,6 +20,16 @@ class JobKind:
         module = importlib.import_module(self.module)
         return module.Config, module.run
 
+    def gpus(self, config: dict[str, Any]) -> int:
+        """How many GPUs a job of this kind reserves: ``num_processes`` for training (one rank
+        per GPU), one for any other GPU-queue job, none for the CPU queue."""
+        if self.queue != "gpu":
+            return 0
+        try:
+            return max(1, int(config.get("num_processes") or 1))
+        except (TypeError, ValueError):
+            return 1
+
     def validate(self, config: dict[str, Any] | None) -> dict[str, Any]:
         """The config with defaults filled in; raises ``ConfigError`` naming what is wrong."""
         config_cls, _ = self.load()

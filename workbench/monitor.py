@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from storage import RunStore, Workspace, read_json
+from storage import Workspace, read_json
 
 RUN_COLUMNS = ["id", "kind", "status", "progress", "started", "duration", "error"]
 
@@ -29,9 +29,10 @@ def progress_text(progress: dict | None) -> str:
     return f"{100 * progress['done'] / progress['total']:.0f}% ({progress['done']:g}/{progress['total']:g})"
 
 
-def runs_table(store: RunStore) -> list[list[Any]]:
+def runs_table(runs: list[dict[str, Any]]) -> list[list[Any]]:
+    """One row per run summary (``RunStore.list()``), in ``RUN_COLUMNS`` order."""
     rows = []
-    for run in store.list():
+    for run in runs:
         started = run.get("started")
         rows.append([run["id"], run["kind"], run["status"], progress_text(run.get("progress")),
                      (started or "").replace("T", " ").split("+")[0], _duration(started, run.get("finished")),
@@ -96,7 +97,14 @@ def gpu_state() -> list[dict[str, Any]]:
         pynvml.nvmlShutdown()
 
 
-def system_markdown(workers: list[dict], gpus: list[dict], pending: dict[str, Any]) -> str:
+def gpu_holders(runs: list[dict[str, Any]]) -> list[str]:
+    """Which running job holds which GPU, from the reservations in the runs' status."""
+    return [f"GPU {', '.join(map(str, r['gpus']))}" + (f" on {r['host']}" if r.get("host") else "")
+            + f": `{r['id']}` ({r['kind']})" for r in runs if r.get("status") == "running" and r.get("gpus")]
+
+
+def system_markdown(workers: list[dict], gpus: list[dict], pending: dict[str, Any],
+                    holders: list[str] | None = None) -> str:
     lines = ["**Queue** — pending: " + ", ".join(f"{q} {n}" for q, n in pending.items())]
     if workers:
         lines.append("**Workers** — " + "; ".join(
@@ -110,4 +118,6 @@ def system_markdown(workers: list[dict], gpus: list[dict], pending: dict[str, An
             for g in gpus))
     else:
         lines.append("**GPUs** — none detected")
+    if holders:
+        lines.append("**Held by** — " + "; ".join(holders))
     return "\n\n".join(lines)

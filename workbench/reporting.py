@@ -14,9 +14,11 @@ class Cancelled(Exception):
 
 
 class RunReporter:
-    def __init__(self, run: RunRecord, resume_from: Path | None = None, echo: bool = False):
+    def __init__(self, run: RunRecord, resume_from: Path | None = None, echo: bool = False,
+                 gpus: list[int] | None = None):
         self.run = run
         self.resume_from = resume_from
+        self.gpus = list(gpus or [])  # the GPUs reserved for this job (empty: none, or no GPU)
         self._bar = None
         self._echo = echo
 

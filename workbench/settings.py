@@ -29,6 +29,7 @@ class Settings:
     cpu_workers: int = 2
     heartbeat_s: float = 5.0
     max_upload_mb: int = 200
+    upload_quota_mb: int = 2048  # per user per day in Gradio's upload cache; 0 = no quota
     file_access: str = "private"  # private: files 0600, folders 0700; group: 0660 / 0770 (UI and workers as two users of one group)
 
     @classmethod
@@ -37,7 +38,7 @@ class Settings:
         kwargs = {}
         casts = {"home": Path, "auth_file": lambda v: Path(v) if v else None, "port": int,
                  "embedded_worker": _bool, "auto_pull": _bool, "cpu_workers": int,
-                 "heartbeat_s": float, "max_upload_mb": int}
+                 "heartbeat_s": float, "max_upload_mb": int, "upload_quota_mb": int}
         for f in fields(cls):
             if f.name.startswith("_"):
                 continue

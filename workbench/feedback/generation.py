@@ -5,6 +5,7 @@ so a cancelled or lost job resumes where it stopped and a pair is never generate
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +97,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
     store = store_of(settings)
     todo = pending(store, config.pair_ids)
     check_models(settings, todo)  # an unknown model fails the job before anything loads
-    total, done, generated = len(todo), 0, 0
+    total, done, generated, tokens, seconds = len(todo), 0, 0, 0, 0.0
     reporter.log(f"{total} answers to generate for {len({p.pair_id for p, _ in todo})} pairs")
     for (model_name, *_), items in groups(todo).items():
         answered = {(p.pair_id, s) for p, s in pending(store, [p.pair_id for p, _ in items])}
@@ -111,18 +112,23 @@ def run(config: Config, reporter) -> dict[str, Any]:
         fitted = [fit_prompt(tokenizer, p.prompt, window - sampling.max_new_tokens) for p, _ in items]
         offset = done
 
-        def save(count: int, answers: list[str], items=items, fitted=fitted, offset=offset, model_name=model_name):
-            nonlocal generated
+        def save(count: int, answers: list[str], items=items, fitted=fitted, offset=offset, model_name=model_name,
+                 tokenizer=tokenizer):
+            nonlocal generated, tokens
+            tokens += sum(len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"])
             start = count - len(answers)
             generated += store.save_answers([(p.pair_id, s, answer, fitted[start + i][1])
                                              for i, ((p, s), answer) in enumerate(zip(items[start:count], answers))])
             reporter.progress(offset + count, total, f"{model_name}: {count}/{len(items)}")
             reporter.check_cancel()  # after saving: a cancel keeps every finished batch
 
+        began = time.perf_counter()
         generate_batch(model, tokenizer, [f[0] for f in fitted], sampling, config.batch_size, on_batch=save)
+        seconds += time.perf_counter() - began
         done += len(items)
         reporter.log(f"{model_name}: {len(items)} answers")
         del model
         release_memory()
     reporter.progress(total, total, f"{generated} answers generated")
-    return {"generated": generated, "sides": total}
+    return {"generated": generated, "sides": total, "new_tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 1) if seconds else None}

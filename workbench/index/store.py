@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import faiss
 import numpy as np
 
 from storage import Unreadable, Workspace, read_json
@@ -46,6 +45,8 @@ class IndexUnusable(WorkbenchError):
 def build_faiss(vectors: np.ndarray, index_type: str = "flat", ids: np.ndarray | None = None) -> Any:
     """A FAISS index over ``vectors`` (ids: ``ids``, else 0..n-1). HNSW for large corpora (fast,
     approximate, no training); IVF needs enough rows to train its lists and is flat below that."""
+    import faiss
+
     dim = vectors.shape[1]
     ids = np.arange(len(vectors), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
     if index_type == "flat":
@@ -86,6 +87,8 @@ class CorpusIndex:
     max_id: int = 0
 
     def __post_init__(self):
+        import faiss
+
         self.delta = build_faiss(self.delta_vectors, "flat", self.delta_ids) if len(self.delta_ids) else None
         self._kept = None
         if len(self.tombstones):  # FAISS keeps pointers: the batch must live as long as the selector
@@ -100,6 +103,8 @@ class CorpusIndex:
         return set(self.meta.get("documents", {}))
 
     def _params(self, index: Any):
+        import faiss
+
         if self._kept is None:
             return None
         if isinstance(index, faiss.IndexIVF):
@@ -120,6 +125,8 @@ class CorpusIndex:
 
 def _tune(index: Any) -> Any:
     """Search settings are not all kept in the file: set them again after a read."""
+    import faiss
+
     inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
     if isinstance(inner, faiss.IndexHNSW):
         inner.hnsw.efSearch = 96
@@ -226,6 +233,8 @@ def _load(workspace: Workspace, db: ChunkDB, previous: CorpusIndex | None, check
 
 def _read_snapshot(workspace: Workspace, record: dict[str, Any], check_inode: bool):
     """The FAISS snapshot the record names; False when the file on disk is another one."""
+    import faiss
+
     if not record["rows"]:
         return None
     path = workspace.index_file
@@ -299,6 +308,8 @@ def compact(workspace: Workspace, index_type: str | None = None) -> bool:
     """Write a new snapshot of every live chunk (as ``index_type``, else the current type) and the
     metadata.json export. Built from one read of corpus.db without any lock; the lock is taken
     only to put the file in place and commit. False when another write made it moot."""
+    import faiss
+
     db = open_db(workspace)
     if db is None:
         return False

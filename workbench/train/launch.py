@@ -31,8 +31,10 @@ def command(run_folder, processes: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *child]
 
 
-def child_env(processes: int, resume_from) -> dict[str, str]:
+def child_env(processes: int, resume_from, gpus: list[int] | None = None) -> dict[str, str]:
     env = {**os.environ, **QUIET, "WORKBENCH_RESUME_FROM": str(resume_from or "")}
+    if gpus:  # the GPUs the runner reserved for this job: one rank on each
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
     if "OMP_NUM_THREADS" not in os.environ:  # torchrun would pin every rank to one thread
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
     return env
@@ -41,12 +43,12 @@ def child_env(processes: int, resume_from) -> dict[str, str]:
 def run_in_child(config: TrainConfig, reporter) -> dict:
     run = reporter.run
     (run.folder / RESULT).unlink(missing_ok=True)
-    _check_devices(config.num_processes)
+    _check_devices(config.num_processes, reporter.gpus)
     _make_room(config, reporter)
     args = command(run.folder, config.num_processes)
     reporter.log(f"starting {config.num_processes} training process(es)"
                  + (" with torchrun" if config.num_processes > 1 else ""))
-    proc = subprocess.Popen(args, env=child_env(config.num_processes, reporter.resume_from),
+    proc = subprocess.Popen(args, env=child_env(config.num_processes, reporter.resume_from, reporter.gpus),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                             bufsize=1, preexec_fn=die_with_parent)
     tail: list[str] = []
@@ -102,12 +104,14 @@ def _make_room(config: TrainConfig, reporter) -> None:
     from workbench.settings import Settings
     from workbench.train.estimate import estimate_for
 
-    if not devices():
+    visible = ",".join(map(str, reporter.gpus)) if reporter.gpus else None
+    if not devices(visible):
         return
     kind = (reporter.run.config() or {}).get("kind", "")
     need = estimate_for(Settings.from_env(), kind, dataclasses.asdict(config), cuda=True).get("memory_gib")
     if need:
-        reporter.run.update(gpu_memory=make_room(reporter.workspace, need, reporter.log))
+        reporter.run.update(gpu_memory=make_room(reporter.workspace, need, reporter.log,
+                                                 free=lambda: devices(visible)))
 
 
 def _progress(run) -> dict | None:
@@ -122,14 +126,9 @@ def _last_error(lines: list[str]) -> str:
     return lines[-1].strip()[-500:] if lines else "no output"
 
 
-def _check_devices(processes: int) -> None:
-    """Several ranks on GPUs need as many GPUs visible to this worker (each worker of
-    ``workbench worker`` is pinned to one GPU with CUDA_VISIBLE_DEVICES)."""
-    if processes < 2:
-        return
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.device_count() < processes:
-        raise RuntimeError(f"num_processes {processes} needs {processes} GPUs, but this worker sees "
-                           f"{torch.cuda.device_count()} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}); "
-                           "run a worker that owns them (`workbench worker --queue gpu` with CUDA_VISIBLE_DEVICES set)")
+def _check_devices(processes: int, reserved: list[int]) -> None:
+    """Several ranks on GPUs need as many GPUs reserved (the runner reserves ``num_processes``
+    of them on a machine with GPUs; without GPUs the ranks run on the CPU)."""
+    if processes > 1 and reserved and len(reserved) < processes:
+        raise RuntimeError(f"num_processes {processes} needs {processes} GPUs and this job holds "
+                           f"{len(reserved)} (GPU {', '.join(map(str, reserved))})")

@@ -82,12 +82,13 @@ def device_notes(config: TrainConfig) -> list[str]:
             notes.append("QLoRA without a CUDA GPU: bitsandbytes runs the 4-bit NF4 weights on the CPU, "
                          "many times slower than LoRA (quantization=none). It is useful to check a setup, "
                          "not to train a model here.")
-    if config.num_processes > 1 and cuda_available():
-        import torch
+    if config.num_processes > 1:
+        from workbench.gpu_memory import devices
 
-        if torch.cuda.device_count() < config.num_processes:
-            raise WorkbenchError(f"num_processes {config.num_processes} needs as many GPUs; the worker sees "
-                                 f"{torch.cuda.device_count()}")
+        gpus = devices(visible="")
+        if gpus and len(gpus) < config.num_processes:
+            raise WorkbenchError(f"num_processes {config.num_processes} reserves one GPU per process and this "
+                                 f"machine has {len(gpus)}: lower num_processes to {len(gpus)} or less")
     return notes
 
 

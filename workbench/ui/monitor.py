@@ -8,7 +8,7 @@ from jobs import control
 from jobs.reaper import reap
 from storage import Unreadable
 from workbench import audit
-from workbench.monitor import (RUN_COLUMNS, gpu_state, live_workers, metrics_figure,
+from workbench.monitor import (RUN_COLUMNS, gpu_holders, gpu_state, live_workers, metrics_figure,
                                progress_text, runs_table, system_markdown)
 from workbench.selftest import Config as SelftestConfig
 from workbench.ui.common import UiContext
@@ -45,7 +45,8 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
     def refresh(selected: str | None, plotted: tuple | None):
         store = control.store(settings)
         reap(store, settings.stale_after)
-        rows = runs_table(store)
+        runs = store.list()
+        rows = runs_table(runs)
         ids = [r[0] for r in rows]
         # Only fill in a selection when there is none: a tick that started before the user
         # picked a run must not put the old one back.
@@ -62,7 +63,7 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
             if marker != plotted:
                 figure = metrics_figure(metrics, title=selected)
         system = system_markdown(live_workers(settings.workspace, settings.stale_after), gpu_state(),
-                                 control.pending_counts(settings))
+                                 control.pending_counts(settings), gpu_holders(runs))
         return (gr.Dataframe(value=rows), picker, detail, log,
                 figure, marker, system)
 
