@@ -235,15 +235,15 @@ def start_app(env, start_process) -> str:
     return url
 
 
-def start_app_with_users(env, start_process, tmp_path, people: dict[str, str]) -> str:
-    """``python app.py --no-worker`` with an auth file of ``people`` (name: role; each password
-    is ``<name>-pw``); its URL once it answers 401 to a call without a login."""
+def start_app_with_users(env, start_process, tmp_path, people: dict[str, str], worker: bool = False) -> str:
+    """``python app.py`` (``--no-worker`` unless ``worker``) with an auth file of ``people`` (name:
+    role; each password is ``<name>-pw``); its URL once it answers 401 to a call without a login."""
     env["WORKBENCH_AUTH_FILE"] = str(tmp_path / "users.json")
     for name, role in people.items():
         cli(env, "users", "add", name, "--role", role, "--password-stdin", input=f"{name}-pw\n")
     port = free_port()
     env["WORKBENCH_PORT"] = str(port)
-    app = start_process([sys.executable, "app.py", "--no-worker"], env, "app")
+    app = start_process([sys.executable, "app.py", *([] if worker else ["--no-worker"])], env, "app")
     url = f"http://127.0.0.1:{port}/"
 
     def answers():
@@ -439,3 +439,15 @@ def docbook_page(title: str, sections: dict[str, str], previous: str, following:
 <div class="sect1"><div class="titlepage"><div><div><h2 class="title" style="clear: both">{title}</h2></div></div></div>
 <div class="toc"><dl class="toc">{toc}</dl></div>{body}</div>
 {nav("footer")}</body></html>"""
+
+
+
+@pytest.fixture
+def browser():
+    """One chromium for the test: open a context per signed-in person."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -288,3 +288,28 @@ def test_the_upload_ledger_forgets_after_the_window():
     assert ledger.refusal("bob", 30) is None
     now[0] += 61
     assert ledger.refusal("ann", 100) is None and ledger.used("ann") == 0
+
+
+def test_sign_ins_from_the_login_page_are_audited_and_throttled_by_name(env, start_process, tmp_path):
+    """Gradio's login page posts multipart forms (API clients post URL-encoded ones): the guard
+    reads the user name from either."""
+    url = start_app_with_users(env, start_process, tmp_path, {"ann": "annotator"})
+    boundary = "workbench-login-boundary"
+
+    def sign_in(password: str) -> int:
+        body = "".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{key}\"\r\n\r\n{value}\r\n"
+                       for key, value in (("username", "ann"), ("password", password))) + f"--{boundary}--\r\n"
+        request = urllib.request.Request(url + "login", data=body.encode(),
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        try:
+            return urllib.request.urlopen(request, timeout=10).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert sign_in("ann-pw") == 200
+    answers = [sign_in("wrong") for _ in range(8)]
+    assert answers[0] == 400 and 429 in answers
+    lines = [json.loads(line) for line in (tmp_path / "ws" / "audit.jsonl").read_text().splitlines()]
+    logins = [(e["user"], e["outcome"]) for e in lines if e["action"] == "login"]
+    assert logins[0] == ("ann", "done") and ("ann", "failed") in logins and ("ann", "throttled") in logins
+    assert all(user == "ann" for user, _ in logins)

@@ -79,6 +79,9 @@ def test_merge_rules_and_summary(tmp_path):
     dup = vote("clear-again", "a")
     dup.prompt, dup.answer_a, dup.answer_b = vote("clear", "a").prompt, "answer A of clear", "answer B of clear"
     record_vote(path, dup)
+    same = vote("same", "a")
+    same.answer_b = same.answer_a  # both sides gave the same text: nothing to prefer
+    record_vote(path, same)
     out = tmp_path / "dataset_rlhf.jsonl"
     report = merge_feedback(path, out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -91,10 +94,10 @@ def test_merge_rules_and_summary(tmp_path):
     assert sorted(r["rejected"] for r in rows if r["chosen"] == "A much better answer.") == [
         "answer A of rewrite", "answer B of rewrite"]
     assert len(rows) == 4 and report["kept"] == 4
-    assert report["dropped"] == {"tie": 1, "both_bad": 1, "no_majority": 1, "duplicate": 1}
+    assert report["dropped"] == {"tie": 1, "both_bad": 1, "no_majority": 1, "duplicate": 1, "same_answer": 1}
     assert {"pair_id": "split", "a": 2, "b": 1, "resolved": "a"} in report["conflicts"]
     assert {"pair_id": "even", "a": 1, "b": 1, "resolved": None} in report["conflicts"]
-    assert report["per_annotator"] == {"ann": 5, "x": 2, "y": 2, "z": 1}
+    assert report["per_annotator"] == {"ann": 6, "x": 2, "y": 2, "z": 1}
     assert report["agreement"] == pytest.approx(1 / 4)
 
     split = merge_feedback(path, out, test_fraction=0.5, seed=3)

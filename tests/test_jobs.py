@@ -158,3 +158,19 @@ def test_resume_refused_while_running_keeps_the_pending_cancel(settings):
     with pytest.raises(ValueError, match="only failed or cancelled"):
         control.resume(settings, run.id)
     assert run.cancel_requested()
+
+
+def test_monitor_draws_the_watched_curves_first_and_no_bookkeeping():
+    from workbench.monitor import curve_names, metrics_figure
+
+    # what TRL's DPO trainer logs through the workbench callback, step by step
+    metrics = [{"step": 0, "before_loss": 0.69, "before_runtime": 1.0, "before_logp_margin": -3.0},
+               {"step": 1, "loss": 0.69, "grad_norm": 1.2, "learning_rate": 5e-5, "rewards/margins": 0.0,
+                "rewards/chosen": 0.0, "logps/chosen": -40.0, "epoch": 0.5, "steps_per_s": 0.4},
+               {"step": 2, "loss": 0.61, "eval_loss": 0.64, "eval_runtime": 0.5, "eval_samples_per_second": 6.0,
+                "eval_num_tokens": 900.0, "rewards/margins": 0.2, "rewards/chosen": 0.1, "epoch": 1.0}]
+    names = curve_names(metrics)
+    assert names[:5] == ["loss", "eval_loss", "rewards/margins", "learning_rate", "grad_norm"]
+    assert set(names[5:]) == {"logps/chosen", "rewards/chosen", "steps_per_s"}
+    titles = [a.text for a in metrics_figure(metrics, "run").layout.annotations]
+    assert titles == names

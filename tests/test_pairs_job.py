@@ -33,6 +33,15 @@ def test_pairs_from_the_cli_are_answered_in_batches(train_env, wb, settings):
     assert json.loads(out) == {"added": 0, "already_there": 1, "pair_ids": [], "id": None}
 
 
+def test_sides_sampled_at_two_temperatures_draw_their_own_random_numbers(train_env, wb):
+    """With one seed for both, close temperatures pick the same tokens and the pair is useless."""
+    code, out, err = wb("pairs", "create", "--text", "Name a colour.\nName a fruit.\nName a tree.",
+                        "--max-new-tokens", "8", "--temperature-a", "1.0", "--temperature-b", "0.8", "--json")
+    assert code == 0, err
+    code, out, _ = wb("pairs", "list", "--json")
+    assert all(p["a"]["answer"] != p["b"]["answer"] for p in json.loads(out))
+
+
 def test_a_cancelled_pair_job_keeps_its_answers_and_resumes(train_env, settings):
     from jobs import control
     from jobs.runner import execute

@@ -40,12 +40,42 @@ def runs_table(runs: list[dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
+# What a run is watched for comes first; bookkeeping (timings, token counts, the snapshot taken
+# before training) is not drawn.
+FIRST = ("loss", "eval_loss", "reward", "eval_accuracy", "accuracy", "rewards/margins", "rewards/accuracies",
+         "objective/kl", "kl", "objective/scores", "eval_margin", "learning_rate", "grad_norm")
+NOT_DRAWN = ("_runtime", "_per_second", "_preparation_time", "num_tokens", "epoch", "total_flos")
+
+
+def curve_names(metrics: list[dict[str, Any]]) -> list[str]:
+    """The metrics drawn as curves, the ones people watch first."""
+    names = {k for m in metrics for k, v in m.items() if k != "step" and isinstance(v, (int, float))
+             and not isinstance(v, bool) and not k.startswith("before_") and not k.endswith(NOT_DRAWN)}
+    return [n for n in FIRST if n in names] + sorted(names - set(FIRST))
+
+
+def result_markdown(result: dict[str, Any]) -> str:
+    """A run's result on a few lines: figures rounded, ``before → after`` where the run measured
+    the value before training too, paths and timings left to the log."""
+    def show(value: Any) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    parts = []
+    for key, value in result.items():
+        if key.startswith("before_") or key.endswith(NOT_DRAWN) or isinstance(value, (dict, list)) \
+                or (isinstance(value, str) and "/" in value):
+            continue
+        before = result.get(f"before_{key.removeprefix('eval_')}")
+        parts.append(f"{key} **{show(before)} → {show(value)}**" if before is not None else f"{key} **{show(value)}**")
+    return "**Result:** " + " · ".join(parts) if parts else ""
+
+
 def metrics_figure(metrics: list[dict[str, Any]], title: str = ""):
     """One line per metric against the step, each metric on its own panel (shared x axis)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    names = sorted({k for m in metrics for k, v in m.items() if k != "step" and isinstance(v, (int, float))})
+    names = curve_names(metrics)
     if not names:
         fig = go.Figure()
         fig.update_layout(title=title or "no metrics yet", height=240, template="plotly_white")

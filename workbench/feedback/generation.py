@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +100,8 @@ def run(config: Config, reporter) -> dict[str, Any]:
     check_models(settings, todo)  # an unknown model fails the job before anything loads
     total, done, generated, tokens, seconds = len(todo), 0, 0, 0, 0.0
     reporter.log(f"{total} answers to generate for {len({p.pair_id for p, _ in todo})} pairs")
-    for (model_name, *_), items in groups(todo).items():
+    for key, items in groups(todo).items():
+        model_name = key[0]
         answered = {(p.pair_id, s) for p, s in pending(store, [p.pair_id for p, _ in items])}
         items = [(p, s) for p, s in items if (p.pair_id, s) in answered]  # answered meanwhile: skip
         if not items:
@@ -123,7 +125,10 @@ def run(config: Config, reporter) -> dict[str, Any]:
             reporter.check_cancel()  # after saving: a cancel keeps every finished batch
 
         began = time.perf_counter()
-        generate_batch(model, tokenizer, [f[0] for f in fitted], sampling, config.batch_size, on_batch=save)
+        # A seed of each group's own: sides that differ only in temperature must not draw the
+        # same random numbers (on a small model they would then often give the same answer).
+        generate_batch(model, tokenizer, [f[0] for f in fitted], sampling, config.batch_size,
+                       seed=zlib.crc32(repr(key).encode()), on_batch=save)
         seconds += time.perf_counter() - began
         done += len(items)
         reporter.log(f"{model_name}: {len(items)} answers")

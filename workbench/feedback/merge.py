@@ -4,8 +4,10 @@ came from (``id``, ``annotators``, ``model_chosen``, ``model_rejected``, ``votes
 
 Rules: ties and both-bad votes give no pair; an annotator's rewritten answer is chosen against
 both answers; a pair voted both ways is settled by majority (an even split is dropped and
-reported); identical pairs are kept once. An optional split sends a deterministic share of
-prompts (by a hash of the prompt, so one prompt never lands on both sides) to a test file.
+reported); identical pairs are kept once, and a pair whose two answers are the same text is
+dropped and reported (it teaches nothing, and the trainers refuse it). An optional split sends a
+deterministic share of prompts (by a hash of the prompt, so one prompt never lands on both
+sides) to a test file.
 """
 from __future__ import annotations
 
@@ -95,6 +97,9 @@ def merge_feedback(feedback: Path, output: Path, test_fraction: float = 0.0, see
     rows, seen = [], set()
     for pair_id, pair_votes in by_pair.items():
         for row in _pair_rows(pair_id, pair_votes, report):
+            if row["chosen"].strip() == row["rejected"].strip():  # teaches nothing; trainers refuse it
+                report["dropped"]["same_answer"] += 1
+                continue
             if row["id"] in seen:
                 report["dropped"]["duplicate"] += 1
                 continue

@@ -2,6 +2,8 @@
 streams in and its sources are listed under it. A finished turn can be sent to Annotate."""
 from __future__ import annotations
 
+import time
+
 import gradio as gr
 
 from workbench.chat.model_cache import CACHE
@@ -12,6 +14,8 @@ from workbench.errors import WorkbenchError
 from workbench.index.modes import DEFAULT_MODE, MODES
 from workbench.models.loading import BASE, model_choices
 from workbench.ui.common import UiContext
+
+UPDATE_EVERY_S = 0.1  # streamed text reaches the page at most this often (the first piece at once)
 
 
 def create_chat_tab(ctx: UiContext) -> gr.Tab:
@@ -33,15 +37,22 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
         history += [{"role": "user", "content": question},
                     {"role": "assistant", "content": ""}]
         yield history, "", "_retrieving and loading the model…_", None
+        shown = None  # when the page was last updated: None until the first piece
         try:
             for turn in answer_stream(settings, chat_request):
                 history[-1] = {"role": "assistant", "content": turn.answer}
-                sources = sources_markdown([h.to_dict() for h in turn.sources], turn.note)
                 if turn.done:
+                    sources = sources_markdown([h.to_dict() for h in turn.sources], turn.note)
                     speed = f"{turn.new_tokens} tokens, {turn.to_dict()['tokens_per_s']} tokens/s, first token after {turn.ttft_s} s"
-                    yield history, "", f"{sources}\n\n<sub>{turn.model} · {speed}</sub>", turn.to_dict()
-                else:
-                    yield history, "", sources, None
+                    yield history, gr.skip(), f"{sources}\n\n<sub>{turn.model} · {speed}</sub>", turn.to_dict()
+                elif shown is None:
+                    shown = time.monotonic()
+                    yield history, gr.skip(), sources_markdown([h.to_dict() for h in turn.sources], turn.note), None
+                elif time.monotonic() - shown >= UPDATE_EVERY_S:
+                    # Each update re-renders the whole conversation in this process: one per
+                    # token would keep it busy for every other user's request.
+                    shown = time.monotonic()
+                    yield history, gr.skip(), gr.skip(), gr.skip()
         except (WorkbenchError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
 

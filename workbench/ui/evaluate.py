@@ -80,7 +80,8 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
         html_file = ws.runs / run_id / "report.html"
         lines = [f"**{run_id}** ({report['status']}, {report['units']['done']}/{report['units']['total']} units)."]
         lines += [f"- **{m}**: " + (row.get("error") or ", ".join(
-            f"{METRICS[k][0]} {v:.4g}" for k, v in row["metrics"].items() if k in METRICS and isinstance(v, (int, float))))
+            f"{METRICS[k][0]} {v:.4g}" for k, v in row["metrics"].items() if k in METRICS and isinstance(v, (int, float)))
+            or "no score of its own on these sets (the win-rates compare the others with it)")
             for m, row in report["models"].items()]
         for mode, scores in (report.get("retrieval") or {}).items():
             lines.append(f"- retrieval ({mode}): " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))

@@ -9,7 +9,7 @@ from jobs.reaper import reap
 from storage import Unreadable
 from workbench import audit
 from workbench.monitor import (RUN_COLUMNS, gpu_holders, gpu_state, live_workers, metrics_figure,
-                               progress_text, runs_table, system_markdown)
+                               progress_text, result_markdown, runs_table, system_markdown)
 from workbench.selftest import Config as SelftestConfig
 from workbench.ui.common import UiContext
 
@@ -33,8 +33,8 @@ def _detail(ctx: UiContext, run_id: str | None) -> tuple[str, str]:
     text = " · ".join(parts)
     if status.get("error"):
         text += f"\n\n**Error:** `{status['error']}`" + (" — resumable" if status.get("resumable") else "")
-    if status.get("result"):
-        text += f"\n\n**Result:** `{status['result']}`"
+    if isinstance(status.get("result"), dict) and status["result"]:
+        text += "\n\n" + result_markdown(status["result"])
     return text, run.read_log()
 
 

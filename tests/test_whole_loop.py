@@ -1,0 +1,278 @@
+"""A team's first day, through the UI only, on the real app with its embedded worker and two
+signed-in people: the admin indexes documents, chats with them and sends the turn to Annotate,
+creates A/B pairs; the annotator votes on them with the keyboard in a browser of their own; the
+admin merges the votes, trains a reward model then DPO, evaluates the DPO model against the base
+and reads its training curves in Monitor. Each tab is photographed into $WORKBENCH_SCREENSHOTS
+(the README's pictures: ``WORKBENCH_SCREENSHOTS=docs/screenshots``), else a temporary folder."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from tests.conftest import start_app_with_users, wait_for
+
+PEOPLE = {"alice": "admin", "ann": "annotator"}
+DOCUMENTS = {
+    "orchard.md": "# The Kestrel orchard\n\nThe Kestrel orchard grows Bramley apples. They ripen in late "
+                  "September and are picked by hand.\n\n## Pruning\n\nThe trees are pruned every February.\n",
+    "harbour.txt": "Port Maren's harbour has a lighthouse painted red and white.\n\n"
+                   "The ferry to the islands leaves every morning at seven.\n",
+}
+QUESTION = "When do the apples of the Kestrel orchard ripen?"
+PROMPTS = ["Name a colour.", "Name a fruit.", "Name a river.", "Name a tree."]
+KEYS = ["1", "2", "1", "2"]  # A, B, A, B: every vote decisive, so every pair is kept by the merge
+SECONDS = 1000  # expect() takes milliseconds
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_status(ws: Path, run_id: str) -> dict:
+    return json.loads((ws / "runs" / run_id / "status.json").read_text())
+
+
+def shoot(page, name: str, height: int | None = None) -> None:
+    """The whole page, or its top ``height`` pixels."""
+    folder = Path(os.environ.get("WORKBENCH_SCREENSHOTS") or Path(tempfile.gettempdir()) / "workbench-screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    clip = {"x": 0, "y": 0, "width": page.viewport_size["width"], "height": height} if height else None
+    page.screenshot(path=str(folder / name), full_page=True, clip=clip)
+
+
+def sign_in(browser, url: str, name: str):
+    """A browser context of its own for ``name``, signed in through Gradio's login page."""
+    from playwright.sync_api import expect
+
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(url)
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Password").fill(f"{name}-pw")
+    page.get_by_role("button", name="Login").click()
+    expect(page.get_by_role("tab", name="Corpus")).to_be_visible(timeout=60 * SECONDS)
+    return page
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def set_slider(page, label: str, value: float) -> None:
+    """Type into the number box of the visible slider labelled ``label``."""
+    box = page.get_by_label(f"number input for {label}", exact=True).filter(visible=True)
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def follow_launched_run(page, kind: str, ws: Path, timeout_s: int = 240) -> str:
+    """After a Launch button: the run opened in Monitor, followed until it succeeds; its id."""
+    from playwright.sync_api import expect
+
+    select = page.locator("#run-select input")
+    expect(select).to_have_value(re.compile(kind), timeout=60 * SECONDS)
+    run_id = select.input_value()
+    expect(page.locator("#run-detail")).to_contain_text(re.compile(rf"{run_id}.*(succeeded|failed|cancelled)"),
+                                                        timeout=timeout_s * SECONDS)
+    status = run_status(ws, run_id)
+    log = (ws / "runs" / run_id / "log.txt").read_text()
+    assert status["status"] == "succeeded", (status.get("error"), log[-2000:])
+    return run_id
+
+
+def fill_training_form(page, method: str, **values) -> None:
+    """Pick ``method`` and set fields of its "Training" section (closed by default)."""
+    from playwright.sync_api import expect
+
+    page.locator("#train-method").get_by_label(method, exact=True).check()
+    expect(page.locator(f"#train-{method}-output_name")).to_be_visible(timeout=30 * SECONDS)
+    page.get_by_text("Training", exact=True).filter(visible=True).click()
+    for name, value in values.items():
+        page.locator(f"#train-{method}-{name} input").fill(str(value))
+
+
+def index_documents(page, tmp_path: Path, ws: Path) -> None:
+    from playwright.sync_api import expect
+
+    paths = []
+    for name, text in DOCUMENTS.items():
+        paths.append(tmp_path / name)
+        paths[-1].write_text(text)
+    open_tab(page, "Corpus")
+    page.locator("#corpus-upload input[type=file]").set_input_files([str(p) for p in paths])
+    page.locator("#corpus-upload-btn").click()
+    message = page.locator("#corpus-message")
+    for name in DOCUMENTS:
+        expect(message).to_contain_text(f"{name}: added", timeout=60 * SECONDS)
+    table = page.locator("#documents-table")
+    for name in DOCUMENTS:
+        expect(table).to_contain_text(name, timeout=30 * SECONDS)
+    expect(table).not_to_contain_text(re.compile("pending|indexing"), timeout=180 * SECONDS)
+    expect(table).to_contain_text("indexed")
+    registry = json.loads((ws / "data" / "documents.json").read_text())["documents"]
+    assert sorted((d["name"], d["status"]) for d in registry) == [("harbour.txt", "indexed"), ("orchard.md", "indexed")]
+    assert all(d["chunks"] >= 1 for d in registry)
+    shoot(page, "corpus.png")
+
+
+def chat_and_send_to_annotate(page, ws: Path) -> None:
+    from playwright.sync_api import expect
+
+    open_tab(page, "Chat")
+    # sampled: the tiny random model's greedy answer is a run of newlines, which the loop guard cuts to nothing
+    set_slider(page, "temperature (0 = greedy)", 1)
+    set_slider(page, "max new tokens", 48)
+    page.locator("#chat-input textarea").fill(QUESTION)
+    page.locator("#chat-send").click()
+    sources = page.locator("#chat-sources")
+    expect(sources).to_contain_text("orchard.md", timeout=120 * SECONDS)
+    expect(sources).to_contain_text("tokens/s", timeout=180 * SECONDS)  # the turn is done
+    expect(page.locator("#chatbot .message.bot").last).not_to_be_empty()
+    page.locator("#chat-annotate").click()
+    expect(page.locator("#chat-status")).to_contain_text("Sent turn", timeout=30 * SECONDS)
+    turns = read_jsonl(ws / "data" / "chat_turns.jsonl")
+    assert [t["user"] for t in turns] == ["alice"]
+    # the prompt kept for annotation carries the retrieved context
+    assert turns[0]["prompt"].startswith(QUESTION) and "ripen in late September" in turns[0]["prompt"]
+    assert turns[0]["answer"].strip() and "orchard.md" in {s["source"] for s in turns[0]["sources"]}
+    shoot(page, "chat.png")
+
+
+def create_pairs(page, ws: Path) -> None:
+    from playwright.sync_api import expect
+
+    open_tab(page, "Annotate")
+    page.get_by_role("button", name=re.compile("Add prompts")).click()
+    page.locator("#annotate-typed textarea").fill("\n".join(PROMPTS))
+    # Both sides draw the same random numbers (each side's batch is seeded alike) and the tiny
+    # model's logits are nearly flat: only a low temperature makes A's sample differ from B's.
+    set_slider(page, "temperature A", 0.1)
+    set_slider(page, "max new tokens", 32)
+    page.locator("#annotate-add").click()
+    added = page.locator("#annotate-add-message")
+    expect(added).to_contain_text(f"{len(PROMPTS)} pairs added", timeout=60 * SECONDS)
+    run_id = re.search(r"by run (\S+)", added.inner_text()).group(1)
+    # a pair shows by itself once the job has written both of its answers
+    expect(page.locator("#annotate-status")).to_contain_text("Ready", timeout=180 * SECONDS)
+    wait_for(lambda: run_status(ws, run_id)["status"] in ("succeeded", "failed"), 180, what="the pairs job")
+    assert run_status(ws, run_id)["status"] == "succeeded", run_status(ws, run_id)
+
+
+def vote_with_the_keyboard(page, ws: Path) -> None:
+    from playwright.sync_api import expect
+
+    open_tab(page, "Annotate")
+    expect(page.locator("#annotate-status")).to_contain_text("Ready", timeout=60 * SECONDS)
+    progress = page.locator("#annotate-progress")
+    expect(progress).to_contain_text(f"0 voted · {len(PROMPTS)} left")
+    for done, key in enumerate(KEYS, start=1):
+        page.locator("#annotate-prompt").click()  # focus outside any text field
+        page.keyboard.press(key)
+        # the counter and the next pair arrive together: the next key votes on the next pair
+        expect(progress).to_contain_text(f"{done} voted", timeout=60 * SECONDS)
+        if done == 1:
+            expect(page.locator("#vote-reveal")).to_contain_text("A was base")
+            shoot(page, "annotate.png")
+    expect(page.locator("#annotate-prompt")).to_contain_text("Nothing left", timeout=30 * SECONDS)
+    votes = read_jsonl(ws / "data" / "feedback.jsonl")
+    assert [(v["annotator"], v["choice"]) for v in votes] == [("ann", "a"), ("ann", "b"), ("ann", "a"), ("ann", "b")]
+    assert sorted(v["prompt"] for v in votes) == sorted(PROMPTS)
+
+
+def merge_votes(page, ws: Path) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name="Merge votes into data/dataset_rlhf.jsonl").click()
+    expect(page.get_by_text(re.compile(rf"{len(PROMPTS)} pairs in .*dataset_rlhf\.jsonl.*dropped: none"))) \
+        .to_be_visible(timeout=30 * SECONDS)
+    rows = read_jsonl(ws / "data" / "dataset_rlhf.jsonl")
+    assert sorted(r["prompt"] for r in rows) == sorted(PROMPTS)
+    assert all(r["annotators"] == ["ann"] and r["chosen"] != r["rejected"] for r in rows)
+
+
+def train_reward_then_dpo(page, ws: Path) -> str:
+    """Both runs launched from the Train tab, a few steps each; the DPO run's id."""
+    from playwright.sync_api import expect
+
+    open_tab(page, "Train")
+    fill_training_form(page, "reward", max_steps=2, batch_size=2)
+    page.locator("#train-launch").click()
+    follow_launched_run(page, "train-reward", ws)
+    assert (ws / "models" / "reward_model" / "manifest.json").is_file()
+
+    open_tab(page, "Train")
+    fill_training_form(page, "dpo", max_steps=2, batch_size=2)
+    page.locator("#train-estimate-btn").click()
+    expect(page.locator("#train-dataset-info")).to_contain_text(f"{len(PROMPTS)} pairs", timeout=60 * SECONDS)
+    expect(page.locator("#train-estimate")).to_contain_text("for 2 steps", timeout=60 * SECONDS)
+    shoot(page, "train.png")
+    page.locator("#train-launch").click()
+    dpo = follow_launched_run(page, "train-dpo", ws)
+    assert run_status(ws, dpo)["result"]["global_step"] == 2
+    assert (ws / "models" / "llama-dpo" / "adapter_model.safetensors").is_file()
+    return dpo
+
+
+def evaluate_against_base(page, ws: Path) -> None:
+    from playwright.sync_api import expect
+
+    open_tab(page, "Evaluate")
+    page.locator("#eval-models").get_by_label("llama-dpo").check()
+    page.locator("#eval-sets").get_by_label("preferences").check()
+    page.locator("#eval-max_prompts input").fill("2")
+    page.locator("#eval-max_new_tokens input").fill("12")
+    page.locator("#eval-launch").click()
+    run_id = follow_launched_run(page, "evaluate", ws)
+    assert (ws / "runs" / run_id / "report.html").is_file()
+
+    open_tab(page, "Evaluate")
+    board = page.locator("#eval-scoreboard")
+    expect(board).to_contain_text("llama-dpo", timeout=30 * SECONDS)
+    expect(board).to_contain_text("win-rate vs base", timeout=30 * SECONDS)
+    page.get_by_text("Reports", exact=True).click()
+    expect(page.locator("#eval-report-run input")).to_have_value(f"{run_id} — succeeded", timeout=30 * SECONDS)
+    page.locator("#eval-report-open").click()
+    summary = page.locator("#eval-report-summary")
+    expect(summary).to_contain_text(f"{run_id} (succeeded", timeout=30 * SECONDS)
+    expect(summary).to_contain_text(re.compile(r"llama-dpo.*win-rate vs base"))
+    expect(page.locator("#eval-report-file")).to_contain_text("report-", timeout=30 * SECONDS)
+    shoot(page, "evaluate.png")
+
+
+def monitor_training_run(page, ws: Path, run_id: str) -> None:
+    from playwright.sync_api import expect
+
+    open_tab(page, "Monitor")
+    page.locator("#run-select input").fill(run_id)
+    page.keyboard.press("Enter")
+    expect(page.locator("#run-detail")).to_contain_text(re.compile(rf"{run_id}.*train\.dpo.*succeeded"),
+                                                        timeout=30 * SECONDS)
+    expect(page.locator("#run-curves .js-plotly-plot")).to_be_visible(timeout=30 * SECONDS)
+    panels = page.locator("#run-curves text.annotation-text")  # one titled panel per metric
+    expect(panels.filter(has_text=re.compile(r"^loss$"))).to_have_count(1, timeout=30 * SECONDS)
+    expect(page.locator("#run-log textarea")).to_have_value(re.compile(r"step 2/2: loss [\d.]+.*succeeded", re.S),
+                                                           timeout=30 * SECONDS)
+    assert [m["step"] for m in read_jsonl(ws / "runs" / run_id / "metrics.jsonl") if "loss" in m] == [1, 2]
+    expect(page.locator("#runs-table")).not_to_contain_text(re.compile("failed|running|queued"))
+    shoot(page, "monitor.png", height=1700)  # the curves run to dozens of panels
+
+
+def test_first_day_from_documents_to_an_evaluated_dpo_model(env, tiny_base, start_process, browser, tmp_path):
+    env["WORKBENCH_BASE_MODEL"] = str(tiny_base)  # trains and generates in seconds; its answers are noise
+    url = start_app_with_users(env, start_process, tmp_path, PEOPLE, worker=True)
+    ws = Path(env["WORKBENCH_HOME"])
+
+    admin = sign_in(browser, url, "alice")
+    index_documents(admin, tmp_path, ws)
+    chat_and_send_to_annotate(admin, ws)
+    create_pairs(admin, ws)
+
+    annotator = sign_in(browser, url, "ann")
+    vote_with_the_keyboard(annotator, ws)
+
+    merge_votes(admin, ws)
+    dpo = train_reward_then_dpo(admin, ws)
+    evaluate_against_base(admin, ws)
+    monitor_training_run(admin, ws, dpo)
