@@ -167,6 +167,9 @@ def vote_with_the_keyboard(page, ws: Path) -> None:
     expect(page.locator("#annotate-status")).to_contain_text("Ready", timeout=60 * SECONDS)
     progress = page.locator("#annotate-progress")
     expect(progress).to_contain_text(f"0 voted · {len(PROMPTS)} left")
+    # an annotator is not shown what only others may do (the server refuses it anyway)
+    expect(page.get_by_role("button", name="Merge votes into data/dataset_rlhf.jsonl")).to_be_hidden()
+    expect(page.get_by_text("Add prompts")).to_be_hidden()
     for done, key in enumerate(KEYS, start=1):
         page.locator("#annotate-prompt").click()  # focus outside any text field
         page.keyboard.press(key)

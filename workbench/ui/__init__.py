@@ -32,4 +32,6 @@ def build_ui(settings: Settings) -> gr.Blocks:
         train.connect(tabs, monitor_run)
         evaluate.connect(tabs, monitor_run)
         demo.load(*corpus_refresh)
+        if ctx.users.enabled and ctx.gated:
+            demo.load(ctx.visibility, None, [c for _, c in ctx.gated], api_name=False)
     return demo

@@ -141,7 +141,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
                 edited = gr.Textbox(label="Write a better answer (optional: chosen against both)", lines=2)
             status = gr.Markdown(elem_id="annotate-status")
             reveal = gr.Markdown(elem_id="vote-reveal")
-        with gr.Accordion("Add prompts", open=False):
+        with gr.Accordion("Add prompts", open=False) as add_box:
             source = gr.Radio(SOURCES, value="typed", label="prompts from")
             typed = gr.Textbox(label="Prompts, one per line", lines=4, elem_id="annotate-typed")
             upload = gr.File(label="JSONL of prompts", file_types=[".jsonl"], type="filepath")
@@ -162,6 +162,8 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
             add_message = gr.Markdown(elem_id="annotate-add-message")
         merge_btn = gr.Button("Merge votes into data/dataset_rlhf.jsonl")
         merge_message = gr.Markdown()
+        ctx.only_for("generate", add_box)
+        ctx.only_for("data", merge_btn)
         pair_id = gr.State(None)
         skipped = gr.State([])
         forced = gr.State(None)  # a pair to show again after undo

@@ -91,6 +91,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                                          "is stopped and cut back")
                 annotate_btn = gr.Button("Send to Annotate", elem_id="chat-annotate")
                 unload_btn = gr.Button("Unload models (free memory)")
+                ctx.only_for("unload", unload_btn)
                 clear_btn = gr.Button("Clear chat")
                 status = gr.Markdown(elem_id="chat-status")
         last_turn = gr.State(None)

@@ -1,8 +1,9 @@
 """What every tab shares: settings, users and the server-side permission check."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -15,6 +16,7 @@ from workbench.settings import Settings
 class UiContext:
     settings: Settings
     users: Users
+    gated: list[tuple[str, Any]] = field(default_factory=list, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "UiContext":
@@ -35,6 +37,21 @@ class UiContext:
             audit.record(self.settings.workspace, username, action, outcome="refused", detail=str(exc),
                          address=getattr(getattr(request, "client", None), "host", None))
             raise gr.Error(f"Permission denied: {exc}") from None
+
+
+    def only_for(self, action: str, *components) -> None:
+        """Show ``components`` only to users allowed to ``action`` (set when the page loads). A
+        convenience, not a guard: the handlers behind them check the permission themselves."""
+        self.gated.extend((action, c) for c in components)
+
+    def visibility(self, request: gr.Request | None) -> list:
+        """(page load) One update per gated component, for the signed-in user."""
+        username = getattr(request, "username", None) if request is not None else None
+        try:
+            user = self.users.get(username)
+        except PermissionDenied:
+            return [gr.update(visible=False) for _ in self.gated]
+        return [gr.update(visible=user.can(action)) for action, _ in self.gated]
 
 
 def discard_uploads(uploads) -> None:

@@ -98,6 +98,7 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
                             type="filepath", elem_id="corpus-upload", scale=3)
             with gr.Column(scale=2):
                 upload_btn = gr.Button("Add and index", variant="primary", elem_id="corpus-upload-btn")
+                ctx.only_for("corpus", upload_btn)
                 message = gr.Markdown(elem_id="corpus-message")
         summary = gr.Markdown(elem_id="corpus-summary")
         table = gr.Dataframe(headers=DOCUMENT_COLUMNS, interactive=False, wrap=True, elem_id="documents-table")
@@ -106,6 +107,7 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
                                      elem_id="document-select", scale=3)
             delete_btn = gr.Button("Delete document and its chunks", variant="stop", elem_id="document-delete", scale=1)
             refresh_btn = gr.Button("Refresh", scale=1)
+            ctx.only_for("corpus", delete_btn)
         with gr.Accordion("Index settings", open=False):
             gr.Markdown("Flat is exact and fine up to a few hundred thousand chunks; HNSW is approximate "
                         "and fast for large corpora; IVF needs enough chunks to train its lists. Changing "
@@ -115,6 +117,7 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
                 chunk_size = gr.Number(200, precision=0, minimum=8, label="chunk size (tokens)")
                 chunk_overlap = gr.Number(40, precision=0, minimum=0, label="overlap (tokens)")
                 reindex_btn = gr.Button("Apply to the whole index", elem_id="corpus-reindex")
+                ctx.only_for("corpus", reindex_btn)
         gr.Markdown("### Search preview")
         with gr.Row():
             query = gr.Textbox(label="Query", elem_id="corpus-query", scale=4)

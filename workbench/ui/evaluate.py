@@ -174,6 +174,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
                     else:
                         widgets.append(field_widget(spec, elem))
             launch_btn = gr.Button("Launch", variant="primary", elem_id="eval-launch")
+            ctx.only_for("launch", launch_btn)
             launch_message = gr.Markdown(elem_id="eval-launch-message")
         with gr.Accordion("RAG question set: questions written from corpus chunks", open=False):
             with gr.Row():
@@ -186,6 +187,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
             reference = gr.Textbox(label="reference answer (optional)", elem_id="eval-q-reference")
             set_file = gr.Textbox(value=sets_of.RAG_SET, label="question set under data/", elem_id="eval-q-file")
             add_btn = gr.Button("Add the question", variant="primary", elem_id="eval-q-add")
+            ctx.only_for("data", add_btn)
             set_note = gr.Markdown(elem_id="eval-q-note")
             set_rows = gr.Dataframe(headers=["question", "sources", "reference"], interactive=False, wrap=True)
 

@@ -122,12 +122,16 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
                 system = gr.Markdown(elem_id="system-state")
                 steps = gr.Number(value=SelftestConfig().steps, precision=0, label="Self-test steps", minimum=1)
                 selftest_btn = gr.Button("Run self-test", elem_id="selftest-btn")
+                ctx.only_for("launch", selftest_btn)
         with gr.Row():
             selected = gr.Dropdown(label="Run", choices=[], elem_id="run-select", scale=3,
                                    allow_custom_value=True)
             cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn", scale=1)
             resume_btn = gr.Button("Resume", elem_id="resume-btn", scale=1)
             delete_btn = gr.Button("Delete", elem_id="delete-btn", scale=1)
+            ctx.only_for("cancel", cancel_btn)
+            ctx.only_for("launch", resume_btn)
+            ctx.only_for("delete", delete_btn)
         detail = gr.Markdown(elem_id="run-detail")
         with gr.Row():
             log = gr.Textbox(label="Log", lines=18, max_lines=18, autoscroll=True,
@@ -137,6 +141,7 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
         timer = gr.Timer(2.0)
         with gr.Accordion("Audit log (admins)", open=False):
             audit_btn = gr.Button("Show the newest entries", elem_id="audit-btn")
+            ctx.only_for("audit", audit_btn)
             audit_table = gr.Dataframe(headers=audit.COLUMNS, interactive=False, wrap=True, elem_id="audit-table")
 
         outputs = [table, selected, detail, log, plot, plotted, system]

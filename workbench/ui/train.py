@@ -119,6 +119,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
             with gr.Row():
                 estimate_btn = gr.Button("Check data and estimate", elem_id="train-estimate-btn")
                 launch_btn = gr.Button("Launch", variant="primary", elem_id="train-launch")
+                ctx.only_for("launch", launch_btn)
             launch_message = gr.Markdown(elem_id="train-launch-message")
         with gr.Accordion("Data: data/train.jsonl and data/test.jsonl", open=False):
             gr.Markdown("Rows in chat `messages`, `prompt`/`completion` or Alpaca "
@@ -132,6 +133,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
                     split = gr.Slider(0, 0.5, value=0.0, step=0.05, label="share sent to test.jsonl")
                     import_btn = gr.Button("Import", variant="primary", elem_id="sft-import")
                     feedback_btn = gr.Button("Add chosen answers from the votes")
+                    ctx.only_for("data", import_btn, feedback_btn)
             message = gr.Markdown(elem_id="sft-message")
             summary = gr.Markdown()
             sample = gr.Dataframe(headers=["sample rows"], interactive=False, wrap=True)
