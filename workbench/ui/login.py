@@ -4,10 +4,9 @@ sign-in, failure, delay and lock-out to the audit log. A throttled attempt is an
 without the password being checked."""
 from __future__ import annotations
 
-import json
-
 from workbench import audit
 from workbench.login_throttle import LoginThrottle
+from workbench.ui.asgi import answer_json, call_noting_status
 
 
 class LoginGuard:
@@ -32,12 +31,8 @@ class LoginGuard:
             detail = (f"Too many failed sign-ins: try again in {max(1, round(verdict.wait_s))} s."
                       if verdict.reason == "backoff" else
                       f"Sign-in locked after repeated failures: try again in {max(1, round(verdict.wait_s / 60))} min.")
-            payload = json.dumps({"detail": detail}).encode()
-            await send({"type": "http.response.start", "status": 429,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"retry-after", str(max(1, round(verdict.wait_s))).encode())]})
-            await send({"type": "http.response.body", "body": payload})
-            return
+            return await answer_json(send, 429, {"detail": detail},
+                                     [(b"retry-after", str(max(1, round(verdict.wait_s))).encode())])
 
         replayed = False
 
@@ -48,15 +43,7 @@ class LoginGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        status = {}
-
-        async def watch(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        await self.app(scope, replay, watch)
-        success = status.get("code") == 200
+        success = await call_noting_status(self.app, scope, replay, send) == 200
         locked = self.throttle.record(username, address, success)
         audit.record(self.workspace, username, "login", outcome="done" if success else "failed", address=address,
                      detail="locked out" if locked else "")

@@ -9,7 +9,6 @@ The counts live in the web process: a restart forgets them, as the clean-up forg
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import defaultdict, deque
@@ -17,6 +16,7 @@ from http.cookies import SimpleCookie
 from typing import Callable
 
 from workbench import audit
+from workbench.ui.asgi import answer_json, call_noting_status
 
 WINDOW_S = 24 * 3600
 
@@ -85,10 +85,7 @@ class UploadQuota:
         reason = self.ledger.refusal(who, length)
         if reason:
             audit.record(self.workspace, user, "upload", outcome="refused", address=address, detail=reason)
-            await send({"type": "http.response.start", "status": 413,
-                        "headers": [(b"content-type", b"application/json")]})
-            await send({"type": "http.response.body", "body": json.dumps({"detail": reason}).encode()})
-            return
+            return await answer_json(send, 413, {"detail": reason})
         received = 0
 
         async def counting():
@@ -97,13 +94,5 @@ class UploadQuota:
             received += len(message.get("body", b""))
             return message
 
-        status = {}
-
-        async def watch(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        await self.app(scope, counting, watch)
-        if status.get("code") == 200:
+        if await call_noting_status(self.app, scope, counting, send) == 200:
             self.ledger.add(who, received)
