@@ -1,6 +1,7 @@
 """The reaper: a ``running`` run whose worker is gone is marked ``failed: worker lost`` (resumable
-when a complete checkpoint exists), so no run stays ``running`` forever. Liveness on this host
-comes from /proc (pid and start time); across hosts, from the run's heartbeat."""
+when a complete checkpoint exists), so no run stays ``running`` forever; so is a ``queued`` run
+whose worker died while it waited for a GPU (its queue message went with that worker). Liveness
+on this host comes from /proc (pid and start time); across hosts, from the run's heartbeat."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ import time
 from datetime import datetime
 
 from storage import RunStore, Unreadable
-from storage.runs import FAILED, RUNNING, WORKER_LOST, now_iso
+from storage.runs import FAILED, QUEUED, RUNNING, WORKER_LOST, now_iso
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -54,7 +55,16 @@ def reap(store: RunStore, stale_after: float) -> list[str]:
     reaped, host = [], socket.gethostname()
     for run in store.all():
         status = run.status()
-        if isinstance(status, Unreadable) or status.get("status") != RUNNING:
+        if isinstance(status, Unreadable):
+            continue
+        if status.get("status") == QUEUED and status.get("waiting_pid") and status.get("waiting_host") == host \
+                and not process_alive(int(status["waiting_pid"]), status.get("waiting_pid_start")):
+            if run.transition({QUEUED}, FAILED, error=WORKER_LOST, finished=now_iso(), waiting_pid=None,
+                              resumable=run.latest_checkpoint() is not None):
+                run.log(f"marked failed: {WORKER_LOST} while it waited for a GPU")
+                reaped.append(run.id)
+            continue
+        if status.get("status") != RUNNING:
             continue
         if status.get("host") == host and status.get("pid"):
             gone = not process_alive(int(status["pid"]), status.get("pid_start"))

@@ -87,7 +87,10 @@ def _reserve_gpus(settings: Settings, run: RunRecord, status: dict) -> Iterator[
     def waiting(busy: list[int]) -> None:
         message = f"waiting for GPU {', '.join(map(str, busy))} (held by another job)"
         run.log(message)
-        run.update(message=message)
+        # who waits: if this worker dies meanwhile, the reaper fails the run instead of leaving
+        # it queued with no task behind it
+        run.update(message=message, waiting_pid=os.getpid(), waiting_pid_start=process_start_time(os.getpid()),
+                   waiting_host=socket.gethostname())
 
     def cancelled() -> bool:
         now = run.status()
@@ -101,7 +104,7 @@ def _reserve_gpus(settings: Settings, run: RunRecord, status: dict) -> Iterator[
 
 def _execute(settings: Settings, run: RunRecord, status: dict, gpus: list[int], echo: bool) -> dict:
     if not run.transition({QUEUED}, RUNNING, pid=os.getpid(), pid_start=process_start_time(os.getpid()),
-                          host=socket.gethostname(), gpus=gpus, message=None,
+                          host=socket.gethostname(), gpus=gpus, message=None, waiting_pid=None,
                           started=now_iso(), started_at=time.time(), finished=None, error=None):
         return run.status()  # cancelled while queued, or already taken
     resume = status.get("resume_from")

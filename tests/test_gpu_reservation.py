@@ -152,3 +152,29 @@ def test_more_processes_than_gpus_fails_the_run_before_it_starts(settings, monke
     status = execute(settings, run.id)
     assert status["status"] == "failed"
     assert status["error"] == "this job needs 3 GPUs and this machine has 2"
+
+
+def test_a_worker_killed_while_its_job_waits_for_a_gpu_fails_the_run(settings, env):
+    """The waiting job is still ``queued`` and its queue message went with the worker: the
+    reaper fails it (resumable from Monitor) instead of leaving it queued forever."""
+    from jobs import control
+    from jobs.reaper import reap
+    from storage.runs import WORKER_LOST
+
+    run = control.create(settings, "selftest", {"steps": 1, "step_seconds": 0, "checkpoint_every": 0})
+    blocker = reservation.GpuLocks(settings.workspace.workers / "gpus")
+    assert blocker.try_lock(0)  # another job holds the only GPU
+    code = ("import sys\nfrom jobs import gpus\ngpus.host_gpus = lambda: [0]\n"
+            "from jobs.runner import execute\nfrom workbench.settings import Settings\n"
+            "execute(Settings.from_env(), sys.argv[1])\n")
+    worker = subprocess.Popen([sys.executable, "-c", code, run.id], env={**env, "CUDA_VISIBLE_DEVICES": "0"})
+    try:
+        wait_for(lambda: run.status().get("waiting_pid") == worker.pid, what="the job to wait for GPU 0")
+        assert reap(control.store(settings), settings.stale_after) == []  # alive: left waiting
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(5)
+        assert reap(control.store(settings), settings.stale_after) == [run.id]
+        assert run.status()["status"] == "failed" and run.status()["error"] == WORKER_LOST
+    finally:
+        worker.kill()
+        blocker.unlock_all()
