@@ -38,7 +38,6 @@ class UiContext:
                          address=getattr(getattr(request, "client", None), "host", None))
             raise gr.Error(f"Permission denied: {exc}") from None
 
-
     def only_for(self, action: str, *components) -> None:
         """Show ``components`` only to users allowed to ``action`` (set when the page loads). A
         convenience, not a guard: the handlers behind them check the permission themselves."""
