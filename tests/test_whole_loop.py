@@ -279,3 +279,13 @@ def test_first_day_from_documents_to_an_evaluated_dpo_model(env, tiny_base, star
     dpo = train_reward_then_dpo(admin, ws)
     evaluate_against_base(admin, ws)
     monitor_training_run(admin, ws, dpo)
+
+    # the day as the workspace keeps it: every job it ran succeeded, in order, and the people
+    # are named in the audit log (sign-ins from the page included)
+    runs = sorted(p.name for p in (ws / "runs").iterdir() if (p / "status.json").exists())
+    statuses = [run_status(ws, r) for r in runs]
+    assert [s["kind"] for s in statuses] == ["corpus.ingest", "pairs.generate", "train.reward", "train.dpo", "evaluate"]
+    assert all(s["status"] == "succeeded" for s in statuses), statuses
+    audit = read_jsonl(ws / "audit.jsonl")
+    assert {e["user"] for e in audit if e["action"] == "login" and e["outcome"] == "done"} == set(PEOPLE)
+    assert {e["user"] for e in audit if e["action"] == "launch"} == {"alice"}
