@@ -17,16 +17,11 @@ from jobs.queues import QUEUES, get_huey
 from jobs.reaper import reap
 from storage import RunStore, write_json_atomic
 from storage.runs import RUNNING, now_iso
-from workbench.gpu_memory import devices
+from jobs.gpus import host_gpus
 from workbench.settings import Settings
 from workbench.subprocesses import die_with_parent
 
 log = logging.getLogger("workbench.worker")
-
-
-def gpu_count() -> int:
-    """Every GPU of the machine, through NVML (no torch import, no CUDA context)."""
-    return len(devices(visible=""))
 
 
 class WorkerRecord:
@@ -87,7 +82,7 @@ def supervise(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
     """Start and watch the consumers; on SIGINT/SIGTERM ask running jobs to stop, then exit."""
     settings.workspace.ensure()
     store = RunStore(settings.workspace.runs)
-    gpus = gpu_count()
+    gpus = len(host_gpus())
     plan: list[tuple[str, int, str | None]] = []
     if "cpu" in queues:
         plan.append(("cpu", settings.cpu_workers, None))
