@@ -8,8 +8,9 @@ On the default 135M model (or ``--model``), in one process:
   stream after the other (the old per-pair path: ``stream_generate`` per side) and then by the
   ``pairs.generate`` job (batches of ``--batch-size``); tokens/s of each (goal: job >= 4x);
 - chat: one stream at batch 1 through ``answer_stream`` against bare ``model.generate`` with the
-  same settings, both against the bound of reading every weight once per token at the measured
-  read bandwidth (a torch sum over 512 MiB on every thread, best of 3);
+  same settings, with the device's dtype (full) and with int8 weights, each against the bound of
+  reading every byte one token needs once (``decode_bytes``) at the measured read bandwidth (a
+  torch sum over 512 MiB on every thread, best of 3);
 - loops: 40 questions over the PostgreSQL tutorial (fetched from Debian by ``fetch_docs.py``),
   RAG prompts, greedy, share of answers that end in a loop without guards and with the defaults
   (repetition penalty and the loop stop; answers the stop cut are counted apart);
@@ -109,31 +110,45 @@ def main() -> int:
                         "job_s": round(job_s, 1), "job_tok_s": round(job_tps, 1),
                         "job_vs_loop": round(job_tps / loop_tps, 2)}
 
-    # chat: one stream against bare generate and the bandwidth bound --------------------------------
+    # chat: one stream against bare generate and the bandwidth bound, with full and int8 weights ---
+    import dataclasses
+
     import torch
+
+    from workbench.models.int8_decode import decode_bytes, kernel_available
 
     question = "Explain in a few sentences what a database transaction is and why it matters."
     request = ChatRequest(question=question, rag=False, max_new_tokens=128)
-    turn = None
-    for _ in range(2):  # the second one counts: the first warms up
-        for turn in answer_stream(settings, request):
-            pass
-    chat_tps = turn.new_tokens / max(turn.seconds - (turn.ttft_s or 0), 1e-9) if turn.new_tokens > 1 else 0.0
-    enc = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)
-    kwargs = generation_kwargs(model, tokenizer, request.sampling(), enc["input_ids"].shape[-1])
-    with torch.inference_mode():
-        began = time.perf_counter()
-        out = model.generate(**enc, **kwargs)
-        bare_s = time.perf_counter() - began
-    bare_tokens = out.shape[-1] - enc["input_ids"].shape[-1]
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     bandwidth = read_bandwidth_gbs()
-    bound = bandwidth * 1e9 / weight_bytes
-    figures["chat"] = {"tokens": turn.new_tokens, "ttft_s": turn.ttft_s, "chat_tok_s": round(chat_tps, 1),
-                       "bare_generate_tok_s": round(bare_tokens / bare_s, 1),
-                       "read_bandwidth_gb_s": round(bandwidth, 1), "weights_mb": round(weight_bytes / 1e6, 1),
-                       "bandwidth_bound_tok_s": round(bound, 1), "chat_of_bound": round(chat_tps / bound, 2)}
+    figures["chat"] = {"read_bandwidth_gb_s": round(bandwidth, 1)}
+    for weights in ("full", "int8") if kernel_available() else ("full",):
+        chat_settings = dataclasses.replace(settings, decode_weights=weights)
+        turn = None
+        for _ in range(2):  # the second one counts: the first loads and warms up
+            for turn in answer_stream(chat_settings, request):
+                pass
+        chat_tps = turn.new_tokens / max(turn.seconds - (turn.ttft_s or 0), 1e-9) if turn.new_tokens > 1 else 0.0
+        chat_model = CACHE.get("base", settings.workspace, settings.base_model, weights)
+        enc = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True)
+        kwargs = generation_kwargs(chat_model.model, tokenizer, request.sampling(), enc["input_ids"].shape[-1])
+        with torch.inference_mode():
+            began = time.perf_counter()
+            out = chat_model.model.generate(**enc, **kwargs)
+            bare_s = time.perf_counter() - began
+        bare_tokens = out.shape[-1] - enc["input_ids"].shape[-1]
+        weight_bytes = decode_bytes(chat_model.model)
+        bound = bandwidth * 1e9 / weight_bytes
+        figures["chat"][weights] = {
+            "weights": chat_model.weights, "tokens": turn.new_tokens, "ttft_s": turn.ttft_s,
+            "chat_tok_s": round(chat_tps, 1), "bare_generate_tok_s": round(bare_tokens / bare_s, 1),
+            "bytes_per_token_mb": round(weight_bytes / 1e6, 1), "bandwidth_bound_tok_s": round(bound, 1),
+            "chat_of_bound": round(chat_tps / bound, 2)}
+        CACHE.unload()
+    if "int8" in figures["chat"]:
+        full, int8 = figures["chat"]["full"], figures["chat"]["int8"]
+        figures["chat"]["int8_vs_full"] = round(int8["chat_tok_s"] / max(full["chat_tok_s"], 1e-9), 2)
+        figures["chat"]["int8_of_full_weights_bound"] = round(int8["chat_tok_s"] / full["bandwidth_bound_tok_s"], 2)
 
     # loops: 40 RAG questions over a real manual, without and with the guards ----------------------
     docs = fetch("postgres-tutorial")

@@ -35,6 +35,18 @@ def test_ask_streams_an_answer_with_its_sources(chat_env, settings):
     assert plain["prompt"] == "What is the capital of Germany?" and plain["sources"] == []
 
 
+def test_int8_and_full_weights_answer_alike(chat_env):
+    turns = {}
+    for weights in ("int8", "full"):
+        code, out, _ = chat_env("ask", "What is the capital of Germany?", "-k", "2", "--max-new-tokens", "24",
+                                "--decode-weights", weights, "--json")
+        assert code == 0
+        turns[weights] = json.loads(out)
+    assert turns["int8"]["weights"] == "int8 weights, bfloat16 activations"
+    assert "int8" not in turns["full"]["weights"] and turns["full"]["weights"].endswith(" weights")
+    assert "Berlin" in turns["int8"]["answer"] and "Berlin" in turns["full"]["answer"]
+
+
 def test_answer_arrives_in_pieces_that_add_up(chat_env, settings, pulled_base):
     from workbench.chat.session import ChatRequest, answer_stream
 
@@ -62,9 +74,11 @@ def test_trained_adapter_is_listed_and_answers(chat_env, settings, pulled_base):
     write_manifest(settings.workspace.model_dir("reward_model"), {"kind": "reward", "method": "reward"})
     assert available_models(settings.workspace) == ["base", "tiny-lora"]  # a reward model cannot chat
 
-    code, out, _ = chat_env("ask", "Where is Mount Etna?", "--model", "tiny-lora", "-k", "1",
-                            "--max-new-tokens", "8", "--json")
-    assert code == 0 and json.loads(out)["model"] == "tiny-lora" and json.loads(out)["answer"]
+    for weights in ("full", "int8"):  # int8 merges the adapter into the weights before quantizing
+        code, out, _ = chat_env("ask", "Where is Mount Etna?", "--model", "tiny-lora", "-k", "1",
+                                "--max-new-tokens", "8", "--decode-weights", weights, "--json")
+        assert code == 0 and json.loads(out)["model"] == "tiny-lora" and json.loads(out)["answer"]
+        assert ("int8" in json.loads(out)["weights"]) == (weights == "int8")
 
 
 def test_unknown_model_and_empty_question_are_refused(chat_env):

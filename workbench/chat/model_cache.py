@@ -20,28 +20,33 @@ class LoadedModel:
     device: str
     loaded_at: float
     load_seconds: float
+    weights: str = ""  # e.g. "int8 weights, bfloat16 activations"
 
 
 class ModelCache:
     def __init__(self):
-        self._models: dict[ModelSpec, LoadedModel] = {}
+        self._models: dict[tuple[ModelSpec, str], LoadedModel] = {}
         self._lock = threading.Lock()
-        self._loading: dict[ModelSpec, threading.Lock] = {}
+        self._loading: dict[tuple[ModelSpec, str], threading.Lock] = {}
 
-    def get(self, name: str, workspace: Workspace, base_setting: str = "") -> LoadedModel:
-        spec = resolve(name, workspace, base_setting)
+    def get(self, name: str, workspace: Workspace, base_setting: str = "",
+            decode_weights: str = "full") -> LoadedModel:
+        """``decode_weights``: see ``load_for_inference`` (the chat passes the setting)."""
+        key = (resolve(name, workspace, base_setting), decode_weights)
         with self._lock:
-            if spec in self._models:
-                return self._models[spec]
-            loading = self._loading.setdefault(spec, threading.Lock())
+            if key in self._models:
+                return self._models[key]
+            loading = self._loading.setdefault(key, threading.Lock())
         with loading:  # two users asking for the same model share one load; other models wait not
-            if spec not in self._models:
+            if key not in self._models:
+                from workbench.models.int8_decode import describe_weights
+
                 started = time.perf_counter()
-                model, tokenizer, device = load_for_inference(spec)
+                model, tokenizer, device = load_for_inference(key[0], decode_weights)
                 with self._lock:
-                    self._models[spec] = LoadedModel(spec, model, tokenizer, device, time.time(),
-                                                     time.perf_counter() - started)
-            return self._models[spec]
+                    self._models[key] = LoadedModel(key[0], model, tokenizer, device, time.time(),
+                                                    time.perf_counter() - started, describe_weights(model))
+            return self._models[key]
 
     def loaded(self) -> list[LoadedModel]:
         return list(self._models.values())
@@ -49,16 +54,16 @@ class ModelCache:
     def unload(self, name: str | None = None) -> list[str]:
         """Drop one model by name, or all; returns the names dropped."""
         with self._lock:
-            dropped = [s for s in self._models if name is None or s.name == name]
-            for spec in dropped:
-                del self._models[spec]
+            dropped = [key for key in self._models if name is None or key[0].name == name]
+            for key in dropped:
+                del self._models[key]
         if dropped:
             gc.collect()
             import torch
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        return [s.name for s in dropped]
+        return [key[0].name for key in dropped]
 
 
 CACHE = ModelCache()

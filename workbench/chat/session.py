@@ -58,6 +58,7 @@ class Turn:
     ttft_s: float | None = None
     seconds: float = 0.0
     note: str | None = None  # e.g. "no documents indexed yet: answered without context"
+    weights: str = ""  # how the model's weights are held, e.g. "int8 weights, bfloat16 activations"
 
     @property
     def chunk_ids(self) -> list[str]:
@@ -139,14 +140,14 @@ def fit_context(loaded, question: str, hits: list[Hit], max_new_tokens: int) -> 
 def answer_stream(settings: Settings, request: ChatRequest, cache: ModelCache = CACHE) -> Iterator[Turn]:
     """Yield the turn as it grows (``delta`` holds the new text); the last one has ``done``."""
     request.validate()
-    loaded = cache.get(request.model, settings.workspace, settings.base_model)
+    loaded = cache.get(request.model, settings.workspace, settings.base_model, settings.decode_weights)
     hits, note = retrieve(settings, request)
     hits, trimmed = fit_context(loaded, request.question, hits, request.max_new_tokens)
     if trimmed:
         note = f"{trimmed} retrieved chunk(s) left out to fit the model's context window"
     prompt = build_prompt(request.question, [h.text for h in hits])
     turn = Turn(id=uuid.uuid4().hex[:12], question=request.question.strip(), prompt=prompt,
-                model=request.model, request=asdict(request), sources=hits, note=note)
+                model=request.model, request=asdict(request), sources=hits, note=note, weights=loaded.weights)
     started = time.perf_counter()
     for piece, tokens in stream_generate(loaded, prompt, request.sampling()):
         if piece:

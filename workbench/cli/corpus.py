@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from workbench.configs import add_arguments, arguments_to_dict
 from workbench.index.modes import DEFAULT_MODE
 from workbench.kinds import get_kind
-from workbench.settings import Settings
+from workbench.settings import DECODE_WEIGHTS, Settings
 
 
 def _json_line(data) -> None:
@@ -42,6 +43,9 @@ def add_parsers(sub) -> None:
     ask.add_argument("--repetition-penalty", type=float, default=None,
                      help="default: the model's own, else 1.1 (1 = none)")
     ask.add_argument("--no-loop-stop", action="store_true", help="do not stop an answer whose tail repeats itself")
+    ask.add_argument("--decode-weights", choices=DECODE_WEIGHTS, default=None,
+                     help="on CPU: int8 weight-only, full, or auto (int8 where a quick timing says it pays); "
+                          "default: WORKBENCH_DECODE_WEIGHTS, else auto")
     ask.add_argument("--json", action="store_true")
 
     docs = sub.add_parser("documents", help="list or delete documents").add_subparsers(dest="documents_cmd", required=True)
@@ -110,6 +114,8 @@ def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
     request = ChatRequest(question=args.question, model=args.model, rag=not args.no_rag, k=args.k,
                           mode=args.mode, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                           repetition_penalty=args.repetition_penalty, stop_loops=not args.no_loop_stop)
+    if args.decode_weights:
+        settings = dataclasses.replace(settings, decode_weights=args.decode_weights)
     turn = None
     for turn in answer_stream(settings, request):
         if not args.json:

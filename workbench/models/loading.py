@@ -143,11 +143,18 @@ def pick_device_dtype() -> tuple[str, Any]:
     return "cpu", torch.bfloat16 if cpu_bf16_pays() else torch.float32
 
 
-def load_for_inference(spec: ModelSpec) -> tuple[Any, Any, str]:
-    """(model in eval mode, tokenizer, device)."""
+def load_for_inference(spec: ModelSpec, decode_weights: str = "full") -> tuple[Any, Any, str]:
+    """(model in eval mode, tokenizer, device). ``decode_weights``: ``full`` keeps the weights in
+    the device's dtype; ``int8`` (CPU only) stores every linear layer's weights as int8 for fast
+    one-stream decoding; ``auto`` picks int8 when a quick timing on this CPU says it pays."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device, dtype = pick_device_dtype()
+    int8 = device == "cpu" and use_int8(decode_weights, dtype)
+    if int8:
+        import torch
+
+        dtype = torch.bfloat16
     # an adapter saved with its tokenizer (added tokens, template) wins over the base's
     has_own = spec.adapter and (Path(spec.adapter) / "tokenizer_config.json").exists()
     try:
@@ -156,8 +163,25 @@ def load_for_inference(spec: ModelSpec) -> tuple[Any, Any, str]:
                                                      use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"cannot load model {spec.name!r} from {spec.path}: {exc}") from exc
-    model = apply_adapters(model, spec.adapters)
+    model = apply_adapters(model, spec.adapters, merge_last=int8)
+    if int8:
+        from workbench.models.int8_decode import quantize_linears
+
+        quantize_linears(model, dtype)
     model.to(device).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer, device
+
+
+def use_int8(decode_weights: str, dtype: Any) -> bool:
+    from workbench.models.int8_decode import int8_pays, kernel_available
+    from workbench.settings import DECODE_WEIGHTS
+
+    if decode_weights not in DECODE_WEIGHTS:
+        raise ValueError(f"decode weights {decode_weights!r}: choose one of {', '.join(DECODE_WEIGHTS)}")
+    if decode_weights == "int8" and not kernel_available():
+        raise ValueError("decode weights 'int8': this torch has no int8 weight-only kernel (_weight_int8pack_mm)")
+    if decode_weights == "auto":
+        return int8_pays(str(dtype).replace("torch.", ""))
+    return decode_weights == "int8"

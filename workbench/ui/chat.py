@@ -44,7 +44,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                 if turn.done:
                     sources = sources_markdown([h.to_dict() for h in turn.sources], turn.note)
                     speed = f"{turn.new_tokens} tokens, {turn.to_dict()['tokens_per_s']} tokens/s, first token after {turn.ttft_s} s"
-                    yield history, gr.skip(), f"{sources}\n\n<sub>{turn.model} · {speed}</sub>", turn.to_dict()
+                    yield history, gr.skip(), f"{sources}\n\n<sub>{turn.model} ({turn.weights}) · {speed}</sub>", turn.to_dict()
                 elif shown is None:
                     shown = time.monotonic()
                     yield history, gr.skip(), sources_markdown([h.to_dict() for h in turn.sources], turn.note), None
