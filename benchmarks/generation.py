@@ -10,7 +10,8 @@ On the default 135M model (or ``--model``), in one process:
 - chat: one stream at batch 1 through ``answer_stream`` against bare ``model.generate`` with the
   same settings, with the device's dtype (full) and with int8 weights, each against the bound of
   reading every byte one token needs once (``decode_bytes``) at the measured read bandwidth (a
-  torch sum over 512 MiB on every thread, best of 3);
+  torch sum over 512 MiB on every thread, best of 3), and the perplexity of 1,024 tokens of the
+  README with each;
 - loops: 40 questions over the PostgreSQL tutorial (fetched from Debian by ``fetch_docs.py``),
   RAG prompts, greedy, share of answers that end in a loop without guards and with the defaults
   (repetition penalty and the loop stop; answers the stop cut are counted apart);
@@ -32,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+README = ROOT / "README.md"  # 1,024 tokens of it: the perplexity each weight format gives
 QUESTIONS = ROOT / "benchmarks" / "data" / "postgres_tutorial_questions.txt"
 
 
@@ -137,10 +139,13 @@ def main() -> int:
             out = chat_model.model.generate(**enc, **kwargs)
             bare_s = time.perf_counter() - began
         bare_tokens = out.shape[-1] - enc["input_ids"].shape[-1]
+        text_ids = tokenizer(README.read_text(), return_tensors="pt")["input_ids"][:, :1024]
+        with torch.inference_mode():
+            perplexity = float(torch.exp(chat_model.model(input_ids=text_ids, labels=text_ids).loss))
         weight_bytes = decode_bytes(chat_model.model)
         bound = bandwidth * 1e9 / weight_bytes
         figures["chat"][weights] = {
-            "weights": chat_model.weights, "tokens": turn.new_tokens, "ttft_s": turn.ttft_s,
+            "weights": chat_model.weights, "perplexity_readme": round(perplexity, 2), "tokens": turn.new_tokens, "ttft_s": turn.ttft_s,
             "chat_tok_s": round(chat_tps, 1), "bare_generate_tok_s": round(bare_tokens / bare_s, 1),
             "bytes_per_token_mb": round(weight_bytes / 1e6, 1), "bandwidth_bound_tok_s": round(bound, 1),
             "chat_of_bound": round(chat_tps / bound, 2)}
