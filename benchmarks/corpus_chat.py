@@ -418,9 +418,13 @@ def bench_search_small(settings: Settings, model, queries: list[str], k: int) ->
     return out
 
 
-def build_large(source: Workspace, target: Workspace, rows: int, seed: int, index_type: str = "flat") -> int:
-    """The real index of ``source`` plus filler documents of random unit vectors (10,000 chunks
-    each), in ``target``'s chunk store, then one snapshot of ``index_type``. The row count."""
+def build_large(source: Workspace, target: Workspace, rows: int, seed: int, index_type: str = "flat",
+                filler: str = "random") -> int:
+    """The real index of ``source`` plus filler documents (10,000 chunks each) in ``target``'s
+    chunk store, then one snapshot of ``index_type``. The row count. ``filler``: ``random`` unit
+    vectors, or ``gaussian``: drawn from a normal distribution with the mean and covariance of the
+    real chunks' vectors, then normalised (filler shaped like the corpus, not spread over every
+    direction)."""
     from storage.chunkdb import ChunkDB
 
     if target.corpus_db != source.corpus_db:
@@ -430,9 +434,10 @@ def build_large(source: Workspace, target: Workspace, rows: int, seed: int, inde
     rng = np.random.default_rng(seed)
     with DocumentStore(target).lock(), ChunkDB(target.corpus_db) as db:
         dim, size, number = int(db.get("dim")), int(db.get("rows", 0)), 0
+        draw = filler_sampler(db, dim, filler)
         while size < rows:
             n = min(10_000, rows - size)
-            vectors = rng.standard_normal((n, dim), dtype=np.float32)
+            vectors = draw(rng, n)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             doc = {"id": f"filler{number:04d}", "name": f"filler-{number}.txt", "file": f"filler-{number}.txt",
                    "sha256": f"{number:064d}"}
@@ -444,6 +449,19 @@ def build_large(source: Workspace, target: Workspace, rows: int, seed: int, inde
             size, number = size + n, number + 1
     store.compact(target, index_type)
     return size
+
+
+def filler_sampler(db, dim: int, filler: str):
+    """``draw(rng, n)``: n filler vectors (see ``build_large``), not yet normalised."""
+    if filler == "random":
+        return lambda rng, n: rng.standard_normal((n, dim), dtype=np.float32)
+    if filler != "gaussian":
+        raise ValueError(f"filler {filler!r}: random or gaussian")
+    real = np.frombuffer(b"".join(v for _, v in db.vectors()), dtype=np.float32).reshape(-1, dim)
+    mean = real.mean(axis=0)
+    # a little ridge: a few thousand chunks leave the 384-dimensional covariance near singular
+    factor = np.linalg.cholesky(np.cov(real, rowvar=False) + 1e-4 * np.eye(dim))
+    return lambda rng, n: (mean + rng.standard_normal((n, dim)) @ factor.T).astype(np.float32)
 
 
 def bench_search_large(settings: Settings, model, queries: list[str], k: int, rows: int,

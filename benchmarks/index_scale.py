@@ -2,11 +2,12 @@
 searches while a writer commits, and the memory of the searching process, at 100k chunks (or
 ``--rows``, e.g. 1,000,000 with ``--index ivf``).
 
-The chunk store holds real chunks (PostgreSQL's tutorial, fetched by ``benchmarks/fetch_docs.py``
-and ingested with ``workbench ingest``, where the 40 questions of
-``benchmarks/data/postgres_tutorial_questions.txt`` land) and filler documents whose vectors are
-random unit vectors and whose text is a placeholder, added with ``workbench.index.store`` and
-compacted into one snapshot of the chosen type. All of that is built in a child process, so
+The chunk store holds real chunks (PostgreSQL's and Django's manuals, fetched by
+``benchmarks/fetch_docs.py`` and ingested with ``workbench ingest``; the 40 questions of
+``benchmarks/data/postgres_tutorial_questions.txt`` land in PostgreSQL's tutorial) and filler
+documents whose text is a placeholder and whose vectors are random unit vectors (``--filler
+random``) or drawn from the real chunks' mean and covariance (``--filler gaussian``), added with
+``workbench.index.store`` and compacted into one snapshot of the chosen type. All of that is built in a child process, so
 this process holds only what a web process holds: the FAISS snapshot.
 
 1. Search: ``Retriever.search`` of each question, p50 / p95, dense then hybrid (first query on
@@ -20,7 +21,7 @@ this process holds only what a web process holds: the FAISS snapshot.
 5. Memory: this process's current and peak resident set.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/index_scale.py [--rows 100000]
-        [--index flat|hnsw|ivf] [--json PATH]
+        [--index flat|hnsw|ivf] [--real postgres,django] [--filler random|gaussian] [--json PATH]
 """
 from __future__ import annotations
 
@@ -88,8 +89,8 @@ class SearchLoop:
         return [s for t, s in self.times if t < end and t + s > start]
 
 
-def build(home: Path, rows: int, index_type: str) -> int:
-    """(child process) The real tutorial ingested, filler up to ``rows``, one snapshot."""
+def build(home: Path, rows: int, index_type: str, real: list[str], filler: str) -> int:
+    """(child process) The real manuals ingested, filler up to ``rows``, one snapshot."""
     os.environ.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
     from corpus_chat import build_large
     from fetch_docs import fetch
@@ -97,8 +98,8 @@ def build(home: Path, rows: int, index_type: str) -> int:
     from storage import Workspace
     from workbench.cli import main as cli
 
-    quiet(cli, "ingest", str(fetch("postgres-tutorial")))
-    print(json.dumps({"rows": build_large(Workspace(home), Workspace(home), rows, 0, index_type)}))
+    quiet(cli, "ingest", *(str(fetch(name)) for name in real))
+    print(json.dumps({"rows": build_large(Workspace(home), Workspace(home), rows, 0, index_type, filler)}))
     return 0
 
 
@@ -142,19 +143,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat")
+    parser.add_argument("--real", default="postgres,django",
+                        help="the real documentation sets ingested (fetch_docs.py names; the questions land in "
+                             "PostgreSQL's tutorial, part of 'postgres'); default: postgres,django")
+    parser.add_argument("--filler", choices=("random", "gaussian"), default="random",
+                        help="random unit vectors, or drawn from the real chunks' mean and covariance")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--reuse", type=Path, help="measure a workspace an earlier run built (skips the build)")
     args = parser.parse_args()
     if args.build:
-        return build(args.build, args.rows, args.index)
+        return build(args.build, args.rows, args.index, args.real.split(","), args.filler)
     home = args.reuse or Path(tempfile.mkdtemp(prefix="wb-index-scale-"))
     os.environ.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
-    report: dict = {"rows": args.rows, "index": args.index}
+    report: dict = {"rows": args.rows, "index": args.index, "real": args.real, "filler": args.filler}
     started = time.perf_counter()
     if args.reuse is None:
         child = subprocess.run([sys.executable, __file__, "--build", str(home), "--rows", str(args.rows),
-                                "--index", args.index], check=True, capture_output=True, text=True)
+                                "--index", args.index, "--real", args.real, "--filler", args.filler],
+                               check=True, capture_output=True, text=True)
         report["rows"] = json.loads(child.stdout.strip().splitlines()[-1])["rows"]
     report["build_s"] = round(time.perf_counter() - started, 1)
 
@@ -197,6 +204,14 @@ def main() -> int:
     truth = exact_top(workspace, query_vectors, 10)
     report["recall_at_10"] = round(sum(len({i for i, _ in f} & t) / len(t) for f, t in zip(found, truth)) / len(truth), 3)
     print(f"recall@10 of the {args.index} snapshot against an exact search: {report['recall_at_10']}", flush=True)
+    from storage.chunkdb import ChunkDB
+
+    with ChunkDB(workspace.corpus_db) as db:
+        filler_ids = {row[0] for row in db.conn.execute("SELECT id FROM chunks WHERE doc_id LIKE 'filler%'")}
+    # filler in the exact top 10 is noise no index finds by its neighbours: say how much there is
+    report["filler_share_of_exact_top_10"] = round(sum(len(t & filler_ids) for t in truth) / (10 * len(truth)), 3)
+    print(f"share of the exact top 10 that is filler: {report['filler_share_of_exact_top_10']}", flush=True)
+    del filler_ids
     del state
 
     paragraphs = [f"Paragraph {i} of the release notes: the planner now estimates join sizes from extended "
