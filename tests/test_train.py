@@ -85,9 +85,14 @@ def test_merge_exports_a_folder_plain_transformers_loads(train_env, wb, settings
     assert code == 0, err
     merged_dir = settings.workspace.models / "sft-merged"
     merged = AutoModelForCausalLM.from_pretrained(merged_dir, use_safetensors=True)
-    from workbench.models.loading import load_for_inference, resolve
+    from transformers import AutoTokenizer
 
-    adapter, tokenizer, _ = load_for_inference(resolve("llama-lora-adapted", settings.workspace, str(tiny_base)))
+    from workbench.models.loading import apply_adapters, resolve
+
+    # both in fp32 (inference would pick bf16 on a CPU where it pays, and round differently)
+    spec = resolve("llama-lora-adapted", settings.workspace, str(tiny_base))
+    adapter = apply_adapters(AutoModelForCausalLM.from_pretrained(spec.path, use_safetensors=True), spec.adapters)
+    tokenizer = AutoTokenizer.from_pretrained(spec.path)
     ids = tokenizer("The code word is", return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(merged(**ids).logits, adapter(**ids).logits, atol=1e-4)
