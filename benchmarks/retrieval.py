@@ -8,14 +8,16 @@ questions, written the way a user asks, are ``benchmarks/data/retrieval_<set>.ts
   (``encode(normalize_embeddings=True)``), a FAISS flat inner-product index;
 - workbench: ``workbench ingest`` of the folder into a throw-away workspace, then the code of
   ``workbench eval-retrieval`` (dense and hybrid), and hybrid again with other fusion settings
-  (the reciprocal-rank k and the weight of the BM25 side) on the same index.
+  (the reciprocal-rank k and the weight of the BM25 side) on the same index; with ``--rerank
+  MODEL_DIR``, hybrid reranked by that causal LM's likelihood of the question
+  (``workbench.index.rerank``).
 
 Each prints hit@1, hit@5 and MRR by page (a question is answered when a chunk of one of its
 expected pages is retrieved; ranks are looked at to 10), plus the chunk counts and the share of
 chunks under 200 characters. ``--misses`` lists the questions each pipeline got wrong at hit@1.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py [--set postgres --set django]
-        [--misses] [--json PATH]
+        [--misses] [--rerank MODEL_DIR] [--json PATH]
 """
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ def scores(questions: list[dict], ranked_pages: list[list[str]]) -> dict:
     return out
 
 
-def workbench_pipeline(folder: Path, questions: list[dict], cli) -> dict:
+def workbench_pipeline(folder: Path, questions: list[dict], cli, reranker=None) -> dict:
     from storage.documents import DocumentStore
     from workbench.evaluate.retrieval import run_retrieval
     from workbench.index import store
@@ -91,6 +93,13 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli) -> dict:
     for mode, hits in found.ranked.items():
         out[mode] = [[names[h.doc_id] for h in row] for row in hits]
     texts = [q["question"] for q in questions]
+    if reranker is not None:
+        from workbench.index.rerank import rerank
+
+        started = time.perf_counter()
+        out["hybrid + rerank"] = [[names[h.doc_id] for h in rerank(*reranker, text, row)]
+                                  for text, row in zip(texts, found.ranked["hybrid"])]
+        out["rerank_s_per_question"] = round((time.perf_counter() - started) / len(texts), 2)
     for k, weight in FUSION_GRID:
         retriever = Retriever(settings.workspace, settings.embedding_model, rrf_k=k, sparse_weight=weight)
         out[f"hybrid k={k} sparse={weight}"] = [[names[h.doc_id] for h in row]
@@ -103,6 +112,9 @@ def main() -> int:
     parser.add_argument("--set", action="append", choices=("postgres", "django"), dest="sets")
     parser.add_argument("--misses", action="store_true", help="list each pipeline's misses at hit@1")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument("--rerank", metavar="MODEL_DIR",
+                        help="also rerank the hybrid top 10 with this causal LM (workbench.index.rerank), "
+                             "e.g. a workspace's models/base")
     args = parser.parse_args()
     os.environ.update(WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
 
@@ -110,6 +122,13 @@ def main() -> int:
     from workbench.index.embedder import load_embedder
     from workbench.settings import Settings
 
+    reranker = None
+    if args.rerank:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        reranker = (AutoModelForCausalLM.from_pretrained(args.rerank, dtype=torch.bfloat16, use_safetensors=True).eval(),
+                    AutoTokenizer.from_pretrained(args.rerank))
     report = {}
     for name in args.sets or ["postgres", "django"]:
         folder = fetch(name)
@@ -120,17 +139,20 @@ def main() -> int:
 
         model = load_embedder(Settings.from_env().embedding_model)
         plain = plain_pipeline(folder, questions, model)
-        ours = workbench_pipeline(folder, questions, cli)
+        ours = workbench_pipeline(folder, questions, cli, reranker)
         rows = {"plain": scores(questions, plain["ranked"]),
                 "workbench dense": scores(questions, ours["dense"]),
                 "workbench hybrid": scores(questions, ours["hybrid"])}
+        if reranker is not None:
+            rows["workbench hybrid + rerank"] = scores(questions, ours["hybrid + rerank"])
         fusion = {label: scores(questions, ranked) for label, ranked in ours.items() if label.startswith("hybrid k=")}
         pages = len(list(folder.glob("*.html")))
         print(f"\n== {name}: {pages} pages, {len(questions)} questions ==")
         print(f"chunks: plain {plain['chunks']} ({plain['short']:.1%} under 200 characters), "
-              f"workbench {ours['chunks']} ({ours['short']:.1%}); ingest {ours['ingest_s']} s")
+              f"workbench {ours['chunks']} ({ours['short']:.1%}); ingest {ours['ingest_s']} s"
+              + (f"; rerank {ours['rerank_s_per_question']} s per question" if reranker is not None else ""))
         for label, row in rows.items():
-            print(f"{label:17s} hit@1 {row['hit@1']:.3f}  hit@5 {row['hit@5']:.3f}  MRR {row['mrr']:.3f}  "
+            print(f"{label:26s} hit@1 {row['hit@1']:.3f}  hit@5 {row['hit@5']:.3f}  MRR {row['mrr']:.3f}  "
                   f"({round(row['hit@1'] * len(questions))}/{len(questions)} first)")
         for label, row in fusion.items():
             print(f"  {label:24s} hit@1 {row['hit@1']:.3f}  hit@5 {row['hit@5']:.3f}  MRR {row['mrr']:.3f}")
@@ -143,6 +165,7 @@ def main() -> int:
                         "chunks": {"plain": plain["chunks"], "workbench": ours["chunks"]},
                         "short_share": {"plain": plain["short"], "workbench": ours["short"]},
                         **{label: {k: v for k, v in row.items() if k != "misses"} for label, row in rows.items()},
+                        "rerank_s_per_question": ours.get("rerank_s_per_question"),
                         "fusion": {label: {k: v for k, v in row.items() if k != "misses"} for label, row in fusion.items()}}
     emit(report, args.json)
     return 0

@@ -35,6 +35,26 @@ def test_ask_streams_an_answer_with_its_sources(chat_env, settings):
     assert plain["prompt"] == "What is the capital of Germany?" and plain["sources"] == []
 
 
+def test_sources_reranked_by_the_model_in_chat_and_in_eval_retrieval(chat_env, settings, tmp_path):
+    code, out, err = chat_env("ask", "What is the capital of Germany?", "-k", "2", "--rerank",
+                              "--max-new-tokens", "16", "--json")
+    assert code == 0, err
+    turn = json.loads(out)
+    assert turn["request"]["rerank"] is True and len(turn["sources"]) == 2
+    assert turn["sources"][0]["source"] == "facts.txt" and [s["rank"] for s in turn["sources"]] == [1, 2]
+    assert "Berlin" in turn["answer"]
+
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps(q) + "\n" for q in [
+        {"question": "Which volcano in Sicily sends lava towards Catania?", "sources": ["notes.md"]},
+        {"question": "What is the capital city of Germany?", "sources": ["facts.txt"]}]))
+    code, out, err = chat_env("eval-retrieval", str(questions), "--mode", "hybrid", "--rerank", "--json")
+    assert code == 0, err
+    modes = json.loads(out)["modes"]
+    assert set(modes) == {"hybrid", "hybrid+rerank"}
+    assert modes["hybrid+rerank"]["hit@1"] == 1.0 and modes["hybrid+rerank"]["misses"] == []
+
+
 def test_int8_and_full_weights_answer_alike(chat_env):
     turns = {}
     for weights in ("int8", "full"):

@@ -31,6 +31,7 @@ class ChatRequest:
     max_new_tokens: int = 256
     repetition_penalty: float | None = None  # None: the model's default (models.generation)
     stop_loops: bool = True
+    rerank: bool = False  # rerank the retrieved chunks with the chat model (workbench.index.rerank)
 
     def sampling(self) -> Sampling:
         return Sampling(self.temperature, self.max_new_tokens, self.repetition_penalty, self.stop_loops)
@@ -73,11 +74,20 @@ class Turn:
         return data
 
 
-def retrieve(settings: Settings, request: ChatRequest) -> tuple[list[Hit], str | None]:
+RERANK_DEPTH = 10  # chunks the model reranks before the top k are kept
+
+
+def retrieve(settings: Settings, request: ChatRequest, loaded=None) -> tuple[list[Hit], str | None]:
+    """The request's top k chunks; with ``request.rerank``, the top ``RERANK_DEPTH`` reranked by
+    ``loaded`` (the chat model) first."""
     if not request.rag:
         return [], None
-    hits = retriever_for(settings.workspace, settings.embedding_model).search(
-        request.question, request.k, request.mode)
+    depth = max(request.k, RERANK_DEPTH) if request.rerank and loaded is not None else request.k
+    hits = retriever_for(settings.workspace, settings.embedding_model).search(request.question, depth, request.mode)
+    if request.rerank and loaded is not None:
+        from workbench.index.rerank import rerank
+
+        hits = rerank(loaded.model, loaded.tokenizer, request.question, hits)[:request.k]
     return hits, None if hits else "no documents indexed yet: answered without context"
 
 
@@ -141,7 +151,7 @@ def answer_stream(settings: Settings, request: ChatRequest, cache: ModelCache = 
     """Yield the turn as it grows (``delta`` holds the new text); the last one has ``done``."""
     request.validate()
     loaded = cache.get(request.model, settings.workspace, settings.base_model, settings.decode_weights)
-    hits, note = retrieve(settings, request)
+    hits, note = retrieve(settings, request, loaded)
     hits, trimmed = fit_context(loaded, request.question, hits, request.max_new_tokens)
     if trimmed:
         note = f"{trimmed} retrieved chunk(s) left out to fit the model's context window"

@@ -21,6 +21,8 @@ def add_parsers(sub) -> None:
     ret.add_argument("questions", help="JSONL or TSV: question, sources (the documents that answer it)")
     ret.add_argument("--mode", choices=["dense", "hybrid"], action="append",
                      help="search mode (repeatable; default: both)")
+    ret.add_argument("--rerank", nargs="?", const="base", metavar="MODEL",
+                     help="also rerank each mode's top 10 with a model (default: base), shown as <mode>+rerank")
     ret.add_argument("--json", action="store_true")
     board = sub.add_parser("scoreboard", help="every model with its newest evaluation scores and lineage")
     board.add_argument("--csv", dest="csv_file", help="write the table as CSV to this file ('-' = stdout)")
@@ -64,7 +66,7 @@ def cmd_eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
     from workbench.evaluate.sets import rag_questions
 
     questions = rag_questions(Path(args.questions))
-    found = run_retrieval(settings, questions, tuple(args.mode or ("dense", "hybrid")))
+    found = run_retrieval(settings, questions, tuple(args.mode or ("dense", "hybrid")), rerank_with=args.rerank)
     report = {mode: {**scores, "misses": found.misses(mode)} for mode, scores in found.scores().items()}
     if args.json:
         print_json({"questions": len(questions), "modes": report})

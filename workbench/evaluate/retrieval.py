@@ -39,9 +39,18 @@ class RetrievalRun:
 
 
 def run_retrieval(settings: Settings, questions: list[dict[str, Any]], modes: tuple[str, ...] = MODES,
-                  depth: int = DEPTH) -> RetrievalRun:
-    """Search every question in every mode (one batch of embeddings per mode)."""
+                  depth: int = DEPTH, rerank_with: str | None = None) -> RetrievalRun:
+    """Search every question in every mode (one batch of embeddings per mode). ``rerank_with``: a
+    model name; each mode's results are also reranked by it, as ``<mode>+rerank``."""
     expected = resolve_sources(settings.workspace, questions)
     retriever = Retriever(settings.workspace, settings.embedding_model)
     texts = [q["question"] for q in questions]
-    return RetrievalRun(questions, expected, {mode: retriever.search_many(texts, depth, mode) for mode in modes})
+    ranked = {mode: retriever.search_many(texts, depth, mode) for mode in modes}
+    if rerank_with:
+        from workbench.index.rerank import rerank
+        from workbench.models.loading import load_for_inference, resolve
+
+        model, tokenizer, _ = load_for_inference(resolve(rerank_with, settings.workspace, settings.base_model))
+        for mode in modes:
+            ranked[f"{mode}+rerank"] = [rerank(model, tokenizer, text, hits) for text, hits in zip(texts, ranked[mode])]
+    return RetrievalRun(questions, expected, ranked)

@@ -25,7 +25,8 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
     def models():
         return gr.Dropdown(choices=model_choices(workspace))
 
-    def ask(question, history, model, rag, k, temperature, max_new_tokens, mode, penalty, request: gr.Request):
+    def ask(question, history, model, rag, k, temperature, max_new_tokens, mode, penalty, rerank,
+            request: gr.Request):
         ctx.require(request, "chat")
         history = list(history or [])
         if not question or not question.strip():
@@ -33,7 +34,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
         chat_request = ChatRequest(question=question, model=model or BASE, rag=bool(rag), k=int(k),
                                    mode=mode, temperature=float(temperature),
                                    max_new_tokens=int(max_new_tokens),
-                                   repetition_penalty=float(penalty) if penalty else None)
+                                   repetition_penalty=float(penalty) if penalty else None, rerank=bool(rerank))
         history += [{"role": "user", "content": question},
                     {"role": "assistant", "content": ""}]
         yield history, "", "_retrieving and loading the model…_", None
@@ -84,6 +85,9 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                 rag = gr.Checkbox(label="Use retrieval (RAG)", value=True, elem_id="chat-rag")
                 k = gr.Slider(1, 20, value=5, step=1, label="top-k chunks")
                 mode = gr.Radio(list(MODES), value=DEFAULT_MODE, label="retrieval")
+                rerank = gr.Checkbox(label="Rerank sources with the model", value=False, elem_id="chat-rerank",
+                                     info="the model reads the top 10 chunks and reorders them: a better first "
+                                          "source, seconds slower on a CPU")
                 temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
                 max_new_tokens = gr.Slider(16, 1024, value=256, step=16, label="max new tokens")
                 penalty = gr.Number(value=None, label="repetition penalty", elem_id="chat-penalty",
@@ -96,7 +100,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                 status = gr.Markdown(elem_id="chat-status")
         last_turn = gr.State(None)
 
-        inputs = [question, chatbot, model, rag, k, temperature, max_new_tokens, mode, penalty]
+        inputs = [question, chatbot, model, rag, k, temperature, max_new_tokens, mode, penalty, rerank]
         outputs = [chatbot, question, sources, last_turn]
         send_btn.click(ask, inputs, outputs, api_name="ask")
         question.submit(ask, inputs, outputs, api_name=False)
