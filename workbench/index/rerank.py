@@ -36,19 +36,18 @@ def question_log_likelihoods(model: Any, tokenizer: Any, question: str, hits: li
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = torch.full((len(hits), longest), pad, dtype=torch.long)
     mask = torch.zeros((len(hits), longest), dtype=torch.long)
-    for row, prompt in enumerate(prompts):  # padded on the right: the scored tokens sit after each prompt
+    for row, prompt in enumerate(prompts):  # padded on the left: every row ends with the question
         sequence = prompt + question_ids
-        ids[row, :len(sequence)] = torch.tensor(sequence)
-        mask[row, :len(sequence)] = 1
+        ids[row, longest - len(sequence):] = torch.tensor(sequence)
+        mask[row, longest - len(sequence):] = 1
+    positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)  # each row counts from its own first token
     device = next(model.parameters()).device
-    with torch.inference_mode():
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-    log_probs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device))[..., 0]
-    scores = []
-    for row, prompt in enumerate(prompts):
-        start = len(prompt) - 1  # the logit at position i predicts token i + 1
-        scores.append(float(log_probs[row, start:start + len(question_ids)].mean()))
-    return scores
+    asked = len(question_ids)
+    with torch.inference_mode():  # logits only where they predict the question: not a vocabulary per passage token
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                       logits_to_keep=asked + 1).logits.float()
+    log_probs = torch.log_softmax(logits[:, :asked], dim=-1).gather(-1, ids[:, -asked:, None].to(device))[..., 0]
+    return log_probs.mean(dim=-1).tolist()
 
 
 def rerank(model: Any, tokenizer: Any, question: str, hits: list[Hit]) -> list[Hit]:
