@@ -25,9 +25,9 @@ def test_the_passage_that_answers_scores_highest_and_leads_the_fused_order(pulle
                      "To bake bread, mix flour, water, yeast and salt, then let the dough rise."])
     scores = question_log_likelihoods(model, tokenizer, question, hits)
     assert len(scores) == 3 and scores[0] == max(scores) and all(s < 0 for s in scores)
-    # the same question scored alone, unpadded, gives the same figure as in the padded batch
+    # a passage's score does not depend on the others beside it
     alone = question_log_likelihoods(model, tokenizer, question, hits[2:])
-    assert abs(alone[0] - scores[2]) < 1e-3
+    assert abs(alone[0] - scores[2]) < 1e-6
 
     reordered = rerank(model, tokenizer, question, hits[::-1])  # the answer last in the first stage
     assert sorted(h.chunk_id for h in reordered) == sorted(h.chunk_id for h in hits)
