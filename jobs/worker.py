@@ -13,11 +13,11 @@ import sys
 import threading
 import time
 
+from jobs.gpus import host_gpus
 from jobs.queues import QUEUES, get_huey
 from jobs.reaper import reap
 from storage import RunStore, write_json_atomic
 from storage.runs import RUNNING, now_iso
-from jobs.gpus import host_gpus
 from workbench.settings import Settings
 from workbench.subprocesses import die_with_parent
 

@@ -82,9 +82,10 @@ def retrieve(settings: Settings, request: ChatRequest, loaded=None) -> tuple[lis
     ``loaded`` (the chat model) first."""
     if not request.rag:
         return [], None
-    depth = max(request.k, RERANK_DEPTH) if request.rerank and loaded is not None else request.k
+    reranking = request.rerank and loaded is not None
+    depth = max(request.k, RERANK_DEPTH) if reranking else request.k
     hits = retriever_for(settings.workspace, settings.embedding_model).search(request.question, depth, request.mode)
-    if request.rerank and loaded is not None:
+    if reranking:
         from workbench.index.rerank import rerank
 
         hits = rerank(loaded.model, loaded.tokenizer, request.question, hits)[:request.k]

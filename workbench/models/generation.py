@@ -212,9 +212,14 @@ def cpu_bf16_pays() -> bool:
     timings = {}
     for dtype in (torch.float32, torch.bfloat16):
         a, b = a32.to(dtype), b32.to(dtype)
-        a @ b  # warm-up
-        began = time.perf_counter()
-        for _ in range(10):
-            a @ b
-        timings[dtype] = time.perf_counter() - began
+        timings[dtype] = seconds_for(lambda: a @ b, 10)
     return timings[torch.bfloat16] * 1.2 < timings[torch.float32]
+
+
+def seconds_for(fn, repeats: int) -> float:
+    """Seconds ``repeats`` calls of ``fn`` take after one warm-up call: the hardware probes' timer."""
+    fn()
+    began = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return time.perf_counter() - began

@@ -13,7 +13,6 @@ int8 weights converted on the fly: a 791-token prompt takes within a few per cen
 from __future__ import annotations
 
 import functools
-import time
 from typing import Any
 
 import torch
@@ -102,22 +101,13 @@ def int8_pays(dtype_name: str) -> bool:
 
     if not cpu_has_native_bf16():
         return False
-    weight = torch.randn(4096, 4096)
-    scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
-    qweight = torch.round(weight / scales[:, None]).to(torch.int8)
-    dtype = getattr(torch, dtype_name)
-    plain, row = weight.to(dtype), torch.randn(1, 4096)
+    from workbench.models.generation import seconds_for
 
-    def best(fn) -> float:
-        fn()
-        timings = []
-        for _ in range(5):
-            began = time.perf_counter()
-            fn()
-            timings.append(time.perf_counter() - began)
-        return min(timings)
-
+    linear = nn.Linear(4096, 4096, bias=False)
+    quantized = Int8Linear(linear, torch.bfloat16)
+    plain = linear.to(getattr(torch, dtype_name))
+    row = torch.randn(1, 4096)
     with torch.inference_mode():
-        int8 = best(lambda: torch._weight_int8pack_mm(row.bfloat16(), qweight, scales.bfloat16()))
-        full = best(lambda: torch.nn.functional.linear(row.to(dtype), plain))
+        int8 = seconds_for(lambda: quantized(row), 5)
+        full = seconds_for(lambda: plain(row.to(plain.weight.dtype)), 5)
     return int8 * 1.3 < full
