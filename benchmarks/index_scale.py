@@ -7,8 +7,9 @@ The chunk store holds real chunks (PostgreSQL's and Django's manuals, fetched by
 ``benchmarks/data/postgres_tutorial_questions.txt`` land in PostgreSQL's tutorial) and filler
 documents whose text is a placeholder and whose vectors are random unit vectors (``--filler
 random``) or drawn from the real chunks' mean and covariance (``--filler gaussian``), added with
-``workbench.index.store`` and compacted into one snapshot of the chosen type. All of that is built in a child process, so
-this process holds only what a web process holds: the FAISS snapshot.
+``workbench.index.store`` and compacted into one snapshot of the chosen type. All of that is
+built in a child process, so this process holds only what a web process holds: the FAISS
+snapshot.
 
 1. Search: ``Retriever.search`` of each question, p50 / p95, dense then hybrid (first query on
    its own), and recall@10 of the index against an exact search over every stored vector.
