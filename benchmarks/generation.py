@@ -7,8 +7,10 @@ On the default 135M model (or ``--model``), in one process:
 - pairs: ``--pairs`` typed prompts, side A greedy and side B at temperature 0.8, answered one
   stream after the other (the old per-pair path: ``stream_generate`` per side) and then by the
   ``pairs.generate`` job (batches of ``--batch-size``); tokens/s of each (goal: job >= 4x);
-- chat: one stream at batch 1 through ``answer_stream`` against bare ``model.generate`` with the
-  same settings, with the device's dtype (full) and with int8 weights, each against the bound of
+- chat: one stream at batch 1 through ``answer_stream`` (a RAG question over the PostgreSQL
+  tutorial, five chunks) against bare ``model.generate`` on the main thread with the same settings
+  and with transformers' defaults (a dynamic cache), each with the device's dtype (full) and with
+  int8 weights; decoding tokens/s after the first token, against the bound of
   reading every byte one token needs once (``decode_bytes``) at the measured read bandwidth (a
   torch sum over 512 MiB on every thread, best of 3), and the perplexity of 1,024 tokens of the
   README with each;
@@ -19,6 +21,7 @@ On the default 135M model (or ``--model``), in one process:
   pick the next ready one, count progress) with 500 pairs and 300 votes on disk.
 
     python benchmarks/generation.py [--model DIR] [--pairs 16] [--batch-size 16] [--loop-tokens 160]
+                                    [--chat-tokens 128]
 """
 from __future__ import annotations
 
@@ -61,6 +64,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--pair-tokens", type=int, default=64)
     parser.add_argument("--loop-tokens", type=int, default=160)
+    parser.add_argument("--chat-tokens", type=int, default=128)
     args = parser.parse_args()
 
     from benchmarks.workspace import temporary_workspace
@@ -112,41 +116,56 @@ def main() -> int:
                         "job_s": round(job_s, 1), "job_tok_s": round(job_tps, 1),
                         "job_vs_loop": round(job_tps / loop_tps, 2)}
 
-    # chat: one stream against bare generate and the bandwidth bound, with full and int8 weights ---
+    # chat: one RAG stream against bare generate and the bandwidth bound, full and int8 weights ---
     import dataclasses
 
     import torch
 
+    from workbench.chat.prompt import chat_messages
+    from workbench.models.generation import one_stream_kwargs
     from workbench.models.int8_decode import decode_bytes, kernel_available
 
-    question = "Explain in a few sentences what a database transaction is and why it matters."
-    request = ChatRequest(question=question, rag=False, max_new_tokens=128)
+    docs = fetch("postgres-tutorial")
+    if cli(["ingest", str(docs), "--json"]) != 0:
+        return 1
+    request = ChatRequest(question="Explain what a transaction is and why it matters.", k=5,
+                          max_new_tokens=args.chat_tokens)
     bandwidth = read_bandwidth_gbs()
-    figures["chat"] = {"read_bandwidth_gb_s": round(bandwidth, 1)}
+    figures["chat"] = {"read_bandwidth_gb_s": round(bandwidth, 1), "max_new_tokens": args.chat_tokens}
     for weights in ("full", "int8") if kernel_available() else ("full",):
         chat_settings = dataclasses.replace(settings, decode_weights=weights)
         turn = None
         for _ in range(2):  # the second one counts: the first loads and warms up
             for turn in answer_stream(chat_settings, request):
                 pass
-        chat_tps = turn.new_tokens / max(turn.seconds - (turn.ttft_s or 0), 1e-9) if turn.new_tokens > 1 else 0.0
+        chat_tps = (turn.new_tokens - 1) / max(turn.seconds - (turn.ttft_s or 0), 1e-9) if turn.new_tokens > 1 else 0.0
         chat_model = CACHE.get("base", settings.workspace, settings.base_model, weights)
-        enc = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+        enc = tokenizer.apply_chat_template(chat_messages(turn.prompt), add_generation_prompt=True,
                                             return_tensors="pt", return_dict=True)
-        kwargs = generation_kwargs(chat_model.model, tokenizer, request.sampling(), enc["input_ids"].shape[-1])
-        with torch.inference_mode():
-            began = time.perf_counter()
-            out = chat_model.model.generate(**enc, **kwargs)
-            bare_s = time.perf_counter() - began
-        bare_tokens = out.shape[-1] - enc["input_ids"].shape[-1]
+        prompt_tokens = enc["input_ids"].shape[-1]
+        kwargs = generation_kwargs(chat_model.model, tokenizer, request.sampling(), prompt_tokens)
+        bare = {}
+        for name, extra in (("same_settings", one_stream_kwargs(chat_model.device)), ("transformers_defaults", {})):
+            with torch.inference_mode():  # on this thread, as a script would
+                began = time.perf_counter()
+                chat_model.model.generate(**enc, **{**kwargs, **extra, "max_new_tokens": 1})
+                first = time.perf_counter() - began
+                began = time.perf_counter()
+                out = chat_model.model.generate(**enc, **kwargs, **extra)
+                bare[name] = ((out.shape[-1] - prompt_tokens - 1) / (time.perf_counter() - began - first), first)
         text_ids = tokenizer(README.read_text(), return_tensors="pt")["input_ids"][:, :1024]
         with torch.inference_mode():
             perplexity = float(torch.exp(chat_model.model(input_ids=text_ids, labels=text_ids).loss))
         weight_bytes = decode_bytes(chat_model.model)
         bound = bandwidth * 1e9 / weight_bytes
         figures["chat"][weights] = {
-            "weights": chat_model.weights, "perplexity_readme": round(perplexity, 2), "tokens": turn.new_tokens, "ttft_s": turn.ttft_s,
-            "chat_tok_s": round(chat_tps, 1), "bare_generate_tok_s": round(bare_tokens / bare_s, 1),
+            "weights": chat_model.weights, "perplexity_readme": round(perplexity, 2), "prompt_tokens": prompt_tokens,
+            "tokens": turn.new_tokens, "ttft_s": turn.ttft_s, "chat_tok_s": round(chat_tps, 1),
+            "bare_generate_tok_s": round(bare["same_settings"][0], 1),
+            "bare_generate_transformers_defaults_tok_s": round(bare["transformers_defaults"][0], 1),
+            "bare_ttft_s": round(bare["same_settings"][1], 3),
+            "bare_ttft_transformers_defaults_s": round(bare["transformers_defaults"][1], 3),
+            "chat_vs_transformers_defaults": round(chat_tps / bare["transformers_defaults"][0], 2),
             "bytes_per_token_mb": round(weight_bytes / 1e6, 1), "bandwidth_bound_tok_s": round(bound, 1),
             "chat_of_bound": round(chat_tps / bound, 2)}
         CACHE.unload()
@@ -156,9 +175,6 @@ def main() -> int:
         figures["chat"]["int8_of_full_weights_bound"] = round(int8["chat_tok_s"] / full["bandwidth_bound_tok_s"], 2)
 
     # loops: 40 RAG questions over a real manual, without and with the guards ----------------------
-    docs = fetch("postgres-tutorial")
-    if cli(["ingest", str(docs), "--json"]) != 0:
-        return 1
     retriever = retriever_for(settings.workspace, settings.embedding_model)
     rag_prompts = []
     for q in questions:

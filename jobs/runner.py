@@ -20,6 +20,7 @@ from jobs.reaper import process_start_time
 from storage.runs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, now_iso
 from workbench.configs import config_from_dict
 from workbench.kinds import get_kind
+from workbench.models.openmp import release_openmp_pool
 from workbench.reporting import Cancelled, RunReporter
 from workbench.settings import Settings
 
@@ -142,7 +143,11 @@ def _execute(settings: Settings, run: RunRecord, status: dict, gpus: list[int], 
 
 
 def _release_memory() -> None:
+    """Free what the job held: its objects, the GPU cache, and this thread's OpenMP pool (the next
+    job may run on another of the consumer's threads: see ``workbench.models.openmp``)."""
     gc.collect()
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    if torch is not None:
+        release_openmp_pool()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -451,3 +451,15 @@ def browser():
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+def threads_named(name: str) -> int:
+    """How many of this process's threads carry ``name`` in the operating system: a thread named
+    with ``name_os_thread`` and the OpenMP workers it started."""
+    count = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            count += (task / "comm").read_text().strip() == name
+        except OSError:  # the thread ended meanwhile
+            pass
+    return count

@@ -16,7 +16,9 @@ from workbench.chat.prompt import build_prompt, chat_messages
 from workbench.errors import WorkbenchError
 from workbench.index.modes import DEFAULT_MODE
 from workbench.index.search import Hit, retriever_for
-from workbench.models.generation import Sampling, context_window, generation_kwargs, trim_loop
+from workbench.models.generation import (Sampling, context_window, generation_kwargs, one_stream_kwargs,
+                                         trim_loop)
+from workbench.models.openmp import name_os_thread, release_openmp_pool
 from workbench.settings import Settings
 
 
@@ -112,8 +114,10 @@ def stream_generate(loaded, prompt: str, sampling: Sampling) -> Iterator[tuple[s
             return stop.is_set()
 
     def work():
+        name_os_thread("generate")
         try:
             kwargs = generation_kwargs(model, tokenizer, sampling, inputs["input_ids"].shape[-1])
+            kwargs.update(one_stream_kwargs(loaded.device))
             criteria = StoppingCriteriaList([StopWhenAbandoned(), *kwargs.pop("stopping_criteria", [])])
             with torch.inference_mode():
                 out = model.generate(**inputs, streamer=streamer, stopping_criteria=criteria, **kwargs)
@@ -122,6 +126,7 @@ def stream_generate(loaded, prompt: str, sampling: Sampling) -> Iterator[tuple[s
             outcome["error"] = exc
             streamer.end()
 
+    release_openmp_pool()  # the generating thread is then the only one with an OpenMP pool
     thread = threading.Thread(target=work, name="generate", daemon=True)
     thread.start()
     try:

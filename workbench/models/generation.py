@@ -68,6 +68,16 @@ def generation_kwargs(model, tokenizer, sampling: Sampling, prompt_length: int =
     return kwargs
 
 
+def one_stream_kwargs(device: str) -> dict[str, Any]:
+    """``generate`` arguments for a single stream (chat) on ``device``. On a CPU: a static KV cache,
+    allocated once for prompt and answer, where the dynamic one grows every layer's keys and values
+    by a copy at each token (decoding measured 1.6x faster with a 800-token prompt; batched
+    generation gained nothing, so it keeps the dynamic cache). ``torch.compile``, which transformers
+    would otherwise apply to a static cache, decoded slower than eager on a CPU, so it is off.
+    GPUs keep transformers' defaults."""
+    return {"cache_implementation": "static", "disable_compile": True} if device == "cpu" else {}
+
+
 def repeats_at_end(items: list, copies: int = LOOP_COPIES, longest: int = LOOP_MAX_TOKENS) -> tuple[int, int]:
     """(n, partial): ``items`` ends in a run of n items repeated ``copies`` times in a row and then
     ``partial`` items of one more, unfinished copy; (0, 0) when it does not."""
