@@ -39,3 +39,55 @@ def test_a_thread_gives_its_openmp_pool_back():
     assert seen["released"] >= 1
     assert seen["after"] == 1
     assert torch.equal(seen["again"], seen["product"])
+
+
+def test_a_search_leaves_its_thread_without_a_pool(wb, settings, tmp_path):
+    from tests.conftest import ingest, make_corpus
+    from workbench.index.search import retriever_for
+
+    corpus = make_corpus(tmp_path / "corpus")
+    assert ingest(wb, str(corpus / "facts.txt"), str(corpus / "notes.md"))[0] == 0
+    seen: dict[str, object] = {}
+
+    def search():
+        name_os_thread("searcher")
+        a = torch.randn(1024, 1024)
+        seen["product"], seen["threads"] = a @ a, torch.get_num_threads()
+        seen["before"] = threads_named("searcher")
+        seen["hits"] = retriever_for(settings.workspace, settings.embedding_model).search("capital of Germany", 2)
+        seen["after"] = threads_named("searcher")
+
+    thread = threading.Thread(target=search)
+    thread.start()
+    thread.join()
+    if seen["threads"] < 2 or not loaded_libgomps():
+        pytest.skip("one OpenMP thread here, or not GNU OpenMP: no pool to give back")
+    assert seen["before"] == seen["threads"]
+    assert seen["hits"][0].source == "facts.txt"
+    assert seen["after"] == 1
+
+
+def test_a_job_leaves_its_thread_without_a_pool(wb, tmp_path):
+    """The runner gives the pool back after each job: the next job may run on another of the
+    consumer's threads."""
+    from tests.conftest import ingest, make_corpus
+
+    corpus = make_corpus(tmp_path / "corpus")
+    seen: dict[str, object] = {}
+
+    def job():
+        name_os_thread("job-thread")
+        a = torch.randn(1024, 1024)
+        seen["product"], seen["threads"] = a @ a, torch.get_num_threads()
+        seen["before"] = threads_named("job-thread")
+        seen["ingested"] = ingest(wb, str(corpus / "facts.txt"))[0]
+        seen["after"] = threads_named("job-thread")
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    thread.join()
+    if seen["threads"] < 2 or not loaded_libgomps():
+        pytest.skip("one OpenMP thread here, or not GNU OpenMP: no pool to give back")
+    assert seen["before"] == seen["threads"]
+    assert seen["ingested"] == 0
+    assert seen["after"] == 1

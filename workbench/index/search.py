@@ -17,6 +17,7 @@ from storage.chunkdb import ChunkDB
 from workbench.index import store
 from workbench.index.modes import DEFAULT_MODE, MODES
 from workbench.index.embedder import embed, load_embedder
+from workbench.models.openmp import release_openmp_pool
 
 # Fused score = sum over the two rankings of weight / (RRF_K + rank). Measured on the two
 # documentation sets of benchmarks/retrieval.py (FTS5's BM25 on unstemmed words) against the usual
@@ -156,6 +157,7 @@ class Retriever:
         depth = k if mode == "dense" else max(4 * k, 50)
         db = self._db()
         ranked = state.search(embed(self.model(), queries), depth)
+        release_openmp_pool()  # a request's thread keeps no pool to slow a generating one down
         if mode == "hybrid":
             ranked = [self._fuse(db.match(query_terms(q), depth), dense) for q, dense in zip(queries, ranked)]
         chunks = db.chunks(sorted({i for hits in ranked for i, _ in hits[:k + 10]}))
