@@ -145,7 +145,8 @@ def main() -> int:
         prompt_tokens = enc["input_ids"].shape[-1]
         kwargs = generation_kwargs(chat_model.model, tokenizer, request.sampling(), prompt_tokens)
         bare = {}
-        for name, extra in (("same_settings", one_stream_kwargs(chat_model.device)), ("transformers_defaults", {})):
+        same = one_stream_kwargs(chat_model.device, prompt_tokens + request.max_new_tokens)
+        for name, extra in (("same_settings", same), ("transformers_defaults", {})):
             with torch.inference_mode():  # on this thread, as a script would
                 began = time.perf_counter()
                 chat_model.model.generate(**enc, **{**kwargs, **extra, "max_new_tokens": 1})

@@ -183,3 +183,31 @@ def test_only_the_generating_thread_keeps_an_openmp_pool(chat_env, settings):
     assert seen["before"] == seen["threads"]
     assert seen["while generating"] and set(seen["while generating"]) == {1}
     assert "Sicily" in seen["answer"] or "Etna" in seen["answer"]
+
+
+def test_static_cache_decodes_the_same_tokens(tiny_base):
+    """Chat's single stream on a CPU uses a static KV cache (a speed change only): greedy tokens
+    equal the dynamic cache's, and past the size limit the dynamic cache is kept."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, StaticCache
+
+    from workbench.models.generation import (STATIC_CACHE_MAX_POSITIONS, Sampling, generation_kwargs,
+                                             one_stream_kwargs)
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32).eval()
+    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "Name three rivers in Europe."}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    length = inputs["input_ids"].shape[-1]
+    kwargs = generation_kwargs(model, tokenizer, Sampling(0.0, 24, stop_loops=False), length)
+    outputs = {}
+    with torch.inference_mode():
+        for name, extra in (("static", one_stream_kwargs("cpu", length + 24)), ("dynamic", {})):
+            outputs[name] = model.generate(**inputs, **kwargs, **extra, min_new_tokens=24,
+                                           return_dict_in_generate=True)
+    assert isinstance(outputs["static"].past_key_values, StaticCache)
+    assert not isinstance(outputs["dynamic"].past_key_values, StaticCache)
+    assert outputs["static"].sequences.shape[-1] == length + 24
+    assert torch.equal(outputs["static"].sequences, outputs["dynamic"].sequences)
+    assert one_stream_kwargs("cpu", STATIC_CACHE_MAX_POSITIONS + 1) == {}
+    assert one_stream_kwargs("cuda", 100) == {}
