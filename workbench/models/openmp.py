@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import sys
 
 OMP_PAUSE_SOFT = 1
 
@@ -34,18 +35,24 @@ def _library(path: str):
 
 
 def loaded_libgomps() -> list[str]:
-    """Paths of the libgomp copies this process has loaded (torch's, faiss's), from /proc."""
+    """Paths of the libgomp copies this process has loaded (torch's, faiss's), from /proc. Read
+    again only once torch or faiss has been imported since (the maps take milliseconds to read)."""
+    return list(_libgomps_after("torch" in sys.modules, "faiss" in sys.modules))
+
+
+@functools.lru_cache(maxsize=None)
+def _libgomps_after(_torch: bool, _faiss: bool) -> tuple[str, ...]:
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split(None, 5)[-1].strip() for line in maps if "libgomp" in line}
     except OSError:  # not Linux: no libgomp to manage
-        return []
-    return sorted(p for p in paths if p.startswith("/"))
+        return ()
+    return tuple(sorted(p for p in paths if p.startswith("/")))
 
 
 def release_openmp_pool() -> int:
-    """End the calling thread's OpenMP pools; returns how many libraries released one. Call it
-    on a thread that has finished its torch work and is about to wait, not in a parallel region."""
+    """End the calling thread's OpenMP pools; returns how many libgomp copies took the call.
+    Call it on a thread that has finished its torch work, not inside a parallel region."""
     released = 0
     for path in loaded_libgomps():
         pause = _library(path)
