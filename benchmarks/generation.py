@@ -9,9 +9,10 @@ On the default 135M model (or ``--model``), in one process:
   ``pairs.generate`` job (batches of ``--batch-size``); tokens/s of each (goal: job >= 4x);
 - chat: one stream at batch 1 through ``answer_stream`` (a RAG question over the PostgreSQL
   tutorial, five chunks) against bare ``model.generate`` on the main thread with the same settings
-  and with transformers' defaults (a dynamic cache), each with the device's dtype (full) and with
-  int8 weights; decoding tokens/s after the first token, against the bound of
-  reading every byte one token needs once (``decode_bytes``) at the measured read bandwidth (a
+  and with transformers' defaults (a dynamic cache), and on a second thread while this one keeps
+  its OpenMP pool and after it gave it back (``workbench.models.openmp``); each with the device's
+  dtype (full) and with int8 weights; decoding tokens/s after the first token, against the bound
+  of reading every byte one token needs once (``decode_bytes``) at the measured read bandwidth (a
   torch sum over 512 MiB on every thread, best of 3), and the perplexity of 1,024 tokens of the
   README with each;
 - loops: 40 questions over the PostgreSQL tutorial (fetched from Debian by ``fetch_docs.py``),
@@ -51,6 +52,30 @@ def read_bandwidth_gbs() -> float:
         data.sum()
         best = min(best, time.perf_counter() - began)
     return data.numel() * 4 / best / 1e9
+
+
+def decode_rate(model, enc, kwargs) -> tuple[float, float]:
+    """(tokens/s after the first token, seconds to the first token) of ``model.generate``."""
+    import torch
+
+    with torch.inference_mode():
+        began = time.perf_counter()
+        model.generate(**enc, **{**kwargs, "max_new_tokens": 1})
+        first = time.perf_counter() - began
+        began = time.perf_counter()
+        out = model.generate(**enc, **kwargs)
+    return (out.shape[-1] - enc["input_ids"].shape[-1] - 1) / (time.perf_counter() - began - first), first
+
+
+def on_new_thread(fn, *args):
+    """``fn(*args)`` run on a thread of its own, as a web request's generation is."""
+    import threading
+
+    box = []
+    thread = threading.Thread(target=lambda: box.append(fn(*args)))
+    thread.start()
+    thread.join()
+    return box[0]
 
 
 def count_tokens(tokenizer, texts) -> int:
@@ -123,6 +148,7 @@ def main() -> int:
 
     from workbench.chat.prompt import chat_messages
     from workbench.models.generation import one_stream_kwargs
+    from workbench.models.openmp import release_openmp_pool
     from workbench.models.int8_decode import decode_bytes, kernel_available
 
     docs = fetch("postgres-tutorial")
@@ -144,16 +170,14 @@ def main() -> int:
                                             return_tensors="pt", return_dict=True)
         prompt_tokens = enc["input_ids"].shape[-1]
         kwargs = generation_kwargs(chat_model.model, tokenizer, request.sampling(), prompt_tokens)
-        bare = {}
         same = one_stream_kwargs(chat_model.device, prompt_tokens + request.max_new_tokens)
-        for name, extra in (("same_settings", same), ("transformers_defaults", {})):
-            with torch.inference_mode():  # on this thread, as a script would
-                began = time.perf_counter()
-                chat_model.model.generate(**enc, **{**kwargs, **extra, "max_new_tokens": 1})
-                first = time.perf_counter() - began
-                began = time.perf_counter()
-                out = chat_model.model.generate(**enc, **kwargs, **extra)
-                bare[name] = ((out.shape[-1] - prompt_tokens - 1) / (time.perf_counter() - began - first), first)
+        bare = {"same_settings": decode_rate(chat_model.model, enc, {**kwargs, **same}),  # on this thread,
+                "transformers_defaults": decode_rate(chat_model.model, enc, kwargs)}  # as a script would
+        # What the web process did before each thread gave its OpenMP pool back: generating on a
+        # second thread while this one keeps the pool its own work made, then after releasing it.
+        bare["pool_kept"] = on_new_thread(decode_rate, chat_model.model, enc, {**kwargs, **same})
+        release_openmp_pool()
+        bare["pool_released"] = on_new_thread(decode_rate, chat_model.model, enc, {**kwargs, **same})
         text_ids = tokenizer(README.read_text(), return_tensors="pt")["input_ids"][:, :1024]
         with torch.inference_mode():
             perplexity = float(torch.exp(chat_model.model(input_ids=text_ids, labels=text_ids).loss))
@@ -167,6 +191,8 @@ def main() -> int:
             "bare_ttft_s": round(bare["same_settings"][1], 3),
             "bare_ttft_transformers_defaults_s": round(bare["transformers_defaults"][1], 3),
             "chat_vs_transformers_defaults": round(chat_tps / bare["transformers_defaults"][0], 2),
+            "second_thread_while_this_one_keeps_its_pool_tok_s": round(bare["pool_kept"][0], 1),
+            "second_thread_after_this_one_released_it_tok_s": round(bare["pool_released"][0], 1),
             "bytes_per_token_mb": round(weight_bytes / 1e6, 1), "bandwidth_bound_tok_s": round(bound, 1),
             "chat_of_bound": round(chat_tps / bound, 2)}
         CACHE.unload()
