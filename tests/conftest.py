@@ -463,3 +463,38 @@ def threads_named(name: str) -> int:
         except OSError:  # the thread ended meanwhile
             pass
     return count
+
+
+def with_openmp_pool(name: str, work) -> dict:
+    """Run ``work()`` on a new thread named ``name`` in the operating system that first starts an
+    OpenMP pool (one matrix product). Returns its OpenMP thread count (``threads``), the threads
+    named ``name`` then (``with_pool``: itself and its pool's workers), what ``work`` returned
+    (``result``) and the threads named ``name`` once it is done (``after``). Skips where there is
+    no pool to see: one OpenMP thread, or a torch without GNU OpenMP."""
+    import threading
+
+    import torch
+
+    from workbench.models.openmp import loaded_libgomps, name_os_thread
+
+    seen: dict = {}
+
+    def run():
+        try:
+            name_os_thread(name)
+            a = torch.randn(1024, 1024)
+            seen["product"], seen["threads"] = a @ a, torch.get_num_threads()
+            seen["with_pool"] = threads_named(name)
+            seen["result"] = work()
+            seen["after"] = threads_named(name)
+        except BaseException as exc:  # raised again in the test's thread
+            seen["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in seen:
+        raise seen["error"]
+    if seen["threads"] < 2 or not loaded_libgomps():
+        pytest.skip("one OpenMP thread here, or not GNU OpenMP: no pool to see")
+    return seen

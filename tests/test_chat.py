@@ -153,36 +153,22 @@ def test_closing_the_stream_stops_generation(chat_env, settings):
 def test_only_the_generating_thread_keeps_an_openmp_pool(chat_env, settings):
     """The thread that loads the model and retrieves gives its OpenMP pool back before the answer
     is generated (two pools on a small machine make every decoding step slower)."""
-    import threading
-
-    import torch
-
-    from tests.conftest import threads_named
+    from tests.conftest import threads_named, with_openmp_pool
     from workbench.chat.session import ChatRequest, answer_stream
-    from workbench.models.openmp import loaded_libgomps, name_os_thread
-
-    seen: dict[str, object] = {}
 
     def ask():
-        name_os_thread("asker")
-        a = torch.randn(1024, 1024)
-        seen["product"], seen["threads"] = a @ a, torch.get_num_threads()
-        seen["before"] = threads_named("asker")  # this thread and its pool's workers
-        counts = []
+        counts, answer = [], ""
         for turn in answer_stream(settings.__class__.from_env(), ChatRequest("Where is Mount Etna?", k=1,
                                                                              max_new_tokens=16)):
-            counts.append(threads_named("asker"))
-            seen["answer"] = turn.answer
-        seen["while generating"] = counts
+            counts.append(threads_named("asker"))  # this thread, and its pool's workers if it kept one
+            answer = turn.answer
+        return counts, answer
 
-    thread = threading.Thread(target=ask)
-    thread.start()
-    thread.join()
-    if seen["threads"] < 2 or not loaded_libgomps():
-        pytest.skip("one OpenMP thread here, or not GNU OpenMP: no pool to give back")
-    assert seen["before"] == seen["threads"]
-    assert seen["while generating"] and set(seen["while generating"]) == {1}
-    assert "Sicily" in seen["answer"] or "Etna" in seen["answer"]
+    seen = with_openmp_pool("asker", ask)
+    counts, answer = seen["result"]
+    assert seen["with_pool"] == seen["threads"]
+    assert counts and set(counts) == {1}
+    assert "Sicily" in answer or "Etna" in answer
 
 
 def test_static_cache_decodes_the_same_tokens(tiny_base):
