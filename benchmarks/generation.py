@@ -148,8 +148,8 @@ def main() -> int:
 
     from workbench.chat.prompt import chat_messages
     from workbench.models.generation import one_stream_kwargs
-    from workbench.models.openmp import release_openmp_pool
     from workbench.models.int8_decode import decode_bytes, kernel_available
+    from workbench.models.openmp import release_openmp_pool
 
     docs = fetch("postgres-tutorial")
     if cli(["ingest", str(docs), "--json"]) != 0:
@@ -164,7 +164,8 @@ def main() -> int:
         for _ in range(2):  # the second one counts: the first loads and warms up
             for turn in answer_stream(chat_settings, request):
                 pass
-        chat_tps = (turn.new_tokens - 1) / max(turn.seconds - (turn.ttft_s or 0), 1e-9) if turn.new_tokens > 1 else 0.0
+        decoding_s = max(turn.seconds - (turn.ttft_s or 0), 1e-9)
+        chat_tps = (turn.new_tokens - 1) / decoding_s if turn.new_tokens > 1 else 0.0
         chat_model = CACHE.get("base", settings.workspace, settings.base_model, weights)
         enc = tokenizer.apply_chat_template(chat_messages(turn.prompt), add_generation_prompt=True,
                                             return_tensors="pt", return_dict=True)
