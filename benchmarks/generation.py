@@ -54,16 +54,17 @@ def read_bandwidth_gbs() -> float:
     return data.numel() * 4 / best / 1e9
 
 
-def decode_rate(model, enc, kwargs) -> tuple[float, float]:
-    """(tokens/s after the first token, seconds to the first token) of ``model.generate``."""
+def decode_rate(model, enc, kwargs, extra) -> tuple[float, float]:
+    """(tokens/s after the first token, seconds to the first token) of ``model.generate`` with
+    ``kwargs`` and ``extra()`` (made again for each call: a cache is used once)."""
     import torch
 
     with torch.inference_mode():
         began = time.perf_counter()
-        model.generate(**enc, **{**kwargs, "max_new_tokens": 1})
+        model.generate(**enc, **{**kwargs, **extra(), "max_new_tokens": 1})
         first = time.perf_counter() - began
         began = time.perf_counter()
-        out = model.generate(**enc, **kwargs)
+        out = model.generate(**enc, **kwargs, **extra())
     return (out.shape[-1] - enc["input_ids"].shape[-1] - 1) / (time.perf_counter() - began - first), first
 
 
@@ -71,11 +72,20 @@ def on_new_thread(fn, *args):
     """``fn(*args)`` run on a thread of its own, as a web request's generation is."""
     import threading
 
-    box = []
-    thread = threading.Thread(target=lambda: box.append(fn(*args)))
+    box: dict = {}
+
+    def run():
+        try:
+            box["result"] = fn(*args)
+        except BaseException as exc:  # raised again on the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
     thread.start()
     thread.join()
-    return box[0]
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def count_tokens(tokenizer, texts) -> int:
@@ -171,14 +181,17 @@ def main() -> int:
                                             return_tensors="pt", return_dict=True)
         prompt_tokens = enc["input_ids"].shape[-1]
         kwargs = generation_kwargs(chat_model.model, tokenizer, request.sampling(), prompt_tokens)
-        same = one_stream_kwargs(chat_model.device, prompt_tokens + request.max_new_tokens)
-        bare = {"same_settings": decode_rate(chat_model.model, enc, {**kwargs, **same}),  # on this thread,
-                "transformers_defaults": decode_rate(chat_model.model, enc, kwargs)}  # as a script would
+
+        def same():  # what chat adds: a static cache on CPU, made for each call
+            return one_stream_kwargs(chat_model.model, chat_model.device, prompt_tokens + request.max_new_tokens)
+
+        bare = {"same_settings": decode_rate(chat_model.model, enc, kwargs, same),  # on this thread,
+                "transformers_defaults": decode_rate(chat_model.model, enc, kwargs, dict)}  # as a script would
         # What the web process did before each thread gave its OpenMP pool back: generating on a
         # second thread while this one keeps the pool its own work made, then after releasing it.
-        bare["pool_kept"] = on_new_thread(decode_rate, chat_model.model, enc, {**kwargs, **same})
+        bare["pool_kept"] = on_new_thread(decode_rate, chat_model.model, enc, kwargs, same)
         release_openmp_pool()
-        bare["pool_released"] = on_new_thread(decode_rate, chat_model.model, enc, {**kwargs, **same})
+        bare["pool_released"] = on_new_thread(decode_rate, chat_model.model, enc, kwargs, same)
         text_ids = tokenizer(README.read_text(), return_tensors="pt")["input_ids"][:, :1024]
         with torch.inference_mode():
             perplexity = float(torch.exp(chat_model.model(input_ids=text_ids, labels=text_ids).loss))

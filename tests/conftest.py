@@ -453,40 +453,44 @@ def browser():
         chromium.close()
 
 
-def threads_named(name: str) -> int:
-    """How many of this process's threads carry ``name`` in the operating system: a thread named
-    with ``name_os_thread`` and the OpenMP workers it started."""
-    count = 0
+def threads_named(name: str) -> set[int]:
+    """The ids of this process's threads that carry ``name`` in the operating system: a thread
+    named with ``name_os_thread`` and the threads it started (its OpenMP workers among them)."""
+    found = set()
     for task in Path("/proc/self/task").iterdir():
         try:
-            count += (task / "comm").read_text().strip() == name
+            if (task / "comm").read_text().strip() == name:
+                found.add(int(task.name))
         except OSError:  # the thread ended meanwhile
             pass
-    return count
+    return found
 
 
 def with_openmp_pool(name: str, work) -> dict:
-    """Run ``work()`` on a new thread named ``name`` in the operating system that first starts an
-    OpenMP pool (one matrix product). Returns its OpenMP thread count (``threads``), the threads
-    named ``name`` then (``with_pool``: itself and its pool's workers), what ``work`` returned
-    (``result``) and the threads named ``name`` once it is done (``after``). Skips where there is
-    no pool to see: one OpenMP thread, or a torch without GNU OpenMP."""
+    """Run ``work(pool)`` on a new thread named ``name`` in the operating system that first starts
+    an OpenMP pool (one elementwise op over 8M floats, split over every thread); ``pool`` holds the
+    ids of that pool's workers. Returns its OpenMP thread count (``threads``), ``pool``, what
+    ``work`` returned (``result``) and the workers of that pool still alive once it is done
+    (``pool_left``, given a few seconds: an ended thread leaves /proc a moment after it is joined).
+    Skips where there is no pool to see: one OpenMP thread, or no libgomp that gives one back."""
     import threading
 
     import torch
 
-    from workbench.models.openmp import loaded_libgomps, name_os_thread
+    from workbench.models.openmp import can_release, name_os_thread
 
     seen: dict = {}
 
     def run():
         try:
             name_os_thread(name)
-            a = torch.randn(1024, 1024)
-            seen["product"], seen["threads"] = a @ a, torch.get_num_threads()
-            seen["with_pool"] = threads_named(name)
-            seen["result"] = work()
-            seen["after"] = threads_named(name)
+            seen["product"], seen["threads"] = torch.ones(1 << 23).exp(), torch.get_num_threads()
+            seen["pool"] = pool = threads_named(name) - {threading.get_native_id()}
+            seen["result"] = work(pool)
+            deadline = time.monotonic() + 5
+            while pool & threads_named(name) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen["pool_left"] = pool & threads_named(name)
         except BaseException as exc:  # raised again in the test's thread
             seen["error"] = exc
 
@@ -495,6 +499,6 @@ def with_openmp_pool(name: str, work) -> dict:
     thread.join()
     if "error" in seen:
         raise seen["error"]
-    if seen["threads"] < 2 or not loaded_libgomps():
-        pytest.skip("one OpenMP thread here, or not GNU OpenMP: no pool to see")
+    if seen["threads"] < 2 or not can_release():
+        pytest.skip("one OpenMP thread here, or no libgomp that gives a pool back")
     return seen

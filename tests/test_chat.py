@@ -156,24 +156,24 @@ def test_only_the_generating_thread_keeps_an_openmp_pool(chat_env, settings):
     from tests.conftest import threads_named, with_openmp_pool
     from workbench.chat.session import ChatRequest, answer_stream
 
-    def ask():
-        counts, answer = [], ""
+    def ask(pool):
+        left, answer = [], ""
         for turn in answer_stream(settings.__class__.from_env(), ChatRequest("Where is Mount Etna?", k=1,
                                                                              max_new_tokens=16)):
-            counts.append(threads_named("asker"))  # this thread, and its pool's workers if it kept one
+            left.append(pool & threads_named("asker"))  # this thread's workers still alive
             answer = turn.answer
-        return counts, answer
+        return left, answer
 
     seen = with_openmp_pool("asker", ask)
-    counts, answer = seen["result"]
-    assert seen["with_pool"] == seen["threads"]
-    assert counts and set(counts) == {1}
+    left, answer = seen["result"]
+    assert len(seen["pool"]) == seen["threads"] - 1
+    assert left and all(workers == set() for workers in left)
     assert "Sicily" in answer or "Etna" in answer
 
 
 def test_static_cache_decodes_the_same_tokens(tiny_base):
-    """Chat's single stream on a CPU uses a static KV cache (a speed change only): greedy tokens
-    equal the dynamic cache's, and past the size limit the dynamic cache is kept."""
+    """Chat's single stream on a CPU uses a static KV cache of its own size (a speed change only):
+    greedy tokens equal the dynamic cache's, and past the size limit the dynamic cache is kept."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, StaticCache
 
@@ -188,12 +188,16 @@ def test_static_cache_decodes_the_same_tokens(tiny_base):
     kwargs = generation_kwargs(model, tokenizer, Sampling(0.0, 24, stop_loops=False), length)
     outputs = {}
     with torch.inference_mode():
-        for name, extra in (("static", one_stream_kwargs("cpu", length + 24)), ("dynamic", {})):
+        for name, extra in (("static", one_stream_kwargs(model, "cpu", length + 24)), ("dynamic", {})):
             outputs[name] = model.generate(**inputs, **kwargs, **extra, min_new_tokens=24,
                                            return_dict_in_generate=True)
-    assert isinstance(outputs["static"].past_key_values, StaticCache)
-    assert not isinstance(outputs["dynamic"].past_key_values, StaticCache)
+        short = generation_kwargs(model, tokenizer, Sampling(0.0, 8, stop_loops=False), length)
+        shorter = model.generate(**inputs, **short, **one_stream_kwargs(model, "cpu", length + 8),
+                                 min_new_tokens=8, return_dict_in_generate=True)
+    assert isinstance(outputs["static"].cache, StaticCache)
+    assert not isinstance(outputs["dynamic"].cache, StaticCache)
     assert outputs["static"].sequences.shape[-1] == length + 24
     assert torch.equal(outputs["static"].sequences, outputs["dynamic"].sequences)
-    assert one_stream_kwargs("cpu", STATIC_CACHE_MAX_POSITIONS + 1) == {}
-    assert one_stream_kwargs("cuda", 100) == {}
+    assert shorter.cache.get_max_length() == length + 8  # sized for its own call, not the longest so far
+    assert one_stream_kwargs(model, "cpu", STATIC_CACHE_MAX_POSITIONS + 1) == {}
+    assert one_stream_kwargs(model, "cuda", 100) == {}

@@ -45,6 +45,8 @@ def test_evaluate_tab_from_launch_to_report(env, pulled_base, wb, start_process,
     page.keyboard.press("Enter")
     page.locator("#eval-second input").fill("llama-lora-adapted")
     page.keyboard.press("Enter")
+    expect(page.locator("#eval-first input")).to_have_value("base")
+    expect(page.locator("#eval-second input")).to_have_value("llama-lora-adapted")
     page.locator("#eval-compare").click()
     expect(page.locator("#eval-answers")).to_contain_text("What is the code word 12?", timeout=30_000)
     # a metric along the lineage

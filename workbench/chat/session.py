@@ -114,11 +114,11 @@ def stream_generate(loaded, prompt: str, sampling: Sampling) -> Iterator[tuple[s
             return stop.is_set()
 
     def work():
-        name_os_thread("generate")
         try:
+            name_os_thread("generate")
             prompt_length = inputs["input_ids"].shape[-1]
             kwargs = generation_kwargs(model, tokenizer, sampling, prompt_length)
-            kwargs.update(one_stream_kwargs(loaded.device, prompt_length + sampling.max_new_tokens))
+            kwargs.update(one_stream_kwargs(model, loaded.device, prompt_length + sampling.max_new_tokens))
             criteria = StoppingCriteriaList([StopWhenAbandoned(), *kwargs.pop("stopping_criteria", [])])
             with torch.inference_mode():
                 out = model.generate(**inputs, streamer=streamer, stopping_criteria=criteria, **kwargs)

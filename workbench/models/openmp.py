@@ -1,17 +1,18 @@
 """Giving a thread's OpenMP pool back once its torch work is done.
 
-GNU OpenMP (libgomp, which the Linux torch wheels and faiss ship) gives every thread that starts a
-parallel region its own pool of worker threads, kept until that thread exits. When the pools of a
-process hold more threads than there are cores, libgomp stops spinning between parallel regions
-and puts its workers to sleep after a few hundred cycles: every one of the hundreds of small ops
-of a decoding step then pays a futex wake. A web process runs torch on many threads (a request
-handler loads the model and embeds the question, a second thread streams the answer), so its
-decoding ran about 40 % slower than the same ``generate`` alone in a script.
+GNU OpenMP (libgomp, a copy of which ships with the Linux torch wheels and another with faiss)
+gives every thread that starts a parallel region its own pool of worker threads, kept until that
+thread exits. When the pools of one libgomp copy hold more threads than there are cores, it stops
+spinning between parallel regions and puts its workers to sleep after a few hundred cycles: every
+one of the hundreds of small ops of a decoding step then pays a futex wake. A web process runs
+torch on many threads (a request handler loads the model and embeds the question, a second thread
+streams the answer), so its decoding ran about 40 % slower than the same ``generate`` alone in a
+script.
 
-``release_openmp_pool`` ends the calling thread's pool (``omp_pause_resource_all``, OpenMP 5.0),
-so that the thread that decodes next holds the only one. It touches no other thread's pool and
-costs nothing when the thread holds none; the next parallel region on this thread makes a new
-pool (tens of microseconds)."""
+``release_openmp_pool`` ends the calling thread's pools (``omp_pause_resource_all``, OpenMP 5.0,
+GCC 9 on), so that the thread that decodes next holds torch's only one. It touches no other
+thread's pool and costs nothing when the thread holds none; the next parallel region on this
+thread makes a new pool (about 0.1 ms)."""
 from __future__ import annotations
 
 import ctypes
@@ -50,6 +51,11 @@ def _libgomps_after(_torch: bool, _faiss: bool) -> tuple[str, ...]:
     return tuple(sorted(p for p in paths if p.startswith("/")))
 
 
+def can_release() -> bool:
+    """Whether this process has a libgomp that can give a thread's pool back."""
+    return any(_library(path) is not None for path in loaded_libgomps())
+
+
 def release_openmp_pool() -> int:
     """End the calling thread's OpenMP pools; returns how many libgomp copies took the call.
     Call it on a thread that has finished its torch work, not inside a parallel region."""
@@ -64,8 +70,9 @@ def release_openmp_pool() -> int:
 def name_os_thread(name: str) -> None:
     """Give the calling thread ``name`` in the operating system (``top -H``, /proc/.../comm), as
     the OpenMP workers it starts inherit it; Python before 3.14 leaves every thread "python"."""
+    if not sys.platform.startswith("linux"):
+        return
     try:
-        libc = ctypes.CDLL(None)
-        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
-    except (OSError, AttributeError):  # not Linux
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
+    except (OSError, AttributeError):  # a libc without prctl: the name is only a convenience
         pass
