@@ -70,22 +70,10 @@ def decode_rate(model, enc, kwargs, extra) -> tuple[float, float]:
 
 def on_new_thread(fn, *args):
     """``fn(*args)`` run on a thread of its own, as a web request's generation is."""
-    import threading
+    from concurrent.futures import ThreadPoolExecutor
 
-    box: dict = {}
-
-    def run():
-        try:
-            box["result"] = fn(*args)
-        except BaseException as exc:  # raised again on the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(fn, *args).result()
 
 
 def count_tokens(tokenizer, texts) -> int:

@@ -474,31 +474,25 @@ def with_openmp_pool(name: str, work) -> dict:
     (``pool_left``, given a few seconds: an ended thread leaves /proc a moment after it is joined).
     Skips where there is no pool to see: one OpenMP thread, or no libgomp that gives one back."""
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     import torch
 
     from workbench.models.openmp import can_release, name_os_thread
 
-    seen: dict = {}
+    def run() -> dict:
+        name_os_thread(name)
+        seen = {"product": torch.ones(1 << 23).exp(), "threads": torch.get_num_threads()}
+        seen["pool"] = pool = threads_named(name) - {threading.get_native_id()}
+        seen["result"] = work(pool)
+        deadline = time.monotonic() + 5
+        while pool & threads_named(name) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen["pool_left"] = pool & threads_named(name)
+        return seen
 
-    def run():
-        try:
-            name_os_thread(name)
-            seen["product"], seen["threads"] = torch.ones(1 << 23).exp(), torch.get_num_threads()
-            seen["pool"] = pool = threads_named(name) - {threading.get_native_id()}
-            seen["result"] = work(pool)
-            deadline = time.monotonic() + 5
-            while pool & threads_named(name) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            seen["pool_left"] = pool & threads_named(name)
-        except BaseException as exc:  # raised again in the test's thread
-            seen["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in seen:
-        raise seen["error"]
+    with ThreadPoolExecutor(max_workers=1) as thread:  # a new thread; its errors are raised here
+        seen = thread.submit(run).result()
     if seen["threads"] < 2 or not can_release():
         pytest.skip("one OpenMP thread here, or no libgomp that gives a pool back")
     return seen
