@@ -41,10 +41,9 @@ def test_evaluate_tab_from_launch_to_report(env, pulled_base, wb, start_process,
     expect(board).not_to_contain_text("never ")
     # two models side by side
     page.get_by_text("Two models side by side").click()
-    page.locator("#eval-first input").fill("base")
-    page.keyboard.press("Enter")
-    page.locator("#eval-second input").fill("llama-lora-adapted")
-    page.keyboard.press("Enter")
+    for picker, name in (("#eval-first", "base"), ("#eval-second", "llama-lora-adapted")):
+        page.locator(f"{picker} input").fill(name)
+        page.locator(f"{picker} [role=option]", has_text=name).first.click()  # waits for the option
     expect(page.locator("#eval-first input")).to_have_value("base")
     expect(page.locator("#eval-second input")).to_have_value("llama-lora-adapted")
     page.locator("#eval-compare").click()
