@@ -496,3 +496,14 @@ def with_openmp_pool(name: str, work) -> dict:
     if seen["threads"] < 2 or not can_release():
         pytest.skip("one OpenMP thread here, or no libgomp that gives a pool back")
     return seen
+
+
+def fill_field(page, selector: str, value) -> None:
+    """Type ``value`` into the input under ``selector`` and move the focus on: a Gradio field sends
+    its value when it loses focus, and a click on Launch right after typing may come first."""
+    from playwright.sync_api import expect
+
+    box = page.locator(f"{selector} input")
+    box.fill(str(value))
+    box.press("Tab")
+    expect(box).to_have_value(str(value))

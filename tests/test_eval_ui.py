@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import sft_rows, start_app, write_jsonl
+from tests.conftest import fill_field, sft_rows, start_app, write_jsonl
 
 
 def test_evaluate_tab_from_launch_to_report(env, pulled_base, wb, start_process, page, settings, monkeypatch):
@@ -28,8 +28,8 @@ def test_evaluate_tab_from_launch_to_report(env, pulled_base, wb, start_process,
     expect(board).to_contain_text("never")  # not evaluated yet
     page.locator("#eval-models").get_by_label("llama-lora-adapted").check()
     page.locator("#eval-sets").get_by_label("test").check()
-    page.locator("#eval-max_prompts input").fill("3")
-    page.locator("#eval-max_new_tokens input").fill("12")
+    fill_field(page, "#eval-max_prompts", 3)
+    fill_field(page, "#eval-max_new_tokens", 12)
     page.locator("#eval-launch").click()
     expect(page.locator("#run-select input")).to_have_value(re.compile("evaluate"), timeout=60_000)
     expect(page.locator("#run-detail")).to_contain_text("succeeded", timeout=300_000)
@@ -51,7 +51,7 @@ def test_evaluate_tab_from_launch_to_report(env, pulled_base, wb, start_process,
     # a metric along the lineage
     page.get_by_text("A metric along the lineage").click()
     page.locator("#eval-metric input").fill("held-out loss")
-    page.keyboard.press("Enter")
+    page.locator("#eval-metric [role=option]", has_text="held-out loss").first.click()
     expect(page.locator("#eval-lineage-plot .js-plotly-plot")).to_be_visible(timeout=30_000)
     # the report: a summary here, the self-contained file with its charts
     page.get_by_text("Reports", exact=True).click()

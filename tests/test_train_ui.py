@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import start_app
+from tests.conftest import fill_field, start_app
 
 
 def test_launch_sft_from_the_train_tab(train_env, start_process, page, settings):
@@ -18,8 +18,7 @@ def test_launch_sft_from_the_train_tab(train_env, start_process, page, settings)
     # defaults come from the Config: the seed's output name, the method's learning rate
     expect(page.locator("#train-sft-output_name textarea, #train-sft-output_name input").first).to_have_value("llama-lora-adapted")
     page.get_by_text("Training", exact=True).first.click()
-    steps = page.locator("#train-sft-max_steps input").first
-    steps.fill("3")
+    fill_field(page, "#train-sft-max_steps", 3)
     page.locator("#train-estimate-btn").click()
     expect(page.locator("#train-dataset-info")).to_contain_text("12 rows", timeout=60_000)
     expect(page.locator("#train-estimate")).to_contain_text(re.compile(r"GiB.*for 3 steps"), timeout=60_000)

@@ -12,7 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from tests.conftest import start_app_with_users, wait_for
+from tests.conftest import fill_field, start_app_with_users, wait_for
 
 PEOPLE = {"alice": "admin", "ann": "annotator"}
 DOCUMENTS = {
@@ -90,7 +90,7 @@ def fill_training_form(page, method: str, **values) -> None:
     expect(page.locator(f"#train-{method}-output_name")).to_be_visible(timeout=30 * SECONDS)
     page.get_by_text("Training", exact=True).filter(visible=True).click()
     for name, value in values.items():
-        page.locator(f"#train-{method}-{name} input").fill(str(value))
+        fill_field(page, f"#train-{method}-{name}", value)
 
 
 def index_documents(page, tmp_path: Path, ws: Path) -> None:
@@ -224,8 +224,8 @@ def evaluate_against_base(page, ws: Path) -> None:
     open_tab(page, "Evaluate")
     page.locator("#eval-models").get_by_label("llama-dpo").check()
     page.locator("#eval-sets").get_by_label("preferences").check()
-    page.locator("#eval-max_prompts input").fill("2")
-    page.locator("#eval-max_new_tokens input").fill("12")
+    fill_field(page, "#eval-max_prompts", 2)
+    fill_field(page, "#eval-max_new_tokens", 12)
     page.locator("#eval-launch").click()
     run_id = follow_launched_run(page, "evaluate", ws)
     assert (ws / "runs" / run_id / "report.html").is_file()
@@ -249,7 +249,7 @@ def monitor_training_run(page, ws: Path, run_id: str) -> None:
 
     open_tab(page, "Monitor")
     page.locator("#run-select input").fill(run_id)
-    page.keyboard.press("Enter")
+    page.locator("#run-select [role=option]", has_text=run_id).first.click()  # waits for the option
     expect(page.locator("#run-detail")).to_contain_text(re.compile(rf"{run_id}.*train\.dpo.*succeeded"),
                                                         timeout=30 * SECONDS)
     expect(page.locator("#run-curves .js-plotly-plot")).to_be_visible(timeout=30 * SECONDS)
