@@ -73,7 +73,7 @@ def scores(questions: list[dict], ranked_pages: list[list[str]]) -> dict:
     return out
 
 
-def workbench_pipeline(folder: Path, questions: list[dict], cli, reranker=None) -> dict:
+def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: bool = False) -> dict:
     from storage.documents import DocumentStore
     from workbench.evaluate.retrieval import run_retrieval
     from workbench.index import store
@@ -93,12 +93,10 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli, reranker=None) 
     for mode, hits in found.ranked.items():
         out[mode] = [[names[h.doc_id] for h in row] for row in hits]
     texts = [q["question"] for q in questions]
-    if reranker is not None:
-        from workbench.index.rerank import rerank
-
+    if rerank:  # what `workbench eval-retrieval --rerank` runs, with the base model
         started = time.perf_counter()
-        out["hybrid + rerank"] = [[names[h.doc_id] for h in rerank(*reranker, text, row)]
-                                  for text, row in zip(texts, found.ranked["hybrid"])]
+        reranked = run_retrieval(settings, questions, ("hybrid",), depth=DEPTH, rerank_with="base")
+        out["hybrid + rerank"] = [[names[h.doc_id] for h in row] for row in reranked.ranked["hybrid+rerank"]]
         out["rerank_s_per_question"] = round((time.perf_counter() - started) / len(texts), 2)
     for k, weight in FUSION_GRID:
         retriever = Retriever(settings.workspace, settings.embedding_model, rrf_k=k, sparse_weight=weight)
@@ -122,13 +120,8 @@ def main() -> int:
     from workbench.index.embedder import load_embedder
     from workbench.settings import Settings
 
-    reranker = None
-    if args.rerank:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        reranker = (AutoModelForCausalLM.from_pretrained(args.rerank, dtype=torch.bfloat16, use_safetensors=True).eval(),
-                    AutoTokenizer.from_pretrained(args.rerank))
+    if args.rerank:  # the model eval-retrieval's rerank loads as "base"
+        os.environ["WORKBENCH_BASE_MODEL"] = str(Path(args.rerank).resolve())
     report = {}
     for name in args.sets or ["postgres", "django"]:
         folder = fetch(name)
@@ -139,18 +132,18 @@ def main() -> int:
 
         model = load_embedder(Settings.from_env().embedding_model)
         plain = plain_pipeline(folder, questions, model)
-        ours = workbench_pipeline(folder, questions, cli, reranker)
+        ours = workbench_pipeline(folder, questions, cli, bool(args.rerank))
         rows = {"plain": scores(questions, plain["ranked"]),
                 "workbench dense": scores(questions, ours["dense"]),
                 "workbench hybrid": scores(questions, ours["hybrid"])}
-        if reranker is not None:
+        if args.rerank:
             rows["workbench hybrid + rerank"] = scores(questions, ours["hybrid + rerank"])
         fusion = {label: scores(questions, ranked) for label, ranked in ours.items() if label.startswith("hybrid k=")}
         pages = len(list(folder.glob("*.html")))
         print(f"\n== {name}: {pages} pages, {len(questions)} questions ==")
         print(f"chunks: plain {plain['chunks']} ({plain['short']:.1%} under 200 characters), "
               f"workbench {ours['chunks']} ({ours['short']:.1%}); ingest {ours['ingest_s']} s"
-              + (f"; rerank {ours['rerank_s_per_question']} s per question" if reranker is not None else ""))
+              + (f"; rerank {ours['rerank_s_per_question']} s per question" if args.rerank else ""))
         for label, row in rows.items():
             print(f"{label:26s} hit@1 {row['hit@1']:.3f}  hit@5 {row['hit@5']:.3f}  MRR {row['mrr']:.3f}  "
                   f"({round(row['hit@1'] * len(questions))}/{len(questions)} first)")
