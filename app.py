@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from workbench.settings import Settings
 
@@ -41,30 +42,41 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
     # Before gradio is imported: no outbound analytics, uploads cached inside the workspace.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("GRADIO_TEMP_DIR", str(workspace.cache / "uploads"))
+    # uvicorn takes the client address (and scheme) from X-Forwarded-For (-Proto) only when the
+    # connection comes from one of these; by default from none, so a sign-in cannot pose as
+    # another address.
+    os.environ["FORWARDED_ALLOW_IPS"] = settings.trusted_proxies
 
     from jobs import control
     from workbench.auth import Users
     from starlette.middleware import Middleware
 
+    from gradio.utils import get_upload_folder
     from workbench.chat.model_cache import CACHE
     from workbench.gpu_memory import serve_unload_requests
     from workbench.ui import HEAD, build_ui
-    from workbench.ui.login import LoginGuard
-    from workbench.ui.upload_quota import UploadQuota
+    from workbench.ui.http_policy import HttpPolicy
+    from workbench.ui.login import LoginGuard, SessionGuard, Sessions
+    from workbench.ui.upload_quota import StagedUploads, UploadQuota
 
     users = Users(settings.auth_file)  # a broken auth file stops the start, with its reason
+    staged = StagedUploads()
     if settings.embedded_worker and not no_worker:
         start_embedded_worker(settings)
     if settings.auto_pull:
         run = control.ensure_base_model(settings, user="system")
         if run is not None:
             print(f"base model missing: provisioning it as run {run.id} (see the Monitor tab)", flush=True)
-    demo = build_ui(settings)
+    demo = build_ui(settings, users, staged)
     serve_unload_requests(workspace, CACHE.unload, threading.Event())  # GPU jobs ask for the memory back
     demo.queue(default_concurrency_limit=8)
-    middleware = [Middleware(LoginGuard, workspace=workspace)] if users.enabled else []
-    if settings.upload_quota_mb > 0:
-        middleware.append(Middleware(UploadQuota, workspace=workspace, quota_bytes=settings.upload_quota_mb * 2**20))
+    middleware = [Middleware(HttpPolicy)]  # the outermost: its headers go on every answer
+    if users.enabled:
+        sessions = Sessions()
+        middleware += [Middleware(SessionGuard, users=users, sessions=sessions),
+                       Middleware(LoginGuard, workspace=workspace, users=users, sessions=sessions)]
+    middleware.append(Middleware(UploadQuota, workspace=workspace, quota_bytes=settings.upload_quota_mb * 2**20,
+                                 staged=staged, upload_dir=Path(get_upload_folder())))
     demo.launch(server_name=host or settings.host, server_port=port or settings.port,
                 auth=users.verify if users.enabled else None, app_kwargs={"middleware": middleware},
                 auth_message="Workbench: sign in" if users.enabled else None,

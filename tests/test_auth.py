@@ -166,29 +166,48 @@ def test_every_endpoint_checks_its_role_and_sign_ins_are_throttled_and_audited(e
     assert sum(e["action"] == "login" and e["outcome"] == "throttled" for e in lines) >= 25
 
 
-def test_throttle_backs_off_then_locks_out_and_a_success_clears_it():
+def test_throttle_backs_off_then_locks_the_pair_out_and_a_success_clears_it():
     from workbench import login_throttle as lt
 
     now = [1000.0]
     throttle = lt.LoginThrottle(clock=lambda: now[0])
     for _ in range(lt.FREE_FAILURES):
-        assert throttle.check("bob", "10.0.0.1").allowed
-        throttle.record("bob", "10.0.0.1", False)
+        assert throttle.begin("bob", "10.0.0.1").allowed
+        throttle.finish("bob", "10.0.0.1", False)
     verdict = throttle.check("bob", "10.0.0.2")  # another address: the name is still throttled
     assert not verdict.allowed and verdict.reason == "backoff" and verdict.wait_s == 1.0
-    assert throttle.check("eve", "10.0.0.1").reason == "backoff"  # another name from that address too
-    assert throttle.check("eve", "10.0.0.9").allowed
+    assert throttle.check("eve", "10.0.0.1").allowed  # another name from that address is not
     locked = False
     while not locked:
         now[0] += lt.MAX_DELAY_S
-        assert throttle.check("bob", "10.0.0.1").allowed
-        locked = throttle.record("bob", "10.0.0.1", False)
+        assert throttle.begin("bob", "10.0.0.1").allowed
+        locked = throttle.finish("bob", "10.0.0.1", False)
     verdict = throttle.check("bob", "10.0.0.1")
     assert verdict.reason == "locked" and verdict.wait_s == lt.LOCKOUT_S
+    # the name alone is delayed, never locked: bob signs in from his own address after a delay
+    verdict = throttle.check("bob", "10.0.0.7")
+    assert verdict.reason == "backoff" and verdict.wait_s <= lt.MAX_DELAY_S
+    now[0] += lt.MAX_DELAY_S
+    assert throttle.begin("bob", "10.0.0.7").allowed
+    throttle.finish("bob", "10.0.0.7", True)
+    assert throttle.check("bob", "10.0.0.7").allowed and throttle.check("bob", "10.0.0.1").reason == "locked"
     now[0] += lt.LOCKOUT_S + 1
-    assert throttle.check("bob", "10.0.0.1").allowed
-    throttle.record("bob", "10.0.0.1", True)
+    assert throttle.begin("bob", "10.0.0.1").allowed
+    throttle.finish("bob", "10.0.0.1", True)
     assert throttle.check("bob", "10.0.0.1").allowed and throttle.check("bob", "10.0.0.1").wait_s == 0
+
+
+def test_attempts_let_through_at_once_are_counted_before_they_are_checked():
+    """``begin`` decides and counts in one step: sixty attempts that start together are let
+    through no more often than sixty in a row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workbench import login_throttle as lt
+
+    throttle = lt.LoginThrottle(clock=lambda: 5000.0)
+    with ThreadPoolExecutor(16) as pool:
+        verdicts = list(pool.map(lambda _: throttle.begin("admin", "10.0.0.9"), range(60)))
+    assert sum(v.allowed for v in verdicts) == lt.FREE_FAILURES
 
 
 def test_unknown_and_disabled_names_cost_the_same_scrypt_and_users_commands(env, tmp_path, monkeypatch):
@@ -268,7 +287,7 @@ def test_each_user_has_an_upload_quota_and_a_refusal_is_audited(env, start_proce
     size = 600 * 1024
     assert _upload(ann, url, size)[0] == 200
     code, detail = _upload(ann, url, size)
-    assert code == 413 and "Upload quota reached: 0.6 MB uploaded in the last 24 h" in detail
+    assert code == 413 and "Upload quota reached: 0.6 MB uploaded in the last 24 h" in detail, detail
     assert _upload(bob, url, size)[0] == 200  # the quota is per user
     anonymous = urllib.request.build_opener()
     assert _upload(anonymous, url, 10)[0] == 401  # and no sign-in, no upload at all
@@ -282,12 +301,11 @@ def test_the_upload_ledger_forgets_after_the_window():
 
     now = [1000.0]
     ledger = UploadLedger(quota_bytes=100, window_s=60, clock=lambda: now[0])
-    assert ledger.refusal("ann", 80) is None
-    ledger.add("ann", 80)
-    assert "Upload quota reached" in ledger.refusal("ann", 30)
-    assert ledger.refusal("bob", 30) is None
+    assert ledger.charge("ann", 80) is None
+    assert "Upload quota reached" in ledger.charge("ann", 30)
+    assert ledger.charge("bob", 30) is None
     now[0] += 61
-    assert ledger.refusal("ann", 100) is None and ledger.used("ann") == 0
+    assert ledger.used("ann") == 0 and ledger.charge("ann", 100) is None
 
 
 def test_sign_ins_from_the_login_page_are_audited_and_throttled_by_name(env, start_process, tmp_path):

@@ -5,6 +5,8 @@ under the file's lock; read newest first by the Monitor tab (admins only) and ``
 from __future__ import annotations
 
 import getpass
+import threading
+import time
 from typing import Any
 
 from storage import Workspace
@@ -39,3 +41,28 @@ def recent(workspace: Workspace, limit: int = 200) -> list[dict[str, Any]]:
 
 def rows(entries: list[dict[str, Any]]) -> list[list[Any]]:
     return [[e.get(c) or "" for c in COLUMNS] for e in entries]
+
+
+class Refusals:
+    """Permission refusals for the audit log, without a flood: the first refusal of a kind (user,
+    action, reason) is written at once; identical ones within ``window_s`` are only counted, and
+    the count rides on the next line written for that kind (``repeated``). A page left open
+    whose timer keeps asking writes a line per ``window_s``, not one per tick."""
+
+    def __init__(self, workspace: Workspace, window_s: float = 600.0, clock=time.monotonic):
+        self.workspace, self.window_s, self.clock = workspace, window_s, clock
+        self._seen: dict[tuple, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, user: str | None, action: str, detail: str, address: str | None = None) -> bool:
+        """Count a refusal; True when it was written to the log (False: counted only)."""
+        key, now = (user, action, detail), self.clock()
+        with self._lock:
+            written_at, repeats = self._seen.get(key, (None, 0))
+            if written_at is not None and now - written_at < self.window_s:
+                self._seen[key] = (written_at, repeats + 1)
+                return False
+            self._seen[key] = (now, 0)
+        extra = {"repeated": repeats} if repeats else {}
+        record(self.workspace, user, action, outcome="refused", detail=detail, address=address, **extra)
+        return True

@@ -1,7 +1,8 @@
 """Users, hashed passwords and roles. Without an auth file the app serves one local admin.
 
 The auth file is JSON: ``{"users": [{"username": ..., "password_hash": ..., "role": ...}]}``,
-written by ``workbench users add``. Hashes are scrypt with a per-user salt.
+written by ``workbench users add``. Hashes are scrypt with a per-user salt. Changes to the file
+take effect on the next request (``Users``).
 """
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from storage import write_json_atomic
+from workbench.safe_text import display_name
+
+log = logging.getLogger(__name__)
 
 ROLES = ("admin", "trainer", "annotator", "viewer")
 LOCAL_USER = "local"
@@ -69,15 +75,49 @@ class User:
 
 
 class Users:
-    """The configured users, or the single local admin when no auth file is set."""
+    """The configured users, or the single local admin when no auth file is set.
+
+    The auth file is read again whenever it changes (its inode, size or modification time, one
+    ``stat`` per look-up): ``workbench users add / passwd / disable`` take effect on the next
+    request, without a restart. A file that turns unreadable or invalid after the start signs
+    nobody in until it is fixed (the reason is logged once), rather than keeping stale accounts.
+    """
 
     def __init__(self, auth_file: Path | None):
         self.auth_file = Path(auth_file) if auth_file else None
-        self._records = self._load() if self.auth_file else {}
+        self._lock = threading.Lock()
+        self._signature: tuple | None = None
+        self._records: dict[str, dict] = {}
+        self._broken: str | None = None
+        if self.auth_file:
+            self._records, self._signature = self._load(), self._stat()
 
     @property
     def enabled(self) -> bool:
         return self.auth_file is not None
+
+    def _stat(self) -> tuple | None:
+        try:
+            st = os.stat(self.auth_file)
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _current(self) -> dict[str, dict]:
+        if not self.enabled:
+            return {}
+        signature = self._stat()
+        with self._lock:
+            if signature != self._signature:
+                self._signature = signature
+                try:
+                    self._records, self._broken = self._load(), None
+                except ValueError as exc:
+                    self._records = {}
+                    if str(exc) != self._broken:
+                        self._broken = str(exc)
+                        log.error("%s: nobody can sign in until it is fixed", exc)
+            return self._records
 
     def _load(self) -> dict[str, dict]:
         try:
@@ -98,14 +138,23 @@ class Users:
     def verify(self, username: str, password: str) -> bool:
         """The same scrypt work for an unknown or disabled name as for a known one, so names
         cannot be found by timing."""
-        record = self._records.get(username)
+        record = self._current().get(username)
         ok = verify_password(password, record["password_hash"] if record else _DECOY_HASH)
         return bool(record) and ok
+
+    def stamp(self, username: str | None) -> str | None:
+        """What a signed-in session of ``username`` stays valid under: a digest of the user's
+        password hash. None for a user that is unknown or disabled. A new password changes it,
+        which ends the sessions opened with the old one."""
+        record = self._current().get(username or "")
+        if record is None:
+            return None
+        return hashlib.sha256(record["password_hash"].encode()).hexdigest()[:16]
 
     def get(self, username: str | None) -> User:
         if not self.enabled:
             return User(LOCAL_USER, "admin")
-        record = self._records.get(username or "")
+        record = self._current().get(username or "")
         if record is None:
             raise PermissionDenied("not logged in")
         return User(record["username"], record["role"])
@@ -131,6 +180,9 @@ def add_user(auth_file: Path, username: str, password: str, role: str) -> None:
         raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     if not username or not password:
         raise ValueError("username and password must not be empty")
+    if display_name(username) != username or username != username.strip() or len(username) > 64:
+        raise ValueError(f"user name {username!r}: at most 64 characters, no spaces around it, no control "
+                         "or text-direction characters")
     path = Path(auth_file)
     users = [u for u in _read_file(path).get("users", []) if u.get("username") != username]
     users.append({"username": username, "password_hash": hash_password(password), "role": role})

@@ -1,7 +1,14 @@
-"""Sign-in throttling, per user name and per client address: a few free failures, then each
-attempt waits a doubling delay after the last failure, then a lock-out. While a key waits or is
-locked out, its attempts are answered without checking the password, so the right password
-does not get in either. A success clears both keys. State is kept in the web process.
+"""Sign-in throttling. Three counters of failures: per user name, per client address, and per
+(name, address). Each allows a few free failures, then each attempt waits a doubling delay after
+the last failure. Only the (name, address) counter locks out: a stranger who fails as ``admin``
+from another address slows the admin's sign-in (by at most ``MAX_DELAY_S``) but cannot lock the
+admin out of their own address.
+
+``begin`` decides and counts in one step under a lock: an attempt is counted as a failure the
+moment it is let through, so many attempts sent at once are checked no more often than one at a
+time would be. ``finish`` settles it: a success clears the name's counters and gives the address
+its attempt back. While a key waits or is locked out, attempts are answered without checking the
+password, so the right password does not get in either. State is kept in the web process.
 """
 from __future__ import annotations
 
@@ -9,9 +16,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-FREE_FAILURES = 5  # failures before the first delay
+FREE_FAILURES = 5  # failures of a name (or of a name from one address) before the first delay
+ADDRESS_FREE_FAILURES = 20  # an office behind one NAT address mistypes more often than one person
 MAX_DELAY_S = 60.0
-LOCK_AFTER = 15  # failures within WINDOW_S that lock the key out
+LOCK_AFTER = 15  # failures of one name from one address within WINDOW_S that lock that pair out
 LOCKOUT_S = 15 * 60.0
 WINDOW_S = 15 * 60.0  # failures older than this are forgotten
 
@@ -30,6 +38,13 @@ class Verdict:
     reason: str = ""  # "backoff" or "locked"
 
 
+@dataclass(frozen=True)
+class _Key:
+    name: str
+    free: int
+    locks: bool
+
+
 class LoginThrottle:
     def __init__(self, clock=time.monotonic):
         self._clock = clock
@@ -37,41 +52,63 @@ class LoginThrottle:
         self._lock = threading.Lock()
 
     @staticmethod
-    def keys(username: str, address: str | None) -> list[str]:
-        return [f"user:{username.lower()}"] + ([f"address:{address}"] if address else [])
+    def keys(username: str, address: str | None) -> list[_Key]:
+        name = username.strip().lower()
+        keys = [_Key(f"user:{name}", FREE_FAILURES, False)]
+        if address:
+            keys += [_Key(f"address:{address}", ADDRESS_FREE_FAILURES, False),
+                     _Key(f"pair:{name}\x00{address}", FREE_FAILURES, True)]
+        return keys
+
+    def begin(self, username: str, address: str | None) -> Verdict:
+        """May this attempt be checked now? If so it is counted as a failure until ``finish``."""
+        now = self._clock()
+        with self._lock:
+            verdict = self._verdict(username, address, now)
+            if verdict.allowed:
+                for key in self.keys(username, address):
+                    entry = self._current(key.name, now) or self._keys.setdefault(key.name, _Failures())
+                    entry.count, entry.last = entry.count + 1, now
+        return verdict
 
     def check(self, username: str, address: str | None) -> Verdict:
-        """May this attempt be checked now? The longest wait of its keys otherwise."""
-        now, worst = self._clock(), Verdict(True)
+        """The verdict ``begin`` would give, without counting anything."""
         with self._lock:
-            for key in self.keys(username, address):
-                entry = self._current(key, now)
-                if entry is None:
-                    continue
-                if entry.locked_until > now:
-                    verdict = Verdict(False, entry.locked_until - now, "locked")
-                elif entry.count >= FREE_FAILURES:
-                    delay = min(MAX_DELAY_S, 2.0 ** (entry.count - FREE_FAILURES))
-                    verdict = Verdict(entry.last + delay <= now, max(0.0, entry.last + delay - now), "backoff")
-                else:
-                    continue
-                if not verdict.allowed and verdict.wait_s > worst.wait_s:
-                    worst = verdict
-        return worst
+            return self._verdict(username, address, self._clock())
 
-    def record(self, username: str, address: str | None, success: bool) -> bool:
-        """Count the outcome of a checked attempt; True when this failure locked a key out."""
+    def finish(self, username: str, address: str | None, success: bool) -> bool:
+        """Settle an attempt ``begin`` let through; True when this failure locked the pair out."""
         now, locked = self._clock(), False
         with self._lock:
             for key in self.keys(username, address):
-                if success:
-                    self._keys.pop(key, None)
+                entry = self._keys.get(key.name)
+                if entry is None:
                     continue
-                entry = self._current(key, now) or self._keys.setdefault(key, _Failures())
-                entry.count, entry.last = entry.count + 1, now
-                if entry.count >= LOCK_AFTER and entry.locked_until <= now:
+                if success:
+                    if key.name.startswith("address:"):
+                        entry.count = max(0, entry.count - 1)
+                    else:
+                        del self._keys[key.name]
+                elif key.locks and entry.count >= LOCK_AFTER and entry.locked_until <= now:
                     entry.locked_until, locked = now + LOCKOUT_S, True
         return locked
+
+    def _verdict(self, username: str, address: str | None, now: float) -> Verdict:
+        worst = Verdict(True)
+        for key in self.keys(username, address):
+            entry = self._current(key.name, now)
+            if entry is None:
+                continue
+            if entry.locked_until > now:
+                verdict = Verdict(False, entry.locked_until - now, "locked")
+            elif entry.count >= key.free:
+                delay = min(MAX_DELAY_S, 2.0 ** (entry.count - key.free))
+                verdict = Verdict(entry.last + delay <= now, max(0.0, entry.last + delay - now), "backoff")
+            else:
+                continue
+            if not verdict.allowed and (worst.allowed or verdict.wait_s > worst.wait_s):
+                worst = verdict
+        return worst
 
     def _current(self, key: str, now: float) -> _Failures | None:
         entry = self._keys.get(key)

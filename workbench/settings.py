@@ -32,6 +32,7 @@ class Settings:
     max_upload_mb: int = 200
     upload_quota_mb: int = 2048  # per user per day in Gradio's upload cache; 0 = no quota
     decode_weights: str = "auto"  # chat on CPU: int8 (weight-only), full (the dtype's), auto (int8 where it pays)
+    trusted_proxies: str = ""  # addresses (comma-separated, CIDR allowed) whose X-Forwarded-For / -Proto are believed
     file_access: str = "private"  # private: files 0600, folders 0700; group: 0660 / 0770 (UI and workers as two users of one group)
 
     @classmethod

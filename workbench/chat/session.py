@@ -16,6 +16,7 @@ from workbench.chat.prompt import build_prompt, chat_messages
 from workbench.errors import WorkbenchError
 from workbench.index.modes import DEFAULT_MODE
 from workbench.index.search import Hit, retriever_for
+from workbench.limits import ANSWER_CHARS, PROMPT_CHARS, check_text
 from workbench.models.generation import (Sampling, context_window, generation_kwargs, one_stream_kwargs,
                                          trim_loop)
 from workbench.models.openmp import name_os_thread, release_openmp_pool
@@ -41,6 +42,7 @@ class ChatRequest:
     def validate(self) -> None:
         if not self.question or not self.question.strip():
             raise WorkbenchError("the question is empty")
+        check_text("the question", self.question, PROMPT_CHARS)
         if not 1 <= self.k <= 50:
             raise WorkbenchError(f"top-k must be between 1 and 50, got {self.k}")
         self.sampling().validate()
@@ -186,6 +188,8 @@ def save_turn(workspace: Workspace, turn: dict[str, Any], user: str | None) -> d
     """Keep a finished turn for the Annotate tab (``data/chat_turns.jsonl``)."""
     if not turn.get("answer", "").strip() or not turn.get("prompt", "").strip():
         raise WorkbenchError("nothing to send: ask a question and wait for the answer first")
+    check_text("the turn's prompt", turn["prompt"], PROMPT_CHARS)
+    check_text("the turn's answer", turn["answer"], ANSWER_CHARS)
     record = {"id": turn["id"], "prompt": turn["prompt"], "answer": turn["answer"],
               "model": turn["model"], "chunk_ids": turn.get("chunk_ids", []),
               "sources": [{k: s.get(k) for k in ("source", "page", "section", "chunk_id")}

@@ -1,5 +1,8 @@
-"""Citations under an answer: each retrieved chunk's document, page or section, and a snippet."""
+"""Citations under an answer: each retrieved chunk's document, page or section, and a snippet,
+shown as written (a document's Markdown or HTML is not rendered)."""
 from __future__ import annotations
+
+from workbench.safe_text import plain_markdown
 
 
 def snippet(text: str, limit: int = 240) -> str:
@@ -15,6 +18,7 @@ def sources_markdown(sources: list[dict], note: str | None = None) -> str:
     if sources:
         lines.append("**Sources**")
     for i, s in enumerate(sources, start=1):
-        where = f"p. {s['page']}" if s.get("page") else (f"§ {s['section']}" if s.get("section") else "")
-        lines.append(f"{i}. **{s['source']}** {where} — score {s['score']:.3f}  \n   > {snippet(s['text'])}")
+        where = f"p. {s['page']}" if s.get("page") else (f"§ {plain_markdown(s['section'])}" if s.get("section") else "")
+        lines.append(f"{i}. **{plain_markdown(s['source'])}** {where} — score {s['score']:.3f}  \n"
+                     f"   > {plain_markdown(snippet(s['text']))}")
     return "\n".join(lines)

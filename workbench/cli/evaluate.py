@@ -109,7 +109,7 @@ def cmd_questions(settings: Settings, args: argparse.Namespace) -> int:
 
     ws = settings.workspace.ensure()
     if args.questions_cmd == "add":
-        print_json(sets.append_question(ws, ws.data / args.file, args.question, args.source, args.reference))
+        print_json(sets.append_question(ws, args.file, args.question, args.source, args.reference))
         return 0
     rows = sets.rag_questions(data_file(ws, args.file))
     if args.json:

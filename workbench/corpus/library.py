@@ -15,6 +15,7 @@ from typing import Any
 from storage import Workspace
 from storage.documents import INDEXED, DocumentStore
 from workbench.corpus.parse import SUPPORTED
+from workbench.safe_text import display_name
 
 
 @dataclass
@@ -78,7 +79,7 @@ def add_paths(workspace: Workspace, paths: list[str | Path], max_bytes: int,
         files, results = expand(paths)
     store = DocumentStore(workspace)
     for i, path in enumerate(files):
-        name = names[i] if names is not None else path.name
+        name = display_name(names[i] if names is not None else path.name) or "(unnamed)"
         error = check_file(path, max_bytes, name)
         if error:
             results.append(Added(name, error=error))

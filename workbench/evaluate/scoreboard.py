@@ -13,6 +13,7 @@ from storage import RunStore, Unreadable, list_models, read_json
 from workbench.evaluate.metrics import METRICS
 from workbench.evaluate.report import model_facts
 from workbench.models.loading import BASE
+from workbench.safe_text import csv_cell
 from workbench.settings import Settings
 
 FACTS = ("role", "method", "parent", "lineage", "dataset", "dataset_sha256", "trained_by")
@@ -105,13 +106,15 @@ def table(board: Scoreboard) -> tuple[list[str], list[list[Any]]]:
 
 
 def to_csv(board: Scoreboard) -> str:
-    """Every fact and metric, with the run and date each metric comes from."""
+    """Every fact and metric, with the run and date each metric comes from; a text cell that a
+    spreadsheet would run as a formula (a model or dataset name is the user's) is escaped."""
     columns = ["model", *FACTS] + [c for k in board.metrics for c in (k, f"{k}_run", f"{k}_date")] + ["best_in"]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in board.rows:
-        writer.writerow({**row, "best_in": " ".join(k for k, m in board.best.items() if m == row["model"])})
+        cells = {**row, "best_in": " ".join(k for k, m in board.best.items() if m == row["model"])}
+        writer.writerow({k: csv_cell(v) for k, v in cells.items()})
     return out.getvalue()
 
 

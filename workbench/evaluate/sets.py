@@ -13,6 +13,7 @@ from storage.documents import DocumentStore
 from storage.jsonl import JsonlError, iter_jsonl
 from workbench.errors import WorkbenchError
 from workbench.evaluate.metrics import Comparison
+from workbench.limits import QUESTION_CHARS, QUESTION_SET_ROWS, REFERENCE_CHARS, check_count, check_text
 from workbench.train import data as rows_of
 
 _SETTINGS_SUFFIX = re.compile(r"\s+\(temperature [^)]*\)$")
@@ -158,16 +159,21 @@ def vote_comparisons_from(path: Path) -> list[Comparison]:
     return comparisons
 
 
-def append_question(workspace: Workspace, path: Path, question: str, sources: list[str], reference: str = "",
+def append_question(workspace: Workspace, name: str, question: str, sources: list[str], reference: str = "",
                     chunk_id: str = "") -> dict[str, Any]:
-    """Add one question to a RAG set (JSONL) under ``data/``, checked like the set's other rows and
-    against the corpus first: nothing is written for a bad one."""
-    from storage import append_jsonl
+    """Add one question to the RAG set ``name`` (JSONL, under ``data/``, created if missing),
+    checked like the set's other rows and against the corpus first: nothing is written for a bad one."""
+    from storage import NameRefused, append_jsonl, resolve_under
 
-    path = Path(path)
-    if not path.resolve().is_relative_to(workspace.data.resolve()):
-        raise WorkbenchError(f"{path}: the question set must be under {workspace.data}")
+    try:
+        path = resolve_under(workspace.data, name, must_exist=False, label="data/", what="question set")
+    except NameRefused as exc:
+        raise WorkbenchError(f"{exc}: name a .jsonl file under data/") from None
+    if path.suffix != ".jsonl":
+        raise WorkbenchError(f"{name!r}: questions are added to a .jsonl set (a TSV set is edited by hand)")
     row = _question({"question": question, "sources": sources, "reference": reference}, "the question")
+    check_text("the question", row["question"], QUESTION_CHARS)
+    check_text("the reference answer", row["reference"], REFERENCE_CHARS)
     resolve_sources(workspace, [row])
     if chunk_id:
         row["chunk_id"] = chunk_id

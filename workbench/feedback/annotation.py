@@ -12,9 +12,11 @@ from storage.jsonl import iter_jsonl
 from workbench.chat.prompt import build_prompt
 from workbench.errors import WorkbenchError
 from workbench.feedback.pairs import Pair, PairStore, Side, make_pair
+from workbench.limits import PROMPT_CHARS, PROMPTS_PER_REQUEST, check_count, check_text
 from workbench.feedback.votes import CHOICES, Vote, read_votes, record_vote, remove_vote
 from workbench.models.loading import resolve
 from workbench.settings import Settings
+
 
 def pair_store(workspace: Workspace) -> PairStore:
     return PairStore(workspace.data / "pairs.jsonl")
@@ -41,6 +43,9 @@ def create_pairs(settings: Settings, prompts: list[str], source: str, a: Side, b
     check_models(settings, a, b)
     if not prompts:
         raise WorkbenchError("no prompts given")
+    check_count("prompts", len(prompts), PROMPTS_PER_REQUEST)
+    for number, question in enumerate(prompts, start=1):
+        check_text(f"prompt {number}", question, PROMPT_CHARS)
     pairs = []
     for question in prompts:
         chunk_ids: list[str] = []

@@ -18,6 +18,7 @@ from storage.jsonl import iter_jsonl
 from storage.jsonl import lock_for
 from storage.runs import now_iso
 from workbench.errors import WorkbenchError
+from workbench.limits import ANSWER_CHARS, COMMENT_CHARS, check_text
 
 CHOICES = ("a", "b", "tie", "both_bad")
 
@@ -60,6 +61,8 @@ class Vote:
             raise VoteError("an answer is empty: both answers are needed for a vote")
         if self.choice not in CHOICES:
             raise VoteError(f"choice must be one of {', '.join(CHOICES)}, got {self.choice!r}")
+        check_text("the comment", self.comment, COMMENT_CHARS)
+        check_text("the written answer", self.edited_answer, ANSWER_CHARS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

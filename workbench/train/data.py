@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from storage import Workspace
+from storage import NameRefused, Workspace, resolve_under
 from storage.jsonl import JsonlError, iter_jsonl
 from workbench.datasets.sft import normalise
 from workbench.datasets.split import in_test_share
@@ -16,16 +16,11 @@ NONE = "none"
 
 
 def data_file(workspace: Workspace, name: str) -> Path:
-    """A data file named relative to ``data/`` (or by its path there)."""
-    raw = Path(name)
-    path = (raw if raw.is_absolute() else workspace.data / raw).resolve()
+    """An existing data file named relative to ``data/`` (``sets/q.jsonl``); nothing outside it."""
     try:
-        path.relative_to(workspace.data.resolve())
-    except ValueError:
-        raise WorkbenchError(f"dataset {name!r} is not under {workspace.data}: put training data there") from None
-    if not path.is_file():
-        raise WorkbenchError(f"dataset {name!r} not found: expected {path}")
-    return path
+        return resolve_under(workspace.data, name, label="data/", what="dataset")
+    except NameRefused as exc:
+        raise WorkbenchError(f"{exc}: name a file under data/ (the Train tab lists them)") from None
 
 
 def _kind_of(row: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from workbench.auth import Users
 from workbench.settings import Settings
 from workbench.ui.annotate import KEYBOARD_JS, create_annotate_tab
 from workbench.ui.chat import create_chat_tab
@@ -12,13 +13,15 @@ from workbench.ui.corpus import create_corpus_tab
 from workbench.ui.evaluate import create_evaluate_tab
 from workbench.ui.monitor import create_monitor_tab
 from workbench.ui.train import create_train_tab
+from workbench.ui.upload_quota import StagedUploads
 
 TITLE = "Workbench"
 HEAD = KEYBOARD_JS  # page-level scripts, passed to ``launch(head=...)``
 
 
-def build_ui(settings: Settings) -> gr.Blocks:
-    ctx = UiContext.from_settings(settings)
+def build_ui(settings: Settings, users: Users | None = None, staged: StagedUploads | None = None) -> gr.Blocks:
+    """The app; ``users`` and ``staged`` are shared with the middlewares in front of it."""
+    ctx = UiContext.from_settings(settings, users, staged)
     # delete_cache: Gradio's copies of uploads older than a day go, hourly (originals are stored)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(f"# {TITLE}\nDocuments → fine-tuning → preferences → alignment → evaluation.")
@@ -32,6 +35,6 @@ def build_ui(settings: Settings) -> gr.Blocks:
         train.connect(tabs, monitor_run)
         evaluate.connect(tabs, monitor_run)
         demo.load(*corpus_refresh)
-        if ctx.users.enabled and ctx.gated:
-            demo.load(ctx.visibility, None, [c for _, c in ctx.gated], api_name=False)
+        if ctx.users.enabled and (ctx.gated or ctx.timers):
+            demo.load(ctx.page_state, None, [c for _, c in ctx.gated] + [t for _, t in ctx.timers], api_name=False)
     return demo

@@ -15,6 +15,7 @@ from workbench.feedback.merge import merge_feedback
 from workbench.feedback.pairs import Side, prompts_from_jsonl, prompts_from_text
 from workbench.models.generation import REPETITION_PENALTY
 from workbench.models.loading import BASE, model_choices
+from workbench.safe_text import safe_markdown
 from workbench.ui.common import UiContext
 
 SOURCES = ["typed", "JSONL file", "data/test.jsonl", "chat turns"]
@@ -54,14 +55,31 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
             return None, waiting, "", "", "", counter, ""
         left, right = pair.shown()
         notes = " ".join(f"({n})" for n in {left.note, right.note} if n)
-        return (pair.pair_id, pair.prompt, left.answer, right.answer, "", counter,
+        return (pair.pair_id, safe_markdown(pair.prompt), left.answer, right.answer, "", counter,
                 "Ready: vote with 1 / 2 / 3 / 4, S to skip, U to undo." + (f" {notes}" if notes else ""))
+
+    def look(pair_id, skipped, request: gr.Request):
+        """(tab opened, timer) What the page shows by itself: the next pair for an annotator, a
+        note for a role that does not annotate (nothing refused, nothing logged)."""
+        if ctx.allowed(request, "annotate") is None:
+            return (None, "_Voting needs the annotator, trainer or admin role._", "", "", "", "", "")
+        return show(pair_id, skipped, request)
 
     def poll(pair_id, skipped, request: gr.Request):
         """While nothing is on screen, look again for a pair that became ready."""
         if pair_id:
             return (gr.skip(),) * 7
-        return show(None, skipped, request)
+        return look(None, skipped, request)
+
+    def next_pair_api(request: gr.Request) -> dict:
+        """The calling annotator's next ready pair, sides in display order (for API clients)."""
+        user = ctx.require(request, "annotate")
+        pair = next_pair(workspace, user.username)
+        if pair is None:
+            return {"pair_id": None, "progress": progress(workspace, user.username)}
+        left, right = pair.shown()
+        return {"pair_id": pair.pair_id, "prompt": pair.prompt, "answer_a": left.answer, "answer_b": right.answer,
+                "progress": progress(workspace, user.username)}
 
     def vote(choice, pair_id, comment, edited, skipped, request: gr.Request):
         user = ctx.require(request, "annotate")
@@ -180,8 +198,11 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
         add_btn.click(add, [source, typed, upload, model_a, temp_a, model_b, temp_b, max_new, penalty, rag, k],
                       [add_message], api_name="create_pairs").then(show, [forced, skipped], shown, api_name=False)
         merge_btn.click(merge, None, [merge_message], api_name="merge_feedback")
-        tab.select(show, [forced, skipped], shown, api_name="next_pair")  # also how an API client gets a pair
-        gr.Timer(2.0).tick(poll, [pair_id, skipped], shown, api_name=False, show_progress="hidden")
+        tab.select(look, [forced, skipped], shown, api_name=False)
+        gr.api(next_pair_api, api_name="next_pair")
+        timer = gr.Timer(2.0)
+        ctx.ticks_for("annotate", timer)
+        timer.tick(poll, [pair_id, skipped], shown, api_name=False, show_progress="hidden")
         tab.select(lambda: (gr.Dropdown(choices=model_choices(workspace)),) * 2, None, [model_a, model_b],
                    api_name=False)
     return tab

@@ -1,8 +1,10 @@
-"""What the ASGI middlewares in front of Gradio share: answering a request themselves, and
-calling the app while noting the status it answers with."""
+"""What the ASGI middlewares in front of Gradio share: answering a request themselves, calling
+the app while noting the status it answers with, reading a body up to a cap, and finding the
+request's session."""
 from __future__ import annotations
 
 import json
+from http.cookies import CookieError, SimpleCookie
 
 
 async def answer_json(send, status: int, payload: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -22,3 +24,56 @@ async def call_noting_status(app, scope, receive, send) -> int | None:
 
     await app(scope, receive, watch)
     return status.get("code")
+
+
+def declared_length(scope) -> int | None:
+    """The request's Content-Length, or None when it sends none (chunked transfer)."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def read_body(scope, receive, cap: int) -> bytes | None:
+    """The whole body, or None as soon as it is known to pass ``cap`` bytes (from its declared
+    length, else while it streams in): a big body is refused before it is held in memory."""
+    length = declared_length(scope)
+    if length is not None and length > cap:
+        return None
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def session_token(scope) -> str | None:
+    """The Gradio session token in the request's cookies."""
+    cookie_id = getattr(scope.get("app"), "cookie_id", None)
+    if cookie_id is None:
+        return None
+    cookies = SimpleCookie()
+    for name, value in scope.get("headers", []):
+        if name == b"cookie":
+            try:
+                cookies.load(value.decode("latin-1"))
+            except CookieError:
+                continue
+    for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
+        if name in cookies:
+            return cookies[name].value
+    return None
+
+
+def session_user(scope) -> str | None:
+    """The signed-in user of the request, from Gradio's session cookie."""
+    tokens = getattr(scope.get("app"), "tokens", None)
+    token = session_token(scope)
+    return tokens.get(token) if tokens and token else None

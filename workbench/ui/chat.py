@@ -13,6 +13,7 @@ from workbench.chat.sources import sources_markdown
 from workbench.errors import WorkbenchError
 from workbench.index.modes import DEFAULT_MODE, MODES
 from workbench.models.loading import BASE, model_choices
+from workbench.safe_text import safe_markdown
 from workbench.ui.common import UiContext
 
 UPDATE_EVERY_S = 0.1  # streamed text reaches the page at most this often (the first piece at once)
@@ -35,13 +36,13 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                                    mode=mode, temperature=float(temperature),
                                    max_new_tokens=int(max_new_tokens),
                                    repetition_penalty=float(penalty) if penalty else None, rerank=bool(rerank))
-        history += [{"role": "user", "content": question},
+        history += [{"role": "user", "content": safe_markdown(question)},
                     {"role": "assistant", "content": ""}]
         yield history, "", "_retrieving and loading the model…_", None
         shown = None  # when the page was last updated: None until the first piece
         try:
             for turn in answer_stream(settings, chat_request):
-                history[-1] = {"role": "assistant", "content": turn.answer}
+                history[-1] = {"role": "assistant", "content": safe_markdown(turn.answer)}
                 if turn.done:
                     sources = sources_markdown([h.to_dict() for h in turn.sources], turn.note)
                     speed = f"{turn.new_tokens} tokens, {turn.to_dict()['tokens_per_s']} tokens/s, first token after {turn.ttft_s} s"

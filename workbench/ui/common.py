@@ -1,66 +1,109 @@
-"""What every tab shares: settings, users and the server-side permission check."""
+"""What every tab shares: settings, users, the server-side permission check and the uploads
+each user staged."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from workbench import audit
+from workbench.audit import Refusals
 from workbench.auth import PermissionDenied, User, Users
 from workbench.settings import Settings
+from workbench.ui.upload_quota import StagedUploads
+
+log = logging.getLogger("workbench.ui")
+
+
+def _username(request: gr.Request | None) -> str | None:
+    return getattr(request, "username", None) if request is not None else None
+
+
+def _paths(uploads) -> list[str]:
+    if not uploads:
+        return []
+    return [str(u) for u in (uploads if isinstance(uploads, (list, tuple)) else [uploads]) if u]
 
 
 @dataclass(frozen=True)
 class UiContext:
     settings: Settings
     users: Users
+    staged: StagedUploads = field(default_factory=StagedUploads, compare=False)
+    refusals: Refusals | None = field(default=None, compare=False)
     gated: list[tuple[str, Any]] = field(default_factory=list, compare=False)
+    timers: list[tuple[str, Any]] = field(default_factory=list, compare=False)
+
+    def __post_init__(self):
+        if self.refusals is None:
+            object.__setattr__(self, "refusals", Refusals(self.settings.workspace))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "UiContext":
-        return cls(settings, Users(settings.auth_file))
+    def from_settings(cls, settings: Settings, users: Users | None = None,
+                      staged: StagedUploads | None = None) -> "UiContext":
+        return cls(settings, users or Users(settings.auth_file), staged or StagedUploads())
 
     def require(self, request: gr.Request | None, action: str, uploads=None) -> User:
         """The calling user if allowed to ``action``; a visible error otherwise.
 
         Gradio's API is callable without the page, so every handler that launches, cancels
         or deletes calls this first. Gradio stores an upload before the handler runs:
-        ``uploads`` (a path or a list of them) are deleted at once when the call is refused.
+        ``uploads`` (a path or a list of them) must be the caller's own; when the call is
+        refused, the caller's own are deleted at once (another user's are left alone).
+        A refusal is one line in the server log and the audit log (repeats are counted).
         """
-        username = getattr(request, "username", None) if request is not None else None
+        username = _username(request)
         try:
-            return self.users.require(username, action)
+            user = self.users.require(username, action)
         except PermissionDenied as exc:
-            discard_uploads(uploads)
-            audit.record(self.settings.workspace, username, action, outcome="refused", detail=str(exc),
-                         address=getattr(getattr(request, "client", None), "host", None))
-            raise gr.Error(f"Permission denied: {exc}") from None
+            self.discard_uploads(username, uploads)
+            address = getattr(getattr(request, "client", None), "host", None)
+            if self.refusals.record(username, action, str(exc), address):
+                log.warning("refused: %s", exc)
+            raise gr.Error(f"Permission denied: {exc}", print_exception=False) from None
+        if self.users.enabled and any(not self.staged.owns(user.username, p) for p in _paths(uploads)):
+            raise gr.Error("That upload is not one of yours: choose the file again.", print_exception=False)
+        return user
+
+    def allowed(self, request: gr.Request | None, action: str) -> User | None:
+        """The calling user when allowed to ``action``, else None, recording nothing: for what
+        the page does by itself (a timer, a tab opening), never for an action a user asked for."""
+        try:
+            return self.users.require(_username(request), action)
+        except PermissionDenied:
+            return None
+
+    def discard_uploads(self, username: str | None, uploads) -> None:
+        """Delete Gradio's stored copies of ``uploads`` that are ``username``'s alone (only
+        files inside its upload folder; without auth, every such file is the local admin's)."""
+        from gradio.utils import get_upload_folder
+
+        folder = Path(get_upload_folder()).resolve()
+        for item in _paths(uploads):
+            path = Path(item).resolve()
+            if not path.is_relative_to(folder) or not path.is_file():
+                continue
+            if not self.users.enabled or self.staged.release(username or "", path):
+                path.unlink(missing_ok=True)
 
     def only_for(self, action: str, *components) -> None:
         """Show ``components`` only to users allowed to ``action`` (set when the page loads). A
         convenience, not a guard: the handlers behind them check the permission themselves."""
         self.gated.extend((action, c) for c in components)
 
-    def visibility(self, request: gr.Request | None) -> list:
-        """(page load) One update per gated component, for the signed-in user."""
-        username = getattr(request, "username", None) if request is not None else None
+    def ticks_for(self, action: str, timer: gr.Timer) -> None:
+        """Run ``timer`` only for users allowed to ``action``: the page load switches it off for
+        the others, so a page never polls a handler its user may not call."""
+        self.timers.append((action, timer))
+
+    def page_state(self, request: gr.Request | None) -> list:
+        """(page load) One update per gated component, then one per gated timer, for the signed-in user."""
         try:
-            user = self.users.get(username)
+            user = self.users.get(_username(request))
         except PermissionDenied:
-            return [gr.update(visible=False) for _ in self.gated]
-        return [gr.update(visible=user.can(action)) for action, _ in self.gated]
-
-
-def discard_uploads(uploads) -> None:
-    """Delete Gradio's stored copies of ``uploads`` (only files inside its upload folder)."""
-    from gradio.utils import get_upload_folder
-
-    if not uploads:
-        return
-    folder = Path(get_upload_folder()).resolve()
-    for item in uploads if isinstance(uploads, (list, tuple)) else [uploads]:
-        path = Path(str(item)).resolve()
-        if path.is_relative_to(folder) and path.is_file():
-            path.unlink(missing_ok=True)
+            user = None
+        can = (lambda action: user is not None and user.can(action))
+        return ([gr.update(visible=can(action)) for action, _ in self.gated]
+                + [gr.Timer(active=can(action)) for action, _ in self.timers])

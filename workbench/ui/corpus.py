@@ -42,9 +42,8 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         try:
             added = add_paths(workspace.ensure(), paths, settings.max_upload_mb * 1_000_000,
                               names=[p.name for p in paths])
-        finally:
-            for path in paths:  # Gradio's copy: the stored original is the only one kept
-                path.unlink(missing_ok=True)
+        finally:  # Gradio's copies: the stored originals are the only ones kept
+            ctx.discard_uploads(user.username, files)
         to_index = [a.doc["id"] for a in added if a.doc and a.doc["status"] != "indexed"]
         lines = [a.message() for a in added]
         for a in added:

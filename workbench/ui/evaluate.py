@@ -16,6 +16,8 @@ from workbench.evaluate import scoreboard as sb
 from workbench.evaluate import sets as sets_of
 from workbench.evaluate.plan import Config, reward_models
 from workbench.evaluate.metrics import METRICS
+from workbench.safe_text import plain_markdown
+from workbench.train.data import data_file
 from workbench.train.overview import data_files
 from workbench.ui.common import UiContext
 from workbench.ui.forms import LaunchingTab, field_widget, form_values
@@ -115,20 +117,28 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
         ctx.require(request, "data")
         if not picked:
             raise gr.Error("Pick the chunk that answers the question.")
-        chunk_id, source = picked.split("|", 1)
+        chunk_id, source = picked.split("|", 1) if "|" in picked else ("", picked)
         try:
-            sets_of.append_question(ws, ws.data / (file_name or sets_of.RAG_SET), question, [source], reference, chunk_id)
+            sets_of.append_question(ws, file_name or sets_of.RAG_SET, question, [source], reference, chunk_id)
         except (WorkbenchError, ValueError) as exc:
             raise gr.Error(str(exc)) from None
-        return "", "", *question_table(file_name)
+        return "", "", *question_table(file_name, request)
 
-    def question_table(file_name):
-        path = ws.data / (file_name or sets_of.RAG_SET)
+    def question_table(file_name, request: gr.Request):
+        if ctx.allowed(request, "view") is None:
+            return "", []
+        name = file_name or sets_of.RAG_SET
+        try:
+            path = data_file(ws, name)
+        except WorkbenchError:  # the same answer for a name outside data/ as for a missing one
+            return f"No question set named {plain_markdown(name)} under data/ yet: add questions below.", []
         try:
             rows = sets_of.rag_questions(path)
-        except (WorkbenchError, ValueError) as exc:
+        except sets_of.EmptySet as exc:
             return str(exc), []
-        return (f"**{len(rows)} questions** in `{path.name}`.",
+        except (WorkbenchError, ValueError) as exc:
+            return plain_markdown(str(exc)), []
+        return (f"**{len(rows)} questions** in {plain_markdown(name)}.",
                 [[r["question"], ", ".join(r["sources"]), r["reference"]] for r in rows])
 
     with gr.Tab("Evaluate", id="evaluate") as tab:

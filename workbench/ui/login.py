@@ -1,30 +1,66 @@
-"""The sign-in guard: an ASGI middleware in front of Gradio's ``/login`` route that throttles
-attempts per user name and per client address (``workbench.login_throttle``) and writes every
-sign-in, failure, delay and lock-out to the audit log. A throttled attempt is answered 429
-without the password being checked."""
+"""Sign-in and sessions, as ASGI middlewares in front of Gradio.
+
+``LoginGuard`` wraps Gradio's ``/login`` route: the form is capped in size before it is read,
+attempts are throttled per user name, per client address and per pair of both
+(``workbench.login_throttle``), and every sign-in, failure, delay and lock-out goes to the audit
+log. A throttled attempt is answered 429 without the password being checked. A successful
+sign-in's session token is noted with the user's credential stamp.
+
+``SessionGuard`` checks that stamp on every request: a session whose user was disabled or
+removed, or whose password changed since it signed in, is ended there and then (Gradio forgets
+the token, so the request is answered as signed out).
+
+The client address is the connection's peer, or what a proxy listed in
+``WORKBENCH_TRUSTED_PROXIES`` forwarded (uvicorn rewrites it before these middlewares run).
+"""
 from __future__ import annotations
 
+import threading
+from http.cookies import SimpleCookie
+
 from workbench import audit
+from workbench.auth import Users
+from workbench.limits import SIGN_IN_BODY_BYTES
 from workbench.login_throttle import LoginThrottle
-from workbench.ui.asgi import answer_json, call_noting_status
+from workbench.ui.asgi import answer_json, call_noting_status, read_body, session_token
+
+
+class Sessions:
+    """Session token -> (user, credential stamp at sign-in)."""
+
+    def __init__(self):
+        self._stamps: dict[str, tuple[str, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def opened(self, token: str, username: str, stamp: str | None) -> None:
+        with self._lock:
+            self._stamps[token] = (username, stamp)
+
+    def valid(self, token: str, username: str, users: Users) -> bool:
+        with self._lock:
+            noted = self._stamps.get(token)
+        current = users.stamp(username)
+        return noted is not None and noted[0] == username and current is not None and noted[1] == current
+
+    def close(self, token: str) -> None:
+        with self._lock:
+            self._stamps.pop(token, None)
 
 
 class LoginGuard:
-    def __init__(self, app, workspace, throttle: LoginThrottle | None = None):
-        self.app, self.workspace = app, workspace
+    def __init__(self, app, workspace, users: Users, sessions: Sessions, throttle: LoginThrottle | None = None):
+        self.app, self.workspace, self.users, self.sessions = app, workspace, users, sessions
         self.throttle = throttle or LoginThrottle()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/login"):
             return await self.app(scope, receive, send)
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(scope, receive, SIGN_IN_BODY_BYTES)
+        if body is None:
+            return await answer_json(send, 413, {"detail": f"A sign-in form is at most {SIGN_IN_BODY_BYTES // 1024} KB."})
         username = await _username(scope, body)
         address = (scope.get("client") or (None,))[0]
-        verdict = self.throttle.check(username, address)
+        verdict = self.throttle.begin(username, address)
         if not verdict.allowed:
             audit.record(self.workspace, username, "login", outcome="throttled", address=address,
                          detail=f"{verdict.reason}: {verdict.wait_s:.0f} s to wait")
@@ -34,7 +70,7 @@ class LoginGuard:
             return await answer_json(send, 429, {"detail": detail},
                                      [(b"retry-after", str(max(1, round(verdict.wait_s))).encode())])
 
-        replayed = False
+        replayed, token = False, None
 
         async def replay():
             nonlocal replayed
@@ -43,10 +79,39 @@ class LoginGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        success = await call_noting_status(self.app, scope, replay, send) == 200
-        locked = self.throttle.record(username, address, success)
+        async def note_token(message):
+            nonlocal token
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"set-cookie":
+                        cookie = SimpleCookie(value.decode("latin-1"))
+                        token = next((m.value for k, m in cookie.items() if k.startswith("access-token")), token)
+                if token:  # noted before the client can use it
+                    self.sessions.opened(token, username, self.users.stamp(username))
+            await send(message)
+
+        success = await call_noting_status(self.app, scope, replay, note_token) == 200
+        locked = self.throttle.finish(username, address, success)
         audit.record(self.workspace, username, "login", outcome="done" if success else "failed", address=address,
                      detail="locked out" if locked else "")
+
+
+class SessionGuard:
+    """Ends, on its next request, a session whose account changed since it signed in."""
+
+    def __init__(self, app, users: Users, sessions: Sessions):
+        self.app, self.users, self.sessions = app, users, sessions
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            gradio = scope.get("app")
+            tokens = getattr(gradio, "tokens", None)
+            token = session_token(scope)
+            if tokens is not None and token and token in tokens:
+                if not self.sessions.valid(token, tokens[token], self.users):
+                    tokens.pop(token, None)
+                    self.sessions.close(token)
+        return await self.app(scope, receive, send)
 
 
 async def _username(scope, body: bytes) -> str:
@@ -60,4 +125,4 @@ async def _username(scope, body: bytes) -> str:
         form = await Request(scope, once).form()
     except Exception:  # noqa: BLE001 - an unreadable form signs nobody in; Gradio answers it
         return ""
-    return str(form.get("username") or "").strip()
+    return str(form.get("username") or "").strip()[:256]

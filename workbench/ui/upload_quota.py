@@ -1,24 +1,36 @@
-"""A per-user quota on Gradio's upload cache: an ASGI middleware in front of
-``/gradio_api/upload``, the route that stores a file before any handler (and its role check)
-runs. Each user (each client address when no auth is configured) may upload ``quota`` bytes per
-day, the age at which the cache's clean-up deletes uploads; past it, an upload is answered 413
-with the figures and the refusal goes to the audit log. Gradio's own ``max_file_size`` still
-bounds a single file.
+"""Uploads to Gradio's cache, ``/gradio_api/upload``: the route that stores a file before any
+handler (and its role check) runs. An ASGI middleware in front of it:
 
-The counts live in the web process: a restart forgets them, as the clean-up forgets the files.
+- counts the bytes that arrive, per user (per client address when no auth is configured), as
+  they arrive, whatever the transfer encoding and however many uploads run at once: a chunk
+  that would pass the day's quota ends the upload with 413, the refusal goes to the audit log;
+- holds the body in a spooled file of its own until it is whole, then hands it to Gradio one
+  upload at a time, so that an upload Gradio refuses (a bad file name, a file over
+  ``max_file_size``) has its leftovers removed and its bytes given back: a refused or failed
+  upload leaves nothing behind;
+- notes who staged each stored file (``StagedUploads``): a handler given a staged file accepts
+  it only from the user who uploaded it, and a refusal deletes only the caller's own files.
+
+The counts and owners live in the web process: a restart forgets them, as the cache's
+clean-up (files older than a day) forgets the files.
 """
 from __future__ import annotations
 
+import asyncio
+import json
+import tempfile
 import threading
 import time
 from collections import defaultdict, deque
-from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Callable
 
 from workbench import audit
-from workbench.ui.asgi import answer_json, call_noting_status
+from workbench.ui.asgi import answer_json, session_user
 
 WINDOW_S = 24 * 3600
+CHUNK = 256 * 1024
+SPOOL_IN_MEMORY = 2**20
 
 
 def _size(n: float) -> str:
@@ -26,73 +38,146 @@ def _size(n: float) -> str:
 
 
 class UploadLedger:
-    """Bytes uploaded per user over the last ``window_s`` seconds."""
+    """Bytes uploaded per user over the last ``window_s`` seconds. ``charge`` checks and counts
+    in one step, so uploads running at once never pass the quota together."""
 
     def __init__(self, quota_bytes: int, window_s: float = WINDOW_S, clock: Callable[[], float] = time.time):
         self.quota, self.window_s, self.clock = quota_bytes, window_s, clock
         self._entries: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
         self._lock = threading.Lock()
 
+    def _used(self, who: str) -> int:
+        entries = self._entries[who]
+        while entries and entries[0][0] < self.clock() - self.window_s:
+            entries.popleft()
+        return sum(size for _, size in entries)
+
     def used(self, who: str) -> int:
         with self._lock:
-            entries = self._entries[who]
-            while entries and entries[0][0] < self.clock() - self.window_s:
-                entries.popleft()
-            return sum(size for _, size in entries)
+            return self._used(who)
 
-    def add(self, who: str, size: int) -> None:
+    def charge(self, who: str, size: int, so_far: int = 0) -> str | None:
+        """Count ``size`` more bytes for ``who`` (whose current upload has brought ``so_far``
+        already); why not (nothing counted) when they would pass the quota."""
         with self._lock:
+            used = self._used(who)
+            if self.quota > 0 and used + size > self.quota:
+                return (f"Upload quota reached: {_size(used - so_far)} uploaded in the last 24 h, this upload "
+                        f"passed the {_size(self.quota)} allowed per user after {_size(so_far + size)}. "
+                        "Uploads free up as they age past a day.")
             self._entries[who].append((self.clock(), size))
-
-    def refusal(self, who: str, incoming: int) -> str | None:
-        """Why an upload of ``incoming`` bytes is refused, or None when it fits."""
-        used = self.used(who)
-        if used + incoming <= self.quota:
             return None
-        return (f"Upload quota reached: {_size(used)} uploaded in the last 24 h, {_size(incoming)} more "
-                f"would pass the {_size(self.quota)} allowed per user. Uploads free up as they age past a day.")
+
+    def refund(self, who: str, size: int) -> None:
+        if size:
+            with self._lock:
+                self._entries[who].append((self.clock(), -size))
 
 
-def _user(scope) -> str | None:
-    """The signed-in user of the request, from Gradio's session cookie."""
-    app = scope.get("app")
-    tokens, cookie_id = getattr(app, "tokens", None), getattr(app, "cookie_id", None)
-    if not tokens or cookie_id is None:
-        return None
-    cookies = SimpleCookie()
-    for name, value in scope.get("headers", []):
-        if name == b"cookie":
-            cookies.load(value.decode("latin-1"))
-    for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
-        if name in cookies and cookies[name].value in tokens:
-            return tokens[cookies[name].value]
-    return None
+class StagedUploads:
+    """Which user staged each file of Gradio's upload cache (Gradio names a file by its content,
+    so two users uploading the same file share a path and both own it)."""
+
+    def __init__(self):
+        self._owners: dict[str, set[str]] = defaultdict(set)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(path) -> str:
+        return str(Path(str(path)).resolve())
+
+    def staged(self, user: str, paths: list[str]) -> None:
+        with self._lock:
+            for path in paths:
+                self._owners[self._key(path)].add(user)
+
+    def owns(self, user: str, path) -> bool:
+        with self._lock:
+            return user in self._owners.get(self._key(path), set())
+
+    def release(self, user: str, path) -> bool:
+        """Forget ``user``'s claim on ``path``; True when nobody else holds it (it may be deleted)."""
+        with self._lock:
+            owners = self._owners.get(self._key(path))
+            if not owners or user not in owners:
+                return False
+            owners.discard(user)
+            if owners:
+                return False
+            del self._owners[self._key(path)]
+            return True
 
 
 class UploadQuota:
-    def __init__(self, app, workspace, quota_bytes: int, ledger: UploadLedger | None = None):
-        self.app, self.workspace = app, workspace
+    def __init__(self, app, workspace, quota_bytes: int, staged: StagedUploads, upload_dir: Path,
+                 ledger: UploadLedger | None = None):
+        self.app, self.workspace, self.staged = app, workspace, staged
+        self.upload_dir = Path(upload_dir)
         self.ledger = ledger or UploadLedger(quota_bytes)
+        self._one_at_a_time = asyncio.Lock()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or \
                 not scope["path"].rstrip("/").endswith("/gradio_api/upload"):
             return await self.app(scope, receive, send)
         address = (scope.get("client") or (None,))[0]
-        user = _user(scope)
+        user = session_user(scope)
         who = user or f"address {address}"
-        length = next((int(v) for k, v in scope.get("headers", []) if k == b"content-length" and v.isdigit()), 0)
-        reason = self.ledger.refusal(who, length)
-        if reason:
-            audit.record(self.workspace, user, "upload", outcome="refused", address=address, detail=reason)
-            return await answer_json(send, 413, {"detail": reason})
-        received = 0
+        self.workspace.cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=self.workspace.cache) as spool:
+            charged, more = 0, True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    self.ledger.refund(who, charged)
+                    return
+                chunk = message.get("body", b"")
+                reason = self.ledger.charge(who, len(chunk), charged)
+                if reason:
+                    self.ledger.refund(who, charged)
+                    audit.record(self.workspace, user, "upload", outcome="refused", address=address, detail=reason)
+                    return await answer_json(send, 413, {"detail": reason}, [(b"connection", b"close")])
+                charged += len(chunk)
+                spool.write(chunk)
+                more = message.get("more_body", False)
+            spool.seek(0)
+            status, body = await self._forward(scope, spool, send)
+        if status == 200:
+            try:
+                paths = [str(p) for p in json.loads(body)]
+            except (ValueError, TypeError):
+                paths = []
+            self.staged.staged(who, paths)
+        else:
+            self.ledger.refund(who, charged)
 
-        async def counting():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            return message
+    async def _forward(self, scope, spool, send) -> tuple[int | None, bytes]:
+        """Hand the whole body to Gradio; on an answer other than 200, remove the temporary files
+        it left in the upload folder. One upload at a time, so those files are this one's."""
+        answer: dict = {"status": None, "body": b""}
 
-        if await call_noting_status(self.app, scope, counting, send) == 200:
-            self.ledger.add(who, received)
+        async def replay():
+            chunk = await asyncio.to_thread(spool.read, CHUNK)
+            return {"type": "http.request", "body": chunk, "more_body": len(chunk) == CHUNK}
+
+        async def watch(message):
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+            elif message["type"] == "http.response.body" and answer["status"] == 200:
+                answer["body"] += message.get("body", b"")
+            await send(message)
+
+        async with self._one_at_a_time:
+            before = self._loose_files()
+            await self.app(scope, replay, watch)
+            if answer["status"] != 200:
+                for path in self._loose_files() - before:
+                    path.unlink(missing_ok=True)
+        return answer["status"], answer["body"]
+
+    def _loose_files(self) -> set[Path]:
+        """Files directly in the upload folder: Gradio's temporary files (a stored upload lives
+        in a folder named by its content's hash)."""
+        if not self.upload_dir.is_dir():
+            return set()
+        return {p for p in self.upload_dir.iterdir() if p.is_file()}
