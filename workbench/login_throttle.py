@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 FREE_FAILURES = 5  # failures of a name (or of a name from one address) before the first delay
-ADDRESS_FREE_FAILURES = 20  # an office behind one NAT address mistypes more often than one person
+ADDRESS_FREE_FAILURES = 10  # a team behind one NAT address mistypes more often than one person
 MAX_DELAY_S = 60.0
 LOCK_AFTER = 15  # failures of one name from one address within WINDOW_S that lock that pair out
 LOCKOUT_S = 15 * 60.0

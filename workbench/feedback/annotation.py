@@ -12,7 +12,8 @@ from storage.jsonl import iter_jsonl
 from workbench.chat.prompt import build_prompt
 from workbench.errors import WorkbenchError
 from workbench.feedback.pairs import Pair, PairStore, Side, make_pair
-from workbench.limits import PROMPT_CHARS, PROMPTS_PER_REQUEST, check_count, check_text
+from workbench.limits import (ANSWER_CHARS, COMMENT_CHARS, PROMPT_CHARS, PROMPTS_PER_REQUEST, check_count,
+                              check_text)
 from workbench.feedback.votes import CHOICES, Vote, read_votes, record_vote, remove_vote
 from workbench.models.loading import resolve
 from workbench.settings import Settings
@@ -40,12 +41,12 @@ def added(store: PairStore, pairs: list[Pair]) -> dict[str, Any]:
 
 def create_pairs(settings: Settings, prompts: list[str], source: str, a: Side, b: Side,
                  rag: bool = False, k: int = 3) -> dict[str, Any]:
-    check_models(settings, a, b)
     if not prompts:
         raise WorkbenchError("no prompts given")
     check_count("prompts", len(prompts), PROMPTS_PER_REQUEST)
     for number, question in enumerate(prompts, start=1):
         check_text(f"prompt {number}", question, PROMPT_CHARS)
+    check_models(settings, a, b)
     pairs = []
     for question in prompts:
         chunk_ids: list[str] = []
@@ -91,9 +92,16 @@ def next_pair(workspace: Workspace, annotator: str, skipped: set[str] | None = N
     return None
 
 
+def check_vote_fields(comment: str | None, edited_answer: str | None) -> None:
+    """What an annotator types with a vote, within its limits (checked before anything else)."""
+    check_text("the comment", comment, COMMENT_CHARS)
+    check_text("the written answer", edited_answer, ANSWER_CHARS)
+
+
 def cast_vote(workspace: Workspace, pair: Pair, annotator: str, choice: str, comment: str = "",
               edited_answer: str = "") -> dict[str, Any]:
     """Record a vote in the order the annotator saw the answers (A = left)."""
+    check_vote_fields(comment, edited_answer)
     if choice not in CHOICES:
         raise WorkbenchError(f"unknown choice {choice!r}")
     left, right = pair.shown()

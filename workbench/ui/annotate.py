@@ -9,7 +9,7 @@ import gradio as gr
 from workbench import audit
 from workbench.errors import WorkbenchError
 from jobs import control
-from workbench.feedback.annotation import (cast_vote, create_pairs, next_pair, pair_store,
+from workbench.feedback.annotation import (cast_vote, check_vote_fields, create_pairs, next_pair, pair_store,
                                            pairs_from_chat_turns, progress, progress_text, undo_last)
 from workbench.feedback.merge import merge_feedback
 from workbench.feedback.pairs import Side, prompts_from_jsonl, prompts_from_text
@@ -83,6 +83,10 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
 
     def vote(choice, pair_id, comment, edited, skipped, request: gr.Request):
         user = ctx.require(request, "annotate")
+        try:
+            check_vote_fields(comment, edited)
+        except WorkbenchError as exc:
+            raise gr.Error(str(exc)) from None
         pair = pair_store(workspace).all().get(pair_id or "")
         if pair is None:
             raise gr.Error("No pair on screen.")

@@ -54,6 +54,16 @@ async def read_body(scope, receive, cap: int) -> bytes | None:
     return b"".join(chunks)
 
 
+async def drain(receive, limit: int, more: bool = True) -> None:
+    """Read and drop the rest of a refused request body (up to ``limit`` bytes), so the client
+    reads the answer instead of a broken connection while it is still sending."""
+    dropped = 0
+    while more and dropped < limit:
+        message = await receive()
+        dropped += len(message.get("body", b""))
+        more = message["type"] != "http.disconnect" and message.get("more_body", False)
+
+
 def session_token(scope) -> str | None:
     """The Gradio session token in the request's cookies."""
     cookie_id = getattr(scope.get("app"), "cookie_id", None)

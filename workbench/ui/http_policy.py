@@ -14,7 +14,7 @@ Gradio:
 from __future__ import annotations
 
 from workbench.limits import REQUEST_BODY_BYTES
-from workbench.ui.asgi import answer_json, declared_length
+from workbench.ui.asgi import answer_json, declared_length, drain
 
 CSP = "; ".join([
     "default-src 'self'",
@@ -34,6 +34,7 @@ CSP = "; ".join([
 ])
 HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
            (b"referrer-policy", b"same-origin")]
+DRAIN_BYTES = 16 * 2**20  # a refused body up to this size is read to its end, so the client hears why
 UNCAPPED = ("/gradio_api/upload",)  # counted and capped by the upload quota instead
 
 
@@ -58,11 +59,14 @@ class HttpPolicy:
         if scope["method"] in ("POST", "PUT", "PATCH") and not scope["path"].rstrip("/").endswith(UNCAPPED):
             length = declared_length(scope)
             if length is not None and length > self.body_cap:
+                if length <= DRAIN_BYTES:
+                    await drain(receive, DRAIN_BYTES)
                 return await self._too_big(dressed)
             receive = self._capped(receive)
         try:
             await self.app(scope, receive, dressed)
         except _TooBig:
+            await drain(receive, DRAIN_BYTES)
             await self._too_big(dressed)
 
     def _capped(self, receive):

@@ -22,7 +22,7 @@ from workbench import audit
 from workbench.auth import Users
 from workbench.limits import SIGN_IN_BODY_BYTES
 from workbench.login_throttle import LoginThrottle
-from workbench.ui.asgi import answer_json, call_noting_status, read_body, session_token
+from workbench.ui.asgi import answer_json, read_body, session_token
 
 
 class Sessions:
@@ -70,7 +70,7 @@ class LoginGuard:
             return await answer_json(send, 429, {"detail": detail},
                                      [(b"retry-after", str(max(1, round(verdict.wait_s))).encode())])
 
-        replayed, token = False, None
+        replayed, answer = False, []
 
         async def replay():
             nonlocal replayed
@@ -79,21 +79,31 @@ class LoginGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        async def note_token(message):
-            nonlocal token
-            if message["type"] == "http.response.start" and message["status"] == 200:
-                for name, value in message.get("headers", []):
-                    if name.lower() == b"set-cookie":
-                        cookie = SimpleCookie(value.decode("latin-1"))
-                        token = next((m.value for k, m in cookie.items() if k.startswith("access-token")), token)
-                if token:  # noted before the client can use it
-                    self.sessions.opened(token, username, self.users.stamp(username))
-            await send(message)
+        async def keep(message):
+            answer.append(message)
 
-        success = await call_noting_status(self.app, scope, replay, note_token) == 200
+        await self.app(scope, replay, keep)
+        start = next((m for m in answer if m["type"] == "http.response.start"), {})
+        success = start.get("status") == 200
+        if success:
+            token = _session_cookie(start.get("headers", []))
+            if token:
+                self.sessions.opened(token, username, self.users.stamp(username))
         locked = self.throttle.finish(username, address, success)
         audit.record(self.workspace, username, "login", outcome="done" if success else "failed", address=address,
                      detail="locked out" if locked else "")
+        for message in answer:  # the client hears back once the session and the outcome are recorded
+            await send(message)
+
+
+def _session_cookie(headers) -> str | None:
+    for name, value in headers:
+        if name.lower() == b"set-cookie":
+            cookie = SimpleCookie(value.decode("latin-1"))
+            token = next((m.value for k, m in cookie.items() if k.startswith("access-token")), None)
+            if token:
+                return token
+    return None
 
 
 class SessionGuard:

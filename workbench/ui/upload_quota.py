@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Callable
 
 from workbench import audit
-from workbench.ui.asgi import answer_json, session_user
+from workbench.ui.asgi import answer_json, drain, session_user
 
 WINDOW_S = 24 * 3600
 CHUNK = 256 * 1024
 SPOOL_IN_MEMORY = 2**20
+DRAIN_BYTES = 64 * 2**20  # past this, a refused upload's connection is closed on it
 
 
 def _size(n: float) -> str:
@@ -136,12 +137,13 @@ class UploadQuota:
                 if reason:
                     self.ledger.refund(who, charged)
                     audit.record(self.workspace, user, "upload", outcome="refused", address=address, detail=reason)
+                    await drain(receive, DRAIN_BYTES, message.get("more_body", False))
                     return await answer_json(send, 413, {"detail": reason}, [(b"connection", b"close")])
                 charged += len(chunk)
                 spool.write(chunk)
                 more = message.get("more_body", False)
             spool.seek(0)
-            status, body = await self._forward(scope, spool, send)
+            status, body, answer = await self._forward(scope, spool)
         if status == 200:
             try:
                 paths = [str(p) for p in json.loads(body)]
@@ -150,30 +152,31 @@ class UploadQuota:
             self.staged.staged(who, paths)
         else:
             self.ledger.refund(who, charged)
+        for message in answer:  # the client hears back once the owners are noted (or the leftovers gone)
+            await send(message)
 
-    async def _forward(self, scope, spool, send) -> tuple[int | None, bytes]:
-        """Hand the whole body to Gradio; on an answer other than 200, remove the temporary files
-        it left in the upload folder. One upload at a time, so those files are this one's."""
-        answer: dict = {"status": None, "body": b""}
+    async def _forward(self, scope, spool) -> tuple[int | None, bytes, list[dict]]:
+        """Hand the whole body to Gradio and keep its answer: (status, body, the messages). On
+        an answer other than 200, remove the temporary files it left in the upload folder. One
+        upload at a time, so those files are this one's."""
+        answer: list[dict] = []
 
         async def replay():
             chunk = await asyncio.to_thread(spool.read, CHUNK)
             return {"type": "http.request", "body": chunk, "more_body": len(chunk) == CHUNK}
 
-        async def watch(message):
-            if message["type"] == "http.response.start":
-                answer["status"] = message["status"]
-            elif message["type"] == "http.response.body" and answer["status"] == 200:
-                answer["body"] += message.get("body", b"")
-            await send(message)
+        async def keep(message):
+            answer.append(message)
 
         async with self._one_at_a_time:
             before = self._loose_files()
-            await self.app(scope, replay, watch)
-            if answer["status"] != 200:
+            await self.app(scope, replay, keep)
+            status = next((m["status"] for m in answer if m["type"] == "http.response.start"), None)
+            if status != 200:
                 for path in self._loose_files() - before:
                     path.unlink(missing_ok=True)
-        return answer["status"], answer["body"]
+        body = b"".join(m.get("body", b"") for m in answer if m["type"] == "http.response.body")
+        return status, body, answer
 
     def _loose_files(self) -> set[Path]:
         """Files directly in the upload folder: Gradio's temporary files (a stored upload lives
