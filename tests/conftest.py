@@ -38,17 +38,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def env(tmp_path) -> dict[str, str]:
-    """Environment for a workspace of this test only, with a queue name no other test shares."""
+def workspace_env(folder: Path) -> dict[str, str]:
+    """Environment for a workspace in ``folder``/ws, with a queue name nothing else shares."""
     e = dict(os.environ)
     for key in list(e):
         if key.startswith("WORKBENCH_"):
             del e[key]
-    e.update(WORKBENCH_HOME=str(tmp_path / "ws"), WORKBENCH_HEARTBEAT_S=str(HEARTBEAT_S),
+    e.update(WORKBENCH_HOME=str(folder / "ws"), WORKBENCH_HEARTBEAT_S=str(HEARTBEAT_S),
              WORKBENCH_AUTO_PULL="0", WORKBENCH_QUEUE_NAME=f"test-{uuid.uuid4().hex[:8]}",
              GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
     return e
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    """Environment for a workspace of this test only."""
+    return workspace_env(tmp_path)
 
 
 @pytest.fixture

@@ -13,12 +13,13 @@ import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from tests.conftest import cli, start_app_with_users
+from tests.conftest import Process, cli, start_app_with_users, workspace_env
 
 PEOPLE = {"alice": "admin", "tom": "trainer", "ann": "annotator", "vic": "viewer"}
 
@@ -188,85 +189,108 @@ def test_a_disabled_user_or_a_new_password_ends_sessions_on_their_next_request(e
     assert _status(alice, url + "config") == 200  # nobody else was signed out
 
 
-# -- 3, 4, 5, 6, 8, 9 on one app -------------------------------------------------------------
+# -- 3, 4, 5, 6, 8, 9 on one app, each test with users of its own ----------------------------
 
-def test_quota_throttling_refusals_staged_uploads_limits_and_headers_hold(env, start_process, tmp_path):
+BOX_PEOPLE = {**PEOPLE, "una": "annotator", "tess": "trainer"}
+
+
+@dataclass
+class Box:
+    url: str
+    folder: Path
+    users: dict  # name -> a urllib opener holding that user's session
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    """One app with a 3 MB upload quota and every user signed in before any test throttles."""
+    folder = tmp_path_factory.mktemp("box")
+    env = workspace_env(folder)
     env["WORKBENCH_UPLOAD_QUOTA_MB"] = "3"
-    url = start_app_with_users(env, start_process, tmp_path, PEOPLE)
-    users = {name: _signed_in(url, name) for name in PEOPLE}
-    alice, tom, ann, vic = (users[n] for n in PEOPLE)
+    started: list[Process] = []
 
-    # 3. the quota counts bytes received: a chunked upload without Content-Length ...
-    assert _chunked_upload(tom, url, pieces=8, piece=900 * 1024) == 413
-    assert _loose_uploads(tmp_path) == []
-    # ... ten uploads at once pass together no more than the quota ...
+    def start(args, env, name="proc"):
+        started.append(Process(args, env, folder / f"{name}-{len(started)}.log"))
+        return started[-1]
+
+    try:
+        url = start_app_with_users(env, start, folder, BOX_PEOPLE)
+        yield Box(url, folder, {name: _signed_in(url, name) for name in BOX_PEOPLE}, started[0].log)
+    finally:
+        for process in started:
+            process.stop()
+
+
+def _fn(box: Box, api_name: str) -> int:
+    return next(d["id"] for d in _config(box.users["alice"], box.url)["dependencies"] if d.get("api_name") == api_name)
+
+
+def test_the_quota_counts_bytes_received_however_they_are_sent(box):
+    url, users = box.url, box.users
+    # one chunked upload without Content-Length carrying 8 x 900 KB
+    assert _chunked_upload(users["tess"], url, pieces=8, piece=900 * 1024) == 413
+    assert _loose_uploads(box.folder) == []
+    # ten uploads at once pass together no more than the quota
     with ThreadPoolExecutor(10) as pool:
-        codes = list(pool.map(lambda _: _upload(ann, url, 900 * 1024)[0], range(10)))
+        codes = list(pool.map(lambda _: _upload(users["una"], url, 900 * 1024)[0], range(10)))
     assert codes.count(200) == 3 and codes.count(413) == 7, codes
-    # ... and a refused upload leaves nothing behind, nor counts
-    code, _ = _upload(alice, url, 900 * 1024, filename="..")
-    assert code == 400 and _loose_uploads(tmp_path) == []
-    assert _upload(alice, url, 900 * 1024)[0] == 200
+    # an upload Gradio refuses leaves nothing behind, nor counts
+    assert _upload(users["tess"], url, 900 * 1024, filename="..")[0] == 400
+    assert _loose_uploads(box.folder) == []
+    assert [_upload(users["tess"], url, 900 * 1024)[0] for _ in range(3)] == [200] * 3
+    refused = [e for e in _audit(box.folder) if e["action"] == "upload" and e["outcome"] == "refused"]
+    assert {e["user"] for e in refused} == {"tess", "una"}
 
-    # 6. a staged upload is its owner's alone
-    code, text = _upload(alice, url, 100, filename="rows.jsonl")
+
+def test_a_staged_upload_is_its_owners_alone(box):
+    url, users = box.url, box.users
+    code, text = _upload(users["alice"], url, 100, filename="rows.jsonl")
     staged = json.loads(text)[0]
-    assert Path(staged).is_file()
-    from gradio_client import Client
-
-    config = _config(alice, url)
-    import_sft = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "import_sft")
+    assert code == 200 and Path(staged).is_file()
+    import_sft = _fn(box, "import_sft")
     file_data = {"path": staged, "meta": {"_type": "gradio.FileData"}, "orig_name": "rows.jsonl"}
-    code, answer = _call(ann, url, import_sft, [file_data, "train", False, 0.0])
+    code, answer = _call(users["ann"], url, import_sft, [file_data, "train", False, 0.0])
     assert "Permission denied" in json.dumps(answer), answer  # an annotator may not import: refused ...
     assert Path(staged).is_file()  # ... without deleting alice's file
-    code, answer = _call(tom, url, import_sft, [file_data, "train", False, 0.0])
+    code, answer = _call(users["tom"], url, import_sft, [file_data, "train", False, 0.0])
     assert "not one of yours" in json.dumps(answer), answer  # a trainer may import, but not alice's file
-    assert Path(staged).is_file() and not (tmp_path / "ws" / "data" / "train.jsonl").exists()
+    assert Path(staged).is_file() and not (box.folder / "ws" / "data" / "train.jsonl").exists()
 
-    # 4. X-Forwarded-For is not believed without a trusted proxy: a new header per attempt
-    # does not reset the count, and the audit log keeps the real address
-    codes = [_sign_in(_opener(), url, f"spray{i}", "wrong", forwarded=f"203.0.113.{i}") for i in range(14)]
-    assert codes[:10].count(400) == 10 and 429 in codes[10:], codes
-    sprays = [e for e in _audit(tmp_path) if e["action"] == "login" and e["user"].startswith("spray")]
-    assert {e["address"] for e in sprays} == {"127.0.0.1"}
-    # sixty attempts at once are checked no more often than sixty in a row
-    with ThreadPoolExecutor(20) as pool:
-        codes = list(pool.map(lambda _: _sign_in(_opener(), url, "tom", "wrong"), range(60)))
-    assert codes.count(400) <= 5 and codes.count(429) >= 55, codes
 
-    # 5. the Annotate timer does not call what a viewer may not use, and an API call that is
-    # refused again and again writes one audit line and no traceback
+def test_a_page_polls_nothing_its_role_may_not_use_and_repeated_refusals_are_counted(box):
+    from gradio_client import Client
+
+    url, vic = box.url, box.users["vic"]
     config = _config(vic, url)
     timer_ids = {c["id"] for c in config["components"] if c.get("type") == "timer"}
     ticks = [d["id"] for d in config["dependencies"]
              if any(target[0] in timer_ids and target[1] == "tick" for target in d["targets"])]
-    loads = [d["id"] for d in config["dependencies"] if any(t[1] == "load" for t in d["targets"])]
-    gated_load = [i for i in loads if len(config["dependencies"][i]["outputs"]) > 3]
-    assert ticks and gated_load
-    before = len(_audit(tmp_path))
+    page_state = [d["id"] for d in config["dependencies"] if any(t[1] == "load" for t in d["targets"])
+                  and len(d["outputs"]) > 3]
+    assert ticks and page_state
+    before = len(_audit(box.folder))
     for fn in ticks:
-        dependency = config["dependencies"][fn]
         for _ in range(5):
-            code, answer = _call(vic, url, fn, [None] * len(dependency["inputs"]))
+            code, answer = _call(vic, url, fn, [None] * len(config["dependencies"][fn]["inputs"]))
             assert code == 200, answer
-    assert len(_audit(tmp_path)) == before  # the page's own polling records nothing
-    # the page load switches the annotate timer off for a viewer
-    code, answer = _call(vic, url, gated_load[0], [])
-    timers_off = [u for u in answer["data"] if isinstance(u, dict) and u.get("__type__") == "update"
-                  and u.get("active") is False]
-    assert code == 200 and timers_off, answer
+    assert len(_audit(box.folder)) == before  # the page's own polling records nothing
+    code, answer = _call(vic, url, page_state[0], [])  # and the page load switches the Annotate timer off
+    assert code == 200 and [u for u in answer["data"] if isinstance(u, dict) and u.get("active") is False], answer
     viewer = Client(url, auth=("vic", "vic-pw"), verbose=False)
     for _ in range(12):
         with pytest.raises(Exception, match="Permission denied"):
             viewer.predict(api_name="/next_pair")
-    refusals = [e for e in _audit(tmp_path)[before:] if e["user"] == "vic" and e["outcome"] == "refused"]
+    refusals = [e for e in _audit(box.folder)[before:] if e["user"] == "vic" and e["outcome"] == "refused"]
     assert len(refusals) == 1 and refusals[0]["action"] == "annotate"
-    app_log = next(tmp_path.glob("app-*.log")).read_text(errors="replace")
-    assert "Traceback" not in app_log and app_log.count("refused: user 'vic'") == 1
+    log = box.log.read_text(errors="replace")
+    assert "Traceback" not in log and log.count("refused: user 'vic'") == 1
 
-    # 8. size limits: a sign-in body is capped before it is read, and so is any JSON call
-    parts = urlparse(url)
+
+def test_bodies_are_capped_before_they_are_read(box):
+    from gradio_client import Client
+
+    parts = urlparse(box.url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     connection.putrequest("POST", "/login")
     connection.putheader("Content-Type", "application/x-www-form-urlencoded")
@@ -275,19 +299,36 @@ def test_quota_throttling_refusals_staged_uploads_limits_and_headers_hold(env, s
     connection.send(b"username=x&password=" + b"p" * 1024)  # 128 MB announced, 1 KB sent
     assert connection.getresponse().status == 413  # answered without waiting for the rest
     connection.close()
-    code, text, _ = _post(alice, url + "gradio_api/queue/join", b"{" + b" " * (5 * 2**20) + b"}",
+    code, text, _ = _post(box.users["alice"], box.url + "gradio_api/queue/join", b"{" + b" " * (5 * 2**20) + b"}",
                           {"Content-Type": "application/json"})
     assert code == 413 and "over 4 MB" in text
-    voter = Client(url, auth=("ann", "ann-pw"), verbose=False)
+    voter = Client(box.url, auth=("ann", "ann-pw"), verbose=False)
     with pytest.raises(Exception, match="413"):  # 5 MB: over the cap of any JSON call
         voter.predict("c" * 5_000_000, "", api_name="/vote_a")
     with pytest.raises(Exception, match="the comment is 100,000 characters long; the limit is 2,000"):
         voter.predict("c" * 100_000, "", api_name="/vote_a")
 
-    # 9. every answer forbids loading images and scripts from other hosts
-    with alice.open(url, timeout=30) as response:
-        policy = response.headers["Content-Security-Policy"]
-    assert "img-src 'self' data: blob:" in policy and "script-src 'self'" in policy and "default-src 'self'" in policy
+
+def test_every_answer_forbids_loading_from_other_hosts(box):
+    for path in ("", "config", "gradio_api/info"):
+        with box.users["alice"].open(box.url + path, timeout=30) as response:
+            policy = response.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in policy and "img-src 'self' data: blob:" in policy and "script-src 'self'" in policy
+
+
+def test_forwarded_for_is_not_believed_without_a_trusted_proxy(box):
+    """A new X-Forwarded-For per attempt does not make a new address: spraying names from one
+    address is throttled, and the audit log keeps the real address."""
+    codes = [_sign_in(_opener(), box.url, f"spray{i}", "wrong", forwarded=f"203.0.113.{i}") for i in range(14)]
+    assert codes[:10] == [400] * 10 and 429 in codes[10:], codes
+    sprays = [e for e in _audit(box.folder) if e["action"] == "login" and e["user"].startswith("spray")]
+    assert {e["address"] for e in sprays} == {"127.0.0.1"}
+
+
+def test_attempts_sent_at_once_are_checked_no_more_often_than_in_a_row(box):
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(lambda _: _sign_in(_opener(), box.url, "tom", "wrong"), range(60)))
+    assert codes.count(400) <= 5 and codes.count(429) >= 55, codes
 
 
 def test_a_trusted_proxy_gives_the_client_address_and_tls_makes_cookies_secure(env, start_process, tmp_path):
