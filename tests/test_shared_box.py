@@ -8,8 +8,6 @@ from __future__ import annotations
 import http.client
 import http.cookiejar
 import json
-import os
-import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -398,7 +396,7 @@ def test_typed_input_and_names_have_limits_and_nothing_is_saved_past_them(settin
     assert not ws.feedback_file.exists()
     cast_vote(ws, pair, "ann", "a", comment="Bonne réponse, fidèle au texte source.")
     assert "fidèle" in ws.feedback_file.read_text(encoding="utf-8")
-    with pytest.raises(WorkbenchError, match="prompts in one go"):
+    with pytest.raises(WorkbenchError, match="prompts; the limit is 1,000"):
         create_pairs(settings, ["Q"] * (PROMPTS_PER_REQUEST + 1), "typed", Side("base", 0.0), Side("base", 0.8))
     with pytest.raises(ValueError, match="text-direction"):
         add_user(tmp_path / "users.json", "admin\u202e", "pw", "viewer")

@@ -34,4 +34,4 @@ def check_text(what: str, value: str | None, limit: int) -> str:
 
 def check_count(what: str, count: int, limit: int) -> None:
     if count > limit:
-        raise TooLong(f"{count:,} {what} in one go; the limit is {limit:,}")
+        raise TooLong(f"{count:,} {what}; the limit is {limit:,}")

@@ -109,6 +109,7 @@ def rag_questions(path: Path, limit: int = 0) -> list[dict[str, Any]]:
             rows.append(_question(record, f"{path.name} line {line_no}"))
     if not rows:
         raise EmptySet(f"{path.name} has no questions")
+    check_count(f"questions in {path.name}", len(rows), QUESTION_SET_ROWS)
     return rows[:limit] if limit else rows
 
 

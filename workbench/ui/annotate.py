@@ -194,13 +194,13 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
         for choice, button in buttons.items():
             button.click(vote, [gr.State(choice), pair_id, comment, edited, skipped],
                          [reveal, comment, edited, skipped], api_name=f"vote_{choice}").then(
-                show, [forced, skipped], shown, api_name=False)
+                look, [forced, skipped], shown, api_name=False)
         skip_btn.click(skip, [pair_id, skipped], [reveal, skipped], api_name=False).then(
-            show, [forced, skipped], shown, api_name=False)
+            look, [forced, skipped], shown, api_name=False)
         undo_btn.click(undo, None, [reveal, forced], api_name="undo_vote").then(
-            show, [forced, skipped], shown, api_name=False).then(lambda: None, None, forced, api_name=False)
+            look, [forced, skipped], shown, api_name=False).then(lambda: None, None, forced, api_name=False)
         add_btn.click(add, [source, typed, upload, model_a, temp_a, model_b, temp_b, max_new, penalty, rag, k],
-                      [add_message], api_name="create_pairs").then(show, [forced, skipped], shown, api_name=False)
+                      [add_message], api_name="create_pairs").then(look, [forced, skipped], shown, api_name=False)
         merge_btn.click(merge, None, [merge_message], api_name="merge_feedback")
         tab.select(look, [forced, skipped], shown, api_name=False)
         gr.api(next_pair_api, api_name="next_pair")

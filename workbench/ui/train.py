@@ -158,6 +158,12 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
         return (dataset_summary(chosen, ws, values.get("dataset", "")),
                 estimate_text(settings, TRAIN_METHODS[chosen], values))
 
+    def check_quietly(request: gr.Request, chosen, *raw):
+        """(method switched) The data check and estimate for roles that may launch; nothing for the others."""
+        if ctx.allowed(request, "launch") is None:
+            return "", ""
+        return check(request, chosen, *raw)
+
     def launch(request: gr.Request, chosen, *raw):
         user = ctx.require(request, "launch")
         values = form_values(chosen, raw)
@@ -170,7 +176,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
         return f"Queued **{run.id}**: it is open in Monitor.{notes}", run.id, gr.Tabs(selected="monitor")
 
     method.change(show_method, method, [needs, *[f.group for f in forms]], api_name=False).then(
-        check, [method, *all_widgets], [dataset_info, estimate], api_name=False)
+        check_quietly, [method, *all_widgets], [dataset_info, estimate], api_name=False)
     estimate_btn.click(check, [method, *all_widgets], [dataset_info, estimate], api_name="train_estimate")
     import_btn.click(upload, [file, into, replace, split], [message, summary, sample], api_name="import_sft")
     feedback_btn.click(from_feedback, [into], [message, summary, sample], api_name="sft_from_feedback")
