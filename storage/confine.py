@@ -26,7 +26,7 @@ def resolve_under(folder: Path, name: str, *, must_exist: bool = True, label: st
     (``data/``); the folder's own path is never shown to the caller.
     """
     label = label or f"{Path(folder).name}/"
-    refused = NameRefused(f"no {what} named {str(name)[:80]!r} in {label}")
+    refused = NameRefused(f"no {what} named {str(name)[:MAX_NAME_CHARS]!r} in {label}")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
         raise refused
     text = name.strip()

@@ -140,7 +140,7 @@ def test_a_file_name_resolves_inside_its_folder_or_is_refused_the_same_way(tmp_p
     def refusal(name: str, **kwargs) -> str:
         with pytest.raises(NameRefused) as caught:
             resolve_under(data, name, label="data/", **kwargs)
-        return str(caught.value).replace(repr(name[:80]), "NAME")
+        return str(caught.value).replace(repr(name), "NAME")
 
     existing = [str(outside / "secret.tsv"), "../../outside/secret.tsv", "link.tsv", "sets/../../../outside/secret.tsv",
                 "~/secret.tsv", "", "  ", "a\x00b", "..", "sets/.."]
