@@ -88,6 +88,11 @@ class Workspace:
         return self.home / "audit.jsonl"
 
     @property
+    def precision_file(self) -> Path:
+        """How inference computes on each device this workspace ran on, decided once."""
+        return self.home / "precision.json"
+
+    @property
     def cache(self) -> Path:
         return self.home / "cache"
 

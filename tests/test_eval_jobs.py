@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from pathlib import Path
 
-from tests.conftest import RAG_QUESTIONS, ingest, run_status, sft_rows, three_docs, wait_for, write_jsonl
+from tests.conftest import RAG_QUESTIONS, cli, ingest, run_status, sft_rows, three_docs, wait_for, write_jsonl
 
 
 def votes_for(settings, winner: str, loser: str, n: int = 6) -> None:
@@ -140,3 +141,39 @@ def test_bad_input_is_refused_before_queueing(train_env, wb, settings, tmp_path)
     assert "has no rows" in refused("--sets", "votes") or "feedback.jsonl" in refused("--sets", "votes")
     runs = [r for r in ws.runs.iterdir()] if ws.runs.is_dir() else []
     assert not [r for r in runs if "evaluate" in r.name]  # nothing was queued
+
+
+def test_the_same_evaluation_twice_gives_the_same_numbers_and_says_how_they_were_computed(train_env, tmp_path):
+    """Two processes evaluate the same model on the same sets: every number is the same. The
+    first process records how this device computes (``precision.json``); the second reads it,
+    and a decision written there is followed even where a timing would choose otherwise."""
+    from workbench.models.precision import device_name
+
+    env, ws = train_env, Path(train_env["WORKBENCH_HOME"])
+    write_jsonl(ws / "data" / "test.jsonl", sft_rows(16)[12:])
+
+    def evaluate() -> dict:
+        result = json.loads(cli(env, "eval", "--models", "base", "--sets", "test", "--max-prompts", "4",
+                                "--max-new-tokens", "8", "--json").stdout)
+        assert result["status"] == "succeeded", result
+        return result
+
+    first, second = evaluate(), evaluate()
+    assert first["id"] != second["id"]
+    assert first["scores"] == second["scores"] and first["scores"]["base"]["metrics"]["test_loss"] > 0
+    recorded = json.loads((ws / "precision.json").read_text())["devices"]
+    assert list(recorded) == [device_name()]
+    decision = recorded[device_name()]
+    environment = second["environment"]
+    assert environment["device"] == device_name() and environment["dtype"] == decision["dtype"]
+    assert environment["seed"] == 0 and {"torch", "transformers"} <= set(environment["versions"])
+    units = [json.loads((ws / "runs" / r["id"] / "results" / "base.test.json").read_text()) for r in (first, second)]
+    assert units[0]["answers"] == units[1]["answers"] and units[0]["metrics"] == units[1]["metrics"]
+
+    # the record decides: written as float32 (or bfloat16), every later process computes so
+    other = "float32" if decision["dtype"] == "bfloat16" else "bfloat16"
+    (ws / "precision.json").write_text(json.dumps({"devices": {device_name(): {**decision, "dtype": other}}}))
+    third = evaluate()
+    assert third["environment"]["dtype"] == other
+    report_html = (ws / "runs" / third["id"] / "report.html").read_text()
+    assert f"{other}, full weights, seed 0" in report_html

@@ -134,7 +134,7 @@ def gpu_holders(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def system_markdown(workers: list[dict], gpus: list[dict], pending: dict[str, Any],
-                    holders: list[str] | None = None) -> str:
+                    holders: list[str] | None = None, precisions: list | None = None) -> str:
     lines = ["**Queue** — pending: " + ", ".join(f"{q} {n}" for q, n in pending.items())]
     if workers:
         lines.append("**Workers** — " + "; ".join(
@@ -150,4 +150,8 @@ def system_markdown(workers: list[dict], gpus: list[dict], pending: dict[str, An
         lines.append("**GPUs** — none detected")
     if holders:
         lines.append("**Held by** — " + "; ".join(holders))
+    if precisions:
+        lines.append("**Inference precision** (decided once per device, `precision.json`) — " + "; ".join(
+            f"{p.device_name}: {p.dtype}" + (", int8 weights for chat" if p.int8_decode else "")
+            + f" (since {p.decided[:10]})" for p in precisions))
     return "\n\n".join(lines)

@@ -42,7 +42,7 @@ class ModelCache:
                 from workbench.models.int8_decode import describe_weights
 
                 started = time.perf_counter()
-                model, tokenizer, device = load_for_inference(key[0], decode_weights)
+                model, tokenizer, device = load_for_inference(key[0], decode_weights, workspace)
                 with self._lock:
                     self._models[key] = LoadedModel(key[0], model, tokenizer, device, time.time(),
                                                     time.perf_counter() - started, describe_weights(model))

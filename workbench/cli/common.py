@@ -36,9 +36,10 @@ def print_json(data: Any) -> None:
 
 
 def run_kind(settings, kind: str, config: dict[str, Any], queue: bool, as_json: bool,
-             extra: dict[str, Any] | None = None) -> int:
+             extra: dict[str, Any] | None = None, result_extra=None) -> int:
     """Enqueue (``--queue``) or run in this process with a progress bar; exit code follows the
-    outcome. ``extra`` is merged into the JSON output. Preflight warnings go to stderr."""
+    outcome. ``extra`` is merged into the JSON output, and so is ``result_extra(run)`` once a
+    run in this process has ended. Preflight warnings go to stderr."""
     from jobs import control
     from jobs.runner import execute
 
@@ -54,7 +55,8 @@ def run_kind(settings, kind: str, config: dict[str, Any], queue: bool, as_json: 
         print(f"run {run.id}", file=sys.stderr)
     status = execute(settings, run.id, echo=not as_json)
     if as_json:
-        print_json({**show(run.folder.parent, run.id), **(extra or {})})
+        after = result_extra(run) if result_extra else {}
+        print_json({**show(run.folder.parent, run.id), **(extra or {}), **after})
     else:
         print(f"{status.get('status')}" + (f": {status.get('error')}" if status.get("error") else ""))
     return {"succeeded": 0, "cancelled": 130}.get(status.get("status"), 1)

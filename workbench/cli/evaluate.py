@@ -40,10 +40,24 @@ def add_parsers(sub) -> None:
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
-    code = run_kind(settings, KIND, config_from_arguments(args, get_kind(KIND).load()[0]), args.queue, args.json)
+    code = run_kind(settings, KIND, config_from_arguments(args, get_kind(KIND).load()[0]), args.queue, args.json,
+                    result_extra=_scores)
     if not args.queue and not args.json:
         _print_latest(settings)
     return code
+
+
+def _scores(run) -> dict:
+    """What ``--json`` adds to the run record: each model's scores and intervals, the retrieval
+    scores and what they were computed with, from the run's report."""
+    from storage import read_json
+
+    report = read_json(run.folder / "report.json", default=None)
+    if not isinstance(report, dict):
+        return {}
+    return {"scores": {m: {"metrics": row.get("metrics"), "intervals": row.get("intervals"), "error": row.get("error")}
+                       for m, row in (report.get("models") or {}).items()},
+            "retrieval": report.get("retrieval"), "environment": report.get("environment")}
 
 
 def _print_latest(settings: Settings) -> None:

@@ -74,7 +74,29 @@ def build_report(folder: Path, config, plan, settings: Settings) -> dict[str, An
             "units": {"done": done, "total": len(todo)}, "config": _plain(config), "sets": plan.sets,
             "judge": plan.judge, "references": plan.references, "models": rows,
             "retrieval": (_result(results, "_retrieval", "rag") or {}).get("retrieval"),
-            "samples": _samples(results, plan, config.samples)}
+            "samples": _samples(results, plan, config.samples), "environment": environment(settings, config.seed)}
+
+
+LIBRARIES = ("torch", "transformers", "peft", "trl", "sentence-transformers", "faiss-cpu", "bitsandbytes")
+
+
+def environment(settings: Settings, seed: int) -> dict[str, Any]:
+    """What the numbers were computed with: the device and its recorded precision (models load
+    their full weights in that dtype for evaluation), the seed and the libraries' versions."""
+    from importlib import metadata
+
+    from workbench.models.precision import recorded
+
+    decision = recorded(settings.workspace)
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"device": decision.device_name if decision else None, "dtype": decision.dtype if decision else None,
+            "weights": "full", "precision_decided": decision.decided if decision else None,
+            "seed": seed, "versions": versions}
 
 
 def _plain(config) -> dict[str, Any]:
@@ -156,6 +178,11 @@ def render_html(report: dict[str, Any]) -> str:
     parts = [f"<h1>Evaluation {html.escape(report['run_id'])}</h1>",
              f"<p>Sets: {html.escape(', '.join(report['sets']))}. Judge: {_fmt(report.get('judge') or '—')}. "
              f"Updated {_fmt(report['updated'])}{' (partial)' if report['partial'] else ''}.</p>"]
+    env = report.get("environment") or {}
+    if env:
+        versions = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items())
+        parts.append(f"<p>Computed on {_fmt(env.get('device') or 'no model loaded')}, {_fmt(env.get('dtype') or '—')}, "
+                     f"{_fmt(env.get('weights'))} weights, seed {_fmt(env.get('seed'))}; {_fmt(versions)}.</p>")
     keys = [k for k in metrics.METRICS if any(row["metrics"].get(k) is not None for row in report["models"].values())]
     head = "".join(f"<th>{html.escape(metrics.METRICS[k][0])}</th>" for k in keys)
     body = []

@@ -50,7 +50,8 @@ def run_retrieval(settings: Settings, questions: list[dict[str, Any]], modes: tu
         from workbench.index.rerank import rerank
         from workbench.models.loading import load_for_inference, resolve
 
-        model, tokenizer, _ = load_for_inference(resolve(rerank_with, settings.workspace, settings.base_model))
+        model, tokenizer, _ = load_for_inference(resolve(rerank_with, settings.workspace, settings.base_model),
+                                                 workspace=settings.workspace)
         for mode in modes:
             ranked[f"{mode}+rerank"] = [rerank(model, tokenizer, text, hits) for text, hits in zip(texts, ranked[mode])]
     return RetrievalRun(questions, expected, ranked)

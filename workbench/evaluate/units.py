@@ -38,13 +38,13 @@ def load(settings: Settings, name: str) -> Loaded:
     spec = resolve(name, settings.workspace, settings.base_model)
     role = model_role(settings, name)
     if role == POLICY:
-        model, tokenizer, _ = load_for_inference(spec)
+        model, tokenizer, _ = load_for_inference(spec, workspace=settings.workspace)
         return Loaded(name, role, model, tokenizer)
     from transformers import AutoModelForSequenceClassification
 
     from workbench.train.modeling import load_tokenizer
 
-    device, dtype = pick_device_dtype()
+    device, dtype = pick_device_dtype(settings.workspace)
     tokenizer = load_tokenizer(ModelSpec(name, spec.path))
     model = AutoModelForSequenceClassification.from_pretrained(spec.path, num_labels=1, dtype=dtype,
                                                                trust_remote_code=False, use_safetensors=True)

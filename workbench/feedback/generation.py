@@ -108,7 +108,8 @@ def run(config: Config, reporter) -> dict[str, Any]:
             continue
         reporter.check_cancel()
         reporter.progress(done, total, f"loading {model_name}")
-        model, tokenizer, _ = load_for_inference(resolve(model_name, settings.workspace, settings.base_model))
+        model, tokenizer, _ = load_for_inference(resolve(model_name, settings.workspace, settings.base_model),
+                                                 workspace=settings.workspace)
         sampling = getattr(items[0][0], items[0][1]).sampling()
         window = context_window(model)
         fitted = [fit_prompt(tokenizer, p.prompt, window - sampling.max_new_tokens) for p, _ in items]

@@ -133,7 +133,14 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def pick_device_dtype() -> tuple[str, Any]:
+def pick_device_dtype(workspace: Workspace | None = None) -> tuple[str, Any]:
+    """The device and compute dtype of inference: the workspace's recorded decision for this
+    device (``models.precision``), or, without a workspace, this process's own probe."""
+    if workspace is not None:
+        from workbench.models.precision import decide
+
+        decision = decide(workspace)
+        return decision.device, decision.torch_dtype()
     import torch
 
     if torch.cuda.is_available():
@@ -143,14 +150,16 @@ def pick_device_dtype() -> tuple[str, Any]:
     return "cpu", torch.bfloat16 if cpu_bf16_pays() else torch.float32
 
 
-def load_for_inference(spec: ModelSpec, decode_weights: str = "full") -> tuple[Any, Any, str]:
+def load_for_inference(spec: ModelSpec, decode_weights: str = "full",
+                       workspace: Workspace | None = None) -> tuple[Any, Any, str]:
     """(model in eval mode, tokenizer, device). ``decode_weights``: ``full`` keeps the weights in
     the device's dtype; ``int8`` (CPU only) stores every linear layer's weights as int8 for fast
-    one-stream decoding; ``auto`` picks int8 when a quick timing on this CPU says it pays."""
+    one-stream decoding; ``auto`` picks int8 where the workspace's decision for this CPU says it
+    pays. With ``workspace``, dtype and int8 follow its recorded decision, the same in every process."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device, dtype = pick_device_dtype()
-    int8 = device == "cpu" and use_int8(decode_weights, dtype)
+    device, dtype = pick_device_dtype(workspace)
+    int8 = device == "cpu" and use_int8(decode_weights, dtype, workspace)
     if int8:
         import torch
 
@@ -174,7 +183,7 @@ def load_for_inference(spec: ModelSpec, decode_weights: str = "full") -> tuple[A
     return model, tokenizer, device
 
 
-def use_int8(decode_weights: str, dtype: Any) -> bool:
+def use_int8(decode_weights: str, dtype: Any, workspace: Workspace | None = None) -> bool:
     from workbench.models.int8_decode import int8_pays, kernel_available
     from workbench.settings import DECODE_WEIGHTS
 
@@ -183,5 +192,9 @@ def use_int8(decode_weights: str, dtype: Any) -> bool:
     if decode_weights == "int8" and not kernel_available():
         raise ValueError("decode weights 'int8': this torch has no int8 weight-only kernel (_weight_int8pack_mm)")
     if decode_weights == "auto":
+        if workspace is not None:
+            from workbench.models.precision import decide
+
+            return decide(workspace).int8_decode and kernel_available()
         return int8_pays(str(dtype).replace("torch.", ""))
     return decode_weights == "int8"

@@ -10,6 +10,7 @@ from storage import Unreadable
 from workbench import audit
 from workbench.monitor import (RUN_COLUMNS, gpu_holders, gpu_state, live_workers, metrics_figure,
                                progress_text, result_markdown, runs_table, system_markdown)
+from workbench.models.precision import recorded_all
 from workbench.selftest import Config as SelftestConfig
 from workbench.ui.common import UiContext
 
@@ -63,7 +64,7 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
             if marker != plotted:
                 figure = metrics_figure(metrics, title=selected)
         system = system_markdown(live_workers(settings.workspace, settings.stale_after), gpu_state(),
-                                 control.pending_counts(settings), gpu_holders(runs))
+                                 control.pending_counts(settings), gpu_holders(runs), recorded_all(settings.workspace))
         return (gr.Dataframe(value=rows), picker, detail, log,
                 figure, marker, system)
 
