@@ -19,6 +19,7 @@ from jobs import gpus as gpu_reservation
 from jobs.reaper import process_start_time
 from storage.runs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, now_iso
 from workbench.configs import config_from_dict
+from workbench.errors import WorkbenchError
 from workbench.kinds import get_kind
 from workbench.models.openmp import release_openmp_pool
 from workbench.reporting import Cancelled, RunReporter
@@ -134,7 +135,8 @@ def _execute(settings: Settings, run: RunRecord, status: dict, gpus: list[int], 
             raise
         except Exception as exc:  # the job failed; the worker carries on
             run.log("".join(traceback.format_exception(exc)).rstrip())
-            run.transition({RUNNING}, FAILED, finished=now_iso(), error=f"{type(exc).__name__}: {exc}",
+            said = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
+            run.transition({RUNNING}, FAILED, finished=now_iso(), error=said,
                            resumable=run.latest_checkpoint() is not None)
         finally:
             reporter.close()

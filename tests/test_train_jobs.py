@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -65,6 +66,21 @@ def test_cancel_stops_within_a_step_and_resume_continues(train_env, settings, wo
     assert steps[steps.index(stopped_at) + 1] == stopped_at + 1  # the count carried on, not from 1
     assert f"resuming from checkpoint-{stopped_at}" in run.read_log()
     assert (settings.workspace.models / "llama-lora-adapted" / "adapter_model.safetensors").exists()
+
+
+def test_a_training_child_killed_by_the_kernel_is_named_with_its_peak_memory(train_env, settings, worker):
+    """The child's last line is no cause (on CPU it is an unrelated bitsandbytes warning): a
+    SIGKILL, as the out-of-memory killer sends, is reported as such with the memory it reached."""
+    from jobs import control
+
+    run = control.submit(settings, "train.sft", SLOW_SFT)
+    wait_for(lambda: loss_steps(run.folder) if (run.folder / "metrics.jsonl").exists() else None,
+             timeout=180, what="a first training step")
+    os.kill(run_status(settings, run.id)["child_pid"], signal.SIGKILL)
+    status = finished(settings, run.id, timeout=60)
+    assert status["status"] == "failed", status
+    assert re.fullmatch(r"killed by the system \(out of memory\?\): peak \d+\.\d GB of \d+ GB; "
+                        r"lower batch_size or max_length", status["error"]), status["error"]
 
 
 def test_kill_9_of_the_worker_then_resume(train_env, settings, worker):

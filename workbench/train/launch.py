@@ -11,8 +11,9 @@ import threading
 import time
 
 from storage import read_json
+from workbench.errors import WorkbenchError
 from workbench.reporting import Cancelled
-from workbench.subprocesses import die_with_parent
+from workbench.subprocesses import die_with_parent, killed_by_signal_9, machine_memory_bytes, tree_rss_bytes
 from workbench.train.config import TrainConfig
 
 RESULT = "result.json"
@@ -63,9 +64,11 @@ def run_in_child(config: TrainConfig, reporter) -> dict:
 
     reader = threading.Thread(target=copy_output, daemon=True)
     reader.start()
-    cancel_seen, last_progress = None, None
+    run.update(child_pid=proc.pid)
+    cancel_seen, last_progress, peak = None, None, 0
     while proc.poll() is None:
         time.sleep(0.2)
+        peak = max(peak, tree_rss_bytes(proc.pid))
         progress = _progress(run)
         if progress != last_progress:
             last_progress = progress
@@ -91,8 +94,18 @@ def run_in_child(config: TrainConfig, reporter) -> dict:
             raise Cancelled("cancelled by user")
         if isinstance(outcome, dict) and outcome.get("error"):
             raise RuntimeError(outcome["error"])
+        if killed_by_signal_9(proc.returncode, tail):
+            raise WorkbenchError(killed_message(peak, machine_memory_bytes()))
         raise RuntimeError(f"training process exited with code {proc.returncode}: {_last_error(tail)}")
     return outcome.get("result") or {}
+
+
+def killed_message(peak_bytes: int, total_bytes: int) -> str:
+    """What a training child killed by SIGKILL is reported as: its last line is no cause (on CPU
+    it is bitsandbytes' warning about a missing ``kernels`` package, printed at every start)."""
+    gib = 2**30
+    seen = f": peak {peak_bytes / gib:.1f} GB of {total_bytes / gib:.0f} GB" if peak_bytes and total_bytes else ""
+    return f"killed by the system (out of memory?){seen}; lower batch_size or max_length"
 
 
 def _make_room(config: TrainConfig, reporter) -> None:
