@@ -1,9 +1,9 @@
-"""Fetch real documentation sets from Debian packages (HTML manuals), for the benchmarks.
+"""Fetch real documentation sets from Debian packages (HTML manuals, PDFs), for the benchmarks.
 
     python benchmarks/fetch_docs.py [--into DIR] [--set NAME]
 
 ``apt-get download`` takes the package from the Debian archive (no root needed), ``dpkg -x``
-unpacks it, and the set's HTML pages are copied into ``DIR/<set>/``. Prints the folder.
+unpacks it, and the set's pages (HTML or PDF files) are copied into ``DIR/<set>/``. Prints the folder.
 """
 from __future__ import annotations
 
@@ -24,6 +24,15 @@ SETS = {
     "postgres": (*_PG, ("tutorial*.html", "ddl*.html", "datatype*.html", "functions*.html",
                         "indexes*.html", "queries*.html")),
     "django": (*_DJANGO, ("topics/**/*.html", "howto/**/*.html")),
+    # Three sets that differ from those: LilyPond's learning manual in French (texi2html, each
+    # page wrapped in a long table-of-contents sidebar), 128 pages.
+    "lilypond-fr": ("lilypond-doc-html-fr", "usr/share/doc/lilypond/html/Documentation/learning", ("*.fr.html",)),
+    # Erlang/OTP's manuals as PDF (erl_docgen XML through Apache FOP), one per application, user's
+    # guide and reference: 37 documents (the wxErlang API reference, 983 pages, is left out by [!w]).
+    "erlang-pdf": ("erlang-doc", "usr/share/doc/erlang-doc", ("doc/pdf/*.pdf", "erts-*/doc/pdf/*.pdf",
+                                                            "lib/[!w]*/doc/pdf/*.pdf")),
+    # The Rust Programming Language book (mdBook): its chapters and appendices, 103 pages.
+    "rust-book": ("rust-doc", "usr/share/doc/rust-doc/html/book", ("ch*.html", "appendix-*.html")),
 }
 DEFAULT_INTO = Path(tempfile.gettempdir()) / "workbench-docs"
 

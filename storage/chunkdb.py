@@ -123,6 +123,11 @@ class ChunkDB:
             self.put(rows=self.get("rows", 0) - len(ids))
         return len(ids)
 
+    def replace_terms(self, bodies: list[tuple[int, str]]) -> None:
+        """New sparse-side text for existing chunks: (id, body)."""
+        self.conn.executemany("DELETE FROM chunk_terms WHERE rowid = ?", [(i,) for i, _ in bodies])
+        self.conn.executemany("INSERT INTO chunk_terms (rowid, body) VALUES (?, ?)", bodies)
+
     def clear(self) -> None:
         """Every chunk, document and tombstone gone (a rebuild); ids keep growing."""
         for table in ("documents", "chunks", "chunk_terms", "tombstones"):

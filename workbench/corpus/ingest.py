@@ -19,6 +19,7 @@ from storage import RunStore
 from storage.documents import FAILED, INDEXED, PENDING, DocumentStore
 from storage.runs import ACTIVE, now_iso
 from workbench.corpus.chunking import HEADING_TOKENS, chunk_blocks, document_title, indexed_text
+from workbench.index.lexical import detect_language
 from workbench.corpus.parse import ParseError
 from workbench.corpus.sandbox import parse_isolated
 from workbench.index import store as index_store
@@ -173,9 +174,10 @@ def _prepare(doc: dict, docs: DocumentStore, model, tokenizer, config: Config, c
              "position": n, "tokens": c.tokens, "text": c.text}
             for n, c in enumerate(chunks)]
     vectors = embed(model, [indexed_text(row) for row in rows], batch_size=config.batch_size)
-    reporter.log(f"{doc['name']}: {len(blocks)} blocks, {len(rows)} chunks "
+    language = detect_language(" ".join(row["text"] for row in rows[:50]))
+    reporter.log(f"{doc['name']}: {len(blocks)} blocks, {len(rows)} chunks, language {language or 'unknown'} "
                  f"({time.monotonic() - started:.1f} s)")
-    return (doc, rows, vectors), None
+    return (doc, rows, vectors, language), None
 
 
 def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, index_type: str = "") -> None:
@@ -195,13 +197,14 @@ def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, 
                 return
             live = {d["id"] for d in docs.list()}
             with db.writing():
-                for doc, rows, vectors in batch:
+                index_store.upgrade_lexical(db, reporter.log)
+                for doc, rows, vectors, language in batch:
                     if doc["id"] in live:  # not deleted while it was being embedded
-                        index_store.add_document(db, doc, rows, vectors)
-        for doc, rows, _ in batch:
+                        index_store.add_document(db, doc, rows, vectors, language)
+        for doc, rows, _, language in batch:
             if doc["id"] in live:
                 docs.update(doc["id"], status=INDEXED, chunks=len(rows), error=None, run_id=None,
-                            indexed_at=now_iso())
+                            indexed_at=now_iso(), language=language)
                 result["indexed"].append(doc["name"])
                 result["chunks"] += len(rows)
 

@@ -5,7 +5,6 @@ are loaded once per process; a commit is read as what changed since the last one
 """
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -14,7 +13,7 @@ import numpy as np
 
 from storage import Workspace
 from storage.chunkdb import ChunkDB
-from workbench.index import store
+from workbench.index import lexical, store
 from workbench.index.modes import DEFAULT_MODE, MODES
 from workbench.index.embedder import embed, load_embedder
 from workbench.models.openmp import release_openmp_pool
@@ -53,15 +52,14 @@ class Hit:
 
 
 RELOAD_WAIT_S = 0.1  # a search waits this long for a newer index being loaded, then uses the one it has
-# Lucene's English stop words (what bm25s used here before FTS5 took over the sparse side)
-_STOPWORDS = frozenset("a an and are as at be but by for if in into is it no not of on or such that the their "
-                       "then there these they this to was will with".split())
 
 
-def query_terms(query: str) -> list[str]:
-    """The words of a query the sparse side looks for: split as FTS5's tokenizer splits (letters
-    and digits), lower case, English stop words and single characters left out."""
-    return list(dict.fromkeys(t for t in re.findall(r"[^\W_]+", query.lower()) if len(t) > 1 and t not in _STOPWORDS))
+def query_terms(query: str, lexical_state: dict) -> list[str]:
+    """The terms the sparse side looks for: the question analysed in each language of the corpus
+    (``index.lexical``), or its plain words for an index written before per-language analysis."""
+    if lexical_state["version"] >= lexical.VERSION:
+        return lexical.query_terms(query, lexical_state["languages"])[0]
+    return lexical.legacy_terms(query)
 
 
 class Retriever:
@@ -159,7 +157,8 @@ class Retriever:
         ranked = state.search(embed(self.model(), queries), depth)
         release_openmp_pool()  # a request's thread keeps no pool to slow a generating one down
         if mode == "hybrid":
-            ranked = [self._fuse(db.match(query_terms(q), depth), dense) for q, dense in zip(queries, ranked)]
+            written = store.lexical_state(db)
+            ranked = [self._fuse(db.match(query_terms(q, written), depth), dense) for q, dense in zip(queries, ranked)]
         chunks = db.chunks(sorted({i for hits in ranked for i, _ in hits[:k + 10]}))
         results = []
         for hits in ranked:

@@ -30,6 +30,7 @@ from storage.documents import DocumentStore
 from storage.runs import now_iso
 from workbench.corpus.chunking import indexed_text
 from workbench.errors import WorkbenchError
+from workbench.index import lexical
 
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 COMPACT_SHARE = 0.1  # compact when rows added or deleted since the snapshot pass this share of it
@@ -279,18 +280,54 @@ def create(workspace: Workspace, embedding: dict[str, Any], index_type: str = "f
 
 
 def _initialise(db: ChunkDB, embedding: dict[str, Any], index_type: str) -> None:
-    db.put(version=2, embedding_model=embedding["model"], dim=int(embedding["dim"]),
+    db.put(version=2, lexical={"version": lexical.VERSION, "languages": []},
+           embedding_model=embedding["model"], dim=int(embedding["dim"]),
            embedding_dtype=embedding.get("dtype"), chunking=embedding.get("chunking", {}),
            index_type=index_type, snapshot=dict(EMPTY_SNAPSHOT, index_type=index_type, built=now_iso()),
            updated=now_iso())
 
 
-def add_document(db: ChunkDB, doc: dict[str, Any], rows: list[dict[str, Any]], vectors: np.ndarray) -> None:
-    """Put a document's chunks and vectors in place of any it had (inside ``db.writing()``)."""
+def add_document(db: ChunkDB, doc: dict[str, Any], rows: list[dict[str, Any]], vectors: np.ndarray,
+                 language: str | None = None) -> None:
+    """Put a document's chunks and vectors in place of any it had (inside ``db.writing()``); the
+    sparse side indexes them as words of ``language`` (``index.lexical``)."""
     db.remove_document(doc["id"])
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    db.add_document(doc, rows, [v.tobytes() for v in vectors], [indexed_text(r) for r in rows])
+    analysed = lexical_state(db)["version"] >= lexical.VERSION
+    bodies = [lexical.body(indexed_text(r), language) if analysed else indexed_text(r) for r in rows]
+    db.add_document(doc, rows, [v.tobytes() for v in vectors], bodies)
+    if analysed and language and language not in lexical_state(db)["languages"]:
+        db.put(lexical={"version": lexical.VERSION, "languages": sorted({*lexical_state(db)["languages"], language})})
     db.put(updated=now_iso())
+
+
+def lexical_state(db: ChunkDB) -> dict[str, Any]:
+    """How the sparse side was written: ``version`` (1: plain words) and the corpus's languages."""
+    found = db.get("lexical")
+    if not isinstance(found, dict):
+        return {"version": 1, "languages": []}
+    return {"version": int(found.get("version", 1)), "languages": list(found.get("languages") or [])}
+
+
+def upgrade_lexical(db: ChunkDB, log=lambda message: None) -> bool:
+    """Re-analyse a sparse side written with plain words (before ``lexical.VERSION`` 2): each
+    document's language detected, its chunks' terms rewritten (inside ``db.writing()``). True when
+    something was done."""
+    if lexical_state(db)["version"] >= lexical.VERSION:
+        return False
+    by_document: dict[str, list[dict[str, Any]]] = {}
+    for chunk in db.iter_chunks():
+        by_document.setdefault(chunk["doc_id"], []).append(chunk)
+    languages = set()
+    for chunks in by_document.values():
+        language = lexical.detect_language(" ".join(c["text"] for c in chunks[:50]))
+        if language:
+            languages.add(language)
+        db.replace_terms([(c["id"], lexical.body(indexed_text(c), language)) for c in chunks])
+    db.put(lexical={"version": lexical.VERSION, "languages": sorted(languages)}, updated=now_iso())
+    log(f"sparse index re-analysed per language ({', '.join(sorted(languages)) or 'none detected'}): "
+        f"{sum(map(len, by_document.values()))} chunks")
+    return True
 
 
 def remove_documents(db: ChunkDB, doc_ids: set[str]) -> int:

@@ -1,0 +1,91 @@
+"""The sparse side of hybrid search speaks the corpus's languages: a French question finds French
+chunks written with other forms of its words (stems, accents folded), an English one English
+chunks, in one mixed corpus; an index written with plain words keeps working and is re-analysed
+at the next ingest; a question in a language without a stemmer gets a note."""
+from __future__ import annotations
+
+import numpy as np
+
+from storage import Workspace
+from storage.documents import DocumentStore
+from workbench.index import lexical, store
+from workbench.index.search import query_terms
+
+FRENCH = [
+    "Pour configurer les interfaces réseau, modifiez le fichier /etc/network/interfaces puis relancez le service.",
+    "Les paquets sont installés avec apt : la commande apt install télécharge et installe les dépendances.",
+    "Sauvegardes : copiez régulièrement le répertoire personnel sur un disque externe chiffré.",
+]
+ENGLISH = [
+    "Configuring the firewall: nftables rules are loaded at boot from /etc/nftables.conf.",
+    "Printing documents: CUPS manages printers, queues and drivers through its web interface.",
+    "Mounting disks: entries in /etc/fstab describe which partitions are mounted at boot.",
+]
+
+
+def test_words_are_cut_to_their_stems_per_language_with_accents_folded():
+    assert lexical.detect_language(" ".join(FRENCH)) == "fr" and lexical.detect_language(" ".join(ENGLISH)) == "en"
+    assert lexical.detect_language("réseau ?") is None  # too short to tell
+    assert lexical.analyse("Comment configurer les réseaux ?", "fr") == ["comment", "configur", "reseau"]
+    assert lexical.analyse("la configuration réseau", "fr") == ["configur", "reseau"]
+    assert lexical.analyse("Mounting the disks", "en") == ["mount", "disk"]
+    assert lexical.analyse("Die Konfigurationen", "de") == ["die", "konfiguration"]  # German stop words kept
+    assert lexical.analyse("Hello ōlelo", "haw") == ["hello", "olelo"]  # no stemmer: plain words, accents folded
+
+
+def test_a_question_in_a_language_without_a_stemmer_gets_a_note():
+    terms, note = lexical.query_terms("Mitä tapahtuu kun verkkoyhteys katkeaa kesken päivityksen asennuksen?",
+                                      ["fr", "en"])
+    assert note is None or "no stemmer" in note  # Finnish has a stemmer: no note
+    terms, note = lexical.query_terms("Ni jinsi gani ninaweza kusanidi mtandao wa kompyuta yangu nyumbani leo?",
+                                      ["fr", "en"])
+    assert note and "no stemmer" in note and "kusanidi" in terms
+
+
+def _index(ws: Workspace, texts_by_doc: dict[str, list[str]], languages: dict[str, str | None]) -> None:
+    rng = np.random.default_rng(0)
+    with DocumentStore(ws).lock():
+        db = store.open_db(ws) or store.create(ws, {"model": "m", "dim": 8})
+        with db, db.writing():
+            for name, texts in texts_by_doc.items():
+                rows = [{"chunk_id": f"{name}:{n}", "doc_id": name, "source": f"{name}.html", "text": t}
+                        for n, t in enumerate(texts)]
+                store.add_document(db, {"id": name, "name": f"{name}.html"}, rows,
+                                   rng.standard_normal((len(rows), 8)).astype(np.float32), languages[name])
+
+
+def _best(ws: Workspace, question: str) -> str:
+    with store.open_db(ws) as db:
+        hits = db.match(query_terms(question, store.lexical_state(db)), 5)
+        return db.chunks([hits[0][0]])[hits[0][0]]["text"] if hits else ""
+
+
+def test_a_mixed_corpus_answers_french_and_english_questions_by_their_stems(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    _index(ws, {"guide-fr": FRENCH, "guide-en": ENGLISH}, {"guide-fr": "fr", "guide-en": "en"})
+    with store.open_db(ws) as db:
+        assert store.lexical_state(db) == {"version": lexical.VERSION, "languages": ["en", "fr"]}
+    # no word of these questions is written the same way in the chunk that answers them
+    assert _best(ws, "Comment configure-t-on une interface réseau ?") == FRENCH[0]
+    assert _best(ws, "installation paquet") == FRENCH[1]
+    assert _best(ws, "sauvegarder mon repertoire") == FRENCH[2]
+    assert _best(ws, "how is a disk mounted") == ENGLISH[2]
+    assert _best(ws, "printer queue") == ENGLISH[1]
+
+
+def test_an_index_of_plain_words_is_searched_as_it_is_then_re_analysed(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    _index(ws, {"guide-fr": FRENCH}, {"guide-fr": "fr"})
+    with DocumentStore(ws).lock(), store.open_db(ws) as db, db.writing():  # as written before stemming
+        db.replace_terms([(c["id"], c["text"]) for c in db.iter_chunks()])
+        db.put(lexical=None)
+    with store.open_db(ws) as db:
+        assert store.lexical_state(db)["version"] == 1
+    assert _best(ws, "installés les paquets") == FRENCH[1]  # plain words still meet plain words
+    assert _best(ws, "installation paquet") == ""  # but no other form of them
+    logged = []
+    with DocumentStore(ws).lock(), store.open_db(ws) as db, db.writing():
+        assert store.upgrade_lexical(db, logged.append)
+        assert not store.upgrade_lexical(db)  # once
+    assert logged and "fr" in logged[0]
+    assert _best(ws, "installation paquet") == FRENCH[1]

@@ -1,0 +1,104 @@
+"""The words the sparse side of hybrid search indexes and looks for, per language.
+
+Each document's language is detected (py3langid, offline) when it is indexed; its chunks are
+indexed as their words lower-cased, the language's stop words left out, each word cut to its
+Snowball stem (PyStemmer) and its accents folded, so ``configurer``, ``configuration`` and
+``configurés`` meet. A question is analysed once per language of the corpus and the terms are
+joined, so a mixed French and English corpus answers in both. A language without a Snowball
+stemmer keeps its plain words (and a question in one gets a note).
+
+An index written before this (``lexical`` setting absent) holds plain words: it is searched
+with plain words until the next ingest re-analyses it (``store.upgrade_lexical``).
+"""
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+VERSION = 2
+# ISO 639-1 code (what py3langid answers) -> Snowball algorithm
+STEMMERS = {
+    "ar": "arabic", "ca": "catalan", "cs": "czech", "da": "danish", "de": "german", "el": "greek",
+    "en": "english", "es": "spanish", "et": "estonian", "eu": "basque", "fi": "finnish", "fr": "french",
+    "ga": "irish", "hi": "hindi", "hu": "hungarian", "hy": "armenian", "id": "indonesian", "it": "italian",
+    "lt": "lithuanian", "ne": "nepali", "nl": "dutch", "no": "norwegian", "nb": "norwegian", "pl": "polish",
+    "pt": "portuguese", "ro": "romanian", "ru": "russian", "sr": "serbian", "sv": "swedish", "ta": "tamil",
+    "tr": "turkish",
+}
+# Lucene's stop words for the two languages the team writes in (its English analyzer's, and the
+# French analyzer's, which is Snowball's list); other languages keep their stop words, which
+# BM25's inverse document frequency weighs down anyway.
+STOP_WORDS = {
+    "en": frozenset("a an and are as at be but by for if in into is it no not of on or such that the their then "
+                    "there these they this to was will with".split()),
+    "fr": frozenset("""au aux avec ce ces dans de des du elle en et eux il je la le leur lui ma mais me même mes
+                    moi mon ne nos notre nous on ou par pas pour qu que qui sa se ses son sur ta te tes toi ton tu
+                    un une vos votre vous c d j l à m n s t y été étée étées étés étant suis es est sommes êtes
+                    sont serai seras sera serons serez seront serais serait serions seriez seraient étais était
+                    étions étiez étaient fus fut fûmes fûtes furent sois soit soyons soyez soient fusse fusses fût
+                    fussions fussiez fussent ayant eu eue eues eus ai as avons avez ont aurai auras aura aurons
+                    aurez auront aurais aurait aurions auriez auraient avais avait avions aviez avaient eut eûmes
+                    eûtes eurent aie aies ait ayons ayez aient eusse eusses eût eussions eussiez eussent ceci
+                    cela celà cet cette ici ils les leurs quel quels quelle quelles sans soi""".split()),
+}
+MIN_LETTERS_TO_DETECT = 40  # below this a guess is noise: short queries are analysed in every corpus language
+_WORD = re.compile(r"[^\W_]+")
+
+
+def detect_language(text: str) -> str | None:
+    """The ISO 639-1 code of ``text``'s language, or None when there is too little text."""
+    sample = text[:20000]
+    if sum(c.isalpha() for c in sample) < MIN_LETTERS_TO_DETECT:
+        return None
+    import py3langid
+
+    return py3langid.classify(sample)[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _stemmer(language: str):
+    import Stemmer
+
+    return Stemmer.Stemmer(STEMMERS[language])
+
+
+def fold(word: str) -> str:
+    """The word without its accents (``réseau`` -> ``reseau``)."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+
+
+def analyse(text: str, language: str | None) -> list[str]:
+    """The terms of ``text`` as the sparse side indexes them in ``language`` (None: plain words,
+    English stop words left out)."""
+    stop = STOP_WORDS.get(language or "en", frozenset())
+    words = [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in stop]
+    if language in STEMMERS:
+        words = _stemmer(language).stemWords(words)
+    return [fold(w) for w in words]
+
+
+def body(text: str, language: str | None) -> str:
+    """What the FTS5 table holds for a chunk: its terms, in order."""
+    return " ".join(analyse(text, language))
+
+
+def query_terms(query: str, languages: list[str] | tuple[str, ...]) -> tuple[list[str], str | None]:
+    """(the terms a question looks for in a corpus of ``languages``, a note or None). The
+    question is analysed in each language of the corpus; a question long enough to tell its
+    language, in a language without a stemmer, is looked for with its plain words, with a note."""
+    spoken = detect_language(query)
+    note = None
+    if spoken is not None and spoken not in STEMMERS and spoken not in languages:
+        note = f"no stemmer for the question's language ({spoken}): its words are looked for as written"
+    terms: dict[str, None] = {}
+    for language in list(languages) or [None]:
+        terms.update(dict.fromkeys(analyse(query, language)))
+    if note:
+        terms.update(dict.fromkeys(analyse(query, None)))
+    return list(terms), note
+
+
+def legacy_terms(query: str) -> list[str]:
+    """The plain words an index written before ``VERSION`` 2 holds (English stop words left out)."""
+    return list(dict.fromkeys(t for t in _WORD.findall(query.lower()) if len(t) > 1 and t not in STOP_WORDS["en"]))
