@@ -35,6 +35,9 @@ def start_embedded_worker(settings: Settings) -> subprocess.Popen:
     return proc
 
 
+FILES_PER_UPLOAD = 16  # what one upload request may carry: this many files of the largest size
+
+
 def main(no_worker: bool = False, host: str | None = None, port: int | None = None) -> int:
     settings = Settings.from_env()
     settings.secure_files()
@@ -55,6 +58,7 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
     from workbench.chat.model_cache import CACHE
     from workbench.gpu_memory import serve_unload_requests
     from workbench.ui import HEAD, build_ui
+    from workbench.ui.file_guard import FileGuard
     from workbench.ui.http_policy import HttpPolicy
     from workbench.ui.login import LoginGuard, SessionGuard, Sessions
     from workbench.ui.upload_quota import StagedUploads, UploadQuota
@@ -75,8 +79,10 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
         sessions = Sessions()
         middleware += [Middleware(SessionGuard, users=users, sessions=sessions),
                        Middleware(LoginGuard, workspace=workspace, users=users, sessions=sessions)]
+    middleware.append(Middleware(FileGuard, staged=staged, signed_in=users.enabled))
     middleware.append(Middleware(UploadQuota, workspace=workspace, quota_bytes=settings.upload_quota_mb * 2**20,
-                                 staged=staged, upload_dir=Path(get_upload_folder())))
+                                 staged=staged, upload_dir=Path(get_upload_folder()), signed_in_only=users.enabled,
+                                 request_cap=FILES_PER_UPLOAD * (settings.max_upload_mb + 1) * 2**20))
     demo.launch(server_name=host or settings.host, server_port=port or settings.port,
                 auth=users.verify if users.enabled else None, app_kwargs={"middleware": middleware},
                 auth_message="Workbench: sign in" if users.enabled else None,

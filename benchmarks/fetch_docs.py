@@ -31,8 +31,8 @@ SETS = {
     # guide and reference: 37 documents (the wxErlang API reference, 983 pages, is left out by [!w]).
     "erlang-pdf": ("erlang-doc", "usr/share/doc/erlang-doc", ("doc/pdf/*.pdf", "erts-*/doc/pdf/*.pdf",
                                                             "lib/[!w]*/doc/pdf/*.pdf")),
-    # The Rust Programming Language book (mdBook): its chapters and appendices, 103 pages.
-    "rust-book": ("rust-doc", "usr/share/doc/rust-doc/html/book", ("ch*.html", "appendix-*.html")),
+    # The Rust Programming Language book (mdBook): its chapters and appendices, 102 pages.
+    "rust-book": ("rust-doc", "usr/share/doc/rust-doc/html/book", ("ch[0-9]*.html", "appendix-*.html")),
 }
 DEFAULT_INTO = Path(tempfile.gettempdir()) / "workbench-docs"
 

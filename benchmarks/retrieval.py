@@ -102,7 +102,37 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: bool = 
         retriever = Retriever(settings.workspace, settings.embedding_model, rrf_k=k, sparse_weight=weight)
         out[f"hybrid k={k} sparse={weight}"] = [[names[h.doc_id] for h in row]
                                                 for row in retriever.search_many(texts, DEPTH, "hybrid")]
+    out["hybrid, plain words"] = plain_words_hybrid(settings, chunks, texts, names)
     return out
+
+
+def plain_words_hybrid(settings, chunks: list[dict], texts: list[str], names: dict) -> list[list[str]]:
+    """Hybrid search as it was before per-language analysis, on the same chunks and the same
+    dense ranking: the sparse side an FTS5 table of the chunks' plain words (in memory)."""
+    import sqlite3
+
+    from workbench.corpus.chunking import indexed_text
+    from workbench.index import lexical
+    from workbench.index.embedder import embed
+    from workbench.index.search import Retriever
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE terms USING fts5 (body)")
+    conn.executemany("INSERT INTO terms (rowid, body) VALUES (?, ?)", [(c["id"], indexed_text(c)) for c in chunks])
+    retriever = Retriever(settings.workspace, settings.embedding_model)
+    depth = max(4 * DEPTH, 50)
+    dense = retriever.state().search(embed(retriever.model(), texts), depth)
+    by_id = {c["id"]: c["doc_id"] for c in chunks}
+    ranked = []
+    for text, dense_hits in zip(texts, dense):
+        terms = lexical.legacy_terms(text)
+        expression = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        sparse = [(r[0], -r[1]) for r in conn.execute(
+            "SELECT rowid, bm25(terms) s FROM terms WHERE terms MATCH ? ORDER BY s LIMIT ?", (expression, depth))] \
+            if terms else []
+        fused = retriever._fuse(sparse, dense_hits)
+        ranked.append([names[by_id[i]] for i, _ in fused if i in by_id][:DEPTH])
+    return ranked
 
 
 def main() -> int:
@@ -138,7 +168,8 @@ def main() -> int:
                 "workbench hybrid": scores(questions, ours["hybrid"])}
         if args.rerank:
             rows["workbench hybrid + rerank"] = scores(questions, ours["hybrid + rerank"])
-        fusion = {label: scores(questions, ranked) for label, ranked in ours.items() if label.startswith("hybrid k=")}
+        fusion = {label: scores(questions, ranked) for label, ranked in ours.items()
+                  if label.startswith("hybrid k=") or label == "hybrid, plain words"}
         pages = len(list(folder.glob("*.html")))
         print(f"\n== {name}: {pages} pages, {len(questions)} questions ==")
         print(f"chunks: plain {plain['chunks']} ({plain['short']:.1%} under 200 characters), "

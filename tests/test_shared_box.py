@@ -67,9 +67,12 @@ def _upload(opener, url: str, size: int, filename: str = "notes.jsonl") -> tuple
     return code, text
 
 
+def _jar(opener):
+    return next(h.cookiejar for h in opener.handlers if isinstance(h, urllib.request.HTTPCookieProcessor))
+
+
 def _cookie_header(opener) -> str:
-    jar = next(h.cookiejar for h in opener.handlers if isinstance(h, urllib.request.HTTPCookieProcessor))
-    return "; ".join(f"{c.name}={c.value}" for c in jar)
+    return "; ".join(f"{c.name}={c.value}" for c in _jar(opener))
 
 
 def _chunked_upload(opener, url: str, pieces: int, piece: int) -> int:
@@ -180,11 +183,25 @@ def test_a_disabled_user_or_a_new_password_ends_sessions_on_their_next_request(e
     cli(env, "users", "disable", "victim", "--enable")
     assert _sign_in(_opener(), url, "victim") == 200
 
+    cookies = {c.name: c.value for c in _jar(vic)}
     cli(env, "users", "passwd", "vic", "--password-stdin", input="fresh-pw\n")
+    secure = next(name for name in cookies if name.startswith("access-token-") and "unsecure" not in name)
+    unsecure = next(name for name in cookies if "unsecure" in name)
+    for header in (f"{secure}=; {unsecure}={cookies[unsecure]}",  # an empty first cookie, the token in the other
+                   f"x=a b; {unsecure}={cookies[unsecure]}"):  # a cookie a strict parser gives up on
+        request = urllib.request.Request(url + "config", headers={"Cookie": header})
+        assert _status(urllib.request.build_opener(), request) == 401, header
     assert _status(vic, url + "config") == 401
     assert _sign_in(_opener(), url, "vic") == 400  # the old password
     assert _sign_in(_opener(), url, "vic", "fresh-pw") == 200
     assert _status(alice, url + "config") == 200  # nobody else was signed out
+
+    auth_file = Path(env["WORKBENCH_AUTH_FILE"])
+    good = auth_file.read_text()
+    auth_file.write_text(json.dumps({"users": ["oops"]}))  # a broken edit: nobody signs in, not the old accounts
+    assert _sign_in(_opener(), url, "alice") == 400 and _status(alice, url + "config") == 401
+    auth_file.write_text(good)
+    assert _sign_in(_opener(), url, "alice") == 200
 
 
 # -- 3, 4, 5, 6, 8, 9 on one app, each test with users of its own ----------------------------
@@ -226,6 +243,16 @@ def _fn(box: Box, api_name: str) -> int:
 
 def test_the_quota_counts_bytes_received_however_they_are_sent(box):
     url, users = box.url, box.users
+    # no sign-in, no upload: answered before the body is read (1 GB announced, 1 KB sent)
+    parts = urlparse(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection.putrequest("POST", "/gradio_api/upload")
+    connection.putheader("Content-Type", "multipart/form-data; boundary=b")
+    connection.putheader("Content-Length", str(2**30))
+    connection.endheaders()
+    connection.send(b"x" * 1024)
+    assert connection.getresponse().status == 401
+    connection.close()
     # one chunked upload without Content-Length carrying 8 x 900 KB
     assert _chunked_upload(users["tess"], url, pieces=8, piece=900 * 1024) == 413
     assert _loose_uploads(box.folder) == []
@@ -254,6 +281,16 @@ def test_a_staged_upload_is_its_owners_alone(box):
     code, answer = _call(users["tom"], url, import_sft, [file_data, "train", False, 0.0])
     assert "not one of yours" in json.dumps(answer), answer  # a trainer may import, but not alice's file
     assert Path(staged).is_file() and not (box.folder / "ws" / "data" / "train.jsonl").exists()
+    # nor can anyone else download it by its path; its owner can
+    assert _status(users["vic"], url + f"gradio_api/file={staged}") == 404
+    assert _status(users["alice"], url + f"gradio_api/file={staged}") == 200
+    # a file argument given by URL is refused before the server fetches anything
+    remote = {"path": "http://198.51.100.9/big.bin", "url": "http://198.51.100.9/big.bin",
+              "meta": {"_type": "gradio.FileData"}}
+    code, text, _ = _post(users["vic"], url + "gradio_api/queue/join",
+                          json.dumps({"fn_index": import_sft, "data": [remote, "train", False, 0.0],
+                                      "session_hash": "s"}).encode(), {"Content-Type": "application/json"})
+    assert code == 400 and "not fetched from a URL" in text
 
 
 def test_a_page_polls_nothing_its_role_may_not_use_and_repeated_refusals_are_counted(box):
@@ -374,7 +411,11 @@ def test_markdown_from_documents_and_answers_loads_nothing_and_runs_nothing():
     assert "<b>code stays as written</b>" in shown  # inside a fence Markdown shows it as text anyway
     cited = sources_markdown([{"source": "![x](http://host/a.png).pdf", "page": 2, "score": 0.5, "text": hostile}])
     assert "<img" not in cited and "![" not in cited and "pixel" in cited
+    for trick in ("\\`<img src=http://h/a.png>`", "``<img src=http://h/a.png>`", "```\nx\n````\n<img src=http://h/a.png>",
+                  "    ```\n<img src=http://h/a.png>\n```", "```x`\n<img src=http://h/a.png>"):
+        assert "<img" not in safe_markdown(trick), trick  # none of these is code in CommonMark
     assert csv_cell("@SUM(A1)") == "'@SUM(A1)" and csv_cell("-0.25") == "-0.25" and csv_cell(0.5) == 0.5
+    assert csv_cell("\uff1dSUM(A1)") == "'\uff1dSUM(A1)" and csv_cell("\n=1") == "'\n=1"
     assert display_name("facture\u202eexe.pdf") == "factureexe.pdf"
 
 

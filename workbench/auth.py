@@ -109,14 +109,14 @@ class Users:
         signature = self._stat()
         with self._lock:
             if signature != self._signature:
-                self._signature = signature
                 try:
-                    self._records, self._broken = self._load(), None
-                except ValueError as exc:
-                    self._records = {}
-                    if str(exc) != self._broken:
-                        self._broken = str(exc)
-                        log.error("%s: nobody can sign in until it is fixed", exc)
+                    records, broken = self._load(), None
+                except Exception as exc:  # noqa: BLE001 - any bad file signs nobody in, stale accounts included
+                    records = {}
+                    broken = str(exc) if isinstance(exc, ValueError) else f"auth file {self.auth_file}: {exc!r}"
+                    if broken != self._broken:
+                        log.error("%s: nobody can sign in until it is fixed", broken)
+                self._records, self._broken, self._signature = records, broken, signature
             return self._records
 
     def _load(self) -> dict[str, dict]:
@@ -126,6 +126,9 @@ class Users:
             raise ValueError(f"auth file not found: {self.auth_file}") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"auth file {self.auth_file} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("users", []), list) \
+                or not all(isinstance(e, dict) for e in data.get("users", [])):
+            raise ValueError(f"auth file {self.auth_file}: expected {{\"users\": [{{\"username\": ..., ...}}, ...]}}")
         records = {}
         for entry in data.get("users", []):
             if entry.get("role") not in ROLES or not entry.get("username") or not entry.get("password_hash"):

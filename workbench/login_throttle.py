@@ -1,8 +1,9 @@
 """Sign-in throttling. Three counters of failures: per user name, per client address, and per
 (name, address). Each allows a few free failures, then each attempt waits a doubling delay after
-the last failure. Only the (name, address) counter locks out: a stranger who fails as ``admin``
-from another address slows the admin's sign-in (by at most ``MAX_DELAY_S``) but cannot lock the
-admin out of their own address.
+the last failure. The name's delay holds back only addresses that have failed as that name, and
+only the (name, address) counter locks out: strangers failing as ``admin`` from anywhere else
+neither delay nor lock the admin signing in from an address that has not failed; each new
+address a stranger uses gets one attempt before the name's delay holds it back too.
 
 ``begin`` decides and counts in one step under a lock: an attempt is counted as a failure the
 moment it is let through, so many attempts sent at once are checked no more often than one at a
@@ -95,7 +96,11 @@ class LoginThrottle:
 
     def _verdict(self, username: str, address: str | None, now: float) -> Verdict:
         worst = Verdict(True)
-        for key in self.keys(username, address):
+        keys = self.keys(username, address)
+        pair = self._current(keys[-1].name, now) if address else None
+        for key in keys:
+            if key.name.startswith("user:") and address and pair is None:
+                continue  # the name's delay holds back addresses that failed as it, not a clean one
             entry = self._current(key.name, now)
             if entry is None:
                 continue

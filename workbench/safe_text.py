@@ -13,12 +13,18 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# A fenced code block or an inline code span: Markdown shows their content as it is, so they are
-# left alone (escaping inside them would show the escapes).
-_CODE = re.compile(r"(^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]*\2[ \t]*$|\Z)|`+[^`\n]*`+)", re.M | re.S)
+# What CommonMark shows as code, as it is (escaping inside would show the escapes): a fence of 3+
+# backticks (no backtick in its info string) or tildes, indented 0-3 spaces, closed by a fence of
+# the same character at least as long, or open to the end; an inline span between two equal runs
+# of backticks, the first not escaped. Anything else is escaped.
+_CODE = re.compile(
+    r"(?P<block>^ {0,3}(?P<fence>`{3,}(?=[^`\n]*$)|~{3,})[^\n]*\n.*?"
+    r"(?:^ {0,3}(?P=fence)(?:(?<=`)`|(?<=~)~)*[ \t]*$|\Z))"
+    r"|(?P<span>(?<![`\\])(?P<ticks>`+)(?!`)[^\n]*?(?<!`)(?P=ticks)(?!`))",
+    re.M | re.S)
 _MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
 _BIDI = {"\u200e", "\u200f", "\u061c", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # and full-width
 
 
 def _outside_code(text: str, fix) -> str:

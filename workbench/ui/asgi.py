@@ -4,7 +4,6 @@ request's session."""
 from __future__ import annotations
 
 import json
-from http.cookies import CookieError, SimpleCookie
 
 
 async def answer_json(send, status: int, payload: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -64,26 +63,32 @@ async def drain(receive, limit: int, more: bool = True) -> None:
         more = message["type"] != "http.disconnect" and message.get("more_body", False)
 
 
-def session_token(scope) -> str | None:
-    """The Gradio session token in the request's cookies."""
+def _cookies(scope) -> dict[str, str]:
+    """The request's cookies exactly as Starlette (so Gradio) reads them: the first Cookie header,
+    parsed leniently."""
+    from starlette.requests import cookie_parser
+
+    header = next((value for name, value in scope.get("headers", []) if name == b"cookie"), None)
+    return cookie_parser(header.decode("latin-1")) if header else {}
+
+
+def session_tokens(scope) -> list[str]:
+    """Every Gradio session token the request carries (the secure cookie's and the other's)."""
     cookie_id = getattr(scope.get("app"), "cookie_id", None)
     if cookie_id is None:
-        return None
-    cookies = SimpleCookie()
-    for name, value in scope.get("headers", []):
-        if name == b"cookie":
-            try:
-                cookies.load(value.decode("latin-1"))
-            except CookieError:
-                continue
-    for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
-        if name in cookies:
-            return cookies[name].value
-    return None
+        return []
+    cookies = _cookies(scope)
+    found = [cookies.get(f"access-token-{cookie_id}"), cookies.get(f"access-token-unsecure-{cookie_id}")]
+    return [token for token in found if token]
 
 
 def session_user(scope) -> str | None:
-    """The signed-in user of the request, from Gradio's session cookie."""
-    tokens = getattr(scope.get("app"), "tokens", None)
-    token = session_token(scope)
-    return tokens.get(token) if tokens and token else None
+    """The signed-in user of the request, picked as Gradio picks it (the secure cookie if it is
+    set, else the other)."""
+    app = scope.get("app")
+    tokens, cookie_id = getattr(app, "tokens", None), getattr(app, "cookie_id", None)
+    if not tokens or cookie_id is None:
+        return None
+    cookies = _cookies(scope)
+    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+    return tokens.get(token) if token else None

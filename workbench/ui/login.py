@@ -22,7 +22,7 @@ from workbench import audit
 from workbench.auth import Users
 from workbench.limits import SIGN_IN_BODY_BYTES
 from workbench.login_throttle import LoginThrottle
-from workbench.ui.asgi import answer_json, read_body, session_token
+from workbench.ui.asgi import answer_json, read_body, session_tokens
 
 
 class Sessions:
@@ -30,6 +30,7 @@ class Sessions:
 
     def __init__(self):
         self._stamps: dict[str, tuple[str, str | None]] = {}
+        self._swept = 0
         self._lock = threading.Lock()
 
     def opened(self, token: str, username: str, stamp: str | None) -> None:
@@ -45,6 +46,15 @@ class Sessions:
     def close(self, token: str) -> None:
         with self._lock:
             self._stamps.pop(token, None)
+
+    def forget_all_but(self, live: dict, every: int = 1000) -> None:
+        """Drop the stamps of sessions Gradio no longer holds (signed out), once the table has
+        grown by ``every`` entries since the last sweep."""
+        with self._lock:
+            if len(self._stamps) < self._swept + every:
+                return
+            self._stamps = {t: v for t, v in self._stamps.items() if t in live}
+            self._swept = len(self._stamps)
 
 
 class LoginGuard:
@@ -70,7 +80,7 @@ class LoginGuard:
             return await answer_json(send, 429, {"detail": detail},
                                      [(b"retry-after", str(max(1, round(verdict.wait_s))).encode())])
 
-        replayed, answer = False, []
+        stamp_before, replayed, answer = self.users.stamp(username), False, []
 
         async def replay():
             nonlocal replayed
@@ -87,8 +97,9 @@ class LoginGuard:
         success = start.get("status") == 200
         if success:
             token = _session_cookie(start.get("headers", []))
-            if token:
-                self.sessions.opened(token, username, self.users.stamp(username))
+            if token:  # a password changed while this one was checked leaves the session unstamped: ended
+                stamp = self.users.stamp(username)
+                self.sessions.opened(token, username, stamp if stamp == stamp_before else None)
         locked = self.throttle.finish(username, address, success)
         audit.record(self.workspace, username, "login", outcome="done" if success else "failed", address=address,
                      detail="locked out" if locked else "")
@@ -107,20 +118,21 @@ def _session_cookie(headers) -> str | None:
 
 
 class SessionGuard:
-    """Ends, on its next request, a session whose account changed since it signed in."""
+    """Ends, on its next request, a session whose account changed since it signed in. Every
+    session token the request carries is checked (whichever cookie Gradio would read)."""
 
     def __init__(self, app, users: Users, sessions: Sessions):
         self.app, self.users, self.sessions = app, users, sessions
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
-            gradio = scope.get("app")
-            tokens = getattr(gradio, "tokens", None)
-            token = session_token(scope)
-            if tokens is not None and token and token in tokens:
-                if not self.sessions.valid(token, tokens[token], self.users):
+            tokens = getattr(scope.get("app"), "tokens", None)
+            for token in session_tokens(scope) if tokens is not None else []:
+                if token in tokens and not self.sessions.valid(token, tokens[token], self.users):
                     tokens.pop(token, None)
                     self.sessions.close(token)
+            if tokens is not None:
+                self.sessions.forget_all_but(tokens)
         return await self.app(scope, receive, send)
 
 

@@ -11,6 +11,7 @@ from workbench import audit
 from workbench.monitor import (RUN_COLUMNS, gpu_holders, gpu_state, live_workers, metrics_figure,
                                progress_text, result_markdown, runs_table, system_markdown)
 from workbench.models.precision import recorded_all
+from workbench.safe_text import plain_markdown
 from workbench.selftest import Config as SelftestConfig
 from workbench.ui.common import UiContext
 
@@ -33,7 +34,7 @@ def _detail(ctx: UiContext, run_id: str | None) -> tuple[str, str]:
         parts.append(status["message"])
     text = " · ".join(parts)
     if status.get("error"):
-        text += f"\n\n**Error:** `{status['error']}`" + (" — resumable" if status.get("resumable") else "")
+        text += f"\n\n**Error:** {plain_markdown(status['error'])}" + (" — resumable" if status.get("resumable") else "")
     if isinstance(status.get("result"), dict) and status["result"]:
         text += "\n\n" + result_markdown(status["result"])
     return text, run.read_log()

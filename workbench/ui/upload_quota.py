@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from workbench import audit
-from workbench.ui.asgi import answer_json, drain, session_user
+from workbench.ui.asgi import answer_json, declared_length, drain, session_user
 
 WINDOW_S = 24 * 3600
 CHUNK = 256 * 1024
@@ -39,19 +39,29 @@ def _size(n: float) -> str:
 
 
 class UploadLedger:
-    """Bytes uploaded per user over the last ``window_s`` seconds. ``charge`` checks and counts
-    in one step, so uploads running at once never pass the quota together."""
+    """Bytes uploaded per user over the last ``window_s`` seconds, kept as a running total: a
+    charge costs the same whatever was uploaded before. ``charge`` checks and counts in one
+    step, so uploads running at once never pass the quota together."""
 
     def __init__(self, quota_bytes: int, window_s: float = WINDOW_S, clock: Callable[[], float] = time.time):
         self.quota, self.window_s, self.clock = quota_bytes, window_s, clock
         self._entries: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
+        self._totals: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
 
     def _used(self, who: str) -> int:
-        entries = self._entries[who]
-        while entries and entries[0][0] < self.clock() - self.window_s:
-            entries.popleft()
-        return sum(size for _, size in entries)
+        entries, oldest = self._entries[who], self.clock() - self.window_s
+        while entries and entries[0][0] < oldest:
+            self._totals[who] -= entries.popleft()[1]
+        return self._totals[who]
+
+    def _add(self, who: str, size: int) -> None:
+        entries, now = self._entries[who], self.clock()
+        if entries and now - entries[-1][0] < 1.0:  # one entry a second at most: the deque stays short
+            entries[-1] = (entries[-1][0], entries[-1][1] + size)
+        else:
+            entries.append((now, size))
+        self._totals[who] += size
 
     def used(self, who: str) -> int:
         with self._lock:
@@ -66,13 +76,13 @@ class UploadLedger:
                 return (f"Upload quota reached: {_size(used - so_far)} uploaded in the last 24 h, this upload "
                         f"passed the {_size(self.quota)} allowed per user after {_size(so_far + size)}. "
                         "Uploads free up as they age past a day.")
-            self._entries[who].append((self.clock(), size))
+            self._add(who, size)
             return None
 
     def refund(self, who: str, size: int) -> None:
         if size:
             with self._lock:
-                self._entries[who].append((self.clock(), -size))
+                self._add(who, -size)
 
 
 class StagedUploads:
@@ -91,6 +101,10 @@ class StagedUploads:
         with self._lock:
             for path in paths:
                 self._owners[self._key(path)].add(user)
+
+    def owners(self, path) -> set[str]:
+        with self._lock:
+            return set(self._owners.get(self._key(path), set()))
 
     def owns(self, user: str, path) -> bool:
         with self._lock:
@@ -111,9 +125,10 @@ class StagedUploads:
 
 class UploadQuota:
     def __init__(self, app, workspace, quota_bytes: int, staged: StagedUploads, upload_dir: Path,
-                 ledger: UploadLedger | None = None):
+                 request_cap: int, signed_in_only: bool, ledger: UploadLedger | None = None):
         self.app, self.workspace, self.staged = app, workspace, staged
         self.upload_dir = Path(upload_dir)
+        self.request_cap, self.signed_in_only = request_cap, signed_in_only
         self.ledger = ledger or UploadLedger(quota_bytes)
         self._one_at_a_time = asyncio.Lock()
 
@@ -123,6 +138,11 @@ class UploadQuota:
             return await self.app(scope, receive, send)
         address = (scope.get("client") or (None,))[0]
         user = session_user(scope)
+        if user is None and self.signed_in_only:  # before a byte is read or stored
+            return await answer_json(send, 401, {"detail": "Not authenticated"}, [(b"connection", b"close")])
+        length = declared_length(scope)
+        if length is not None and length > self.request_cap:
+            return await answer_json(send, 413, {"detail": self._too_big()}, [(b"connection", b"close")])
         who = user or f"address {address}"
         self.workspace.cache.mkdir(parents=True, exist_ok=True)
         with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY, dir=self.workspace.cache) as spool:
@@ -133,7 +153,8 @@ class UploadQuota:
                     self.ledger.refund(who, charged)
                     return
                 chunk = message.get("body", b"")
-                reason = self.ledger.charge(who, len(chunk), charged)
+                reason = self._too_big() if charged + len(chunk) > self.request_cap else \
+                    self.ledger.charge(who, len(chunk), charged)
                 if reason:
                     self.ledger.refund(who, charged)
                     audit.record(self.workspace, user, "upload", outcome="refused", address=address, detail=reason)
@@ -154,6 +175,9 @@ class UploadQuota:
             self.ledger.refund(who, charged)
         for message in answer:  # the client hears back once the owners are noted (or the leftovers gone)
             await send(message)
+
+    def _too_big(self) -> str:
+        return f"An upload request carries at most {_size(self.request_cap)} (WORKBENCH_MAX_UPLOAD_MB per file)."
 
     async def _forward(self, scope, spool) -> tuple[int | None, bytes, list[dict]]:
         """Hand the whole body to Gradio and keep its answer: (status, body, the messages). On
