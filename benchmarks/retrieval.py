@@ -40,17 +40,33 @@ DEPTH = 10
 FUSION_GRID = ((60, 1.0), (20, 1.0), (60, 0.5))  # besides the default (k 20, BM25 at half weight)
 
 
-def plain_pipeline(folder: Path, questions: list[dict], model) -> dict:
-    """Strip the tags, 200-word chunks, MiniLM, FAISS flat: what a user writes in twenty lines."""
-    import faiss
+RETRIEVAL_SETS = ("postgres", "django", "lilypond-fr", "rust-book", "erlang-pdf")
+
+
+def page_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in (".html", ".pdf"))
+
+
+def page_words(page: Path) -> list[str]:
+    """The words a user's script gets from a page: BeautifulSoup's ``get_text``, pypdf's text."""
+    if page.suffix == ".pdf":
+        from pypdf import PdfReader
+
+        return " ".join(p.extract_text() or "" for p in PdfReader(page).pages).split()
     from bs4 import BeautifulSoup
 
+    return BeautifulSoup(page.read_text(encoding="utf-8", errors="replace"), "html.parser").get_text(" ").split()
+
+
+def plain_pipeline(folder: Path, questions: list[dict], model, pages_words: dict[str, list[str]]) -> dict:
+    """Strip the tags, 200-word chunks, MiniLM, FAISS flat: what a user writes in twenty lines."""
+    import faiss
+
     texts, pages = [], []
-    for page in sorted(folder.glob("*.html")):
-        words = BeautifulSoup(page.read_text(encoding="utf-8", errors="replace"), "html.parser").get_text(" ").split()
+    for name, words in pages_words.items():
         for start in range(0, len(words), PLAIN_WORDS):
             texts.append(" ".join(words[start:start + PLAIN_WORDS]))
-            pages.append(page.name)
+            pages.append(name)
     started = time.perf_counter()
     vectors = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
     embed_s = time.perf_counter() - started
@@ -61,6 +77,35 @@ def plain_pipeline(folder: Path, questions: list[dict], model) -> dict:
     ranked = [[pages[r] for r in row if r >= 0] for row in rows]
     return {"chunks": len(texts), "short": sum(len(t) < 200 for t in texts) / len(texts),
             "embed_s": round(embed_s, 1), "ranked": ranked}
+
+
+def tfidf_pages(questions: list[dict], pages_words: dict[str, list[str]]) -> list[list[str]]:
+    """A TF-IDF ranking of whole pages (lower-cased words, log-scaled counts, cosine): the
+    lexical baseline a search engine of the nineties gives."""
+    import math
+    import re
+    from collections import Counter
+
+    def words(text: str) -> list[str]:
+        return re.findall(r"[^\W_]+", text.lower())
+
+    names = list(pages_words)
+    counts = [Counter(words(" ".join(pages_words[n]))) for n in names]
+    df = Counter(w for c in counts for w in c)
+    idf = {w: math.log(len(names) / n) for w, n in df.items()}
+
+    def vector(counter: Counter) -> dict[str, float]:
+        v = {w: (1 + math.log(n)) * idf.get(w, 0.0) for w, n in counter.items()}
+        norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
+        return {w: x / norm for w, x in v.items()}
+
+    page_vectors = [vector(c) for c in counts]
+    ranked = []
+    for q in questions:
+        qv = vector(Counter(words(q["question"])))
+        scores = [sum(x * pv.get(w, 0.0) for w, x in qv.items()) for pv in page_vectors]
+        ranked.append([names[i] for i in sorted(range(len(names)), key=lambda i: -scores[i])[:DEPTH]])
+    return ranked
 
 
 def scores(questions: list[dict], ranked_pages: list[list[str]]) -> dict:
@@ -137,7 +182,7 @@ def plain_words_hybrid(settings, chunks: list[dict], texts: list[str], names: di
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--set", action="append", choices=("postgres", "django"), dest="sets")
+    parser.add_argument("--set", action="append", choices=RETRIEVAL_SETS, dest="sets")
     parser.add_argument("--misses", action="store_true", help="list each pipeline's misses at hit@1")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     parser.add_argument("--rerank", metavar="MODEL_DIR",
@@ -153,7 +198,7 @@ def main() -> int:
     if args.rerank:  # the model eval-retrieval's rerank loads as "base"
         os.environ["WORKBENCH_BASE_MODEL"] = str(Path(args.rerank).resolve())
     report = {}
-    for name in args.sets or ["postgres", "django"]:
+    for name in args.sets or list(RETRIEVAL_SETS):
         folder = fetch(name)
         questions = rag_questions(DATA / f"retrieval_{name}.tsv")
         home = Path(tempfile.mkdtemp(prefix=f"wb-retrieval-{name}-"))
@@ -161,16 +206,18 @@ def main() -> int:
         from workbench.cli import main as cli
 
         model = load_embedder(Settings.from_env().embedding_model)
-        plain = plain_pipeline(folder, questions, model)
+        pages_words = {page.name: page_words(page) for page in page_files(folder)}
+        plain = plain_pipeline(folder, questions, model, pages_words)
         ours = workbench_pipeline(folder, questions, cli, bool(args.rerank))
-        rows = {"plain": scores(questions, plain["ranked"]),
+        rows = {"tf-idf of whole pages": scores(questions, tfidf_pages(questions, pages_words)),
+                "plain": scores(questions, plain["ranked"]),
                 "workbench dense": scores(questions, ours["dense"]),
                 "workbench hybrid": scores(questions, ours["hybrid"])}
         if args.rerank:
             rows["workbench hybrid + rerank"] = scores(questions, ours["hybrid + rerank"])
         fusion = {label: scores(questions, ranked) for label, ranked in ours.items()
                   if label.startswith("hybrid k=") or label == "hybrid, plain words"}
-        pages = len(list(folder.glob("*.html")))
+        pages = len(pages_words)
         print(f"\n== {name}: {pages} pages, {len(questions)} questions ==")
         print(f"chunks: plain {plain['chunks']} ({plain['short']:.1%} under 200 characters), "
               f"workbench {ours['chunks']} ({ours['short']:.1%}); ingest {ours['ingest_s']} s"

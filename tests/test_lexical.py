@@ -89,3 +89,14 @@ def test_an_index_of_plain_words_is_searched_as_it_is_then_re_analysed(tmp_path)
         assert not store.upgrade_lexical(db)  # once
     assert logged and "fr" in logged[0]
     assert _best(ws, "installation paquet") == FRENCH[1]
+
+
+def test_the_retriever_says_when_a_question_is_looked_for_as_written(tmp_path):
+    from workbench.index.search import Retriever
+
+    ws = Workspace(tmp_path / "ws")
+    _index(ws, {"guide-fr": FRENCH, "guide-en": ENGLISH}, {"guide-fr": "fr", "guide-en": "en"})
+    retriever = Retriever(ws, "m")
+    assert retriever.lexical_note("Comment configure-t-on une interface réseau sur cette machine ?") is None
+    note = retriever.lexical_note("Ni jinsi gani ninaweza kusanidi mtandao wa kompyuta yangu nyumbani leo?")
+    assert note and "looked for as written" in note

@@ -88,12 +88,15 @@ def retrieve(settings: Settings, request: ChatRequest, loaded=None) -> tuple[lis
         return [], None
     reranking = request.rerank and loaded is not None
     depth = max(request.k, RERANK_DEPTH) if reranking else request.k
-    hits = retriever_for(settings.workspace, settings.embedding_model).search(request.question, depth, request.mode)
+    retriever = retriever_for(settings.workspace, settings.embedding_model)
+    hits = retriever.search(request.question, depth, request.mode)
     if reranking:
         from workbench.index.rerank import rerank
 
         hits = rerank(loaded.model, loaded.tokenizer, request.question, hits)[:request.k]
-    return hits, None if hits else "no documents indexed yet: answered without context"
+    if not hits:
+        return hits, "no documents indexed yet: answered without context"
+    return hits, retriever.lexical_note(request.question) if request.mode == "hybrid" else None
 
 
 def stream_generate(loaded, prompt: str, sampling: Sampling) -> Iterator[tuple[str, int]]:

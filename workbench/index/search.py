@@ -137,6 +137,15 @@ class Retriever:
     def model(self):
         return load_embedder(self.embedding_model)
 
+    def lexical_note(self, query: str) -> str | None:
+        """Why the sparse side looks for ``query``'s words as written, when it does (a language
+        the index has no stemmer for); None otherwise."""
+        db = self._db()
+        if db is None:
+            return None
+        written = store.lexical_state(db)
+        return lexical.query_terms(query, written["languages"])[1] if written["version"] >= lexical.VERSION else None
+
     def search(self, query: str, k: int = 5, mode: str = DEFAULT_MODE) -> list[Hit]:
         return self.search_many([query], k, mode)[0]
 
