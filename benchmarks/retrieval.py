@@ -37,7 +37,8 @@ from workspace import emit, quiet  # noqa: E402
 DATA = Path(__file__).resolve().parent / "data"
 PLAIN_WORDS = 200
 DEPTH = 10
-FUSION_GRID = ((60, 1.0), (20, 1.0), (60, 0.5))  # besides the default (k 20, BM25 at half weight)
+FUSION_GRID = ((60, 1.0), (20, 1.0), (60, 0.5))  # reciprocal rank, besides the default (k 20, BM25 at half weight)
+CONVEX_GRID = (0.5, 0.7, 0.8)  # convex combination of min-max normalised scores: the dense side's weight
 
 
 RETRIEVAL_SETS = ("postgres", "django", "lilypond-fr", "rust-book", "erlang-pdf")
@@ -147,6 +148,10 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: bool = 
         retriever = Retriever(settings.workspace, settings.embedding_model, rrf_k=k, sparse_weight=weight)
         out[f"hybrid k={k} sparse={weight}"] = [[names[h.doc_id] for h in row]
                                                 for row in retriever.search_many(texts, DEPTH, "hybrid")]
+    for alpha in CONVEX_GRID:
+        retriever = Retriever(settings.workspace, settings.embedding_model, convex_alpha=alpha)
+        out[f"hybrid convex dense={alpha}"] = [[names[h.doc_id] for h in row]
+                                               for row in retriever.search_many(texts, DEPTH, "hybrid")]
     out["hybrid, plain words"] = plain_words_hybrid(settings, chunks, texts, names)
     return out
 
@@ -216,7 +221,7 @@ def main() -> int:
         if args.rerank:
             rows["workbench hybrid + rerank"] = scores(questions, ours["hybrid + rerank"])
         fusion = {label: scores(questions, ranked) for label, ranked in ours.items()
-                  if label.startswith("hybrid k=") or label == "hybrid, plain words"}
+                  if label.startswith(("hybrid k=", "hybrid convex")) or label == "hybrid, plain words"}
         pages = len(pages_words)
         print(f"\n== {name}: {pages} pages, {len(questions)} questions ==")
         print(f"chunks: plain {plain['chunks']} ({plain['short']:.1%} under 200 characters), "
@@ -238,8 +243,39 @@ def main() -> int:
                         **{label: {k: v for k, v in row.items() if k != "misses"} for label, row in rows.items()},
                         "rerank_s_per_question": ours.get("rerank_s_per_question"),
                         "fusion": {label: {k: v for k, v in row.items() if k != "misses"} for label, row in fusion.items()}}
+    if len(report) > 1:
+        report["leave_one_set_out"] = leave_one_set_out(report)
     emit(report, args.json)
     return 0
+
+
+def leave_one_set_out(report: dict) -> dict:
+    """For each set in turn: the hybrid setting with the best mean MRR (then hit@1) on the other
+    sets, and what it scores on the set left out, beside plain and dense there."""
+    def settings_of(row: dict) -> dict:
+        return {"k 20, sparse 0.5 (default)": row["workbench hybrid"], **row["fusion"]}
+
+    names = list(report)
+    chosen = {}
+    print("\n== leave one set out: the hybrid setting chosen on the other sets, scored on the one left out ==")
+    for left_out in names:
+        others = [n for n in names if n != left_out]
+        candidates = settings_of(report[others[0]])
+
+        def merit(label: str) -> tuple:
+            rows = [settings_of(report[n]).get(label) for n in others]
+            if any(r is None for r in rows):
+                return (-1.0, -1.0)
+            return (sum(r["mrr"] for r in rows) / len(rows), sum(r["hit@1"] for r in rows) / len(rows))
+
+        best = max(candidates, key=merit)
+        row = report[left_out]
+        scored = settings_of(row)[best]
+        chosen[left_out] = {"setting": best, **scored}
+        print(f"{left_out:12s} chose {best!r}: hit@1 {scored['hit@1']:.3f} MRR {scored['mrr']:.3f}  "
+              f"(plain {row['plain']['hit@1']:.3f} / {row['plain']['mrr']:.3f}, "
+              f"dense {row['workbench dense']['hit@1']:.3f} / {row['workbench dense']['mrr']:.3f})")
+    return chosen
 
 
 if __name__ == "__main__":

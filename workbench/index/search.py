@@ -69,10 +69,10 @@ class Retriever:
     ``RELOAD_WAIT_S``). Texts and the sparse side (FTS5) are read from corpus.db per search."""
 
     def __init__(self, workspace: Workspace, embedding_model: str, rrf_k: int = RRF_K,
-                 sparse_weight: float = SPARSE_WEIGHT):
+                 sparse_weight: float = SPARSE_WEIGHT, convex_alpha: float | None = None):
         self.workspace = workspace
         self.embedding_model = embedding_model
-        self.rrf_k, self.sparse_weight = rrf_k, sparse_weight
+        self.rrf_k, self.sparse_weight, self.convex_alpha = rrf_k, sparse_weight, convex_alpha
         self._lock = threading.Lock()
         self._local = threading.local()
         self._signature: tuple | None = None
@@ -176,6 +176,8 @@ class Retriever:
         return results
 
     def _fuse(self, sparse: list[tuple[int, float]], dense: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        if self.convex_alpha is not None:
+            return convex_fusion(sparse, dense, self.convex_alpha)
         fused: dict[int, float] = {}
         for weight, ranking in ((1.0, dense), (self.sparse_weight, sparse)):
             for rank, (chunk, _) in enumerate(ranking, start=1):
@@ -187,6 +189,22 @@ class Retriever:
         return Hit(rank=rank, score=round(float(np.float32(score)), 6), source=chunk["source"],
                    page=chunk.get("page"), section=chunk.get("section"), chunk_id=chunk["chunk_id"],
                    doc_id=chunk["doc_id"], text=chunk["text"])
+
+
+def convex_fusion(sparse: list[tuple[int, float]], dense: list[tuple[int, float]],
+                  alpha: float) -> list[tuple[int, float]]:
+    """A convex combination of the two sides' scores, each min-max normalised over what it
+    retrieved (Bruch et al., "An Analysis of Fusion Functions for Hybrid Retrieval", 2023):
+    ``alpha`` x dense + (1 - alpha) x sparse; a chunk one side did not retrieve scores 0 there."""
+    def normalised(ranking: list[tuple[int, float]]) -> dict[int, float]:
+        if not ranking:
+            return {}
+        low, high = min(s for _, s in ranking), max(s for _, s in ranking)
+        return {i: (s - low) / (high - low) if high > low else 1.0 for i, s in ranking}
+
+    d, s = normalised(dense), normalised(sparse)
+    fused = {i: alpha * d.get(i, 0.0) + (1 - alpha) * s.get(i, 0.0) for i in {*d, *s}}
+    return sorted(fused.items(), key=lambda item: -item[1])
 
 
 _retrievers: dict[tuple[str, str], Retriever] = {}
