@@ -100,3 +100,14 @@ def test_the_retriever_says_when_a_question_is_looked_for_as_written(tmp_path):
     assert retriever.lexical_note("Comment configure-t-on une interface réseau sur cette machine ?") is None
     note = retriever.lexical_note("Ni jinsi gani ninaweza kusanidi mtandao wa kompyuta yangu nyumbani leo?")
     assert note and "looked for as written" in note
+
+
+def test_convex_fusion_weighs_the_normalised_scores_of_both_sides():
+    from workbench.index.search import convex_fusion
+
+    dense = [(1, 0.9), (2, 0.5), (3, 0.1)]  # cosine similarities
+    sparse = [(3, 12.0), (4, 6.0), (2, 0.0)]  # BM25 scores, on another scale
+    fused = dict(convex_fusion(sparse, dense, alpha=0.5))
+    assert fused == {1: 0.5, 2: 0.25, 3: 0.5, 4: 0.25}
+    assert [i for i, _ in convex_fusion(sparse, dense, alpha=0.8)] == [1, 2, 3, 4]  # the dense side leads
+    assert convex_fusion([], dense, 0.7)[0] == (1, 0.7)
