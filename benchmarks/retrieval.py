@@ -37,8 +37,6 @@ from workspace import emit, quiet  # noqa: E402
 DATA = Path(__file__).resolve().parent / "data"
 PLAIN_WORDS = 200
 DEPTH = 10
-FUSION_GRID = ((60, 1.0), (20, 1.0), (60, 0.5))  # reciprocal rank, besides the default (k 20, BM25 at half weight)
-CONVEX_GRID = (0.5, 0.7, 0.8)  # convex combination of min-max normalised scores: the dense side's weight
 
 
 RETRIEVAL_SETS = ("postgres", "django", "lilypond-fr", "rust-book", "erlang-pdf")
@@ -123,7 +121,6 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: bool = 
     from storage.documents import DocumentStore
     from workbench.evaluate.retrieval import run_retrieval
     from workbench.index import store
-    from workbench.index.search import Retriever
     from workbench.settings import Settings
 
     settings = Settings.from_env()
@@ -144,21 +141,21 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: bool = 
         reranked = run_retrieval(settings, questions, ("hybrid",), depth=DEPTH, rerank_with="base")
         out["hybrid + rerank"] = [[names[h.doc_id] for h in row] for row in reranked.ranked["hybrid+rerank"]]
         out["rerank_s_per_question"] = round((time.perf_counter() - started) / len(texts), 2)
-    for k, weight in FUSION_GRID:
-        retriever = Retriever(settings.workspace, settings.embedding_model, rrf_k=k, sparse_weight=weight)
-        out[f"hybrid k={k} sparse={weight}"] = [[names[h.doc_id] for h in row]
-                                                for row in retriever.search_many(texts, DEPTH, "hybrid")]
-    for alpha in CONVEX_GRID:
-        retriever = Retriever(settings.workspace, settings.embedding_model, convex_alpha=alpha)
-        out[f"hybrid convex dense={alpha}"] = [[names[h.doc_id] for h in row]
-                                               for row in retriever.search_many(texts, DEPTH, "hybrid")]
-    out["hybrid, plain words"] = plain_words_hybrid(settings, chunks, texts, names)
+    out.update(hybrid_grid(settings, chunks, texts, names))
     return out
 
 
-def plain_words_hybrid(settings, chunks: list[dict], texts: list[str], names: dict) -> list[list[str]]:
-    """Hybrid search as it was before per-language analysis, on the same chunks and the same
-    dense ranking: the sparse side an FTS5 table of the chunks' plain words (in memory)."""
+ANALYSES = {"stems": True, "words": False, "plain words": None}  # the sparse side's analysis (index.lexical)
+FUSIONS = {"rrf k=20 sparse=0.5": (20, 0.5, None), "rrf k=20 sparse=1": (20, 1.0, None),
+           "rrf k=60 sparse=1": (60, 1.0, None), "rrf k=60 sparse=0.5": (60, 0.5, None),
+           "convex dense=0.5": (None, None, 0.5), "convex dense=0.7": (None, None, 0.7)}
+
+
+def hybrid_grid(settings, chunks: list[dict], texts: list[str], names: dict) -> dict[str, list[list[str]]]:
+    """Hybrid search for every analysis of the sparse side x every fusion, on the same chunks and
+    the same dense ranking: each analysis an FTS5 table in memory. ``stems`` is what the index
+    holds; ``words`` each document's language's stop words and folded accents, no stems; ``plain
+    words`` the index before per-language analysis (English stop words only)."""
     import sqlite3
 
     from workbench.corpus.chunking import indexed_text
@@ -166,23 +163,35 @@ def plain_words_hybrid(settings, chunks: list[dict], texts: list[str], names: di
     from workbench.index.embedder import embed
     from workbench.index.search import Retriever
 
-    conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE VIRTUAL TABLE terms USING fts5 (body)")
-    conn.executemany("INSERT INTO terms (rowid, body) VALUES (?, ?)", [(c["id"], indexed_text(c)) for c in chunks])
-    retriever = Retriever(settings.workspace, settings.embedding_model)
+    texts_of: dict[str, list[str]] = {}
+    for chunk in chunks:
+        texts_of.setdefault(chunk["doc_id"], []).append(chunk["text"])
+    language = {d: lexical.detect_language(" ".join(t[:50])) for d, t in texts_of.items()}
+    spoken = sorted({lang for lang in language.values() if lang})
     depth = max(4 * DEPTH, 50)
+    retriever = Retriever(settings.workspace, settings.embedding_model)
     dense = retriever.state().search(embed(retriever.model(), texts), depth)
     by_id = {c["id"]: c["doc_id"] for c in chunks}
-    ranked = []
-    for text, dense_hits in zip(texts, dense):
-        terms = lexical.legacy_terms(text)
-        expression = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        sparse = [(r[0], -r[1]) for r in conn.execute(
-            "SELECT rowid, bm25(terms) s FROM terms WHERE terms MATCH ? ORDER BY s LIMIT ?", (expression, depth))] \
-            if terms else []
-        fused = retriever._fuse(sparse, dense_hits)
-        ranked.append([names[by_id[i]] for i, _ in fused if i in by_id][:DEPTH])
-    return ranked
+    out = {}
+    for analysis, stem in ANALYSES.items():
+        conn = sqlite3.connect(":memory:")
+        conn.execute("CREATE VIRTUAL TABLE terms USING fts5 (body)")
+        conn.executemany("INSERT INTO terms (rowid, body) VALUES (?, ?)", [
+            (c["id"], indexed_text(c) if stem is None else lexical.body(indexed_text(c), language[c["doc_id"]], stem))
+            for c in chunks])
+        sparse = []
+        for text in texts:
+            terms = lexical.legacy_terms(text) if stem is None else lexical.query_terms(text, spoken, stem)[0]
+            expression = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+            sparse.append([(r[0], -r[1]) for r in conn.execute(
+                "SELECT rowid, bm25(terms) s FROM terms WHERE terms MATCH ? ORDER BY s LIMIT ?",
+                (expression, depth))] if terms else [])
+        for fusion, (k, weight, alpha) in FUSIONS.items():
+            fuser = Retriever(settings.workspace, settings.embedding_model, rrf_k=k or 20,
+                              sparse_weight=weight or 0.5, convex_alpha=alpha)
+            out[f"hybrid {analysis}, {fusion}"] = [
+                [names[by_id[i]] for i, _ in fuser._fuse(s, d) if i in by_id][:DEPTH] for s, d in zip(sparse, dense)]
+    return out
 
 
 def main() -> int:
@@ -221,7 +230,7 @@ def main() -> int:
         if args.rerank:
             rows["workbench hybrid + rerank"] = scores(questions, ours["hybrid + rerank"])
         fusion = {label: scores(questions, ranked) for label, ranked in ours.items()
-                  if label.startswith(("hybrid k=", "hybrid convex")) or label == "hybrid, plain words"}
+                  if label.startswith("hybrid ") and label != "hybrid + rerank"}
         pages = len(pages_words)
         print(f"\n== {name}: {pages} pages, {len(questions)} questions ==")
         print(f"chunks: plain {plain['chunks']} ({plain['short']:.1%} under 200 characters), "
@@ -253,7 +262,7 @@ def leave_one_set_out(report: dict) -> dict:
     """For each set in turn: the hybrid setting with the best mean MRR (then hit@1) on the other
     sets, and what it scores on the set left out, beside plain and dense there."""
     def settings_of(row: dict) -> dict:
-        return {"k 20, sparse 0.5 (default)": row["workbench hybrid"], **row["fusion"]}
+        return row["fusion"]
 
     names = list(report)
     chosen = {}

@@ -68,22 +68,22 @@ def fold(word: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
 
 
-def analyse(text: str, language: str | None) -> list[str]:
+def analyse(text: str, language: str | None, stem: bool = True) -> list[str]:
     """The terms of ``text`` as the sparse side indexes them in ``language`` (None: plain words,
-    English stop words left out)."""
+    English stop words left out); ``stem`` False keeps whole words (stop words still dropped)."""
     stop = STOP_WORDS.get(language or "en", frozenset())
     words = [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in stop]
-    if language in STEMMERS:
+    if stem and language in STEMMERS:
         words = _stemmer(language).stemWords(words)
     return [fold(w) for w in words]
 
 
-def body(text: str, language: str | None) -> str:
+def body(text: str, language: str | None, stem: bool = True) -> str:
     """What the FTS5 table holds for a chunk: its terms, in order."""
-    return " ".join(analyse(text, language))
+    return " ".join(analyse(text, language, stem))
 
 
-def query_terms(query: str, languages: list[str] | tuple[str, ...]) -> tuple[list[str], str | None]:
+def query_terms(query: str, languages: list[str] | tuple[str, ...], stem: bool = True) -> tuple[list[str], str | None]:
     """(the terms a question looks for in a corpus of ``languages``, a note or None). The
     question is analysed in each language of the corpus; a question long enough to tell its
     language, in a language without a stemmer, is looked for with its plain words, with a note."""
@@ -93,7 +93,7 @@ def query_terms(query: str, languages: list[str] | tuple[str, ...]) -> tuple[lis
         note = f"no stemmer for the question's language ({spoken}): its words are looked for as written"
     terms: dict[str, None] = {}
     for language in list(languages) or [None]:
-        terms.update(dict.fromkeys(analyse(query, language)))
+        terms.update(dict.fromkeys(analyse(query, language, stem)))
     if note:
         terms.update(dict.fromkeys(analyse(query, None)))
     return list(terms), note
