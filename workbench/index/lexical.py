@@ -17,6 +17,7 @@ import re
 import unicodedata
 
 VERSION = 2
+STEM = True  # Snowball stems in new indexes (chosen by benchmarks/retrieval.py; an index keeps what it was built with)
 # ISO 639-1 code (what py3langid answers) -> Snowball algorithm
 STEMMERS = {
     "ar": "arabic", "ca": "catalan", "cs": "czech", "da": "danish", "de": "german", "el": "greek",

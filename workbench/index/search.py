@@ -58,7 +58,7 @@ def query_terms(query: str, lexical_state: dict) -> list[str]:
     """The terms the sparse side looks for: the question analysed in each language of the corpus
     (``index.lexical``), or its plain words for an index written before per-language analysis."""
     if lexical_state["version"] >= lexical.VERSION:
-        return lexical.query_terms(query, lexical_state["languages"])[0]
+        return lexical.query_terms(query, lexical_state["languages"], lexical_state["stem"])[0]
     return lexical.legacy_terms(query)
 
 

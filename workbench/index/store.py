@@ -280,7 +280,7 @@ def create(workspace: Workspace, embedding: dict[str, Any], index_type: str = "f
 
 
 def _initialise(db: ChunkDB, embedding: dict[str, Any], index_type: str) -> None:
-    db.put(version=2, lexical={"version": lexical.VERSION, "languages": []},
+    db.put(version=2, lexical={"version": lexical.VERSION, "languages": [], "stem": lexical.STEM},
            embedding_model=embedding["model"], dim=int(embedding["dim"]),
            embedding_dtype=embedding.get("dtype"), chunking=embedding.get("chunking", {}),
            index_type=index_type, snapshot=dict(EMPTY_SNAPSHOT, index_type=index_type, built=now_iso()),
@@ -293,11 +293,12 @@ def add_document(db: ChunkDB, doc: dict[str, Any], rows: list[dict[str, Any]], v
     sparse side indexes them as words of ``language`` (``index.lexical``)."""
     db.remove_document(doc["id"])
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    analysed = lexical_state(db)["version"] >= lexical.VERSION
-    bodies = [lexical.body(indexed_text(r), language) if analysed else indexed_text(r) for r in rows]
+    written = lexical_state(db)
+    analysed = written["version"] >= lexical.VERSION
+    bodies = [lexical.body(indexed_text(r), language, written["stem"]) if analysed else indexed_text(r) for r in rows]
     db.add_document(doc, rows, [v.tobytes() for v in vectors], bodies)
-    if analysed and language and language not in lexical_state(db)["languages"]:
-        db.put(lexical={"version": lexical.VERSION, "languages": sorted({*lexical_state(db)["languages"], language})})
+    if analysed and language and language not in written["languages"]:
+        db.put(lexical={**written, "languages": sorted({*written["languages"], language})})
     db.put(updated=now_iso())
 
 
@@ -305,8 +306,9 @@ def lexical_state(db: ChunkDB) -> dict[str, Any]:
     """How the sparse side was written: ``version`` (1: plain words) and the corpus's languages."""
     found = db.get("lexical")
     if not isinstance(found, dict):
-        return {"version": 1, "languages": []}
-    return {"version": int(found.get("version", 1)), "languages": list(found.get("languages") or [])}
+        return {"version": 1, "languages": [], "stem": False}
+    return {"version": int(found.get("version", 1)), "languages": list(found.get("languages") or []),
+            "stem": bool(found.get("stem", True))}
 
 
 def upgrade_lexical(db: ChunkDB, log=lambda message: None) -> bool:
@@ -323,8 +325,9 @@ def upgrade_lexical(db: ChunkDB, log=lambda message: None) -> bool:
         language = lexical.detect_language(" ".join(c["text"] for c in chunks[:50]))
         if language:
             languages.add(language)
-        db.replace_terms([(c["id"], lexical.body(indexed_text(c), language)) for c in chunks])
-    db.put(lexical={"version": lexical.VERSION, "languages": sorted(languages)}, updated=now_iso())
+        db.replace_terms([(c["id"], lexical.body(indexed_text(c), language, lexical.STEM)) for c in chunks])
+    db.put(lexical={"version": lexical.VERSION, "languages": sorted(languages), "stem": lexical.STEM},
+           updated=now_iso())
     log(f"sparse index re-analysed per language ({', '.join(sorted(languages)) or 'none detected'}): "
         f"{sum(map(len, by_document.values()))} chunks")
     return True
