@@ -6,11 +6,13 @@ questions, written the way a user asks, are ``benchmarks/data/retrieval_<set>.ts
 
 - plain: BeautifulSoup's ``get_text`` of each page, 200-word chunks, the same MiniLM model
   (``encode(normalize_embeddings=True)``), a FAISS flat inner-product index;
+- tf-idf: a TF-IDF ranking of whole pages;
 - workbench: ``workbench ingest`` of the folder into a throw-away workspace, then the code of
-  ``workbench eval-retrieval`` (dense and hybrid), and hybrid again with other fusion settings
-  (the reciprocal-rank k and the weight of the BM25 side) on the same index; with ``--rerank
+  ``workbench eval-retrieval`` (dense and hybrid), and hybrid again for every analysis of the
+  sparse side x every fusion (``ANALYSES`` x ``FUSIONS``) on the same index; with ``--rerank
   MODEL_DIR``, hybrid reranked by that causal LM's likelihood of the question
-  (``workbench.index.rerank``).
+  (``workbench.index.rerank``). With several sets, the hybrid setting is chosen leaving one set
+  out at a time (``leave_one_set_out``).
 
 Each prints hit@1, hit@5 and MRR by page (a question is answered when a chunk of one of its
 expected pages is retrieved; ranks are looked at to 10), plus the chunk counts and the share of
@@ -145,7 +147,7 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: bool = 
     return out
 
 
-ANALYSES = {"stems": True, "words": False, "plain words": None}  # the sparse side's analysis (index.lexical)
+ANALYSES = {"stems": "stems", "words": "words", "plain words": "plain"}  # the sparse side's (index.lexical)
 FUSIONS = {"rrf k=20 sparse=0.5": (20, 0.5, None), "rrf k=20 sparse=1": (20, 1.0, None),
            "rrf k=60 sparse=1": (60, 1.0, None), "rrf k=60 sparse=0.5": (60, 0.5, None),
            "convex dense=0.5": (None, None, 0.5), "convex dense=0.7": (None, None, 0.7)}
@@ -153,9 +155,8 @@ FUSIONS = {"rrf k=20 sparse=0.5": (20, 0.5, None), "rrf k=20 sparse=1": (20, 1.0
 
 def hybrid_grid(settings, chunks: list[dict], texts: list[str], names: dict) -> dict[str, list[list[str]]]:
     """Hybrid search for every analysis of the sparse side x every fusion, on the same chunks and
-    the same dense ranking: each analysis an FTS5 table in memory. ``stems`` is what the index
-    holds; ``words`` each document's language's stop words and folded accents, no stems; ``plain
-    words`` the index before per-language analysis (English stop words only)."""
+    the same dense ranking: each analysis an FTS5 table in memory (``index.lexical.ANALYSES``:
+    plain words, per-language stop words, per-language Snowball stems)."""
     import sqlite3
 
     from workbench.corpus.chunking import indexed_text
@@ -173,15 +174,14 @@ def hybrid_grid(settings, chunks: list[dict], texts: list[str], names: dict) -> 
     dense = retriever.state().search(embed(retriever.model(), texts), depth)
     by_id = {c["id"]: c["doc_id"] for c in chunks}
     out = {}
-    for analysis, stem in ANALYSES.items():
+    for analysis, kind in ANALYSES.items():
         conn = sqlite3.connect(":memory:")
         conn.execute("CREATE VIRTUAL TABLE terms USING fts5 (body)")
         conn.executemany("INSERT INTO terms (rowid, body) VALUES (?, ?)", [
-            (c["id"], indexed_text(c) if stem is None else lexical.body(indexed_text(c), language[c["doc_id"]], stem))
-            for c in chunks])
+            (c["id"], lexical.body(indexed_text(c), language[c["doc_id"]], kind)) for c in chunks])
         sparse = []
         for text in texts:
-            terms = lexical.legacy_terms(text) if stem is None else lexical.query_terms(text, spoken, stem)[0]
+            terms = lexical.query_terms(text, spoken, kind)[0]
             expression = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
             sparse.append([(r[0], -r[1]) for r in conn.execute(
                 "SELECT rowid, bm25(terms) s FROM terms WHERE terms MATCH ? ORDER BY s LIMIT ?",

@@ -42,10 +42,11 @@ def test_a_question_in_a_language_without_a_stemmer_gets_a_note():
     assert note and "no stemmer" in note and "kusanidi" in terms
 
 
-def _index(ws: Workspace, texts_by_doc: dict[str, list[str]], languages: dict[str, str | None]) -> None:
+def _index(ws: Workspace, texts_by_doc: dict[str, list[str]], languages: dict[str, str | None],
+           analysis: str = "stems") -> None:
     rng = np.random.default_rng(0)
     with DocumentStore(ws).lock():
-        db = store.open_db(ws) or store.create(ws, {"model": "m", "dim": 8})
+        db = store.open_db(ws) or store.create(ws, {"model": "m", "dim": 8}, analysis=analysis)
         with db, db.writing():
             for name, texts in texts_by_doc.items():
                 rows = [{"chunk_id": f"{name}:{n}", "doc_id": name, "source": f"{name}.html", "text": t}
@@ -64,7 +65,7 @@ def test_a_mixed_corpus_answers_french_and_english_questions_by_their_stems(tmp_
     ws = Workspace(tmp_path / "ws")
     _index(ws, {"guide-fr": FRENCH, "guide-en": ENGLISH}, {"guide-fr": "fr", "guide-en": "en"})
     with store.open_db(ws) as db:
-        assert store.lexical_state(db) == {"version": lexical.VERSION, "languages": ["en", "fr"], "stem": lexical.STEM}
+        assert store.lexical_state(db) == {"version": lexical.VERSION, "languages": ["en", "fr"], "analysis": "stems"}
     # no word of these questions is written the same way in the chunk that answers them
     assert _best(ws, "Comment configure-t-on une interface réseau ?") == FRENCH[0]
     assert _best(ws, "installation paquet") == FRENCH[1]
@@ -75,19 +76,20 @@ def test_a_mixed_corpus_answers_french_and_english_questions_by_their_stems(tmp_
 
 def test_an_index_of_plain_words_is_searched_as_it_is_then_re_analysed(tmp_path):
     ws = Workspace(tmp_path / "ws")
-    _index(ws, {"guide-fr": FRENCH}, {"guide-fr": "fr"})
-    with DocumentStore(ws).lock(), store.open_db(ws) as db, db.writing():  # as written before stemming
-        db.replace_terms([(c["id"], c["text"]) for c in db.iter_chunks()])
+    _index(ws, {"guide-fr": FRENCH}, {"guide-fr": "fr"}, analysis="plain")
+    with DocumentStore(ws).lock(), store.open_db(ws) as db, db.writing():  # as written before languages
         db.put(lexical=None)
     with store.open_db(ws) as db:
-        assert store.lexical_state(db)["version"] == 1
-    assert _best(ws, "installés les paquets") == FRENCH[1]  # plain words still meet plain words
+        assert store.lexical_state(db) == {"version": 1, "languages": [], "analysis": "plain"}
+    assert _best(ws, "installés les paquets") == FRENCH[1]  # plain words meet plain words
     assert _best(ws, "installation paquet") == ""  # but no other form of them
     logged = []
     with DocumentStore(ws).lock(), store.open_db(ws) as db, db.writing():
-        assert store.upgrade_lexical(db, logged.append)
+        assert store.upgrade_lexical(db, log=logged.append)  # the next ingest records the languages
         assert not store.upgrade_lexical(db)  # once
-    assert logged and "fr" in logged[0]
+        assert store.lexical_state(db) == {"version": lexical.VERSION, "languages": ["fr"], "analysis": "plain"}
+        assert store.upgrade_lexical(db, "stems", logged.append)  # another analysis asked for: re-analysed
+    assert "fr" in logged[0] and "stems" in logged[1]
     assert _best(ws, "installation paquet") == FRENCH[1]
 
 
@@ -111,3 +113,25 @@ def test_convex_fusion_weighs_the_normalised_scores_of_both_sides():
     assert fused == {1: 0.5, 2: 0.25, 3: 0.5, 4: 0.25}
     assert [i for i, _ in convex_fusion(sparse, dense, alpha=0.8)] == [1, 2, 3, 4]  # the dense side leads
     assert convex_fusion([], dense, 0.7)[0] == (1, 0.7)
+
+
+def test_ingest_keeps_plain_words_by_default_and_switches_to_stems_on_request(wb, settings, tmp_path):
+    from tests.conftest import ingest
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "reseau.txt").write_text("\n\n".join(FRENCH), encoding="utf-8")
+    (docs / "disks.txt").write_text("\n\n".join(ENGLISH), encoding="utf-8")
+    code, _, err = ingest(wb, str(docs))
+    assert code == 0, err
+    ws = settings.workspace
+    with store.open_db(ws) as db:
+        assert store.lexical_state(db) == {"version": lexical.VERSION, "languages": ["en", "fr"], "analysis": "plain"}
+    names = {d["name"]: d.get("language") for d in DocumentStore(ws).list()}
+    assert names == {"reseau.txt": "fr", "disks.txt": "en"}
+    assert "Pour configurer" not in _best(ws, "installation paquet")  # plain words: no other forms
+    code, _, err = wb("ingest", "--sparse-analysis", "stems")
+    assert code == 0, err
+    with store.open_db(ws) as db:
+        assert store.lexical_state(db)["analysis"] == "stems"
+    assert "apt install" in _best(ws, "installation paquet")

@@ -19,7 +19,7 @@ from storage import RunStore
 from storage.documents import FAILED, INDEXED, PENDING, DocumentStore
 from storage.runs import ACTIVE, now_iso
 from workbench.corpus.chunking import HEADING_TOKENS, chunk_blocks, document_title, indexed_text
-from workbench.index.lexical import detect_language
+from workbench.index.lexical import ANALYSES, ANALYSIS, detect_language
 from workbench.corpus.parse import ParseError
 from workbench.corpus.sandbox import parse_isolated
 from workbench.index import store as index_store
@@ -38,6 +38,9 @@ class Config:
     chunk_size: int | None = field(default=None, metadata={"help": "tokens per chunk, embedding tokenizer (default: the index's; 200 for a new one)"})
     chunk_overlap: int | None = field(default=None, metadata={"help": "tokens shared by neighbouring chunks (default: the index's; 40 for a new one)"})
     index_type: str = field(default="", metadata={"help": "flat, hnsw or ivf (default: keep the current one, flat for a new index)"})
+    sparse_analysis: str = field(default="", metadata={
+        "help": "words of hybrid search's sparse side: plain, words (per-language stop words) or stems "
+                "(per-language Snowball stems) (default: keep the index's, plain for a new one)"})
     batch_size: int = field(default=64, metadata={"help": "chunks per embedding batch"})
     parse_timeout_s: float = field(default=60.0, metadata={"help": "wall-clock limit to parse one file"})
     parse_memory_mb: int = field(default=2048, metadata={"help": "memory limit to parse one file"})
@@ -45,6 +48,8 @@ class Config:
     def validate(self) -> None:
         if self.index_type and self.index_type not in index_store.INDEX_TYPES:
             raise ValueError(f"index_type must be one of {', '.join(index_store.INDEX_TYPES)}")
+        if self.sparse_analysis and self.sparse_analysis not in ANALYSES:
+            raise ValueError(f"sparse_analysis must be one of {', '.join(ANALYSES)}")
         if self.chunk_size is not None and self.chunk_size < 8:
             raise ValueError("chunk_size must be at least 8 tokens")
         if self.chunk_overlap is not None and self.chunk_overlap < 0:
@@ -121,11 +126,15 @@ def run(config: Config, reporter) -> dict[str, Any]:
     embedding = {"model": model_name, "dim": info["dim"], "dtype": info["dtype"], "chunking": chunking}
     if config.rebuild:
         with docs.lock():
-            index_store.create(workspace, embedding, config.index_type or "flat").close()
+            index_store.create(workspace, embedding, config.index_type or "flat",
+                               config.sparse_analysis or ANALYSIS).close()
         reporter.log(f"rebuilding: a new {config.index_type or 'flat'} index, every document re-embedded")
     elif meta is not None and config.index_type and config.index_type != meta.get("index_type"):
         reporter.log(f"switching the index from {meta.get('index_type')} to {config.index_type}")
         index_store.compact(workspace, config.index_type)
+    if meta is not None and not config.rebuild:  # an older sparse side, or another analysis asked for
+        with docs.lock(), index_store.open_db(workspace) as db, db.writing():
+            index_store.upgrade_lexical(db, config.sparse_analysis or None, reporter.log)
     todo = _claim(docs, runs, reporter.run.id, config)
     result: dict[str, Any] = {"indexed": [], "failed": [], "chunks": 0}
     if not todo:
@@ -142,9 +151,9 @@ def run(config: Config, reporter) -> dict[str, Any]:
             else:
                 batch.append(prepared)
             if batch and time.monotonic() - last_commit > COMMIT_EVERY_S:
-                _commit(docs, workspace, embedding, batch, result, reporter, config.index_type)
+                _commit(docs, workspace, embedding, batch, result, reporter, config.index_type, config.sparse_analysis)
                 batch, last_commit = [], time.monotonic()
-        _commit(docs, workspace, embedding, batch, result, reporter, config.index_type)
+        _commit(docs, workspace, embedding, batch, result, reporter, config.index_type, config.sparse_analysis)
     finally:
         _release(docs, reporter.run.id)
     compact_if_due(workspace, reporter)
@@ -180,14 +189,16 @@ def _prepare(doc: dict, docs: DocumentStore, model, tokenizer, config: Config, c
     return (doc, rows, vectors, language), None
 
 
-def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, index_type: str = "") -> None:
+def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, index_type: str = "",
+            sparse_analysis: str = "") -> None:
     """Add a batch to the index as it is on disk now (a delete may have happened meanwhile).
     If a rebuild beside this run changed the model or the chunking, the batch is not mixed in:
     its documents go back to pending for the next run."""
     if not batch:
         return
     with docs.lock():
-        db = index_store.open_db(workspace) or index_store.create(workspace, embedding, index_type or "flat")
+        db = index_store.open_db(workspace) or index_store.create(workspace, embedding, index_type or "flat",
+                                                                  sparse_analysis or ANALYSIS)
         with db:
             settings = db.settings()
             chunking = settings.get("chunking") or {}
@@ -197,7 +208,6 @@ def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, 
                 return
             live = {d["id"] for d in docs.list()}
             with db.writing():
-                index_store.upgrade_lexical(db, reporter.log)
                 for doc, rows, vectors, language in batch:
                     if doc["id"] in live:  # not deleted while it was being embedded
                         index_store.add_document(db, doc, rows, vectors, language)

@@ -1,14 +1,16 @@
 """The words the sparse side of hybrid search indexes and looks for, per language.
 
-Each document's language is detected (py3langid, offline) when it is indexed; its chunks are
-indexed as their words lower-cased, the language's stop words left out, each word cut to its
-Snowball stem (PyStemmer) and its accents folded, so ``configurer``, ``configuration`` and
-``configurés`` meet. A question is analysed once per language of the corpus and the terms are
-joined, so a mixed French and English corpus answers in both. A language without a Snowball
-stemmer keeps its plain words (and a question in one gets a note).
+Each document's language is detected (py3langid, offline) when it is indexed and recorded. Under
+the ``stems`` analysis its chunks are indexed as their words lower-cased, the language's stop
+words left out, each word cut to its Snowball stem (PyStemmer) and its accents folded, so
+``configurer``, ``configuration`` and ``configurés`` meet; a question is analysed once per
+language of the corpus and the terms joined, so a mixed French and English corpus answers in
+both; a language without a Snowball stemmer keeps its plain words (and a question in one gets a
+note). ``words`` is the same without stems; ``plain`` (the default, see ``ANALYSIS``) leaves the
+text to FTS5's tokenizer.
 
-An index written before this (``lexical`` setting absent) holds plain words: it is searched
-with plain words until the next ingest re-analyses it (``store.upgrade_lexical``).
+An index written before this (``lexical`` setting absent) holds plain words and is searched so;
+the next ingest records its languages (``store.upgrade_lexical``).
 """
 from __future__ import annotations
 
@@ -17,7 +19,16 @@ import re
 import unicodedata
 
 VERSION = 2
-STEM = True  # Snowball stems in new indexes (chosen by benchmarks/retrieval.py; an index keeps what it was built with)
+# How the sparse side analyses text: ``plain`` (FTS5's own tokens: lower case, accents folded;
+# English stop words left out of questions), ``words`` (also each document's language's stop
+# words), ``stems`` (also Snowball stems). ``plain`` is the default: on four documentation sets
+# (PostgreSQL, Django, Rust's book, LilyPond's French manual) with the convex fusion of
+# ``index.search`` it had the best worst-case margin over dense search and the plain script, and
+# was the choice on every set left out; stems did worse on two of the three English sets and no
+# better on the French one (benchmarks/retrieval.py; the README has the table). An index keeps the
+# analysis it was built with; ``workbench ingest --sparse-analysis`` changes it.
+ANALYSES = ("plain", "words", "stems")
+ANALYSIS = "plain"
 # ISO 639-1 code (what py3langid answers) -> Snowball algorithm
 STEMMERS = {
     "ar": "arabic", "ca": "catalan", "cs": "czech", "da": "danish", "de": "german", "el": "greek",
@@ -79,18 +90,24 @@ def analyse(text: str, language: str | None, stem: bool = True) -> list[str]:
     return [fold(w) for w in words]
 
 
-def body(text: str, language: str | None, stem: bool = True) -> str:
-    """What the FTS5 table holds for a chunk: its terms, in order."""
-    return " ".join(analyse(text, language, stem))
+def body(text: str, language: str | None, analysis: str = "stems") -> str:
+    """What the FTS5 table holds for a chunk under ``analysis``: its text, or its terms in order."""
+    if analysis == "plain":
+        return text
+    return " ".join(analyse(text, language, analysis == "stems"))
 
 
-def query_terms(query: str, languages: list[str] | tuple[str, ...], stem: bool = True) -> tuple[list[str], str | None]:
+def query_terms(query: str, languages: list[str] | tuple[str, ...],
+                analysis: str = "stems") -> tuple[list[str], str | None]:
     """(the terms a question looks for in a corpus of ``languages``, a note or None). The
     question is analysed in each language of the corpus; a question long enough to tell its
     language, in a language without a stemmer, is looked for with its plain words, with a note."""
+    if analysis == "plain":
+        return legacy_terms(query), None
+    stem = analysis == "stems"
     spoken = detect_language(query)
     note = None
-    if spoken is not None and spoken not in STEMMERS and spoken not in languages:
+    if stem and spoken is not None and spoken not in STEMMERS and spoken not in languages:
         note = f"no stemmer for the question's language ({spoken}): its words are looked for as written"
     terms: dict[str, None] = {}
     for language in list(languages) or [None]:
@@ -101,5 +118,6 @@ def query_terms(query: str, languages: list[str] | tuple[str, ...], stem: bool =
 
 
 def legacy_terms(query: str) -> list[str]:
-    """The plain words an index written before ``VERSION`` 2 holds (English stop words left out)."""
+    """A question's plain words (English stop words left out): what ``plain`` looks for, and an
+    index written before ``VERSION`` 2 holds."""
     return list(dict.fromkeys(t for t in _WORD.findall(query.lower()) if len(t) > 1 and t not in STOP_WORDS["en"]))

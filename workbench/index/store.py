@@ -269,18 +269,19 @@ def _read_snapshot(workspace: Workspace, record: dict[str, Any], check_inode: bo
 # -------------------------------------------------------------------------------------- writes
 # The callers hold the corpus lock (storage.documents.DocumentStore.lock) around each write.
 
-def create(workspace: Workspace, embedding: dict[str, Any], index_type: str = "flat") -> ChunkDB:
+def create(workspace: Workspace, embedding: dict[str, Any], index_type: str = "flat",
+           analysis: str = lexical.ANALYSIS) -> ChunkDB:
     """An empty index with these settings (a new corpus, or a rebuild: every chunk dropped)."""
     db = ChunkDB(workspace.corpus_db, create=True)
     with db.writing():
         db.clear()
         db.drop_tombstones(db.tombstone_seq())
-        _initialise(db, embedding, index_type)
+        _initialise(db, embedding, index_type, analysis)
     return db
 
 
-def _initialise(db: ChunkDB, embedding: dict[str, Any], index_type: str) -> None:
-    db.put(version=2, lexical={"version": lexical.VERSION, "languages": [], "stem": lexical.STEM},
+def _initialise(db: ChunkDB, embedding: dict[str, Any], index_type: str, analysis: str = lexical.ANALYSIS) -> None:
+    db.put(version=2, lexical={"version": lexical.VERSION, "languages": [], "analysis": analysis},
            embedding_model=embedding["model"], dim=int(embedding["dim"]),
            embedding_dtype=embedding.get("dtype"), chunking=embedding.get("chunking", {}),
            index_type=index_type, snapshot=dict(EMPTY_SNAPSHOT, index_type=index_type, built=now_iso()),
@@ -290,32 +291,36 @@ def _initialise(db: ChunkDB, embedding: dict[str, Any], index_type: str) -> None
 def add_document(db: ChunkDB, doc: dict[str, Any], rows: list[dict[str, Any]], vectors: np.ndarray,
                  language: str | None = None) -> None:
     """Put a document's chunks and vectors in place of any it had (inside ``db.writing()``); the
-    sparse side indexes them as words of ``language`` (``index.lexical``)."""
+    sparse side indexes them as words of ``language`` under the index's analysis (``index.lexical``)."""
     db.remove_document(doc["id"])
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     written = lexical_state(db)
-    analysed = written["version"] >= lexical.VERSION
-    bodies = [lexical.body(indexed_text(r), language, written["stem"]) if analysed else indexed_text(r) for r in rows]
+    bodies = [lexical.body(indexed_text(r), language, written["analysis"]) for r in rows]
     db.add_document(doc, rows, [v.tobytes() for v in vectors], bodies)
-    if analysed and language and language not in written["languages"]:
+    if written["version"] >= lexical.VERSION and language and language not in written["languages"]:
         db.put(lexical={**written, "languages": sorted({*written["languages"], language})})
     db.put(updated=now_iso())
 
 
 def lexical_state(db: ChunkDB) -> dict[str, Any]:
-    """How the sparse side was written: ``version`` (1: plain words) and the corpus's languages."""
+    """How the sparse side was written: ``version`` (1: before per-language analysis), the
+    ``analysis`` (``lexical.ANALYSES``) and the corpus's languages."""
     found = db.get("lexical")
     if not isinstance(found, dict):
-        return {"version": 1, "languages": [], "stem": False}
+        return {"version": 1, "languages": [], "analysis": "plain"}
+    analysis = found.get("analysis")
     return {"version": int(found.get("version", 1)), "languages": list(found.get("languages") or []),
-            "stem": bool(found.get("stem", True))}
+            "analysis": analysis if analysis in lexical.ANALYSES else "plain"}
 
 
-def upgrade_lexical(db: ChunkDB, log=lambda message: None) -> bool:
-    """Re-analyse a sparse side written with plain words (before ``lexical.VERSION`` 2): each
-    document's language detected, its chunks' terms rewritten (inside ``db.writing()``). True when
+def upgrade_lexical(db: ChunkDB, analysis: str | None = None, log=lambda message: None) -> bool:
+    """Bring the sparse side to ``lexical.VERSION`` and to ``analysis`` (default: the index's
+    own, ``plain`` for one written before): each document's language detected and recorded, and
+    its chunks' terms rewritten when the analysis changes (inside ``db.writing()``). True when
     something was done."""
-    if lexical_state(db)["version"] >= lexical.VERSION:
+    written = lexical_state(db)
+    target = analysis or written["analysis"]
+    if written["version"] >= lexical.VERSION and target == written["analysis"]:
         return False
     by_document: dict[str, list[dict[str, Any]]] = {}
     for chunk in db.iter_chunks():
@@ -325,11 +330,12 @@ def upgrade_lexical(db: ChunkDB, log=lambda message: None) -> bool:
         language = lexical.detect_language(" ".join(c["text"] for c in chunks[:50]))
         if language:
             languages.add(language)
-        db.replace_terms([(c["id"], lexical.body(indexed_text(c), language, lexical.STEM)) for c in chunks])
-    db.put(lexical={"version": lexical.VERSION, "languages": sorted(languages), "stem": lexical.STEM},
+        if target != written["analysis"]:
+            db.replace_terms([(c["id"], lexical.body(indexed_text(c), language, target)) for c in chunks])
+    db.put(lexical={"version": lexical.VERSION, "languages": sorted(languages), "analysis": target},
            updated=now_iso())
-    log(f"sparse index re-analysed per language ({', '.join(sorted(languages)) or 'none detected'}): "
-        f"{sum(map(len, by_document.values()))} chunks")
+    log(f"sparse index: {target} analysis, languages {', '.join(sorted(languages)) or 'none detected'} "
+        f"({sum(map(len, by_document.values()))} chunks)")
     return True
 
 
