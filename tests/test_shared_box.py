@@ -401,6 +401,17 @@ def test_scoreboard_csv_escapes_cells_a_spreadsheet_would_run(settings, wb):
     assert all(not str(v).startswith(("=", "+", "@", "\t", "\r")) for r in rows for v in r.values()), rows
 
 
+def test_a_file_argument_by_url_is_found_and_an_upload_with_its_link_is_not():
+    from workbench.ui.file_guard import remote_file
+
+    meta = {"_type": "gradio.FileData"}
+    page_upload = {"path": "/ws/cache/uploads/ab12/notes.txt", "url": "http://127.0.0.1:7860/gradio_api/file=/ws/x",
+                   "meta": meta}  # what the page sends for a file it uploaded
+    assert remote_file({"data": [[page_upload], "train", 0.5]}) is None
+    assert remote_file({"data": [[page_upload, {"path": " HTTPS://host/big.bin", "meta": meta}]]}) == " HTTPS://host/big.bin"
+    assert remote_file({"data": [{"path": "http://host/a", "meta": {"_type": "other"}}]}) is None
+
+
 def test_markdown_from_documents_and_answers_loads_nothing_and_runs_nothing():
     from workbench.chat.sources import sources_markdown
     from workbench.safe_text import csv_cell, display_name, safe_markdown

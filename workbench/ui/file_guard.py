@@ -23,14 +23,15 @@ BODY_CAP = 8 * 2**20  # above the JSON call cap of http_policy, which refuses bi
 
 
 def remote_file(value) -> str | None:
-    """The URL of the first file argument given by URL in a call's JSON, or None."""
+    """The URL of the first file argument given by URL in a call's JSON, or None. Gradio fetches
+    an input file whose ``path`` is a URL; its ``url`` (the page sends the server's own link to
+    an upload there) is not read for inputs."""
     if isinstance(value, dict):
         meta = value.get("meta")
         if isinstance(meta, dict) and meta.get("_type") == "gradio.FileData":
-            for key in ("path", "url"):
-                found = value.get(key)
-                if isinstance(found, str) and found.lower().startswith(("http://", "https://")):
-                    return found
+            found = value.get("path")
+            if isinstance(found, str) and found.strip().lower().startswith(("http://", "https://", "//")):
+                return found
         values = value.values()
     elif isinstance(value, list):
         values = value
