@@ -209,7 +209,8 @@ def test_no_handler_shows_what_is_outside_the_workspace(env, start_process, tmp_
     def variants(dep: dict, admin: bool) -> list[tuple[str, list, object]]:
         """(what is varied, the traversal pairs walked, traversal string -> (data, event data))."""
         inputs, events = dep["inputs"], dep["collects_event_data"]
-        out = [("every text argument", pairs,
+        # the admin, who gets past every role check, walks every escape; the other roles the two plainest
+        out = [("every text argument", pairs if admin else pairs[:2],
                 lambda s: ([value(i, s) for i in inputs], selected(s) if events else None))]
         if not admin:
             return out
