@@ -159,6 +159,7 @@ def hybrid_grid(settings, chunks: list[dict], texts: list[str], names: dict) -> 
     plain words, per-language stop words, per-language Snowball stems)."""
     import sqlite3
 
+    from storage.chunkdb import match_expression
     from workbench.corpus.chunking import indexed_text
     from workbench.index import lexical
     from workbench.index.embedder import embed
@@ -182,7 +183,7 @@ def hybrid_grid(settings, chunks: list[dict], texts: list[str], names: dict) -> 
         sparse = []
         for text in texts:
             terms = lexical.query_terms(text, spoken, kind)[0]
-            expression = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+            expression = match_expression(terms)
             sparse.append([(r[0], -r[1]) for r in conn.execute(
                 "SELECT rowid, bm25(terms) s FROM terms WHERE terms MATCH ? ORDER BY s LIMIT ?",
                 (expression, depth))] if terms else [])

@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS tombstones (seq INTEGER PRIMARY KEY AUTOINCREMENT, id
 """
 
 
+def match_expression(terms: list[str]) -> str:
+    """An FTS5 query for any of ``terms``, each quoted as a string."""
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
 class ChunkDB:
     """One connection to ``corpus.db``; open one per thread (or per call: opening is cheap)."""
 
@@ -178,7 +183,7 @@ class ChunkDB:
         score) best first, scores positive."""
         if not terms:
             return []
-        expression = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        expression = match_expression(terms)
         return [(r[0], -r[1]) for r in self.conn.execute(
             "SELECT rowid, bm25(chunk_terms) AS s FROM chunk_terms WHERE chunk_terms MATCH ? ORDER BY s LIMIT ?",
             (expression, limit))]

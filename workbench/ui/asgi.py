@@ -1,6 +1,5 @@
-"""What the ASGI middlewares in front of Gradio share: answering a request themselves, calling
-the app while noting the status it answers with, reading a body up to a cap, and finding the
-request's session."""
+"""What the ASGI middlewares in front of Gradio share: answering a request themselves, reading a
+body up to a cap and handing it on, and finding the request's session."""
 from __future__ import annotations
 
 import json
@@ -12,17 +11,18 @@ async def answer_json(send, status: int, payload: dict, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
 
 
-async def call_noting_status(app, scope, receive, send) -> int | None:
-    """Run the app on the request; the HTTP status it answered with."""
-    status: dict[str, int] = {}
+def replay(body: bytes, receive):
+    """A ``receive`` that hands the app ``body`` (already read) first, then what the client sends."""
+    sent = False
 
-    async def watch(message):
-        if message["type"] == "http.response.start":
-            status["code"] = message["status"]
-        await send(message)
+    async def replayed():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
 
-    await app(scope, receive, watch)
-    return status.get("code")
+    return replayed
 
 
 def declared_length(scope) -> int | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from workbench.ui.asgi import answer_json, read_body, session_user
+from workbench.ui.asgi import answer_json, read_body, replay, session_user
 from workbench.ui.upload_quota import StagedUploads
 
 CALLS = ("/gradio_api/queue/join", "/gradio_api/run/", "/gradio_api/call/", "/gradio_api/api/")
@@ -59,16 +59,7 @@ class FileGuard:
             if url:
                 return await answer_json(send, 400, {"detail": "A file is uploaded (the upload route), not fetched "
                                                                f"from a URL: {url[:200]}"})
-            sent = False
-
-            async def replay():
-                nonlocal sent
-                if sent:
-                    return await receive()
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            return await self.app(scope, replay, send)
+            return await self.app(scope, replay(body, receive), send)
         if self.signed_in and scope["method"] in ("GET", "HEAD"):
             for route in FILE_ROUTES:
                 at = path.find(route)

@@ -22,7 +22,7 @@ from workbench import audit
 from workbench.auth import Users
 from workbench.limits import SIGN_IN_BODY_BYTES
 from workbench.login_throttle import LoginThrottle
-from workbench.ui.asgi import answer_json, read_body, session_tokens
+from workbench.ui.asgi import answer_json, read_body, replay, session_tokens
 
 
 class Sessions:
@@ -80,19 +80,12 @@ class LoginGuard:
             return await answer_json(send, 429, {"detail": detail},
                                      [(b"retry-after", str(max(1, round(verdict.wait_s))).encode())])
 
-        stamp_before, replayed, answer = self.users.stamp(username), False, []
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+        stamp_before, answer = self.users.stamp(username), []
 
         async def keep(message):
             answer.append(message)
 
-        await self.app(scope, replay, keep)
+        await self.app(scope, replay(body, receive), keep)
         start = next((m for m in answer if m["type"] == "http.response.start"), {})
         success = start.get("status") == 200
         if success:
