@@ -200,7 +200,7 @@ def main() -> int:
 
     model = load_embedder(settings.embedding_model)
     state = retriever.state()
-    query_vectors = embed(model, queries)
+    query_vectors = embed(model, queries, role="query")
     found = state.search(query_vectors, 10)
     truth = exact_top(workspace, query_vectors, 10)
     report["recall_at_10"] = round(sum(len({i for i, _ in f} & t) / len(t) for f, t in zip(found, truth)) / len(truth), 3)

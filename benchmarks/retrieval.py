@@ -172,7 +172,7 @@ def hybrid_grid(settings, chunks: list[dict], texts: list[str], names: dict) -> 
     spoken = sorted({lang for lang in language.values() if lang})
     depth = max(4 * DEPTH, 50)
     retriever = Retriever(settings.workspace, settings.embedding_model)
-    dense = retriever.state().search(embed(retriever.model(), texts), depth)
+    dense = retriever.state().search(embed(retriever.model(), texts, role="query"), depth)
     by_id = {c["id"]: c["doc_id"] for c in chunks}
     out = {}
     for analysis, kind in ANALYSES.items():

@@ -201,3 +201,19 @@ def test_static_cache_decodes_the_same_tokens(tiny_base):
     assert shorter.cache.get_max_length() == length + 8  # sized for its own call, not the longest so far
     assert one_stream_kwargs(model, "cpu", STATIC_CACHE_MAX_POSITIONS + 1) == {}
     assert one_stream_kwargs(model, "cuda", 100) == {}
+
+
+def test_the_answer_is_asked_in_the_language_of_the_question_whatever_the_context():
+    from workbench.chat.prompt import build_prompt, chat_messages
+
+    french_over_english = chat_messages(build_prompt(
+        "Comment les abeilles indiquent-elles où se trouvent les fleurs ?",
+        ["Honey bees tell each other where flowers are with the waggle dance."]))
+    assert french_over_english[0] == {"role": "system", "content": (
+        "Always answer in French, the language of the question, even when the context is in another language.")}
+    english_over_french = chat_messages(build_prompt(
+        "Which countries does the Rhine flow through?",
+        ["Le Rhin coule des Alpes suisses jusqu'à la mer du Nord, en traversant l'Allemagne et les Pays-Bas."]))
+    assert english_over_french[0]["content"].startswith("Always answer in English")
+    assert english_over_french[1]["content"].startswith("Which countries")
+    assert chat_messages("VACUUM FULL") == [{"role": "user", "content": "VACUUM FULL"}]  # too short to tell

@@ -1,7 +1,12 @@
 """The RAG prompt: the question, then ``\\n\\nContext:\\n`` and the retrieved chunks, one after
 another. The same shape as a ``dataset_rlhf.jsonl`` prompt, so a chat turn becomes a preference
-pair unchanged."""
+pair unchanged.
+
+``chat_messages`` turns a prompt into the messages every model sees, in chat and in training
+alike: a system line asking for the answer in the question's language, then the prompt."""
 from __future__ import annotations
+
+from workbench.language import question_language
 
 CONTEXT_MARKER = "\n\nContext:\n"
 
@@ -22,6 +27,24 @@ def split_prompt(prompt: str) -> tuple[str, str]:
     return question, context
 
 
+LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
+                  "pt": "Portuguese", "nl": "Dutch"}
+# In English whatever the language: on 12 questions asked across languages (6 French over English
+# context, 6 English over French), SmolLM2-135M answered 2 in the question's language with no
+# system line, 6 with this one, 6 with "Answer in French." and 4 with the line written in French
+# (`python benchmarks/answer_language.py`).
+ANSWER_IN = "Always answer in {language}, the language of the question, even when the context is in another language."
+
+
+def answer_instruction(prompt: str) -> str | None:
+    """The line asking for an answer in the question's language, when it is clear and known."""
+    language = LANGUAGE_NAMES.get(question_language(split_prompt(prompt)[0]) or "")
+    return ANSWER_IN.format(language=language) if language else None
+
+
 def chat_messages(prompt: str) -> list[dict[str, str]]:
-    """The prompt as one user message: the model's own chat template does the rest."""
-    return [{"role": "user", "content": prompt}]
+    """The prompt as the conversation a model is given: the answer-language line as the system
+    message when there is one, then the prompt as the user's message; the model's own chat
+    template does the rest."""
+    instruction = answer_instruction(prompt)
+    return ([{"role": "system", "content": instruction}] if instruction else []) + [{"role": "user", "content": prompt}]

@@ -29,7 +29,7 @@ def add_parsers(sub) -> None:
     search.add_argument("--file", help="a text file with one query per line")
     search.add_argument("-k", type=int, default=5, help="hits per query (default: 5)")
     search.add_argument("--mode", choices=["dense", "hybrid"], default=DEFAULT_MODE,
-                        help="dense (FAISS) or hybrid (dense + BM25, reciprocal rank fusion)")
+                        help="dense (FAISS) or hybrid (dense + BM25, a convex combination of their normalised scores)")
     search.add_argument("--json", action="store_true", help="one JSON line per query")
 
     ask = sub.add_parser("ask", help="answer a question with retrieved context and sources")

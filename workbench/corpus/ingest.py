@@ -23,7 +23,7 @@ from workbench.index.lexical import ANALYSES, ANALYSIS, detect_language
 from workbench.corpus.parse import ParseError
 from workbench.corpus.sandbox import parse_isolated
 from workbench.index import store as index_store
-from workbench.index.embedder import describe, embed, load_embedder
+from workbench.index.embedder import describe, embed, load_embedder, prompts_of
 
 INDEXING = "indexing"
 DEFAULT_CHUNKING = {"size": 200, "overlap": 40}
@@ -100,9 +100,16 @@ def _chunking(config: Config, meta: dict[str, Any] | None, model_name: str, max_
 
 
 def preflight(config: Config, settings) -> None:
-    """Refuse, before anything is stored or queued, a config the job would refuse."""
-    if not config.rebuild:
-        _chunking(config, index_store.read_meta(settings.workspace), "", 10**9)
+    """Refuse, before anything is stored or queued, a config the job would refuse: other
+    chunking, another embedding model, or the same model under other prompts."""
+    if config.rebuild:
+        return
+    meta = index_store.read_meta(settings.workspace)
+    _chunking(config, meta, "", 10**9)
+    if meta is not None:
+        name = config.embedding_model or settings.embedding_model
+        index_store.same_embedding(meta, name, index_store.prompts_built_with(meta))
+        index_store.same_embedding(meta, name, prompts_of(load_embedder(name), name))
 
 
 def run(config: Config, reporter) -> dict[str, Any]:
@@ -113,17 +120,20 @@ def run(config: Config, reporter) -> dict[str, Any]:
     model_name = config.embedding_model or Settings.from_env().embedding_model
     reporter.log(f"loading embedding model {model_name}")
     model = load_embedder(model_name)
-    info = describe(model)
+    info = describe(model, model_name)
     # The cached model's tokenizer is shared with other jobs' threads, and encode() switches its
     # truncation on and off: chunking with it could cut sentences at 256 tokens.
     tokenizer = copy.deepcopy(model.tokenizer)
-    reporter.log(f"embedding model: {info['dim']} dims, {info['dtype']} on {info['device']}")
+    prompts = info["prompts"]
+    reporter.log(f"embedding model: {info['dim']} dims, {info['dtype']} on {info['device']}"
+                 + (f", prompts {prompts}" if any(prompts.values()) else ""))
     meta = None if config.rebuild else index_store.read_meta(workspace)
-    if meta is not None and (meta.get("embedding_model"), meta.get("dim")) != (model_name, info["dim"]):
-        raise ValueError(f"the index was built with {meta.get('embedding_model')!r}; "
-                         f"to use {model_name!r} run `workbench ingest --rebuild`")
-    chunking = _chunking(config, meta, model_name, info["max_tokens"])
-    embedding = {"model": model_name, "dim": info["dim"], "dtype": info["dtype"], "chunking": chunking}
+    if meta is not None:
+        index_store.same_embedding(meta, model_name, prompts)
+    prompt_tokens = len(tokenizer(prompts["passage"], add_special_tokens=False)["input_ids"]) if prompts["passage"] else 0
+    chunking = _chunking(config, meta, model_name, info["max_tokens"] - prompt_tokens)
+    embedding = {"model": model_name, "dim": info["dim"], "dtype": info["dtype"], "chunking": chunking,
+                 "prompts": prompts}
     if config.rebuild:
         with docs.lock():
             index_store.create(workspace, embedding, config.index_type or "flat",
@@ -145,7 +155,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
         for i, doc in enumerate(todo):
             reporter.check_cancel()
             reporter.progress(i, len(todo), doc["name"])
-            prepared, error = _prepare(doc, docs, model, tokenizer, config, chunking, reporter)
+            prepared, error = _prepare(doc, docs, model, tokenizer, config, chunking, reporter, prompts)
             if error:
                 result["failed"].append({"id": doc["id"], "name": doc["name"], "error": error})
             else:
@@ -163,7 +173,8 @@ def run(config: Config, reporter) -> dict[str, Any]:
     return result
 
 
-def _prepare(doc: dict, docs: DocumentStore, model, tokenizer, config: Config, chunking: dict, reporter):
+def _prepare(doc: dict, docs: DocumentStore, model, tokenizer, config: Config, chunking: dict, reporter,
+             embedding_prompts: dict[str, str]):
     """Parse, chunk and embed one document: (prepared, None), or (None, reason) with the reason
     also in the registry."""
     started = time.monotonic()
@@ -182,7 +193,8 @@ def _prepare(doc: dict, docs: DocumentStore, model, tokenizer, config: Config, c
              "title": c.title or document_title(doc["name"]), "page": c.page, "section": c.section,
              "position": n, "tokens": c.tokens, "text": c.text}
             for n, c in enumerate(chunks)]
-    vectors = embed(model, [indexed_text(row) for row in rows], batch_size=config.batch_size)
+    vectors = embed(model, [indexed_text(row) for row in rows], batch_size=config.batch_size,
+                    prompts=embedding_prompts)
     language = detect_language(" ".join(row["text"] for row in rows[:50]))
     reporter.log(f"{doc['name']}: {len(blocks)} blocks, {len(rows)} chunks, language {language or 'unknown'} "
                  f"({time.monotonic() - started:.1f} s)")
@@ -202,8 +214,10 @@ def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, 
         with db:
             settings = db.settings()
             chunking = settings.get("chunking") or {}
-            built_with = (settings.get("embedding_model"), settings.get("dim"), chunking.get("size"), chunking.get("overlap"))
-            if built_with != (embedding["model"], embedding["dim"], embedding["chunking"]["size"], embedding["chunking"]["overlap"]):
+            built_with = (settings.get("embedding_model"), settings.get("dim"), chunking.get("size"), chunking.get("overlap"),
+                          index_store.prompts_built_with(settings))
+            if built_with != (embedding["model"], embedding["dim"], embedding["chunking"]["size"],
+                              embedding["chunking"]["overlap"], embedding["prompts"]):
                 reporter.log(f"the index changed under this run ({built_with}); {len(batch)} document(s) left pending")
                 return
             live = {d["id"] for d in docs.list()}

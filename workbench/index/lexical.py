@@ -18,6 +18,8 @@ import functools
 import re
 import unicodedata
 
+from workbench.language import detect_language
+
 VERSION = 2
 # How the sparse side analyses text: ``plain`` (FTS5's own tokens: lower case, accents folded;
 # English stop words left out of questions), ``words`` (also each document's language's stop
@@ -54,18 +56,7 @@ STOP_WORDS = {
                     eûtes eurent aie aies ait ayons ayez aient eusse eusses eût eussions eussiez eussent ceci
                     cela celà cet cette ici ils les leurs quel quels quelle quelles sans soi""".split()),
 }
-MIN_LETTERS_TO_DETECT = 40  # below this a guess is noise: short queries are analysed in every corpus language
 _WORD = re.compile(r"[^\W_]+")
-
-
-def detect_language(text: str) -> str | None:
-    """The ISO 639-1 code of ``text``'s language, or None when there is too little text."""
-    sample = text[:20000]
-    if sum(c.isalpha() for c in sample) < MIN_LETTERS_TO_DETECT:
-        return None
-    import py3langid
-
-    return py3langid.classify(sample)[0]
 
 
 @functools.lru_cache(maxsize=None)

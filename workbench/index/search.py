@@ -15,7 +15,7 @@ from storage import Workspace
 from storage.chunkdb import ChunkDB
 from workbench.index import lexical, store
 from workbench.index.modes import DEFAULT_MODE, MODES
-from workbench.index.embedder import embed, load_embedder
+from workbench.index.embedder import embed, load_embedder, prompts_of
 from workbench.models.openmp import release_openmp_pool
 
 # The two sides are fused by a convex combination of their min-max normalised scores, half each
@@ -157,13 +157,12 @@ class Retriever:
         state = self.state()
         if state is None or state.size == 0:
             return [[] for _ in queries]
-        if state.meta.get("embedding_model") != self.embedding_model:
-            raise store.IndexUnusable(
-                f"the index was built with {state.meta.get('embedding_model')!r}, not "
-                f"{self.embedding_model!r}; run `workbench ingest --rebuild`")
+        model = self.model()
+        prompts = prompts_of(model, self.embedding_model)
+        store.same_embedding(state.meta, self.embedding_model, prompts)
         depth = k if mode == "dense" else max(4 * k, 50)
         db = self._db()
-        ranked = state.search(embed(self.model(), queries), depth)
+        ranked = state.search(embed(model, queries, role="query", prompts=prompts), depth)
         release_openmp_pool()  # a request's thread keeps no pool to slow a generating one down
         if mode == "hybrid":
             written = store.lexical_state(db)

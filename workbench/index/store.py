@@ -31,6 +31,7 @@ from storage.runs import now_iso
 from workbench.corpus.chunking import indexed_text
 from workbench.errors import WorkbenchError
 from workbench.index import lexical
+from workbench.index.embedder import NO_PROMPTS
 
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 COMPACT_SHARE = 0.1  # compact when rows added or deleted since the snapshot pass this share of it
@@ -175,6 +176,24 @@ def _meta(db: ChunkDB) -> dict[str, Any] | None:
     return settings
 
 
+def prompts_built_with(meta: dict[str, Any]) -> dict[str, str]:
+    """The query and passage prompts the index's vectors were made with (none before they were
+    recorded: the models used then took none)."""
+    return dict(meta.get("embedding_prompts") or NO_PROMPTS)
+
+
+def same_embedding(meta: dict[str, Any], model: str, prompts: dict[str, str]) -> None:
+    """Refuse to mix vectors of another model, or of the same model under other prompts: their
+    similarities do not compare."""
+    if meta.get("embedding_model") != model:
+        raise IndexUnusable(f"the index was built with the embedding model {meta.get('embedding_model')!r}, not "
+                            f"{model!r}: run `workbench ingest --rebuild` to re-embed every document with {model!r}")
+    built = prompts_built_with(meta)
+    if built != prompts:
+        raise IndexUnusable(f"the index was built with the embedding prompts {built}, and {model!r} now asks for "
+                            f"{prompts}: run `workbench ingest --rebuild` to re-embed every document")
+
+
 def signature(workspace: Workspace, db: ChunkDB | None = None) -> tuple | None:
     """Changes with every commit; readers cache on it."""
     try:
@@ -283,6 +302,7 @@ def create(workspace: Workspace, embedding: dict[str, Any], index_type: str = "f
 def _initialise(db: ChunkDB, embedding: dict[str, Any], index_type: str, analysis: str = lexical.ANALYSIS) -> None:
     db.put(version=2, lexical={"version": lexical.VERSION, "languages": [], "analysis": analysis},
            embedding_model=embedding["model"], dim=int(embedding["dim"]),
+           embedding_prompts=dict(embedding.get("prompts") or NO_PROMPTS),
            embedding_dtype=embedding.get("dtype"), chunking=embedding.get("chunking", {}),
            index_type=index_type, snapshot=dict(EMPTY_SNAPSHOT, index_type=index_type, built=now_iso()),
            updated=now_iso())
@@ -404,7 +424,7 @@ def export_metadata(workspace: Workspace, db: ChunkDB) -> None:
     """data/metadata.json: settings, documents and every chunk with its FAISS id, streamed."""
     with db.reading(), atomic_file(workspace.metadata_file, "w") as out:
         meta = _meta(db) or {}
-        head = {k: meta.get(k) for k in ("version", "embedding_model", "dim", "embedding_dtype", "index_type",
+        head = {k: meta.get(k) for k in ("version", "embedding_model", "embedding_prompts", "dim", "embedding_dtype", "index_type",
                                          "chunking", "updated", "count", "documents")}
         out.write(json.dumps(head, indent=2, ensure_ascii=False, default=str)[:-2] + ',\n  "chunks": [')
         for n, chunk in enumerate(db.iter_chunks()):

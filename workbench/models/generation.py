@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from workbench.chat.prompt import chat_messages
 from workbench.errors import WorkbenchError
 
 REPETITION_PENALTY = 1.1  # mild: keeps names and numbers from the context, breaks loops
@@ -206,7 +207,7 @@ def generate_batch(model, tokenizer, prompts: list, sampling: Sampling, batch_si
         with torch.inference_mode():
             for start in range(0, len(prompts), batch_size):
                 texts = [tokenizer.apply_chat_template(
-                    [{"role": "user", "content": p}] if isinstance(p, str) else p, tokenize=False,
+                    chat_messages(p) if isinstance(p, str) else p, tokenize=False,
                     add_generation_prompt=True) for p in prompts[start:start + batch_size]]
                 enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
                 width = enc["input_ids"].shape[1]

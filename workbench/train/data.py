@@ -8,6 +8,7 @@ from typing import Any
 
 from storage import NameRefused, Workspace, resolve_under
 from storage.jsonl import JsonlError, iter_jsonl
+from workbench.chat.prompt import chat_messages
 from workbench.datasets.sft import normalise
 from workbench.datasets.split import in_test_share
 from workbench.errors import WorkbenchError
@@ -53,8 +54,7 @@ def _conversation(record: dict[str, Any]) -> dict[str, Any]:
     row = normalise(record)
     if "messages" in row:
         return row
-    return {"messages": [{"role": "user", "content": row["prompt"]},
-                         {"role": "assistant", "content": row["completion"]}]}
+    return {"messages": chat_messages(row["prompt"]) + [{"role": "assistant", "content": row["completion"]}]}
 
 
 def sft_rows(path: Path) -> list[dict[str, Any]]:
@@ -89,7 +89,7 @@ def prompts(path: Path) -> list[str]:
 
 def conversational_pair(pair: dict[str, str]) -> dict[str, list[dict[str, str]]]:
     """A pair in TRL's conversational form, so the chat template frames it as the model sees it."""
-    return {"prompt": [{"role": "user", "content": pair["prompt"]}],
+    return {"prompt": chat_messages(pair["prompt"]),
             "chosen": [{"role": "assistant", "content": pair["chosen"]}],
             "rejected": [{"role": "assistant", "content": pair["rejected"]}]}
 

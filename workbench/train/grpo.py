@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workbench.chat.prompt import chat_messages
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
@@ -82,7 +83,7 @@ def train(config: Config, job) -> dict:
                              max_completion_length=config.max_completion_length,
                              temperature=config.temperature, beta=config.beta, log_completions=False)
     callback = job.callback(config)
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p}]} for p in prompts])
+    dataset = Dataset.from_list([{"prompt": chat_messages(p)} for p in prompts])
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, reward_processing_classes=processors, args=args,
                           train_dataset=dataset, processing_class=tokenizer,
                           peft_config=lora_config(config, model.config), callbacks=[callback])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workbench.chat.prompt import chat_messages
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
@@ -108,7 +109,7 @@ def train(config: Config, job) -> dict:
     policy = load_model(spec, config, precision)
     checkpointing = use_gradient_checkpointing(config, count_parameters(policy))
     job.log_start(config, policy, precision, checkpointing)
-    rendered = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=True, add_generation_prompt=True,
+    rendered = [tokenizer.apply_chat_template(chat_messages(p), tokenize=True, add_generation_prompt=True,
                                               return_dict=True)["input_ids"] for p in prompts]
     dataset = Dataset.from_list([{"input_ids": ids} for ids in rendered])
     per_step = config.batch_size * config.grad_accum * job.world_size

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage import Workspace
+from workbench.chat.prompt import chat_messages
 from workbench.errors import WorkbenchError
 from workbench.models.loading import ModelNotFound, ModelSpec, resolve
 from workbench.settings import Settings
@@ -62,7 +63,7 @@ def prompts_fit(config: TrainConfig, tokenizer, prompts: list, budget_note: str 
     the chat template); refuses a max_length that cannot hold it."""
     longest, where = 0, 0
     for index, prompt in enumerate(prompts):
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        messages = chat_messages(prompt) if isinstance(prompt, str) else prompt
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         if length > longest:

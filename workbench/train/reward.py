@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workbench.chat.prompt import chat_messages
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
@@ -73,9 +74,8 @@ def pair_max_length(tokenizer, pairs, model_config) -> int:
     longest = 0
     for p in pairs:
         for answer in (p["chosen"], p["rejected"]):
-            ids = tokenizer.apply_chat_template([{"role": "user", "content": p["prompt"]},
-                                                 {"role": "assistant", "content": answer}], tokenize=True,
-                                                return_dict=True)["input_ids"]
+            ids = tokenizer.apply_chat_template(chat_messages(p["prompt"]) + [{"role": "assistant", "content": answer}],
+                                                tokenize=True, return_dict=True)["input_ids"]
             longest = max(longest, len(ids))
     return length_from_data(longest, model_config)
 

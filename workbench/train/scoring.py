@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from workbench.chat.prompt import chat_messages
+
 
 def reward_scores(model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 8,
                   max_length: int | None = None) -> list[float]:
     import torch
 
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": a}],
+    texts = [tokenizer.apply_chat_template(chat_messages(p) + [{"role": "assistant", "content": a}],
                                            tokenize=False) for p, a in zip(prompts, answers)]
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
     device = next(model.parameters()).device
@@ -50,7 +52,7 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
     try:
         with torch.no_grad():
             for start in range(0, len(prompts), batch_size):
-                texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                texts = [tokenizer.apply_chat_template(chat_messages(p), tokenize=False,
                                                        add_generation_prompt=True)
                          for p in prompts[start:start + batch_size]]
                 enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
@@ -71,7 +73,7 @@ def answer_logprobs(model, tokenizer, prompts: list[str], answers: list[str]) ->
     totals = []
     with torch.no_grad():
         for prompt, answer in zip(prompts, answers):
-            head = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+            head = tokenizer.apply_chat_template(chat_messages(prompt), tokenize=False,
                                                  add_generation_prompt=True)
             head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
             answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]

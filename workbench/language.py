@@ -1,0 +1,42 @@
+"""Which language a text is in (py3langid): a document's, for the sparse index's stemming, and a
+question's, so the answer comes back in the language it was asked in."""
+from __future__ import annotations
+
+import functools
+
+MIN_LETTERS_TO_DETECT = 40  # below this a document-level guess is noise
+# A question is short: its language is believed when py3langid's normalised probability reaches
+# this. Measured on 24 user questions (12 French, 12 English, 3-12 words): every one at or over
+# 0.6 was right; "Django ORM select_related" (0.09, "ms") and "VACUUM FULL" (0.50, "la") were not.
+QUESTION_CONFIDENCE = 0.6
+MIN_QUESTION_LETTERS = 8
+
+
+def detect_language(text: str) -> str | None:
+    """The ISO 639-1 code of ``text``'s language, or None when there is too little text."""
+    sample = text[:20000]
+    if sum(c.isalpha() for c in sample) < MIN_LETTERS_TO_DETECT:
+        return None
+    import py3langid
+
+    return py3langid.classify(sample)[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _identifier():
+    import os
+
+    import py3langid
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_modelpath(os.path.join(os.path.dirname(py3langid.__file__), MODEL_FILE),
+                                             norm_probs=True)
+
+
+def question_language(question: str) -> str | None:
+    """The language of a question when it is clear enough to answer in it; None otherwise
+    (a few words, code, product names)."""
+    if sum(c.isalpha() for c in question) < MIN_QUESTION_LETTERS:
+        return None
+    language, confidence = _identifier().classify(question[:2000])
+    return language if confidence >= QUESTION_CONFIDENCE else None
