@@ -21,6 +21,8 @@ from storage.runs import RUNNING, now_iso
 from workbench.settings import Settings
 from workbench.subprocesses import die_with_parent
 
+STOP_POLL_S = 0.2  # how soon the supervisor notices a stop signal
+
 log = logging.getLogger("workbench.worker")
 
 
@@ -90,7 +92,10 @@ def supervise(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
         plan.extend(("gpu", 1, str(i)) for i in range(gpus))
         if not gpus:
             plan.append(("gpu", 1, None))
-    stopping = threading.Event()
+    # A signal handler must take no lock: Event.set() in one, arriving while the main thread is
+    # inside Event.wait() holding the same lock, deadlocks the supervisor for good (its consumers
+    # left as zombies, the process orphaned once its parent is gone). A flag and short sleeps.
+    stopping: list[int] = []
     children: dict[int, subprocess.Popen] = {}
 
     def start(index: int) -> None:
@@ -104,7 +109,7 @@ def supervise(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
                  f" on GPU {device}" if device is not None else "")
 
     def on_signal(signum, _frame):
-        stopping.set()
+        stopping.append(signum)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -113,9 +118,14 @@ def supervise(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
         start(index)
     print(f"workbench worker: queues {', '.join(q for q, _, _ in plan)}; "
           f"{gpus} GPU(s); workspace {settings.workspace.home}", flush=True)
-    while not stopping.wait(settings.heartbeat_s / 2):
+    next_check = 0.0
+    while not stopping:
+        time.sleep(STOP_POLL_S)
+        if time.monotonic() < next_check:
+            continue
+        next_check = time.monotonic() + settings.heartbeat_s / 2
         for index, proc in list(children.items()):
-            if proc.poll() is not None and not stopping.is_set():
+            if proc.poll() is not None and not stopping:
                 log.warning("%s worker pid %s exited with %s; restarting", plan[index][0], proc.pid, proc.returncode)
                 start(index)
     _shutdown(store, children, settings)

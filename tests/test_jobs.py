@@ -174,3 +174,16 @@ def test_monitor_draws_the_watched_curves_first_and_no_bookkeeping():
     assert set(names[5:]) == {"logps/chosen", "rewards/chosen", "steps_per_s"}
     titles = [a.text for a in metrics_figure(metrics, "run").layout.annotations]
     assert titles == names
+
+
+def test_a_burst_of_stop_signals_stops_the_worker_and_its_consumers(settings, worker):
+    """Signals that arrive while the supervisor waits (a process group's SIGTERM, then the
+    parent-death one) must stop it: it reaps its consumers and exits, leaving no orphan."""
+    wait_for(lambda: "workbench worker: queues" in worker.output(), 60, what="the supervisor's start line")
+    consumers = [int(c) for task in os.listdir(f"/proc/{worker.proc.pid}/task")
+                 for c in open(f"/proc/{worker.proc.pid}/task/{task}/children").read().split()]
+    assert len(consumers) == 2
+    for _ in range(200):
+        os.kill(worker.proc.pid, signal.SIGTERM)
+    assert worker.proc.wait(timeout=60) == 0
+    assert not [pid for pid in consumers if os.path.exists(f"/proc/{pid}")]

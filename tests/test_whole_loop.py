@@ -22,8 +22,10 @@ DOCUMENTS = {
                    "The ferry to the islands leaves every morning at seven.\n",
 }
 QUESTION = "When do the apples of the Kestrel orchard ripen?"
-PROMPTS = ["Name a colour.", "Name a fruit.", "Name a river.", "Name a tree."]
-KEYS = ["1", "2", "1", "2"]  # A, B, A, B: every vote decisive, so every pair is kept by the merge
+# ten prompts: the fewest from which training holds five out to measure and keeps five to learn
+PROMPTS = ["Name a colour.", "Name a fruit.", "Name a river.", "Name a tree.", "Name a bird.",
+           "Name a city.", "Name a metal.", "Name a planet.", "Name a flower.", "Name a sport."]
+KEYS = ["1", "2"] * 5  # A, B, ...: every vote decisive, so every pair is kept by the merge
 SECONDS = 1000  # expect() takes milliseconds
 
 
@@ -180,7 +182,7 @@ def vote_with_the_keyboard(page, ws: Path) -> None:
             shoot(page, "annotate.png")
     expect(page.locator("#annotate-prompt")).to_contain_text("Nothing left", timeout=30 * SECONDS)
     votes = read_jsonl(ws / "data" / "feedback.jsonl")
-    assert [(v["annotator"], v["choice"]) for v in votes] == [("ann", "a"), ("ann", "b"), ("ann", "a"), ("ann", "b")]
+    assert [(v["annotator"], v["choice"]) for v in votes] == [("ann", "a"), ("ann", "b")] * 5
     assert sorted(v["prompt"] for v in votes) == sorted(PROMPTS)
 
 

@@ -31,6 +31,7 @@ class Settings:
     heartbeat_s: float = 5.0
     max_upload_mb: int = 200
     upload_quota_mb: int = 2048  # per user per day in Gradio's upload cache; 0 = no quota
+    train_memory_gb: float = 0.0  # RAM a CPU training run may plan for; 0 = what the machine has (free, at start)
     decode_weights: str = "auto"  # chat on CPU: int8 (weight-only), full (the dtype's), auto (int8 where it pays)
     trusted_proxies: str = ""  # addresses (comma-separated, CIDR allowed) whose X-Forwarded-For / -Proto are believed
     file_access: str = "private"  # private: files 0600, folders 0700; group: 0660 / 0770 (UI and workers as two users of one group)
@@ -41,7 +42,7 @@ class Settings:
         kwargs = {}
         casts = {"home": Path, "auth_file": lambda v: Path(v) if v else None, "port": int,
                  "embedded_worker": _bool, "auto_pull": _bool, "cpu_workers": int,
-                 "heartbeat_s": float, "max_upload_mb": int, "upload_quota_mb": int}
+                 "heartbeat_s": float, "max_upload_mb": int, "upload_quota_mb": int, "train_memory_gb": float}
         for f in fields(cls):
             if f.name.startswith("_"):
                 continue

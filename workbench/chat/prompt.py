@@ -48,3 +48,27 @@ def chat_messages(prompt: str) -> list[dict[str, str]]:
     template does the rest."""
     instruction = answer_instruction(prompt)
     return ([{"role": "system", "content": instruction}] if instruction else []) + [{"role": "user", "content": prompt}]
+
+
+def fit_prompt(tokenizer, prompt: str, budget: int, why: str = "to fit the model's context") -> tuple[str, str]:
+    """The prompt within ``budget`` tokens as the model is given it (``chat_messages``, chat
+    template): a RAG prompt loses the end of its context first, a plain one its beginning;
+    returns (prompt, note), the note empty when nothing was cut."""
+    def length(text: str) -> int:
+        rendered = tokenizer.apply_chat_template(chat_messages(text), tokenize=False, add_generation_prompt=True)
+        return len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+
+    total = length(prompt)
+    if total <= budget:
+        return prompt, ""
+    question, context = split_prompt(prompt)
+    over = total - budget
+    if context:
+        ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+        kept = tokenizer.decode(ids[:max(0, len(ids) - over - 8)])
+        cut = question + CONTEXT_MARKER + kept if kept.strip() else question
+        if length(cut) <= budget:
+            removed = len(ids) - len(tokenizer(kept, add_special_tokens=False)["input_ids"])
+            return cut, f"the retrieved context was cut by {removed} tokens {why}"
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids[over + 8:]), f"the prompt's first {over + 8} tokens were cut {why}"

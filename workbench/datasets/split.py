@@ -5,6 +5,11 @@ from __future__ import annotations
 import hashlib
 
 
-def in_test_share(key: str, fraction: float, seed: int) -> bool:
+def share_point(key: str, seed: int) -> float:
+    """Where ``key`` falls in [0, 1), the same on every machine and run."""
     digest = hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def in_test_share(key: str, fraction: float, seed: int) -> bool:
+    return share_point(key, seed) < fraction

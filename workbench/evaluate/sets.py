@@ -63,7 +63,7 @@ def preference_pairs(path: Path, held_out: bool, limit: int = 0) -> list[dict[st
         from workbench.train.reward import Config as RewardConfig
 
         split = RewardConfig()
-        pairs = rows_of.split_off(pairs, lambda p: p["prompt"], split.eval_fraction, split.seed)[1]
+        pairs = rows_of.held_out_split(pairs, split.eval_fraction, split.seed)[1]
     return pairs[:limit] if limit else pairs
 
 

@@ -10,7 +10,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.chat.prompt import chat_messages
+from workbench.chat.prompt import fit_prompt
 from workbench.configs import option
 from workbench.errors import WorkbenchError
 from workbench.feedback.pairs import Pair, PairStore
@@ -64,31 +64,6 @@ def preflight(config: Config, settings: Settings) -> Preflight:
     todo = pending(store_of(settings), config.pair_ids)
     check_models(settings, todo)
     return Preflight({}, [], {"sides": len(todo), "pairs": len({p.pair_id for p, _ in todo})})
-
-
-def fit_prompt(tokenizer, prompt: str, budget: int) -> tuple[str, str]:
-    """The prompt within ``budget`` tokens: a RAG prompt loses the end of its context first, a
-    plain one its beginning; returns (prompt, note)."""
-    from workbench.chat.prompt import CONTEXT_MARKER, split_prompt
-
-    def length(text: str) -> int:
-        rendered = tokenizer.apply_chat_template(chat_messages(text), tokenize=False,
-                                                 add_generation_prompt=True)
-        return len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
-
-    total = length(prompt)
-    if total <= budget:
-        return prompt, ""
-    question, context = split_prompt(prompt)
-    over = total - budget
-    if context:
-        ids = tokenizer(context, add_special_tokens=False)["input_ids"]
-        kept = tokenizer.decode(ids[:max(0, len(ids) - over - 8)])
-        cut = question + CONTEXT_MARKER + kept if kept.strip() else question
-        if length(cut) <= budget:
-            return cut, f"the retrieved context was cut by {len(ids) - len(tokenizer(kept, add_special_tokens=False)['input_ids'])} tokens to fit the model's context"
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    return tokenizer.decode(ids[over + 8:]), f"the prompt's first {over + 8} tokens were cut to fit the model's context"
 
 
 def run(config: Config, reporter) -> dict[str, Any]:

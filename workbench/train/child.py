@@ -9,13 +9,13 @@ import traceback
 import warnings
 from pathlib import Path
 
-from storage import RunRecord, write_json_atomic
+from storage import RunRecord, read_json, write_json_atomic
 from workbench.configs import config_from_dict
 from workbench.kinds import get_kind
 from workbench.reporting import Cancelled, RunReporter, SilentReporter
 from workbench.settings import Settings
 from workbench.train.job import TrainJob
-from workbench.train.launch import RESULT
+from workbench.train.launch import FIT, RESULT
 
 
 def main(argv: list[str]) -> int:
@@ -28,7 +28,8 @@ def main(argv: list[str]) -> int:
     resume = os.environ.get("WORKBENCH_RESUME_FROM") or None
     stored = run.config()
     module = importlib.import_module(get_kind(stored["kind"]).module)
-    config = config_from_dict(module.Config, stored.get("config"))
+    fitted = read_json(run.folder / FIT)
+    config = config_from_dict(module.Config, {**stored.get("config"), **(fitted if isinstance(fitted, dict) else {})})
     from transformers import set_seed
 
     set_seed(config.seed)  # new heads (a reward model's score) and LoRA start the same way each run

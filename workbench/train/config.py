@@ -29,6 +29,8 @@ class TrainConfig:
     batch_size: int = option(4, "rows per device per step")
     grad_accum: int = option(1, "gradient accumulation steps")
     max_length: int = option(0, "max tokens per row (0 = from the data)")
+    max_prompt_length: int = option(1024, "prompt tokens kept: a longer RAG prompt loses the end of its "
+                                          "retrieved context, a plain one its beginning (0 = whole prompts)")
     warmup_ratio: float = option(0.0, "share of steps spent warming up the learning rate")
     seed: int = option(42, "random seed")
     lora_r: int = option(16, "LoRA rank", "lora")
@@ -55,8 +57,10 @@ class TrainConfig:
             problems.append("learning_rate must be in (0, 1]")
         if self.epochs <= 0 and self.max_steps <= 0:
             problems.append("give epochs > 0 or max_steps > 0")
-        if self.max_steps < 0 or self.max_length < 0 or self.eval_steps < 0:
-            problems.append("max_steps, max_length and eval_steps cannot be negative")
+        if self.max_steps < 0 or self.max_length < 0 or self.eval_steps < 0 or self.max_prompt_length < 0:
+            problems.append("max_steps, max_length, max_prompt_length and eval_steps cannot be negative")
+        if 0 < self.max_prompt_length < 16:
+            problems.append("max_prompt_length must be 0 (whole prompts) or at least 16 tokens")
         if self.batch_size < 1 or self.grad_accum < 1:
             problems.append("batch_size and grad_accum must be at least 1")
         if self.save_steps < 1 or self.logging_steps < 1:

@@ -10,7 +10,7 @@ from storage import NameRefused, Workspace, resolve_under
 from storage.jsonl import JsonlError, iter_jsonl
 from workbench.chat.prompt import chat_messages
 from workbench.datasets.sft import normalise
-from workbench.datasets.split import in_test_share
+from workbench.datasets.split import in_test_share, share_point
 from workbench.errors import WorkbenchError
 
 NONE = "none"
@@ -94,13 +94,36 @@ def conversational_pair(pair: dict[str, str]) -> dict[str, list[dict[str, str]]]
             "rejected": [{"role": "assistant", "content": pair["rejected"]}]}
 
 
-def split_off(rows: list[Any], key, fraction: float = 0.1, seed: int = 0) -> tuple[list[Any], list[Any]]:
-    """(train, held out) by a deterministic hash of ``key(row)``, at least one row each side."""
-    out = [in_test_share(key(r), fraction, seed) for r in rows]
-    if not any(out) and len(rows) > 1:
-        out[-1] = True
-    held = [r for r, o in zip(rows, out) if o]
-    train = [r for r, o in zip(rows, out) if not o]
+def split_off(rows: list[Any], key, fraction: float = 0.1, seed: int = 0, minimum: int = 1) -> tuple[list[Any], list[Any]]:
+    """(train, held out) by a deterministic hash of ``key(row)``: a key whose hash falls in
+    ``fraction`` is held out, then the keys with the next smallest hashes until ``minimum`` keys
+    are (a row keeps its side as data is added, unless it only filled the minimum); at least one
+    key trains."""
+    keys = list(dict.fromkeys(key(r) for r in rows))
+    held_keys = {k for k in keys if in_test_share(k, fraction, seed)}
+    if len(held_keys) < minimum and len(keys) > 1:
+        rest = sorted((k for k in keys if k not in held_keys), key=lambda k: share_point(k, seed))
+        held_keys |= set(rest[:min(minimum, len(keys) - 1) - len(held_keys)])
+    held = [r for r in rows if key(r) in held_keys]
+    train = [r for r in rows if key(r) not in held_keys]
     if not train:
         raise WorkbenchError("too few rows to hold some out for evaluation: add rows or give eval_dataset")
     return train, held
+
+
+MIN_HELD_OUT = 5  # a held-out accuracy on fewer pairs moves in steps of more than 0.2
+MIN_TRAINING = 5
+
+
+def held_out_split(pairs: list[dict[str, str]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """The preference methods' default split (and the evaluation's, which must match it): by
+    prompt, ``fraction`` held out and never fewer than ``MIN_HELD_OUT`` prompts; fewer than
+    ``MIN_HELD_OUT + MIN_TRAINING`` prompts are refused with what to do."""
+    prompts = len({p["prompt"] for p in pairs})
+    if prompts < MIN_HELD_OUT + MIN_TRAINING:
+        raise WorkbenchError(
+            f"{prompts} prompts with pairs: holding some out needs at least {MIN_HELD_OUT + MIN_TRAINING} "
+            f"({MIN_HELD_OUT} held out to measure, {MIN_TRAINING} to train): collect "
+            f"{MIN_HELD_OUT + MIN_TRAINING - prompts} more, give eval_dataset (the held-out file "
+            "`workbench merge-feedback --test-fraction` writes), or set eval_dataset none")
+    return split_off(pairs, lambda p: p["prompt"], fraction, seed, MIN_HELD_OUT)

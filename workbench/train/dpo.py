@@ -9,6 +9,7 @@ from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
+from workbench.train.memory import Shape
 from workbench.train.preflight import Preflight
 from workbench.train.reward import HELD_OUT, pair_setup, preference_preflight
 
@@ -35,6 +36,10 @@ class Config(TrainConfig):
 
 def preflight(config: Config, settings: Settings) -> Preflight:
     return preference_preflight(config, settings)
+
+
+def memory_shape(config: Config) -> Shape:
+    return Shape(sequences_per_row=2)  # chosen and rejected; the reference is the model with its adapter off
 
 
 def _numbers(metrics: dict, prefix: str) -> dict:

@@ -10,13 +10,14 @@ import sys
 import threading
 import time
 
-from storage import read_json
+from storage import read_json, write_json_atomic
 from workbench.errors import WorkbenchError
 from workbench.reporting import Cancelled
 from workbench.subprocesses import die_with_parent, killed_by_signal_9, machine_memory_bytes, tree_rss_bytes
 from workbench.train.config import TrainConfig
 
 RESULT = "result.json"
+FIT = "fit.json"  # the settings the memory fit changed, applied by the child
 CANCEL_GRACE_S = 300.0  # a child that finishes no step this long after a cancel (stuck) is stopped
 QUIET = {"TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
          "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "PYTHONUNBUFFERED": "1",
@@ -45,7 +46,7 @@ def run_in_child(config: TrainConfig, reporter) -> dict:
     run = reporter.run
     (run.folder / RESULT).unlink(missing_ok=True)
     _check_devices(config.num_processes, reporter.gpus)
-    _make_room(config, reporter)
+    _fit_memory(config, reporter)
     args = command(run.folder, config.num_processes)
     reporter.log(f"starting {config.num_processes} training process(es)"
                  + (" with torchrun" if config.num_processes > 1 else ""))
@@ -108,23 +109,62 @@ def killed_message(peak_bytes: int, total_bytes: int) -> str:
     return f"killed by the system (out of memory?){seen}; lower batch_size or max_length"
 
 
-def _make_room(config: TrainConfig, reporter) -> None:
-    """On GPUs, refuse before starting a job whose memory estimate does not fit in what is free
-    (after asking the web process to unload its models)."""
+def _fit_memory(config: TrainConfig, reporter) -> None:
+    """Before the child starts: the micro-batch (same effective batch) and gradient checkpointing
+    that fit in the memory free now, on the GPUs the job holds or on the host, written to
+    ``fit.json`` for the child; a run that fits nowhere, even after the web process unloaded its
+    models, is refused with the estimate. A resumed run keeps the fit its checkpoints were made with."""
     import dataclasses
+    import importlib
 
+    from workbench.gpu_memory import GIB as GPU_GIB
     from workbench.gpu_memory import devices, make_room
+    from workbench.kinds import get_kind
+    from workbench.models.loading import ModelNotFound, resolve
     from workbench.settings import Settings
-    from workbench.train.estimate import estimate_for
+    from workbench.train import memory
 
-    visible = ",".join(map(str, reporter.gpus)) if reporter.gpus else None
-    if not devices(visible):
+    run, settings = reporter.run, Settings.from_env()
+    if reporter.resume_from is not None and (run.folder / FIT).is_file():
         return
-    kind = (reporter.run.config() or {}).get("kind", "")
-    need = estimate_for(Settings.from_env(), kind, dataclasses.asdict(config), cuda=True).get("memory_gib")
-    if need:
-        reporter.run.update(gpu_memory=make_room(reporter.workspace, need, reporter.log,
-                                                 free=lambda: devices(visible)))
+    (run.folder / FIT).unlink(missing_ok=True)
+    status = run.status()
+    sequence = ((status if isinstance(status, dict) else {}).get("preflight") or {}).get("sequence_tokens")
+    shape = getattr(importlib.import_module(get_kind((run.config() or {}).get("kind", "")).module), "memory_shape", None)
+    try:
+        facts = memory.model_facts(resolve(config.model, reporter.workspace, settings.base_model).path)
+    except ModelNotFound:
+        return  # the child says why
+    if not sequence or shape is None or not facts["parameters"]:
+        return
+    values = dataclasses.asdict(config)
+    visible = ",".join(map(str, reporter.gpus)) if reporter.gpus else None
+    gpus = devices(visible)
+    if gpus:
+        def free_now() -> int:
+            return int(min(d.free_gib for d in devices(visible)) * GPU_GIB)
+
+        fitted = memory.fit(facts, shape(config), values, sequence, free_now(), cuda=True)
+        if not fitted.fits:  # ask the web process for its GPU memory, or refuse with the estimate
+            run.update(gpu_memory=make_room(reporter.workspace, fitted.need.gib, reporter.log,
+                                            free=lambda: devices(visible)))
+            fitted = memory.fit(facts, shape(config), values, sequence, free_now(), cuda=True)
+        available, where = free_now(), "free on the GPU"
+    else:
+        # every rank holds a whole copy of the model in the same RAM
+        available = memory.host_memory(free=True, cap_gb=settings.train_memory_gb) // config.num_processes
+        where = "of RAM available" + (f" to each of {config.num_processes} processes" if config.num_processes > 1 else "")
+        fitted = memory.fit(facts, shape(config), values, sequence, available, cuda=False)
+        if not fitted.fits:
+            raise WorkbenchError(f"not enough memory free to start: this run needs {memory.describe(fitted, available, where)}; "
+                                 "wait for the other jobs to finish, or lower max_length or max_prompt_length")
+    changes = fitted.changes(values)
+    run.update(memory_fit={"gib": round(fitted.need.gib, 2), "available_gib": round(available / memory.GIB, 2),
+                           **changes})
+    if changes:
+        write_json_atomic(run.folder / FIT, changes)
+        reporter.log(f"to fit in memory: {', '.join(f'{k} {v}' for k, v in changes.items())} "
+                     f"({memory.describe(fitted, available, where)})")
 
 
 def _progress(run) -> dict | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from workbench.errors import WorkbenchError
 from workbench.settings import Settings
 from workbench.train import data as rows_of
-from workbench.train.preflight import Preflight, batch_fits, device_notes, prompts_fit, start_and_output
+from workbench.train.preflight import Preflight, batch_fits, device_notes, memory_fits, prompts_fit, start_and_output
 
 
 def reward_model_spec(settings: Settings, name: str, policy_tokenizer):
@@ -38,7 +38,7 @@ def reward_model_spec(settings: Settings, name: str, policy_tokenizer):
     return folder, tokenizer
 
 
-def prompt_preflight(config, settings: Settings, reward_model: str) -> Preflight:
+def prompt_preflight(config, settings: Settings, reward_model: str, memory_shape) -> Preflight:
     """Start model, output name, prompts, the reward model (when named) and the length budget:
     the longest prompt plus ``max_completion_length`` must fit ``max_length`` when it is set."""
     from workbench.train.modeling import load_tokenizer
@@ -54,5 +54,7 @@ def prompt_preflight(config, settings: Settings, reward_model: str) -> Preflight
     longest = prompts_fit(config, tokenizer, prompts, budget)
     if config.max_length and config.max_length < longest + config.max_completion_length:
         raise WorkbenchError(f"max_length {config.max_length} cannot hold the longest prompt ({longest} tokens){budget}")
+    sequence = config.max_length or longest + config.max_completion_length
     return Preflight({"train": train_file}, device_notes(config),
-                     {"prompts": len(prompts), "longest_prompt_tokens": longest})
+                     {"prompts": len(prompts), "longest_prompt_tokens": longest,
+                      **memory_fits(config, settings, spec, memory_shape(config), sequence)})

@@ -14,7 +14,8 @@ from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.online import prompt_preflight, reward_model_spec
 from workbench.train.launch import run_in_child
-from workbench.train.preflight import Preflight, start_model
+from workbench.train.memory import Shape
+from workbench.train.preflight import Preflight, cut_prompts, start_model
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "ppo"
@@ -47,7 +48,11 @@ class Config(TrainConfig):
 
 
 def preflight(config: Config, settings: Settings) -> Preflight:
-    return prompt_preflight(config, settings, config.reward_model.strip())
+    return prompt_preflight(config, settings, config.reward_model.strip(), memory_shape)
+
+
+def memory_shape(config: Config) -> Shape:
+    return Shape(sequences_per_row=1, extra_models=2)  # the reward model and the value model
 
 
 def _trainer_class():
@@ -96,7 +101,7 @@ def train(config: Config, job) -> dict:
     spec = start_model(job.settings, config.model)
     tokenizer = load_tokenizer(spec)
     tokenizer.padding_side = "left"
-    prompts = rows_of.prompts(job.input("train"))
+    prompts = cut_prompts(config, tokenizer, rows_of.prompts(job.input("train")), job.log)
     folder, _ = reward_model_spec(job.settings, config.reward_model.strip(), tokenizer)
 
     def scorer():

@@ -59,13 +59,16 @@ def batch_fits(config: TrainConfig, rows: int, what: str = "rows") -> None:
 
 
 def prompts_fit(config: TrainConfig, tokenizer, prompts: list, budget_note: str = "") -> int:
-    """The longest prompt in tokens (a string, or the messages before the answer, rendered with
-    the chat template); refuses a max_length that cannot hold it."""
+    """The longest prompt in tokens as training gives it (a string cut to ``max_prompt_length``,
+    or the messages before the answer, rendered with the chat template); refuses a max_length
+    that cannot hold it."""
     longest, where = 0, 0
     for index, prompt in enumerate(prompts):
         messages = chat_messages(prompt) if isinstance(prompt, str) else prompt
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if isinstance(prompt, str) and config.max_prompt_length:
+            length = min(length, config.max_prompt_length)
         if length > longest:
             longest, where = length, index + 1
     if config.max_length and config.max_length <= longest:
@@ -106,3 +109,55 @@ def no_qlora_on_adapters(config: TrainConfig, spec: ModelSpec) -> None:
         raise WorkbenchError(f"QLoRA loads 4-bit weights, into which the adapter {config.model!r} cannot be "
                              f"merged: export it first (`workbench models merge {config.model}`) and start "
                              "from the merged model, or use quantization=none")
+
+
+def cut_prompts(config: TrainConfig, tokenizer, prompts: list[str], log=None) -> list[str]:
+    """Each prompt within ``max_prompt_length`` tokens (``chat.prompt.fit_prompt``: a RAG prompt
+    loses the end of its context); how many were cut goes to ``log``."""
+    from workbench.chat.prompt import fit_prompt
+
+    if not config.max_prompt_length:
+        return list(prompts)
+    cut = {p: fit_prompt(tokenizer, p, config.max_prompt_length, f"to max_prompt_length {config.max_prompt_length}")
+           for p in dict.fromkeys(prompts)}
+    changed = sum(1 for _, note in cut.values() if note)
+    if changed and log is not None:
+        log(f"{changed} of {len(cut)} prompts cut to max_prompt_length {config.max_prompt_length} tokens "
+            "(a RAG prompt loses the end of its retrieved context)")
+    return [cut[p][0] for p in prompts]
+
+
+def memory_fits(config: TrainConfig, settings: Settings, spec: ModelSpec, shape, sequence: int) -> dict:
+    """Refuse, before anything is queued, a run this machine cannot hold even at micro-batch 1
+    with gradient checkpointing (its GPU's memory, else its RAM); what the start-time fit needs
+    (``launch``): the sequence length, and the estimate at the asked batch."""
+    import dataclasses
+
+    from workbench.train import memory
+    from workbench.train.modeling import cuda_available
+
+    facts = memory.model_facts(spec.path)
+    summary = {"sequence_tokens": sequence}
+    if not facts["parameters"]:
+        return summary
+    cuda = cuda_available()
+    total = memory.host_memory(free=False, cap_gb=settings.train_memory_gb) // config.num_processes  # a copy per rank
+    where = "of RAM for training (WORKBENCH_TRAIN_MEMORY_GB)" if settings.train_memory_gb else "of RAM on this machine"
+    if config.num_processes > 1:
+        where += f" shared by {config.num_processes} processes"
+    if cuda:
+        from workbench.gpu_memory import GIB, devices
+
+        gpus = devices()
+        if gpus:
+            total, where = int(min(d.total_gib for d in gpus) * GIB), "on the GPU"
+    values = dataclasses.asdict(config)
+    asked = memory.need(facts, shape, config.batch_size, sequence, cuda=cuda,
+                        precision=("bf16" if cuda else "fp32") if config.precision == "auto" else config.precision,
+                        quantization=config.quantization, checkpointing=config.gradient_checkpointing == "on")
+    fitted = memory.fit(facts, shape, values, sequence, total, cuda=cuda)
+    if not fitted.fits:
+        raise WorkbenchError(f"this run does not fit on this machine even at micro-batch 1 with gradient checkpointing: "
+                             f"it needs {memory.describe(fitted, total, where)}; lower max_length or max_prompt_length, "
+                             "or start from a smaller model")
+    return {**summary, "memory_gib": round(asked.gib, 2)}

@@ -11,8 +11,9 @@ from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
-from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval_file, prompts_fit,
-                                       start_and_output, start_model)
+from workbench.train.memory import Shape
+from workbench.train.preflight import (Preflight, batch_fits, cut_prompts, device_notes, eval_file, memory_fits,
+                                       prompts_fit, start_and_output, start_model)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "reward"
@@ -46,13 +47,21 @@ def preference_preflight(config, settings: Settings) -> Preflight:
     if held is not None:
         rows_of.preference_pairs(held)
     train_rows = len(pairs) if held is not None or config.eval_dataset.lower() == rows_of.NONE else \
-        len(rows_of.split_off(pairs, lambda p: p["prompt"], config.eval_fraction, config.seed)[0])
+        len(rows_of.held_out_split(pairs, config.eval_fraction, config.seed)[0])
     batch_fits(config, train_rows, "training pairs")
     from workbench.train.modeling import load_tokenizer
 
-    longest = prompts_fit(config, load_tokenizer(spec), [p["prompt"] for p in pairs])
+    tokenizer = load_tokenizer(spec)
+    longest = prompts_fit(config, tokenizer, [p["prompt"] for p in pairs])
+    answer = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for p in pairs for a in (p["chosen"], p["rejected"]))
+    sequence = config.max_length or 64 * -(-(longest + answer + 8) // 64)
     return Preflight({"train": train_file, **({"eval": held} if held else {})}, device_notes(config),
-                     {"pairs": len(pairs), "training_pairs": train_rows, "longest_prompt_tokens": longest})
+                     {"pairs": len(pairs), "training_pairs": train_rows, "longest_prompt_tokens": longest,
+                      **memory_fits(config, settings, spec, memory_shape(config), sequence)})
+
+
+def memory_shape(config) -> Shape:
+    return Shape(sequences_per_row=2, vocab_logits=False)  # chosen and rejected; a one-logit head
 
 
 def preflight(config: Config, settings: Settings) -> Preflight:
@@ -65,7 +74,7 @@ def split_pairs(config, job) -> tuple[list[dict], list[dict]]:
         return pairs, rows_of.preference_pairs(job.input("eval"))
     if config.eval_dataset.lower() == rows_of.NONE:
         return pairs, []
-    return rows_of.split_off(pairs, lambda p: p["prompt"], config.eval_fraction, config.seed)
+    return rows_of.held_out_split(pairs, config.eval_fraction, config.seed)
 
 
 def pair_max_length(tokenizer, pairs, model_config) -> int:
@@ -90,6 +99,9 @@ def pair_setup(config, job, head: str = "causal-lm"):
     spec = start_model(job.settings, config.model)
     tokenizer = load_tokenizer(spec)
     pairs, held = split_pairs(config, job)
+    prompts = cut_prompts(config, tokenizer, [p["prompt"] for p in pairs + held], job.log)
+    pairs, held = ([dict(p, prompt=q) for p, q in zip(rows, prompts[start:])]
+                   for rows, start in ((pairs, 0), (held, len(pairs))))
     job.log(f"{len(pairs)} training pairs, {len(held)} held out")
     model = load_model(spec, config, precision, head=head, pad_token_id=tokenizer.pad_token_id)
     max_length = config.max_length or pair_max_length(tokenizer, pairs + held, model.config)

@@ -11,7 +11,8 @@ from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
-from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval_file, prompts_fit,
+from workbench.train.memory import Shape
+from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval_file, memory_fits, prompts_fit,
                                        start_and_output, start_model)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
@@ -35,9 +36,18 @@ def preflight(config: Config, settings: Settings) -> Preflight:
         rows_of.sft_rows(held)
     from workbench.train.modeling import load_tokenizer
 
-    longest = prompts_fit(config, load_tokenizer(spec), [r["messages"][:-1] for r in rows])
+    tokenizer = load_tokenizer(spec)
+    longest = prompts_fit(config, tokenizer, [r["messages"][:-1] for r in rows])
+    whole = max(len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
+                for r in rows)
+    sequence = config.max_length or 64 * -(-whole // 64)
     return Preflight({"train": train_file, **({"eval": held} if held else {})}, device_notes(config),
-                     {"rows": len(rows), "longest_prompt_tokens": longest})
+                     {"rows": len(rows), "longest_prompt_tokens": longest,
+                      **memory_fits(config, settings, spec, memory_shape(config), sequence)})
+
+
+def memory_shape(config: Config) -> Shape:
+    return Shape(sequences_per_row=1)
 
 
 def data_max_length(tokenizer, rows, model_config) -> int:

@@ -1,0 +1,81 @@
+"""Training that fits the machine: the memory model on the default model's real shape (the
+logits over its 49k-token vocabulary outweigh its activations), the micro-batch that halves to
+fit with the effective batch kept, a run that cannot fit refused before anything is queued, one
+that can started at the micro-batch that fits, prompts cut from their context side, and a split
+too small to measure refused with the number needed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import preference_pairs, write_jsonl
+from workbench.train import memory
+from workbench.train.dpo import Config as DpoConfig
+from workbench.train.dpo import memory_shape as dpo_shape
+
+
+def test_the_micro_batch_halves_to_fit_and_keeps_the_effective_batch(pulled_base):
+    facts = memory.model_facts(pulled_base[1])
+    assert facts["vocab"] == 49152 and facts["parameters"] > 100e6
+    shape = dpo_shape(DpoConfig())
+    config = {"batch_size": 4, "grad_accum": 2, "gradient_checkpointing": "auto"}
+
+    def need(batch, checkpointing=False):
+        return memory.need(facts, shape, batch, 1024, cuda=False, checkpointing=checkpointing).bytes
+
+    at4 = memory.need(facts, shape, 4, 1024, cuda=False)
+    assert at4.parts["logits"] > at4.parts["activations"] > at4.parts["weights"]
+    assert memory.fit(facts, shape, config, 1024, need(4), cuda=False).batch_size == 4
+
+    fitted = memory.fit(facts, shape, config, 1024, need(2) + 1, cuda=False)
+    assert (fitted.batch_size, fitted.grad_accum, fitted.gradient_checkpointing, fitted.fits) == (2, 4, False, True)
+    assert fitted.changes(config) == {"batch_size": 2, "grad_accum": 4}
+
+    fitted = memory.fit(facts, shape, config, 1024, need(1, True) + 1, cuda=False)
+    assert (fitted.batch_size, fitted.grad_accum, fitted.gradient_checkpointing, fitted.fits) == (1, 8, True, True)
+    assert fitted.changes(config) == {"batch_size": 1, "grad_accum": 8, "gradient_checkpointing": "on"}
+
+    fitted = memory.fit(facts, shape, config, 1024, need(1, True) - 1, cuda=False)
+    assert not fitted.fits and fitted.batch_size == 1
+    off = dict(config, gradient_checkpointing="off")
+    assert not memory.fit(facts, shape, off, 1024, need(1, True) + 1, cuda=False).gradient_checkpointing
+
+
+def test_a_run_is_refused_when_it_cannot_fit_and_started_at_the_micro_batch_that_does(train_env, wb, settings,
+                                                                                     tiny_base, monkeypatch):
+    write_jsonl(settings.workspace.data / "dataset_rlhf.jsonl", preference_pairs(24))
+    monkeypatch.setenv("WORKBENCH_TRAIN_MEMORY_GB", "0.3")  # less than torch itself takes
+    code, out, err = wb("train", "dpo", "--max-steps", "1", "--max-length", "128")
+    assert code == 2 and "does not fit on this machine even at micro-batch 1" in err, err
+    assert "GiB of RAM for training (WORKBENCH_TRAIN_MEMORY_GB)" in err
+    assert not settings.workspace.runs.exists() or not any(settings.workspace.runs.iterdir())
+
+    facts, shape = memory.model_facts(tiny_base), dpo_shape(DpoConfig())
+    between = (memory.need(facts, shape, 2, 128, cuda=False).bytes + memory.need(facts, shape, 4, 128, cuda=False).bytes) / 2
+    monkeypatch.setenv("WORKBENCH_TRAIN_MEMORY_GB", f"{between / memory.GIB:.4f}")
+    code, out, err = wb("train", "dpo", "--max-steps", "1", "--max-length", "128", "--batch-size", "4", "--json")
+    data = json.loads(out)
+    assert data["status"] == "succeeded", (data, err)
+    log = Path(data["folder"], "log.txt").read_text()
+    assert "to fit in memory: batch_size 2, grad_accum 2" in log
+    assert json.loads(Path(data["folder"], "status.json").read_text())["memory_fit"]["batch_size"] == 2
+    trained = json.loads((settings.workspace.models / "llama-dpo" / "manifest.json").read_text())["config"]
+    assert (trained["batch_size"], trained["grad_accum"]) == (2, 2)  # the same effective batch of 4
+
+
+def test_long_rag_prompts_lose_their_context_end_and_tiny_splits_are_refused(train_env, wb, settings):
+    context = " ".join(f"Fact {i}: the valve of line {i} opens at {i * 7} bar." for i in range(120))
+    pairs = [{"prompt": f"Question {i}: when does valve {i} open?\n\nContext:\n{context}",
+              "chosen": f"At {i * 7} bar.", "rejected": "I do not know."} for i in range(12)]
+    write_jsonl(settings.workspace.data / "dataset_rlhf.jsonl", pairs)
+    code, out, err = wb("train", "reward", "--max-steps", "1", "--max-prompt-length", "256", "--json")
+    data = json.loads(out)
+    assert data["status"] == "succeeded", (data, err)
+    log = Path(data["folder"], "log.txt").read_text()
+    assert "12 of 12 prompts cut to max_prompt_length 256 tokens" in log
+    assert "7 training pairs, 5 held out" in log
+
+    write_jsonl(settings.workspace.data / "dataset_rlhf.jsonl", preference_pairs(8))
+    code, out, err = wb("train", "dpo", "--max-steps", "1")
+    assert code == 2 and "8 prompts with pairs: holding some out needs at least 10" in err and "collect 2 more" in err
+    assert wb("train", "dpo", "--max-steps", "1", "--eval-dataset", "none", "--output-name", "no-eval")[0] == 0

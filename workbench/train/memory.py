@@ -1,0 +1,153 @@
+"""How much memory a training run needs, before it starts, and the micro-batch that makes it fit.
+
+The same model on the host and on a GPU: the weights; LoRA's trainable weights with their
+gradients and Adam moments; the activations kept for the backward pass; the logits over the
+vocabulary (in fp32, with their log-softmax and its gradient: on a 49k-token vocabulary they
+outweigh a small model's activations); on a CPU the attention scores, which PyTorch's CPU
+attention keeps for the backward pass when a batch carries a padding mask; and the other full
+models a method loads (PPO's reward and value models, GRPO's reward model). Each method says what
+it puts through the model (``memory_shape`` in its module).
+
+``fit`` keeps the effective batch (micro-batch x accumulation) and halves the micro-batch, then
+turns gradient checkpointing on, until the run fits in what is free.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GIB = 1024 ** 3
+LOGIT_COPIES = 3  # fp32 logits, their log-softmax and its gradient
+HEADROOM = 1.1  # allocator slack and short-lived copies
+RUNTIME_BYTES = {"cpu": int(0.8 * GIB), "cuda": int(0.5 * GIB)}  # torch, the libraries, the CUDA context
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one row of a method's data puts through the policy at once."""
+    sequences_per_row: int = 1  # a preference pair: chosen and rejected, 2
+    vocab_logits: bool = True  # a language-model head (a reward model's head has one logit)
+    extra_models: int = 0  # full models loaded beside the policy (reward, value)
+
+
+@dataclass(frozen=True)
+class Need:
+    bytes: int
+    parts: dict[str, int]
+
+    @property
+    def gib(self) -> float:
+        return self.bytes / GIB
+
+
+@dataclass(frozen=True)
+class Fit:
+    batch_size: int
+    grad_accum: int
+    gradient_checkpointing: bool
+    need: Need
+    fits: bool
+
+    def changes(self, config) -> dict[str, Any]:
+        """The settings this fit changes in ``config`` (a dataclass or a dict)."""
+        get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+        out = {}
+        if self.batch_size != get("batch_size", 1):
+            out.update(batch_size=self.batch_size, grad_accum=self.grad_accum)
+        if self.gradient_checkpointing and get("gradient_checkpointing", "auto") != "on":
+            out["gradient_checkpointing"] = "on"
+        return out
+
+
+def model_facts(path: str | Path) -> dict[str, Any]:
+    """Parameters (from the safetensors' size), width, depth, heads and vocabulary of a model
+    folder; ``parameters`` is None when the weights are not in a local folder."""
+    folder = Path(path)
+    weights = sum(p.stat().st_size for p in folder.glob("*.safetensors")) if folder.is_dir() else 0
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    stored = {"float32": 4, "bfloat16": 2, "float16": 2}.get(str(config.get("dtype") or config.get("torch_dtype")), 4)
+    return {"parameters": weights // stored if weights else None, "hidden": config.get("hidden_size", 1024),
+            "layers": config.get("num_hidden_layers", 24), "heads": config.get("num_attention_heads", 16),
+            "vocab": config.get("vocab_size", 32000)}
+
+
+def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *, cuda: bool,
+         precision: str = "fp32", quantization: str = "none", checkpointing: bool = False) -> Need:
+    """Peak memory of one training step at micro-batch ``batch_size`` and ``sequence`` tokens."""
+    params = facts["parameters"] or 0
+    half = precision in ("bf16", "fp16")
+    per_weight = 0.55 if quantization == "4bit" else (2 if half else 4)
+    tokens = batch_size * shape.sequences_per_row * sequence
+    hidden, layers = facts["hidden"], facts["layers"]
+    if checkpointing:  # one input kept per layer, one layer's full activations at a time
+        activations = tokens * hidden * (layers * (2 if half else 4) + (18 if half else 34))
+    else:
+        activations = tokens * hidden * layers * (18 if half else 34)
+    parts = {
+        "weights": int(params * per_weight),
+        "lora_and_optimizer": int(params * 0.01 * 16),  # ~1% trainable: fp32 weights, grads, two moments
+        "activations": int(activations),
+        "logits": int(tokens * facts["vocab"] * 4 * LOGIT_COPIES) if shape.vocab_logits else 0,
+        "attention": 0 if cuda else int(tokens * sequence * facts["heads"] * 4 * (1 if checkpointing else layers)),
+        "other_models": int(shape.extra_models * params * (2 if half else 4)),
+    }
+    total = sum(parts.values()) * HEADROOM + RUNTIME_BYTES["cuda" if cuda else "cpu"]
+    return Need(int(total), parts)
+
+
+def fit(facts: dict[str, Any], shape: Shape, config: dict[str, Any], sequence: int, available: int, *,
+        cuda: bool) -> Fit:
+    """The largest micro-batch (halving from ``batch_size``, the accumulation growing to keep
+    the effective batch) that fits in ``available`` bytes, without gradient checkpointing when
+    possible; at micro-batch 1 with checkpointing, the fit that does not fit (``fits`` False)."""
+    precision = config.get("precision", "auto")
+    precision = ("bf16" if cuda else "fp32") if precision == "auto" else precision
+    asked = config.get("gradient_checkpointing", "auto")
+    options = [False, True] if asked != "on" else [True]
+    if asked == "off":
+        options = [False]
+    effective = config.get("batch_size", 1) * config.get("grad_accum", 1)
+    last = None
+    for checkpointing in options:
+        batch = config.get("batch_size", 1)
+        while True:
+            n = need(facts, shape, batch, sequence, cuda=cuda, precision=precision,
+                     quantization=config.get("quantization", "none"), checkpointing=checkpointing)
+            last = Fit(batch, math.ceil(effective / batch), checkpointing, n, n.bytes <= available)
+            if last.fits or batch == 1:
+                break
+            batch = max(1, batch // 2)
+            while effective % batch and batch > 1:  # keep micro-batch x accumulation = the effective batch
+                batch -= 1
+        if last.fits:
+            return last
+    return last
+
+
+def describe(fitted: Fit, available: int, where: str) -> str:
+    parts = ", ".join(f"{k.replace('_', ' ')} {v / GIB:.1f}" for k, v in fitted.need.parts.items() if v >= 0.05 * GIB)
+    return (f"about {fitted.need.gib:.1f} GiB at micro-batch {fitted.batch_size} x {fitted.grad_accum} accumulation"
+            f"{', gradient checkpointing' if fitted.gradient_checkpointing else ''} ({parts}); "
+            f"{available / GIB:.1f} GiB {where}")
+
+
+def host_memory(free: bool, cap_gb: float = 0.0) -> int:
+    """Bytes of RAM a run may plan for: what is available now (``free``), else the machine's
+    total; at most ``cap_gb`` when it is set (``WORKBENCH_TRAIN_MEMORY_GB``, a shared box's share)."""
+    import os
+
+    key = "MemAvailable:" if free else "MemTotal:"
+    found = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(key):
+                found = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return min(found, int(cap_gb * GIB)) if cap_gb > 0 else found
