@@ -35,7 +35,7 @@ class Config(TrainConfig):
 
 
 def preflight(config: Config, settings: Settings) -> Preflight:
-    return preference_preflight(config, settings)
+    return preference_preflight(config, settings, memory_shape)
 
 
 def memory_shape(config: Config) -> Shape:

@@ -37,8 +37,9 @@ class Config(TrainConfig):
                              "with quantization=none (a 4-bit merge would round its weights)")
 
 
-def preference_preflight(config, settings: Settings) -> Preflight:
-    """The checks DPO and the reward model share: start model, name, pairs, held-out pairs, lengths."""
+def preference_preflight(config, settings: Settings, shape_of) -> Preflight:
+    """The checks DPO and the reward model share: start model, name, pairs, held-out pairs,
+    lengths, and memory (``shape_of``: the method's ``memory_shape``)."""
     ws = settings.workspace
     spec = start_and_output(config, settings)
     train_file = rows_of.data_file(ws, config.dataset)
@@ -57,7 +58,7 @@ def preference_preflight(config, settings: Settings) -> Preflight:
     sequence = config.max_length or 64 * -(-(longest + answer + 8) // 64)
     return Preflight({"train": train_file, **({"eval": held} if held else {})}, device_notes(config),
                      {"pairs": len(pairs), "training_pairs": train_rows, "longest_prompt_tokens": longest,
-                      **memory_fits(config, settings, spec, memory_shape(config), sequence)})
+                      **memory_fits(config, settings, spec, shape_of(config), sequence)})
 
 
 def memory_shape(config) -> Shape:
@@ -65,7 +66,7 @@ def memory_shape(config) -> Shape:
 
 
 def preflight(config: Config, settings: Settings) -> Preflight:
-    return preference_preflight(config, settings)
+    return preference_preflight(config, settings, memory_shape)
 
 
 def split_pairs(config, job) -> tuple[list[dict], list[dict]]:
