@@ -217,3 +217,4 @@ def test_the_answer_is_asked_in_the_language_of_the_question_whatever_the_contex
     assert english_over_french[0]["content"].startswith("Always answer in English")
     assert english_over_french[1]["content"].startswith("Which countries")
     assert chat_messages("VACUUM FULL") == [{"role": "user", "content": "VACUUM FULL"}]  # too short to tell
+

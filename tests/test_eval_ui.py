@@ -1,4 +1,4 @@
-"""The Evaluate tab in a real browser, on the default 135M model and an SFT adapter of it: launch
+"""The Evaluate tab in a real browser, on a tiny model and an SFT adapter of it: launch
 an evaluation from the form, follow it in Monitor, then read the scoreboard, the two models side by
 side, a metric along the lineage, and the report, whose charts render in the browser."""
 from __future__ import annotations
@@ -8,11 +8,11 @@ import re
 from tests.conftest import fill_field, sft_rows, start_app, write_jsonl
 
 
-def test_evaluate_tab_from_launch_to_report(env, pulled_base, wb, start_process, page, settings, monkeypatch):
+def test_evaluate_tab_from_launch_to_report(env, tiny_base, wb, start_process, page, settings, monkeypatch):
     from playwright.sync_api import expect
 
-    env["WORKBENCH_BASE_MODEL"] = str(pulled_base[1])
-    monkeypatch.setenv("WORKBENCH_BASE_MODEL", str(pulled_base[1]))
+    env["WORKBENCH_BASE_MODEL"] = str(tiny_base)
+    monkeypatch.setenv("WORKBENCH_BASE_MODEL", str(tiny_base))
     ws = settings.workspace
     rows = sft_rows(16)
     write_jsonl(ws.train_file, rows[:12])

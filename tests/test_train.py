@@ -117,7 +117,8 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
 
     scorer = AutoModelForSequenceClassification.from_pretrained(reward_dir, use_safetensors=True)
     assert scorer.config.num_labels == 1
-    assert json.loads((reward_dir / "manifest.json").read_text())["kind"] == "reward-model"
+    manifest = json.loads((reward_dir / "manifest.json").read_text())
+    assert manifest["kind"] == "reward-model" and manifest["parent"] == "base"  # no SFT model yet: auto is the base
 
     code, out, err = wb("train", "grpo", "--max-steps", "2", "--max-completion-length", "8",
                         "--reward-functions", "grounding,length", "--learning-rate", "0.01", "--json")
@@ -141,9 +142,13 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     code, out, err = wb("train", "dpo", "--model", "llama-lora-adapted", "--output-name", "llama-lora-adapted",
                         "--overwrite")
     assert code == 2 and "one of its ancestors" in err  # it would replace what it trains on
-    code, out, err = wb("train", "reward", "--model", "llama-lora-adapted", "--output-name", "rm-on-sft",
-                        "--max-steps", "2", "--json")
-    assert result_of(out)["result"]["trainable_changed"] > 0  # a scoring head on the SFT model
+    # the reward model starts from the newest SFT model by default (the launch pins which)
+    code, out, err = wb("train", "reward", "--output-name", "rm-on-sft", "--max-steps", "2", "--json")
+    data = result_of(out)
+    assert data["result"]["trainable_changed"] > 0  # a scoring head on the SFT model
+    assert json.loads((settings.workspace.models / "rm-on-sft" / "manifest.json").read_text())["parent"] == \
+        "llama-lora-adapted"
+    assert "start model llama-lora-adapted" in (Path(data["folder"]) / "log.txt").read_text()
     code, out, err = wb("train", "dpo", "--model", "llama-lora-adapted", *FAST)
     data = result_of(out)
     assert data["result"]["trainable_changed"] == data["result"]["trainable_tensors"] > 0

@@ -45,7 +45,7 @@ def finished(settings, run_id, timeout=240):
                     and run_status(settings, run_id), timeout=timeout, what=f"run {run_id} to finish")
 
 
-def test_cancel_stops_within_a_step_and_resume_continues(train_env, settings, worker):
+def test_cancel_then_a_killed_worker_and_each_time_resume_continues(train_env, settings, worker):
     from jobs import control
 
     run = control.submit(settings, "train.sft", SLOW_SFT)
@@ -58,13 +58,25 @@ def test_cancel_stops_within_a_step_and_resume_continues(train_env, settings, wo
     assert not (settings.workspace.models / "llama-lora-adapted").exists()
     assert not [p for p in settings.workspace.models.iterdir() if p.name.startswith(".")]
 
+    # resumed, then its worker killed (kill -9) past the next checkpoint
     control.resume(settings, run.id)
+    wait_for(lambda: complete_checkpoints(run.folder)[-1] > stopped_at, timeout=180, what="a checkpoint after the resume")
+    os.kill(run_status(settings, run.id)["pid"], signal.SIGKILL)
+    status = finished(settings, run.id, timeout=60)
+    assert status["status"] == "failed" and status["error"] == "worker lost" and status["resumable"], status
+    wait_for(lambda: not training_children(run.folder), timeout=30, what="the training child to die with its worker")
+    reached = complete_checkpoints(run.folder)[-1]
+    log = run.read_log()
+    assert f"resuming from checkpoint-{stopped_at}" in log
+
+    control.resume(settings, run.id)  # on the consumer the supervisor restarted
     status = finished(settings, run.id)
     assert status["status"] == "succeeded", status
-    assert status["result"]["global_step"] == 60
+    assert status["result"]["global_step"] == 60 and status["attempt"] == 3
+    assert f"resuming from checkpoint-{reached}" in run.read_log()
     steps = loss_steps(run.folder)
     assert steps[steps.index(stopped_at) + 1] == stopped_at + 1  # the count carried on, not from 1
-    assert f"resuming from checkpoint-{stopped_at}" in run.read_log()
+    assert min(s for s in steps[::-1][:60 - reached]) > reached
     assert (settings.workspace.models / "llama-lora-adapted" / "adapter_model.safetensors").exists()
 
 
@@ -81,26 +93,6 @@ def test_a_training_child_killed_by_the_kernel_is_named_with_its_peak_memory(tra
     assert status["status"] == "failed", status
     assert re.fullmatch(r"killed by the system \(out of memory\?\): peak \d+\.\d GB of \d+ GB; "
                         r"lower batch_size or max_length", status["error"]), status["error"]
-
-
-def test_kill_9_of_the_worker_then_resume(train_env, settings, worker):
-    from jobs import control
-
-    run = control.submit(settings, "train.sft", SLOW_SFT)
-    wait_for(lambda: complete_checkpoints(run.folder), timeout=180, what="a first complete checkpoint")
-    worker_pid = run_status(settings, run.id)["pid"]
-    os.kill(worker_pid, signal.SIGKILL)
-    status = finished(settings, run.id, timeout=60)
-    assert status["status"] == "failed" and status["error"] == "worker lost" and status["resumable"], status
-    wait_for(lambda: not training_children(run.folder), timeout=30, what="the training child to die with its worker")
-    reached = complete_checkpoints(run.folder)[-1]
-
-    control.resume(settings, run.id)
-    status = finished(settings, run.id)
-    assert status["status"] == "succeeded", status
-    assert status["result"]["global_step"] == 60 and status["attempt"] == 2
-    assert f"resuming from checkpoint-{reached}" in run.read_log()
-    assert min(s for s in loss_steps(run.folder)[::-1][:60 - reached]) > reached
 
 
 def test_ppo_cancel_then_resume_continues_the_step_count(train_env, wb, settings, worker):

@@ -2,7 +2,9 @@
 signed-in people: the admin indexes documents, chats with them and sends the turn to Annotate,
 creates A/B pairs; the annotator votes on them with the keyboard in a browser of their own; the
 admin merges the votes, trains a reward model then DPO, evaluates the DPO model against the base
-and reads its training curves in Monitor. Each tab is photographed into $WORKBENCH_SCREENSHOTS
+and reads its training curves in Monitor. Along the way: an empty upload is refused by name, the
+answer streams in, the Train form's defaults come from the method's Config and a taken output
+name is refused. Each tab is photographed into $WORKBENCH_SCREENSHOTS
 (the README's pictures: ``WORKBENCH_SCREENSHOTS=docs/screenshots``), else a temporary folder."""
 from __future__ import annotations
 
@@ -102,10 +104,12 @@ def index_documents(page, tmp_path: Path, ws: Path) -> None:
     for name, text in DOCUMENTS.items():
         paths.append(tmp_path / name)
         paths[-1].write_text(text)
+    (tmp_path / "empty.md").write_text("")
     open_tab(page, "Corpus")
-    page.locator("#corpus-upload input[type=file]").set_input_files([str(p) for p in paths])
+    page.locator("#corpus-upload input[type=file]").set_input_files([str(p) for p in paths] + [str(tmp_path / "empty.md")])
     page.locator("#corpus-upload-btn").click()
     message = page.locator("#corpus-message")
+    expect(message).to_contain_text("empty.md: refused: empty file", timeout=60 * SECONDS)
     for name in DOCUMENTS:
         expect(message).to_contain_text(f"{name}: added", timeout=60 * SECONDS)
     table = page.locator("#documents-table")
@@ -128,10 +132,13 @@ def chat_and_send_to_annotate(page, ws: Path) -> None:
     set_slider(page, "max new tokens", 48)
     page.locator("#chat-input textarea").fill(QUESTION)
     page.locator("#chat-send").click()
+    answer = page.locator("#chatbot .message.bot").last
+    expect(answer).not_to_be_empty(timeout=180 * SECONDS)
+    first = answer.inner_text()
     sources = page.locator("#chat-sources")
     expect(sources).to_contain_text("orchard.md", timeout=120 * SECONDS)
     expect(sources).to_contain_text("tokens/s", timeout=180 * SECONDS)  # the turn is done
-    expect(page.locator("#chatbot .message.bot").last).not_to_be_empty()
+    assert answer.inner_text().strip() and len(answer.inner_text()) >= len(first)
     page.locator("#chat-annotate").click()
     expect(page.locator("#chat-status")).to_contain_text("Sent turn", timeout=30 * SECONDS)
     turns = read_jsonl(ws / "data" / "chat_turns.jsonl")
@@ -146,6 +153,7 @@ def create_pairs(page, ws: Path) -> None:
     from playwright.sync_api import expect
 
     open_tab(page, "Annotate")
+    expect(page.locator("#annotate-prompt")).to_contain_text("Nothing left", timeout=60 * SECONDS)
     page.get_by_role("button", name=re.compile("Add prompts")).click()
     page.locator("#annotate-typed textarea").fill("\n".join(PROMPTS))
     # Both sides draw the same random numbers (each side's batch is seeded alike) and the tiny
@@ -155,6 +163,7 @@ def create_pairs(page, ws: Path) -> None:
     page.locator("#annotate-add").click()
     added = page.locator("#annotate-add-message")
     expect(added).to_contain_text(f"{len(PROMPTS)} pairs added", timeout=60 * SECONDS)
+    expect(added).to_contain_text("generated in batches by run")
     run_id = re.search(r"by run (\S+)", added.inner_text()).group(1)
     # a pair shows by itself once the job has written both of its answers
     expect(page.locator("#annotate-status")).to_contain_text("Ready", timeout=180 * SECONDS)
@@ -179,6 +188,7 @@ def vote_with_the_keyboard(page, ws: Path) -> None:
         expect(progress).to_contain_text(f"{done} voted", timeout=60 * SECONDS)
         if done == 1:
             expect(page.locator("#vote-reveal")).to_contain_text("A was base")
+            assert page.locator("#answer-a textarea").input_value() or page.locator("#answer-a").inner_text()
             shoot(page, "annotate.png")
     expect(page.locator("#annotate-prompt")).to_contain_text("Nothing left", timeout=30 * SECONDS)
     votes = read_jsonl(ws / "data" / "feedback.jsonl")
@@ -202,6 +212,9 @@ def train_reward_then_dpo(page, ws: Path) -> str:
     from playwright.sync_api import expect
 
     open_tab(page, "Train")
+    expect(page.locator("#train-needs")).to_contain_text("SFT rows")
+    expect(page.locator("#train-sft-output_name textarea, #train-sft-output_name input").first) \
+        .to_have_value("llama-lora-adapted")  # the Config's default
     fill_training_form(page, "reward", max_steps=2, batch_size=2)
     page.locator("#train-launch").click()
     follow_launched_run(page, "train-reward", ws)
@@ -217,6 +230,10 @@ def train_reward_then_dpo(page, ws: Path) -> str:
     dpo = follow_launched_run(page, "train-dpo", ws)
     assert run_status(ws, dpo)["result"]["global_step"] == 2
     assert (ws / "models" / "llama-dpo" / "adapter_model.safetensors").is_file()
+    expect(page.locator("#run-curves")).to_contain_text("loss", timeout=30 * SECONDS)
+    open_tab(page, "Train")
+    page.locator("#train-launch").click()  # the name is taken now: refused, nothing queued
+    expect(page.get_by_text("a model named 'llama-dpo' exists").first).to_be_visible(timeout=30 * SECONDS)
     return dpo
 
 

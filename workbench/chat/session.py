@@ -166,7 +166,7 @@ def answer_stream(settings: Settings, request: ChatRequest, cache: ModelCache = 
     hits, note = retrieve(settings, request, loaded)
     hits, trimmed = fit_context(loaded, request.question, hits, request.max_new_tokens)
     if trimmed:
-        note = f"{trimmed} retrieved chunk(s) left out to fit the model's context window"
+        note = "; ".join(filter(None, [note, f"{trimmed} retrieved chunk(s) left out to fit the model's context window"]))
     prompt = build_prompt(request.question, [h.text for h in hits])
     turn = Turn(id=uuid.uuid4().hex[:12], question=request.question.strip(), prompt=prompt,
                 model=request.model, request=asdict(request), sources=hits, note=note, weights=loaded.weights)

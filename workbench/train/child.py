@@ -16,6 +16,7 @@ from workbench.reporting import Cancelled, RunReporter, SilentReporter
 from workbench.settings import Settings
 from workbench.train.job import TrainJob
 from workbench.train.launch import FIT, RESULT
+from workbench.train.preflight import start_name
 
 
 def main(argv: list[str]) -> int:
@@ -30,12 +31,16 @@ def main(argv: list[str]) -> int:
     module = importlib.import_module(get_kind(stored["kind"]).module)
     fitted = read_json(run.folder / FIT)
     config = config_from_dict(module.Config, {**stored.get("config"), **(fitted if isinstance(fitted, dict) else {})})
+    status = run.status()
+    settings = Settings.from_env()
+    # ``auto``: the start model the launch chose, so a model trained meanwhile changes nothing
+    config.model = start_name(settings, config.model, (status if isinstance(status, dict) else {}).get("preflight"))
     from transformers import set_seed
 
     set_seed(config.seed)  # new heads (a reward model's score) and LoRA start the same way each run
     reporter_cls = RunReporter if rank == 0 else SilentReporter
     reporter = reporter_cls(run, resume_from=Path(resume) if resume else None)
-    job = TrainJob(run, reporter, Settings.from_env(), reporter.resume_from, rank, world)
+    job = TrainJob(run, reporter, settings, reporter.resume_from, rank, world)
     try:
         result = module.train(config, job)
     except Cancelled as exc:

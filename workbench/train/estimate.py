@@ -79,13 +79,14 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     from workbench.kinds import get_kind
     from workbench.models.loading import ModelNotFound, resolve
     from workbench.train.modeling import cuda_available
+    from workbench.train.preflight import start_name
 
     try:
         spec_kind = get_kind(kind)
         values = spec_kind.validate(config)
         checked = spec_kind.preflight(values, settings)
         module = importlib.import_module(spec_kind.module)
-        spec = resolve(values["model"], settings.workspace, settings.base_model)
+        spec = resolve(start_name(settings, values["model"]), settings.workspace, settings.base_model)
     except (ConfigError, ModelNotFound, WorkbenchError, ValueError) as exc:
         return {"text": f"No estimate yet: {exc}"}
     summary = checked.summary if checked is not None else {}

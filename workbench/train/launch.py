@@ -123,16 +123,19 @@ def _fit_memory(config: TrainConfig, reporter) -> None:
     from workbench.models.loading import ModelNotFound, resolve
     from workbench.settings import Settings
     from workbench.train import memory
+    from workbench.train.preflight import start_name
 
     run, settings = reporter.run, Settings.from_env()
     if reporter.resume_from is not None and (run.folder / FIT).is_file():
         return
     (run.folder / FIT).unlink(missing_ok=True)
     status = run.status()
-    sequence = ((status if isinstance(status, dict) else {}).get("preflight") or {}).get("sequence_tokens")
+    summary = (status if isinstance(status, dict) else {}).get("preflight") or {}
+    sequence = summary.get("sequence_tokens")
     shape = getattr(importlib.import_module(get_kind((run.config() or {}).get("kind", "")).module), "memory_shape", None)
     try:
-        facts = memory.model_facts(resolve(config.model, reporter.workspace, settings.base_model).path)
+        start = start_name(settings, config.model, summary)
+        facts = memory.model_facts(resolve(start, reporter.workspace, settings.base_model).path)
     except ModelNotFound:
         return  # the child says why
     if not sequence or shape is None or not facts["parameters"]:

@@ -22,21 +22,41 @@ class Preflight:
     summary: dict = field(default_factory=dict)
 
 
-def start_model(settings: Settings, name: str, what: str = "start model") -> ModelSpec:
+AUTO = "auto"  # a start model chosen at launch: the newest SFT model, else the base
+
+
+def newest_sft(workspace: Workspace) -> str | None:
+    """The SFT model trained last in this workspace, if any."""
+    from workbench.models.registry import list_workspace_models
+
+    found = [(str(m.get("created", "")), e["name"]) for e in list_workspace_models(workspace)
+             for m in [e.get("manifest")] if isinstance(m, dict) and m.get("method") == "sft"]
+    return max(found)[1] if found else None
+
+
+def start_name(settings: Settings, name: str, pinned: dict | None = None) -> str:
+    """``name``, or for ``auto`` the model it stands for: the one the launch chose (``pinned``,
+    a run's preflight summary), else the newest SFT model, else the base."""
+    if name.strip() != AUTO:
+        return name
+    return (pinned or {}).get("start_model") or newest_sft(settings.workspace) or "base"
+
+
+def start_model(settings: Settings, name: str, what: str = "start model", pinned: dict | None = None) -> ModelSpec:
     try:
-        return resolve(name, settings.workspace, settings.base_model)
+        return resolve(start_name(settings, name, pinned), settings.workspace, settings.base_model)
     except ModelNotFound as exc:
         raise WorkbenchError(f"{what}: {exc}") from None
 
 
-def output_name_free(workspace: Workspace, config: TrainConfig) -> None:
+def output_name_free(workspace: Workspace, config: TrainConfig, start: str | None = None) -> None:
     from storage.paths import safe_name
 
     if safe_name(config.output_name) != config.output_name.strip():
         raise WorkbenchError(f"output_name {config.output_name!r}: use letters, digits, '-', '_' and '.' only")
     from workbench.models.loading import lineage
 
-    if config.output_name.strip() in lineage(workspace, config.model):
+    if config.output_name.strip() in lineage(workspace, start or config.model):
         raise WorkbenchError(f"output_name {config.output_name!r} is the start model or one of its ancestors: "
                              "training on top of a model cannot replace it; choose a new name")
     if workspace.model_dir(config.output_name).exists() and not config.overwrite:
@@ -100,7 +120,7 @@ def start_and_output(config: TrainConfig, settings: Settings) -> ModelSpec:
     """The start model (it exists; QLoRA is not asked on an adapter) and a free output name."""
     spec = start_model(settings, config.model)
     no_qlora_on_adapters(config, spec)
-    output_name_free(settings.workspace, config)
+    output_name_free(settings.workspace, config, spec.name)
     return spec
 
 

@@ -27,6 +27,8 @@ class Config(TrainConfig):
     eval_fraction: float = option(0.1, "share of the pairs held out when there is no held-out file", "data")
     output_name: str = option("reward_model", "folder under models/ for the reward model", "output")
     learning_rate: float = option(1e-4, "peak learning rate")
+    model: str = option("auto", "start model: auto (the newest SFT model, else base), base, or a trained "
+                                "model's name", "model")
 
     def validate(self) -> None:
         super().validate()
@@ -57,7 +59,8 @@ def preference_preflight(config, settings: Settings, shape_of) -> Preflight:
     answer = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for p in pairs for a in (p["chosen"], p["rejected"]))
     sequence = config.max_length or 64 * -(-(longest + answer + 8) // 64)
     return Preflight({"train": train_file, **({"eval": held} if held else {})}, device_notes(config),
-                     {"pairs": len(pairs), "training_pairs": train_rows, "longest_prompt_tokens": longest,
+                     {"start_model": spec.name, "pairs": len(pairs), "training_pairs": train_rows,
+                      "longest_prompt_tokens": longest,
                       **memory_fits(config, settings, spec, shape_of(config), sequence)})
 
 

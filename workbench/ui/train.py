@@ -19,6 +19,7 @@ from workbench.datasets.sft import add_chosen_answers, import_rows, stats
 from workbench.errors import WorkbenchError
 from workbench.kinds import TRAIN_METHODS, get_kind
 from workbench.models.loading import model_choices
+from workbench.train.preflight import AUTO, newest_sft
 from workbench.train.estimate import estimate_text
 from workbench.train.overview import NEEDS, data_files, dataset_summary
 from workbench.ui.common import UiContext
@@ -39,12 +40,20 @@ class MethodForm:
         return form_values(self.specs, raw)
 
 
+def start_choices(ws, default: str, models=None) -> list[tuple[str, str]]:
+    """The start models to pick from; ``auto`` first where it is the method's default."""
+    models = model_choices(ws) if models is None else models
+    newest = newest_sft(ws)
+    auto = [(f"auto: the newest SFT model ({newest})" if newest else "auto: the newest SFT model (none yet: base)", AUTO)]
+    return auto + models if default == AUTO else models
+
+
 def _widget(spec: FieldSpec, ctx: UiContext, method: str):
     ws = ctx.settings.workspace
     label, elem = spec.name.replace("_", " "), f"train-{method}-{spec.name}"
     common = {"label": label, "info": spec.help, "elem_id": elem}
     if spec.name == "model":
-        return gr.Dropdown(model_choices(ws), value=spec.default, allow_custom_value=True, **common)
+        return gr.Dropdown(start_choices(ws, spec.default), value=spec.default, allow_custom_value=True, **common)
     if spec.name in ("dataset", "eval_dataset"):
         return gr.Dropdown(data_files(ws), value=spec.default, allow_custom_value=True, **common)
     return field_widget(spec, elem)
@@ -188,7 +197,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
         for form in forms:
             for spec in form.specs:
                 if spec.name == "model":
-                    updates.append(gr.Dropdown(choices=models))
+                    updates.append(gr.Dropdown(choices=start_choices(ws, spec.default, models)))
                 elif spec.name in ("dataset", "eval_dataset"):
                     updates.append(gr.Dropdown(choices=files))
                 else:
