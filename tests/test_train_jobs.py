@@ -99,7 +99,7 @@ def test_ppo_cancel_then_resume_continues_the_step_count(train_env, wb, settings
     from jobs import control
 
     assert wb("train", "reward", "--max-steps", "4", "--learning-rate", "0.01")[0] == 0
-    run = control.submit(settings, "train.ppo", {"max_steps": 30, "save_steps": 2, "max_completion_length": 4,
+    run = control.submit(settings, "train.ppo", {"max_steps": 10, "save_steps": 2, "max_completion_length": 4,
                                                  "learning_rate": 0.01, "batch_size": 2})
     wait_for(lambda: complete_checkpoints(run.folder), timeout=180, what="a first complete checkpoint")
     control.cancel(settings, run.id)
@@ -108,11 +108,11 @@ def test_ppo_cancel_then_resume_continues_the_step_count(train_env, wb, settings
     stopped_at = complete_checkpoints(run.folder)[-1]
     control.resume(settings, run.id)
     status = finished(settings, run.id)
-    assert status["status"] == "succeeded" and status["result"]["global_step"] == 30, status
+    assert status["status"] == "succeeded" and status["result"]["global_step"] == 10, status
     assert "policy adapter loaded" in run.read_log()
     steps = [json.loads(line)["step"] for line in (run.folder / "metrics.jsonl").read_text().splitlines()]
-    assert steps[-1] == 30 and steps[steps.index(stopped_at, ) + 1] == stopped_at + 1
-    assert complete_checkpoints(run.folder)[-1] == 30
+    assert steps[-1] == 10 and steps[steps.index(stopped_at) + 1] == stopped_at + 1
+    assert complete_checkpoints(run.folder)[-1] == 10
 
 
 def test_two_cpu_processes_train_data_parallel(train_env, wb, settings):
