@@ -108,7 +108,7 @@ def preflight(config: Config, settings) -> None:
     _chunking(config, meta, "", 10**9)
     if meta is not None:
         name = config.embedding_model or settings.embedding_model
-        index_store.same_embedding(meta, name, index_store.prompts_built_with(meta))
+        index_store.same_embedding(meta, name)  # another model: refused before any is loaded
         index_store.same_embedding(meta, name, prompts_of(load_embedder(name), name))
 
 

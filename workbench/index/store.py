@@ -182,14 +182,14 @@ def prompts_built_with(meta: dict[str, Any]) -> dict[str, str]:
     return dict(meta.get("embedding_prompts") or NO_PROMPTS)
 
 
-def same_embedding(meta: dict[str, Any], model: str, prompts: dict[str, str]) -> None:
-    """Refuse to mix vectors of another model, or of the same model under other prompts: their
-    similarities do not compare."""
+def same_embedding(meta: dict[str, Any], model: str, prompts: dict[str, str] | None = None) -> None:
+    """Refuse to mix vectors of another model, or of the same model under other prompts (when
+    ``prompts`` is given): their similarities do not compare."""
     if meta.get("embedding_model") != model:
         raise IndexUnusable(f"the index was built with the embedding model {meta.get('embedding_model')!r}, not "
                             f"{model!r}: run `workbench ingest --rebuild` to re-embed every document with {model!r}")
     built = prompts_built_with(meta)
-    if built != prompts:
+    if prompts is not None and built != prompts:
         raise IndexUnusable(f"the index was built with the embedding prompts {built}, and {model!r} now asks for "
                             f"{prompts}: run `workbench ingest --rebuild` to re-embed every document")
 

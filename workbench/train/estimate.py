@@ -36,8 +36,7 @@ def estimate(kind: str, config: dict[str, Any], model_path: str, rows: int, work
     if not params:
         return {"text": "No estimate: the start model's weights are not in a local folder."}
     fitted = memory.fit(facts, shape, config, sequence, available, cuda=cuda)
-    precision = config.get("precision", "auto")
-    precision = ("bf16" if cuda else "fp32") if precision == "auto" else precision
+    precision = memory.precision_of(config, cuda)
     batch = config.get("batch_size", 4)
     steps = config.get("max_steps") or math.ceil(
         config.get("epochs", 1) * math.ceil(rows / (batch * config.get("grad_accum", 1) * config.get("num_processes", 1))))
@@ -92,13 +91,7 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     summary = checked.summary if checked is not None else {}
     rows = summary.get("training_pairs") or summary.get("rows") or summary.get("prompts") or 0
     cuda = cuda_available()
-    available = memory.host_memory(free=True, cap_gb=settings.train_memory_gb)
-    if cuda:
-        from workbench.gpu_memory import GIB as GPU_GIB
-        from workbench.gpu_memory import devices
-
-        gpus = devices()
-        available = int(min(d.free_gib for d in gpus) * GPU_GIB) if gpus else available
+    available = (memory.gpu_free_bytes() if cuda else None) or memory.host_memory(free=True, cap_gb=settings.train_memory_gb)
     shape = module.memory_shape(config_from_dict(module.Config, values))
     return estimate(kind, values, spec.path, rows, settings.workspace, cuda, summary.get("sequence_tokens") or 512,
                     shape, available, os.cpu_count() or 1)

@@ -117,7 +117,6 @@ def _fit_memory(config: TrainConfig, reporter) -> None:
     import dataclasses
     import importlib
 
-    from workbench.gpu_memory import GIB as GPU_GIB
     from workbench.gpu_memory import devices, make_room
     from workbench.kinds import get_kind
     from workbench.models.loading import ModelNotFound, resolve
@@ -144,15 +143,12 @@ def _fit_memory(config: TrainConfig, reporter) -> None:
     visible = ",".join(map(str, reporter.gpus)) if reporter.gpus else None
     gpus = devices(visible)
     if gpus:
-        def free_now() -> int:
-            return int(min(d.free_gib for d in devices(visible)) * GPU_GIB)
-
-        fitted = memory.fit(facts, shape(config), values, sequence, free_now(), cuda=True)
+        fitted = memory.fit(facts, shape(config), values, sequence, memory.gpu_free_bytes(visible), cuda=True)
         if not fitted.fits:  # ask the web process for its GPU memory, or refuse with the estimate
             run.update(gpu_memory=make_room(reporter.workspace, fitted.need.gib, reporter.log,
                                             free=lambda: devices(visible)))
-            fitted = memory.fit(facts, shape(config), values, sequence, free_now(), cuda=True)
-        available, where = free_now(), "free on the GPU"
+            fitted = memory.fit(facts, shape(config), values, sequence, memory.gpu_free_bytes(visible), cuda=True)
+        available, where = memory.gpu_free_bytes(visible), "free on the GPU"
     else:
         # every rank holds a whole copy of the model in the same RAM
         available = memory.host_memory(free=True, cap_gb=settings.train_memory_gb) // config.num_processes

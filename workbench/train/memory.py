@@ -115,12 +115,8 @@ def fit(facts: dict[str, Any], shape: Shape, config: dict[str, Any], sequence: i
     """The largest micro-batch (halving from ``batch_size``, the accumulation growing to keep
     the effective batch) that fits in ``available`` bytes, without gradient checkpointing when
     possible; at micro-batch 1 with checkpointing, the fit that does not fit (``fits`` False)."""
-    precision = config.get("precision", "auto")
-    precision = ("bf16" if cuda else "fp32") if precision == "auto" else precision
-    asked = config.get("gradient_checkpointing", "auto")
-    options = [False, True] if asked != "on" else [True]
-    if asked == "off":
-        options = [False]
+    precision = precision_of(config, cuda)
+    options = {"on": [True], "off": [False]}.get(config.get("gradient_checkpointing", "auto"), [False, True])
     effective = config.get("batch_size", 1) * config.get("grad_accum", 1)
     last = None
     for checkpointing in options:
@@ -137,6 +133,20 @@ def fit(facts: dict[str, Any], shape: Shape, config: dict[str, Any], sequence: i
         if last.fits:
             return last
     return last
+
+
+def precision_of(config: dict[str, Any], cuda: bool) -> str:
+    """The precision a config trains in: ``auto`` is bf16 on a GPU, fp32 on a CPU."""
+    precision = config.get("precision", "auto")
+    return ("bf16" if cuda else "fp32") if precision == "auto" else precision
+
+
+def gpu_free_bytes(visible: str | None = None) -> int | None:
+    """Free memory on the tightest of the visible GPUs (each rank holds a whole copy); None without a GPU."""
+    from workbench.gpu_memory import devices
+
+    gpus = devices(visible)
+    return int(min(d.free_gib for d in gpus) * GIB) if gpus else None
 
 
 def describe(fitted: Fit, available: int, where: str) -> str:

@@ -115,12 +115,15 @@ def load_model(spec: ModelSpec, config: TrainConfig, precision: Precision, head:
     return model
 
 
+def padded_length(tokens: int) -> int:
+    """A row length as batches pad it: rounded up to a multiple of 64."""
+    return 64 * -(-tokens // 64)
+
+
 def length_from_data(longest: int, model_config) -> int:
     """The longest row in tokens, rounded up to a multiple of 64, within the model's context."""
-    import math
-
     limit = getattr(model_config, "max_position_embeddings", None) or 4096
-    return min(limit, 64 * math.ceil(longest / 64))
+    return min(limit, padded_length(longest))
 
 
 def count_parameters(model) -> int:

@@ -42,9 +42,9 @@ def start_name(settings: Settings, name: str, pinned: dict | None = None) -> str
     return (pinned or {}).get("start_model") or newest_sft(settings.workspace) or "base"
 
 
-def start_model(settings: Settings, name: str, what: str = "start model", pinned: dict | None = None) -> ModelSpec:
+def start_model(settings: Settings, name: str, what: str = "start model") -> ModelSpec:
     try:
-        return resolve(start_name(settings, name, pinned), settings.workspace, settings.base_model)
+        return resolve(start_name(settings, name), settings.workspace, settings.base_model)
     except ModelNotFound as exc:
         raise WorkbenchError(f"{what}: {exc}") from None
 
@@ -173,7 +173,7 @@ def memory_fits(config: TrainConfig, settings: Settings, spec: ModelSpec, shape,
             total, where = int(min(d.total_gib for d in gpus) * GIB), "on the GPU"
     values = dataclasses.asdict(config)
     asked = memory.need(facts, shape, config.batch_size, sequence, cuda=cuda,
-                        precision=("bf16" if cuda else "fp32") if config.precision == "auto" else config.precision,
+                        precision=memory.precision_of(values, cuda),
                         quantization=config.quantization, checkpointing=config.gradient_checkpointing == "on")
     fitted = memory.fit(facts, shape, values, sequence, total, cuda=cuda)
     if not fitted.fits:

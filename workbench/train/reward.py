@@ -12,6 +12,7 @@ from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
+from workbench.train.modeling import padded_length
 from workbench.train.preflight import (Preflight, batch_fits, cut_prompts, device_notes, eval_file, memory_fits,
                                        prompts_fit, start_and_output, start_model)
 
@@ -57,7 +58,7 @@ def preference_preflight(config, settings: Settings, shape_of) -> Preflight:
     tokenizer = load_tokenizer(spec)
     longest = prompts_fit(config, tokenizer, [p["prompt"] for p in pairs])
     answer = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for p in pairs for a in (p["chosen"], p["rejected"]))
-    sequence = config.max_length or 64 * -(-(longest + answer + 8) // 64)
+    sequence = config.max_length or padded_length(longest + answer + 8)
     return Preflight({"train": train_file, **({"eval": held} if held else {})}, device_notes(config),
                      {"start_model": spec.name, "pairs": len(pairs), "training_pairs": train_rows,
                       "longest_prompt_tokens": longest,
@@ -103,9 +104,9 @@ def pair_setup(config, job, head: str = "causal-lm"):
     spec = start_model(job.settings, config.model)
     tokenizer = load_tokenizer(spec)
     pairs, held = split_pairs(config, job)
-    prompts = cut_prompts(config, tokenizer, [p["prompt"] for p in pairs + held], job.log)
-    pairs, held = ([dict(p, prompt=q) for p, q in zip(rows, prompts[start:])]
-                   for rows, start in ((pairs, 0), (held, len(pairs))))
+    originals = [p["prompt"] for p in pairs + held]
+    cut = dict(zip(originals, cut_prompts(config, tokenizer, originals, job.log)))
+    pairs, held = ([dict(p, prompt=cut[p["prompt"]]) for p in rows] for rows in (pairs, held))
     job.log(f"{len(pairs)} training pairs, {len(held)} held out")
     model = load_model(spec, config, precision, head=head, pad_token_id=tokenizer.pad_token_id)
     max_length = config.max_length or pair_max_length(tokenizer, pairs + held, model.config)

@@ -12,6 +12,7 @@ from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
+from workbench.train.modeling import padded_length
 from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval_file, memory_fits, prompts_fit,
                                        start_and_output, start_model)
 
@@ -40,7 +41,7 @@ def preflight(config: Config, settings: Settings) -> Preflight:
     longest = prompts_fit(config, tokenizer, [r["messages"][:-1] for r in rows])
     whole = max(len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
                 for r in rows)
-    sequence = config.max_length or 64 * -(-whole // 64)
+    sequence = config.max_length or padded_length(whole)
     return Preflight({"train": train_file, **({"eval": held} if held else {})}, device_notes(config),
                      {"rows": len(rows), "longest_prompt_tokens": longest,
                       **memory_fits(config, settings, spec, memory_shape(config), sequence)})

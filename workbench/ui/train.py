@@ -43,9 +43,10 @@ class MethodForm:
 def start_choices(ws, default: str, models=None) -> list[tuple[str, str]]:
     """The start models to pick from; ``auto`` first where it is the method's default."""
     models = model_choices(ws) if models is None else models
+    if default != AUTO:
+        return models
     newest = newest_sft(ws)
-    auto = [(f"auto: the newest SFT model ({newest})" if newest else "auto: the newest SFT model (none yet: base)", AUTO)]
-    return auto + models if default == AUTO else models
+    return [(f"auto: the newest SFT model ({newest or 'none yet: base'})", AUTO)] + models
 
 
 def _widget(spec: FieldSpec, ctx: UiContext, method: str):
