@@ -1,7 +1,9 @@
 """``workbench pairs create PROMPTS.jsonl|--text "one prompt per line" [--model-a NAME]
 [--model-b NAME] [--temperature-a T] [--temperature-b T] [--max-new-tokens N] [--rag] [--queue]
-[--json]``: the Annotate tab's "Create pairs", headless; both answers are generated in batches by a
-``pairs.generate`` job (here, or on a worker with ``--queue``). ``workbench pairs list [--json]``."""
+[--set NAME] [--votes-per-pair N] [--json]``: the Annotate tab's "Create pairs", headless; both
+answers are generated in batches by a ``pairs.generate`` job (here, or on a worker with
+``--queue``). ``workbench pairs list [--json]``; ``workbench pairs sets`` and ``pairs set NAME
+--votes-per-pair N``; ``workbench pairs gold`` to mark, import or make gold pairs."""
 from __future__ import annotations
 
 import argparse
@@ -28,9 +30,26 @@ def add_parsers(sub) -> None:
     create.add_argument("-k", type=int, default=3, help="chunks of context with --rag")
     create.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass")
     create.add_argument("--queue", action="store_true", help="generate on a worker; print the run id")
+    create.add_argument("--set", default="default", help="the pair set the pairs go into (default: default)")
+    create.add_argument("--votes-per-pair", type=int, default=None,
+                        help="annotators who vote on each pair of the set (default: the set's, 1 for a new set)")
     create.add_argument("--json", action="store_true")
     cmds.add_parser("list", help="every pair with its prompt, both answers, models and settings").add_argument(
         "--json", action="store_true")
+    cmds.add_parser("sets", help="the pair sets and their settings").add_argument("--json", action="store_true")
+    one = cmds.add_parser("set", help="create a pair set or change its settings")
+    one.add_argument("name")
+    one.add_argument("--votes-per-pair", type=int, default=None)
+    one.add_argument("--order", choices=("created", "informative"), default=None)
+    one.add_argument("--json", action="store_true")
+    gold = cmds.add_parser("gold", help="gold pairs: mark one (PAIR_ID --right a|b), import a JSONL file "
+                                        "(--file), or make N from answered pairs (--make N)")
+    gold.add_argument("pair_id", nargs="?")
+    gold.add_argument("--right", choices=("a", "b"), help="the right side of PAIR_ID, as `pairs list` names it")
+    gold.add_argument("--file", help="JSONL of prompt, answer_a, answer_b, right (\"a\", \"b\" or one answer's text)")
+    gold.add_argument("--make", type=int, help="make N gold pairs: an answer against another question's answer")
+    gold.add_argument("--set", default="default")
+    gold.add_argument("--json", action="store_true")
 
 
 def cmd_pairs(settings: Settings, args: argparse.Namespace) -> int:
@@ -38,6 +57,8 @@ def cmd_pairs(settings: Settings, args: argparse.Namespace) -> int:
     from workbench.feedback.pairs import Side, prompts_from_jsonl, prompts_from_text
 
     ws = settings.workspace.ensure()
+    if args.pairs_cmd in ("sets", "set", "gold"):
+        return _sets_and_gold(settings, args)
     if args.pairs_cmd == "list":
         pairs = [p.to_dict() | {"ready": p.ready} for p in pair_store(ws).all().values()]
         if args.json:
@@ -53,13 +74,51 @@ def cmd_pairs(settings: Settings, args: argparse.Namespace) -> int:
     source = "upload" if args.file else "typed"
     a = Side(args.model_a, args.temperature_a, args.max_new_tokens, repetition_penalty=args.repetition_penalty)
     b = Side(args.model_b, args.temperature_b, args.max_new_tokens, repetition_penalty=args.repetition_penalty)
-    result = create_pairs(settings, prompts, source, a, b, args.rag, args.k)
+    result = create_pairs(settings, prompts, source, a, b, args.rag, args.k, args.set, args.votes_per_pair)
     extra = {"added": result["added"], "already_there": result["already_there"], "pair_ids": result["pair_ids"]}
     if not result["pair_ids"]:
         print_json({**extra, "id": None}) if args.json else print(f"{result['added']} pairs added; nothing to generate")
         return 0
     return run_kind(settings, "pairs.generate", {"pair_ids": result["pair_ids"], "batch_size": args.batch_size},
                     args.queue, args.json, extra)
+
+
+def _sets_and_gold(settings: Settings, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from workbench import audit
+    from workbench.feedback import gold
+    from workbench.feedback.sets import read_sets, save_set
+
+    ws = settings.workspace
+    if args.pairs_cmd == "sets":
+        sets = [asdict(s) for s in read_sets(ws).values()]
+        if args.json:
+            print_json(sets)
+        for s in [] if args.json else sets:
+            print(f"{s['name']:24} {s['votes_per_pair']} vote(s) a pair, order {s['order']}")
+        return 0
+    if args.pairs_cmd == "set":
+        saved = save_set(ws, args.name, args.votes_per_pair, args.order)
+        audit.record(ws, audit.cli_user(), "pair set", saved.name, detail=f"{saved.votes_per_pair} votes a pair")
+        print_json(asdict(saved)) if args.json else print(
+            f"set {saved.name}: {saved.votes_per_pair} vote(s) a pair, order {saved.order}")
+        return 0
+    given = [bool(args.pair_id), bool(args.file), args.make is not None]
+    if sum(given) != 1:
+        raise CliError("give one of: PAIR_ID --right a|b, --file FILE.jsonl, --make N")
+    if args.pair_id:
+        if not args.right:
+            raise CliError("--right a|b: which side of the pair is right")
+        pair = gold.mark_gold(ws, args.pair_id, args.right)
+        result = {"marked": pair.pair_id, "right": pair.gold}
+    elif args.file:
+        result = gold.gold_from_file(ws, Path(args.file), args.set)
+    else:
+        result = gold.make_gold(ws, args.make, args.set)
+    audit.record(ws, audit.cli_user(), "gold pairs", args.set, detail=str(result))
+    print_json(result) if args.json else print(", ".join(f"{k}: {v}" for k, v in result.items()))
+    return 0
 
 
 COMMANDS = {"pairs": cmd_pairs}

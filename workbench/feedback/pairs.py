@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storage import append_jsonl
+from storage import Workspace, append_jsonl
 from storage.jsonl import JsonlError, iter_jsonl
 from storage.runs import now_iso
 from workbench.errors import WorkbenchError
+from workbench.feedback.sets import DEFAULT_SET
 
 PROMPT_KEYS = ("prompt", "question", "instruction")
 EMPTY_ANSWER = "(empty answer)"
@@ -50,6 +51,8 @@ class Pair:
     b: Side
     chunk_ids: list[str] = field(default_factory=list)
     created: str = ""
+    set_name: str = DEFAULT_SET
+    gold: str = ""  # "a" or "b": the side known to be right (a check of the annotators), "" otherwise
 
     @property
     def ready(self) -> bool:
@@ -64,6 +67,10 @@ class Pair:
     def shown(self) -> tuple[Side, Side]:
         return (self.b, self.a) if self.swapped else (self.a, self.b)
 
+    def shown_letter(self, side: str) -> str:
+        """The letter (a = left) that side ``a`` or ``b`` of the pair is shown under."""
+        return {"a": "b", "b": "a"}[side] if self.swapped else side
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -72,15 +79,20 @@ class Pair:
         return cls(**{**data, "a": Side(**data["a"]), "b": Side(**data["b"])})
 
 
-def make_pair(prompt: str, source: str, a: Side, b: Side, chunk_ids: list[str] | None = None) -> Pair:
+def make_pair(prompt: str, source: str, a: Side, b: Side, chunk_ids: list[str] | None = None,
+              set_name: str = DEFAULT_SET, gold: str = "") -> Pair:
     if not prompt or not prompt.strip():
         raise WorkbenchError("the prompt is empty")
-    if (a.model, a.temperature) == (b.model, b.temperature) and a.temperature == 0:
+    if not gold and (a.model, a.temperature) == (b.model, b.temperature) and a.temperature == 0:
         raise WorkbenchError("both sides would give the same greedy answer: pick two models or a "
                              "temperature above 0")
-    key = "\x00".join([prompt, a.model, f"{a.temperature:g}", b.model, f"{b.temperature:g}", str(a.max_new_tokens)])
-    pair_id = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return Pair(pair_id, prompt, source, a, b, list(chunk_ids or []), now_iso())
+    parts = [prompt, a.model, f"{a.temperature:g}", b.model, f"{b.temperature:g}", str(a.max_new_tokens)]
+    if set_name != DEFAULT_SET:  # the same prompt may be asked again in another set
+        parts.append(set_name)
+    if gold:  # a check pair: its sides are fixed answers, not settings
+        parts += [a.answer, b.answer]
+    pair_id = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+    return Pair(pair_id, prompt, source, a, b, list(chunk_ids or []), now_iso(), set_name, gold)
 
 
 class PairStore:
@@ -104,6 +116,10 @@ class PairStore:
         append_jsonl(self.path, [p.to_dict() for p in fresh])
         return {"added": len(fresh), "already_there": len(pairs) - len(fresh)}
 
+    def put(self, pairs: list[Pair]) -> None:
+        """Store new versions of pairs already there (the last line of a pair id wins)."""
+        append_jsonl(self.path, [p.to_dict() for p in pairs])
+
     def save_answers(self, answers: list[tuple[str, str, str, str]]) -> int:
         """Store generated answers, ``(pair_id, side "a"|"b", answer, note)``, in one append; a side
         answered meanwhile keeps its first answer, an empty one is stored as ``EMPTY_ANSWER``.
@@ -123,6 +139,10 @@ class PairStore:
             stored += 1
         append_jsonl(self.path, [p.to_dict() for p in changed.values()])
         return stored
+
+
+def pair_store(workspace: Workspace) -> PairStore:
+    return PairStore(workspace.data / "pairs.jsonl")
 
 
 def prompts_from_jsonl(path: Path) -> list[str]:

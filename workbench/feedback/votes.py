@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from storage import append_jsonl
 from storage.atomic import atomic_file
@@ -46,6 +46,7 @@ class Vote:
     chunk_ids: list[str] = field(default_factory=list)
     timestamp: str = ""
     id: str = ""
+    guidelines_version: int = 0  # the annotation guidelines on screen when the vote was cast (0: none)
 
     def __post_init__(self):
         self.id = self.id or vote_id(self.pair_id, self.annotator)
@@ -63,6 +64,9 @@ class Vote:
             raise VoteError(f"choice must be one of {', '.join(CHOICES)}, got {self.choice!r}")
         check_text("the comment", self.comment, COMMENT_CHARS)
         check_text("the written answer", self.edited_answer, ANSWER_CHARS)
+        if isinstance(self.guidelines_version, bool) or not isinstance(self.guidelines_version, int) \
+                or self.guidelines_version < 0:
+            raise VoteError(f"guidelines_version must be a whole number from 0, got {self.guidelines_version!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,15 +96,23 @@ def _record_id(raw: bytes) -> str | None:
     return record.get("id") if isinstance(record, dict) else None
 
 
-def record_votes(path: Path, votes: list[Vote]) -> dict[str, int]:
+def record_votes(path: Path, votes: list[Vote],
+                 admit: Callable[[Vote, set[str]], None] | None = None) -> dict[str, int]:
     """Validate every vote first (nothing is written if one is bad), then write them: a vote
-    whose id is already in the file replaces that line."""
+    whose id is already in the file replaces that line. ``admit(vote, annotators who already
+    voted on its pair)`` runs under the file's lock and may refuse a vote by raising."""
     for vote in votes:
         vote.validate()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ids = {v.id for v in votes}
     with lock_for(path):
+        if admit is not None:
+            voters: dict[str, set[str]] = {}
+            for record in iter_jsonl(path, strict=False):
+                voters.setdefault(record.get("pair_id"), set()).add(record.get("annotator"))
+            for vote in votes:
+                admit(vote, voters.get(vote.pair_id, set()))
         replaced = 0
         if path.exists():
             with open(path, "rb") as handle:
@@ -111,8 +123,8 @@ def record_votes(path: Path, votes: list[Vote]) -> dict[str, int]:
     return {"written": len(votes), "replaced": replaced}
 
 
-def record_vote(path: Path, vote: Vote) -> dict[str, int]:
-    return record_votes(path, [vote])
+def record_vote(path: Path, vote: Vote, admit: Callable[[Vote, set[str]], None] | None = None) -> dict[str, int]:
+    return record_votes(path, [vote], admit)
 
 
 def read_votes(path: Path) -> list[dict[str, Any]]:

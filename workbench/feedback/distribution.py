@@ -1,0 +1,116 @@
+"""Which pair an annotator sees next, so that a team's votes land where they are needed.
+
+The next pair for an annotator is one they have not voted on nor skipped, whose set still wants
+votes (``votes_per_pair``), and that is not already on the screens of enough other annotators to
+meet that target. Showing a pair takes a lease on it (``data/leases.json``, one per annotator),
+renewed while the pair stays on screen and dropped after ``LEASE_S`` of inactivity, so annotators
+working at once never vote a pair past its target. Pairs that already have votes come first (a
+set's pairs are finished before new ones start); gold pairs sit at fixed random places among the
+others, so nobody can tell them apart by their position.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from storage import Workspace
+from storage.atomic import read_json, write_json_atomic
+from storage.jsonl import lock_for
+from workbench.feedback.pairs import Pair, pair_store
+from workbench.feedback.sets import PairSet, read_sets
+from workbench.feedback.tally import vote_rows, voters_by_pair
+
+LEASE_S = 300.0  # five minutes without a sign of the page: the pair goes back to the queue
+
+
+def leases_file(workspace: Workspace) -> Path:
+    return workspace.data / "leases.json"
+
+
+def live_leases(workspace: Workspace, now: float | None = None) -> dict[str, dict]:
+    """annotator -> {"pair_id", "expires"} for the leases not yet expired."""
+    now = time.time() if now is None else now
+    stored = read_json(leases_file(workspace), default={})
+    if not isinstance(stored, dict):  # unreadable: leases are a courtesy, never a reason to stop voting
+        return {}
+    return {a: lease for a, lease in stored.items()
+            if isinstance(lease, dict) and float(lease.get("expires", 0)) > now and lease.get("pair_id")}
+
+
+def target(pair: Pair, sets: dict[str, PairSet]) -> int:
+    return (sets.get(pair.set_name) or PairSet(pair.set_name)).votes_per_pair
+
+
+def _position(pair: Pair, index: int, count: int) -> int:
+    if not pair.gold:
+        return index
+    return int.from_bytes(hashlib.sha256(pair.pair_id.encode()).digest()[:4], "big") % max(count, 1)
+
+
+def queue_order(pairs: dict[str, Pair], voters: dict[str, dict[str, str]]) -> list[Pair]:
+    """Pairs with votes first (most first), then in the order they were created."""
+    count = len(pairs)
+    keyed = [(-len(voters.get(p.pair_id, {})), _position(p, i, count), i, p) for i, p in enumerate(pairs.values())]
+    return [p for *_, p in sorted(keyed, key=lambda k: k[:3])]
+
+
+def claim_next_pair(workspace: Workspace, annotator: str, skipped: set[str] | None = None,
+                    now: float | None = None) -> Pair | None:
+    """The annotator's next pair, leased to them (the pair already on their screen while it still
+    needs them); ``None`` when nothing is left for them, and their lease is dropped."""
+    now = time.time() if now is None else now
+    skipped = skipped or set()
+    path = leases_file(workspace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_for(path):
+        leases = live_leases(workspace, now)
+        pairs = pair_store(workspace).all()
+        voters = voters_by_pair(vote_rows(workspace.feedback_file))
+        sets = read_sets(workspace)
+        holders: dict[str, set[str]] = defaultdict(set)
+        for other, lease in leases.items():
+            if other != annotator:
+                holders[lease["pair_id"]].add(other)
+
+        def open_to_me(pair: Pair) -> bool:
+            taken = set(voters.get(pair.pair_id, {})) | holders[pair.pair_id]
+            return (pair.ready and pair.pair_id not in skipped and annotator not in voters.get(pair.pair_id, {})
+                    and len(taken) < target(pair, sets))
+
+        mine = leases.get(annotator)
+        current = pairs.get(mine["pair_id"]) if mine else None
+        chosen = current if current is not None and open_to_me(current) else next(
+            (p for p in queue_order(pairs, voters) if open_to_me(p)), None)
+        if chosen is None:
+            leases.pop(annotator, None)
+        else:
+            leases[annotator] = {"pair_id": chosen.pair_id, "expires": now + LEASE_S}
+        write_json_atomic(path, leases)
+    return chosen
+
+
+def renew_lease(workspace: Workspace, annotator: str, pair_id: str, now: float | None = None) -> None:
+    """Keep the pair on screen leased (the page's poll); written only when half the lease is gone.
+    A vote past the target is still refused when it is cast (``annotation.cast_vote``)."""
+    now = time.time() if now is None else now
+    path = leases_file(workspace)
+    with lock_for(path):
+        leases = live_leases(workspace, now)
+        lease = leases.get(annotator)
+        if lease and lease["pair_id"] == pair_id and lease["expires"] - now > LEASE_S / 2:
+            return
+        leases[annotator] = {"pair_id": pair_id, "expires": now + LEASE_S}
+        write_json_atomic(path, leases)
+
+
+def release_lease(workspace: Workspace, annotator: str, now: float | None = None) -> None:
+    """The annotator has voted or skipped: the pair is free for the others."""
+    path = leases_file(workspace)
+    if not path.exists():
+        return
+    with lock_for(path):
+        leases = live_leases(workspace, now)
+        if leases.pop(annotator, None) is not None:
+            write_json_atomic(path, leases)

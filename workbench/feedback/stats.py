@@ -1,0 +1,93 @@
+"""What a trainer reads about a team's annotation: per set, pairs done, votes left and who is
+working now; per annotator, votes, agreement with the others and accuracy on gold pairs;
+overall, chance-corrected agreement. Read-only: the Annotate counters, Monitor,
+``workbench feedback stats`` and the merge report all come from here."""
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+from storage import Workspace
+from workbench.feedback.agreement import agreement_report, gold_accuracy
+from workbench.feedback.distribution import live_leases, target
+from workbench.feedback.guidelines import current_guidelines
+from workbench.feedback.pairs import Pair, pair_store
+from workbench.feedback.sets import read_sets
+from workbench.feedback.tally import VoteRow, vote_rows, voters_by_pair
+
+
+def set_counters(pairs: dict[str, Pair], voters: dict[str, dict[str, str]], workspace: Workspace,
+                 now: float | None = None) -> list[dict[str, Any]]:
+    sets = read_sets(workspace)
+    leases = live_leases(workspace, time.time() if now is None else now)
+    working: dict[str, set[str]] = defaultdict(set)
+    for annotator, lease in leases.items():
+        pair = pairs.get(lease["pair_id"])
+        if pair is not None:
+            working[pair.set_name].add(annotator)
+    counters: dict[str, dict[str, Any]] = {}
+    for pair in pairs.values():
+        c = counters.setdefault(pair.set_name, {"set": pair.set_name, "votes_per_pair": target(pair, sets),
+                                                "pairs": 0, "generating": 0, "done": 0, "votes": 0, "votes_left": 0})
+        have = len(voters.get(pair.pair_id, {}))
+        c["pairs"] += 1
+        c["generating"] += not pair.ready
+        c["votes"] += have
+        c["done"] += have >= c["votes_per_pair"]
+        c["votes_left"] += max(0, c["votes_per_pair"] - have)
+    for name, c in counters.items():
+        c["working"] = sorted(working.get(name, ()))
+    return sorted(counters.values(), key=lambda c: c["set"])
+
+
+def gold_votes(rows: list[VoteRow], pairs: dict[str, Pair]) -> list[tuple[str, str, str]]:
+    """``(annotator, choice, right letter as shown)`` of every vote on a gold pair."""
+    out = []
+    for row in rows:
+        pair = pairs.get(row.pair_id)
+        if pair is not None and pair.gold:
+            out.append((row.annotator, row.choice, pair.shown_letter(pair.gold)))
+    return out
+
+
+def team_stats(workspace: Workspace, now: float | None = None) -> dict[str, Any]:
+    rows = vote_rows(workspace.feedback_file)
+    pairs = pair_store(workspace).all()
+    voters = voters_by_pair(rows)
+    per_annotator = Counter(row.annotator for row in rows)
+    gold = gold_accuracy(gold_votes(rows, pairs))
+    agreement = agreement_report(voters)
+    annotators = {a: {"votes": n, "majority": agreement["majority"].get(a), "gold": gold.get(a)}
+                  for a, n in sorted(per_annotator.items())}
+    return {"votes": len(rows), "pairs": len(pairs), "sets": set_counters(pairs, voters, workspace, now),
+            "annotators": annotators, "agreement": {k: agreement[k] for k in ("pairs", "alpha", "kappa")},
+            "guidelines": {"current": current_guidelines(workspace).version,
+                           "votes_by_version": dict(sorted(Counter(r.guidelines_version for r in rows).items()))}}
+
+
+def progress(workspace: Workspace, annotator: str, now: float | None = None) -> dict[str, Any]:
+    """One annotator's counters and their sets'."""
+    pairs = pair_store(workspace).all()
+    rows = vote_rows(workspace.feedback_file)
+    voters = voters_by_pair(rows)
+    sets = read_sets(workspace)
+    mine = {row.pair_id for row in rows if row.annotator == annotator} & set(pairs)
+    open_to_me = sum(1 for p in pairs.values() if p.pair_id not in mine
+                     and len(voters.get(p.pair_id, {})) < target(p, sets))
+    return {"mine": len(mine), "left": open_to_me, "total": len(pairs),
+            "generating": sum(not p.ready for p in pairs.values()),
+            "per_annotator": dict(Counter(row.annotator for row in rows)),
+            "sets": set_counters(pairs, voters, workspace, now)}
+
+
+def progress_text(p: dict[str, Any]) -> str:
+    totals = ", ".join(f"{a}: {n}" for a, n in sorted(p["per_annotator"].items())) or "none yet"
+    generating = f" ({p['generating']} still generating)" if p.get("generating") else ""
+    text = f"**{p['mine']} voted · {p['left']} left for you** of {p['total']} pairs{generating} · all annotators: {totals}"
+    for c in p.get("sets", []) if len(p.get("sets", [])) > 1 or any(c["votes_per_pair"] > 1 or c["working"]
+                                                                     for c in p.get("sets", [])) else []:
+        working = ", ".join(c["working"]) or "nobody"
+        text += (f"\n\nset **{c['set']}** ({c['votes_per_pair']} vote{'s' * (c['votes_per_pair'] > 1)} a pair): "
+                 f"{c['done']} of {c['pairs']} pairs done · {c['votes_left']} votes left · working now: {working}")
+    return text
