@@ -101,7 +101,9 @@ def main() -> int:
     from workbench.chat.model_cache import CACHE
     from workbench.chat.prompt import build_prompt
     from workbench.chat.session import ChatRequest, answer_stream, fit_context, stream_generate
-    from workbench.feedback.annotation import create_pairs, next_pair, pair_store, progress
+    from workbench.feedback.annotation import create_pairs, pair_store
+    from workbench.feedback.distribution import claim_next_pair
+    from workbench.feedback.stats import progress
     from workbench.feedback.pairs import Side, make_pair
     from workbench.feedback.votes import Vote, record_votes
     from workbench.index.search import retriever_for
@@ -228,7 +230,7 @@ def main() -> int:
     timings = []
     for i in range(100):
         began = time.perf_counter()
-        next_pair(settings.workspace, f"annotator{i % 5}")
+        claim_next_pair(settings.workspace, f"annotator{i % 5}")
         progress(settings.workspace, f"annotator{i % 5}")
         timings.append(time.perf_counter() - began)
     figures["next_pair"] = {"pairs": len(store.all()), "votes": 300,

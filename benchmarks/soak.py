@@ -8,7 +8,7 @@ annotators. Then, at once:
 - five ``kill -9`` of a consumer process while they run (the supervisor starts a new one; the
   reaper marks the killed consumer's run ``failed: worker lost``), and two restarts of the web
   process (killed, started again on the same port);
-- 20 annotators voting through the API (``gradio_client``: ``/next_pair`` then ``/vote_*``), each
+- 20 annotators voting through the API (``gradio_client``: ``/next_pair`` then ``/vote``), each
   reconnecting when the web process is down.
 
 It prints the jobs in each terminal state (goal: every job in exactly one, none left ``queued``
@@ -106,20 +106,21 @@ def voter(name: str, url: str, pairs: dict[str, str], stop: threading.Event, tal
         try:
             if client is None:
                 client = Client(url, auth=(name, f"{name}-pw"), verbose=False)
-            # prompt, answers, …; the pair id stays in the session. A call the dying web process
-            # never answers would wait forever: each has a time limit.
+            # the pair leased to this annotator. A call the dying web process never answers
+            # would wait forever: each has a time limit.
             shown = client.submit(api_name="/next_pair").result(timeout=CALL_TIMEOUT_S)
-            if not shown[0]:
+            if not shown["pair_id"]:
                 return  # every pair voted
-            pair_id = pairs[shown[0]]
+            pair_id = shown["pair_id"]
         except Exception:  # noqa: BLE001 - the web process is down: connect again
             client = None
             time.sleep(0.5)
             continue
         try:
-            client.submit("", "", api_name=f"/vote_{random.choice(['a', 'b', 'tie', 'both_bad'])}").result(
+            answer = client.submit(pair_id, random.choice(["a", "b", "tie", "both_bad"]), api_name="/vote").result(
                 timeout=CALL_TIMEOUT_S)
-            tally["accepted"].add((name, pair_id))
+            if answer["recorded"]:
+                tally["accepted"].add((name, pair_id))
         except Exception:  # noqa: BLE001 - died mid-call: on disk or not, counted apart
             tally["uncertain"].add((name, pair_id))
             client = None

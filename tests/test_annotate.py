@@ -9,8 +9,9 @@ import pytest
 
 from storage import read_jsonl
 from workbench.errors import WorkbenchError
-from workbench.feedback.annotation import (cast_vote, create_pairs, next_pair, pair_store,
-                                           pairs_from_chat_turns, progress, undo_last)
+from workbench.feedback.annotation import cast_vote, create_pairs, pair_store, pairs_from_chat_turns, undo_last
+from workbench.feedback.distribution import claim_next_pair as next_pair
+from workbench.feedback.stats import progress
 from workbench.feedback.pairs import Side, prompts_from_jsonl
 
 
@@ -56,12 +57,15 @@ def test_pairs_are_generated_once_voted_blind_and_undone(live):
     left, right = pair.shown()
     vote = cast_vote(ws, pair, "alice", "a", comment="clearer")
     assert (vote["answer_a"], vote["model_a"]) == (left.answer, left.label())
-    assert progress(ws, "alice") == {"mine": 1, "left": 1, "total": 2, "generating": 0, "per_annotator": {"alice": 1}}
-    assert next_pair(ws, "alice").prompt == "Name a fruit."
-    assert next_pair(ws, "bob").prompt == "Name a colour."
+    counts = progress(ws, "alice")
+    assert {k: counts[k] for k in ("mine", "left", "total", "generating", "per_annotator")} == {
+        "mine": 1, "left": 1, "total": 2, "generating": 0, "per_annotator": {"alice": 1}}
+    assert next_pair(ws, "alice").prompt == "Name a fruit."  # now on alice's screen, leased to her
+    assert next_pair(ws, "bob") is None  # the colour pair has its one vote, the fruit pair is alice's
     assert next_pair(ws, "alice", skipped={next_pair(ws, "alice").pair_id}) is None
     assert undo_last(ws, "alice") == pair.pair_id
     assert read_jsonl(ws.feedback_file) == [] and progress(ws, "alice")["mine"] == 0
+    assert next_pair(ws, "bob").prompt == "Name a colour."  # the undone vote put it back in the queue
 
 
 def test_chat_turns_become_pairs_and_prompt_files_are_checked(live, tmp_path):

@@ -27,6 +27,7 @@ QUESTION = "When do the apples of the Kestrel orchard ripen?"
 # ten prompts: the fewest from which training holds five out to measure and keeps five to learn
 PROMPTS = ["Name a colour.", "Name a fruit.", "Name a river.", "Name a tree.", "Name a bird.",
            "Name a city.", "Name a metal.", "Name a planet.", "Name a flower.", "Name a sport."]
+GUIDELINES = "Préférez la réponse **fidèle au contexte**, même courte ; « égalité » si les deux se valent."
 KEYS = ["1", "2"] * 5  # A, B, ...: every vote decisive, so every pair is kept by the merge
 SECONDS = 1000  # expect() takes milliseconds
 
@@ -165,23 +166,31 @@ def create_pairs(page, ws: Path) -> None:
     expect(added).to_contain_text(f"{len(PROMPTS)} pairs added", timeout=60 * SECONDS)
     expect(added).to_contain_text("generated in batches by run")
     run_id = re.search(r"by run (\S+)", added.inner_text()).group(1)
+    # the trainer's panel: guidelines for the annotators, in French
+    page.get_by_text("Team: guidelines, sets, agreement, merge").click()
+    page.locator("#team-guidelines textarea").fill(GUIDELINES)
+    page.locator("#team-guidelines-save").click()
+    expect(page.locator("#team-guidelines-message")).to_contain_text("version 1 saved", timeout=30 * SECONDS)
     # a pair shows by itself once the job has written both of its answers
     expect(page.locator("#annotate-status")).to_contain_text("Ready", timeout=180 * SECONDS)
     wait_for(lambda: run_status(ws, run_id)["status"] in ("succeeded", "failed"), 180, what="the pairs job")
     assert run_status(ws, run_id)["status"] == "succeeded", run_status(ws, run_id)
 
 
-def vote_with_the_keyboard(page, ws: Path) -> None:
+def vote_with_the_keyboard(page, trainer, ws: Path) -> None:
+    """The annotator votes with the keys on every pair but the one on the trainer's screen (leased
+    to the trainer since it showed there); the trainer votes on that one."""
     from playwright.sync_api import expect
 
     open_tab(page, "Annotate")
     expect(page.locator("#annotate-status")).to_contain_text("Ready", timeout=60 * SECONDS)
     progress = page.locator("#annotate-progress")
     expect(progress).to_contain_text(f"0 voted · {len(PROMPTS)} left")
+    expect(page.locator("#annotate-guidelines")).to_contain_text("fidèle au contexte")
     # an annotator is not shown what only others may do (the server refuses it anyway)
-    expect(page.get_by_role("button", name="Merge votes into data/dataset_rlhf.jsonl")).to_be_hidden()
+    expect(page.get_by_text("Team: guidelines, sets, agreement, merge")).to_be_hidden()
     expect(page.get_by_text("Add prompts")).to_be_hidden()
-    for done, key in enumerate(KEYS, start=1):
+    for done, key in enumerate(KEYS[:-1], start=1):
         page.locator("#annotate-prompt").click()  # focus outside any text field
         page.keyboard.press(key)
         # the counter and the next pair arrive together: the next key votes on the next pair
@@ -191,20 +200,28 @@ def vote_with_the_keyboard(page, ws: Path) -> None:
             assert page.locator("#answer-a textarea").input_value() or page.locator("#answer-a").inner_text()
             shoot(page, "annotate.png")
     expect(page.locator("#annotate-prompt")).to_contain_text("Nothing left", timeout=30 * SECONDS)
+    expect(progress).to_contain_text("working now: alice")
+    trainer.locator("#annotate-prompt").click()
+    trainer.keyboard.press(KEYS[-1])
+    expect(trainer.locator("#vote-reveal")).to_contain_text("Last vote", timeout=30 * SECONDS)
     votes = read_jsonl(ws / "data" / "feedback.jsonl")
-    assert [(v["annotator"], v["choice"]) for v in votes] == [("ann", "a"), ("ann", "b")] * 5
+    assert [(v["annotator"], v["choice"]) for v in votes] == [("ann", "a"), ("ann", "b")] * 4 + [("ann", "a"), ("alice", "b")]
     assert sorted(v["prompt"] for v in votes) == sorted(PROMPTS)
+    assert {v["guidelines_version"] for v in votes} == {1}
 
 
 def merge_votes(page, ws: Path) -> None:
     from playwright.sync_api import expect
 
+    page.locator("#annotate-team").get_by_role("button", name="Refresh").click()  # the panel is still open
+    expect(page.locator("#team-stats")).to_contain_text(f"{len(PROMPTS)} / {len(PROMPTS)}", timeout=30 * SECONDS)
     page.get_by_role("button", name="Merge votes into data/dataset_rlhf.jsonl").click()
     expect(page.get_by_text(re.compile(rf"{len(PROMPTS)} pairs in .*dataset_rlhf\.jsonl.*dropped: none"))) \
         .to_be_visible(timeout=30 * SECONDS)
     rows = read_jsonl(ws / "data" / "dataset_rlhf.jsonl")
     assert sorted(r["prompt"] for r in rows) == sorted(PROMPTS)
-    assert all(r["annotators"] == ["ann"] and r["chosen"] != r["rejected"] for r in rows)
+    assert sorted(r["annotators"][0] for r in rows) == ["alice"] + ["ann"] * 9
+    assert all(r["chosen"] != r["rejected"] for r in rows)
 
 
 def train_reward_then_dpo(page, ws: Path) -> str:
@@ -292,7 +309,7 @@ def test_first_day_from_documents_to_an_evaluated_dpo_model(env, tiny_base, star
     create_pairs(admin, ws)
 
     annotator = sign_in(browser, url, "ann")
-    vote_with_the_keyboard(annotator, ws)
+    vote_with_the_keyboard(annotator, admin, ws)
 
     merge_votes(admin, ws)
     dpo = train_reward_then_dpo(admin, ws)

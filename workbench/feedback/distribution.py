@@ -4,7 +4,8 @@ The next pair for an annotator is one they have not voted on nor skipped, whose 
 votes (``votes_per_pair``), and that is not already on the screens of enough other annotators to
 meet that target. Showing a pair takes a lease on it (``data/leases.json``, one per annotator),
 renewed while the pair stays on screen and dropped after ``LEASE_S`` of inactivity, so annotators
-working at once never vote a pair past its target. Pairs that already have votes come first (a
+working at once never vote a pair past its target. Only a person renews a lease (showing the pair
+again, after an undo or a refresh): a page left open on a pair lets it go. Pairs that already have votes come first (a
 set's pairs are finished before new ones start); gold pairs sit at fixed random places among the
 others, so nobody can tell them apart by their position.
 """
@@ -92,8 +93,8 @@ def claim_next_pair(workspace: Workspace, annotator: str, skipped: set[str] | No
 
 
 def renew_lease(workspace: Workspace, annotator: str, pair_id: str, now: float | None = None) -> None:
-    """Keep the pair on screen leased (the page's poll); written only when half the lease is gone.
-    A vote past the target is still refused when it is cast (``annotation.cast_vote``)."""
+    """Keep the pair on screen leased (shown again to its annotator); written only when half the
+    lease is gone. A vote past the target is still refused when it is cast (``annotation.cast_vote``)."""
     now = time.time() if now is None else now
     path = leases_file(workspace)
     with lock_for(path):

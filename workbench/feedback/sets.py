@@ -19,7 +19,7 @@ from workbench.errors import WorkbenchError
 DEFAULT_SET = "default"
 MAX_VOTES_PER_PAIR = 10
 ORDERS = ("created", "informative")
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")
+NAME = re.compile(r"[^\W_][\w .-]{0,63}")  # letters of any language, digits, spaces, _ . -
 
 
 @dataclass

@@ -89,5 +89,36 @@ def progress_text(p: dict[str, Any]) -> str:
                                                                      for c in p.get("sets", [])) else []:
         working = ", ".join(c["working"]) or "nobody"
         text += (f"\n\nset **{c['set']}** ({c['votes_per_pair']} vote{'s' * (c['votes_per_pair'] > 1)} a pair): "
-                 f"{c['done']} of {c['pairs']} pairs done · {c['votes_left']} votes left · working now: {working}")
+                 f"{c['done']} of {c['pairs']} pairs done · {c['votes_left']} vote{'s' * (c['votes_left'] != 1)} left · "
+                 f"working now: {working}")
     return text
+
+
+def _share(figure: dict | None, key: str) -> str:
+    return f"{figure[key]:.0%} of {figure['pairs']}" if figure else "–"
+
+
+def stats_markdown(stats: dict[str, Any]) -> str:
+    """The trainer's view: sets, agreement with the pairs behind each figure, annotators."""
+    lines = ["| set | votes a pair | pairs done | votes left | generating | working now |", "|---|---|---|---|---|---|"]
+    for c in stats["sets"]:
+        lines.append(f"| {c['set']} | {c['votes_per_pair']} | {c['done']} / {c['pairs']} | {c['votes_left']} | "
+                     f"{c['generating']} | {', '.join(c['working']) or '–'} |")
+    agreement = stats["agreement"]
+    alpha = agreement["alpha"]
+    lines += ["", f"**Agreement** on {agreement['pairs']} pairs with two votes or more: Krippendorff's alpha "
+                  + ("n/a" if alpha is None else f"**{alpha:.2f}**")
+              + " (1 = always agree, 0 = chance, below 0 = worse than chance)"]
+    if agreement["kappa"]:
+        lines += ["", "| annotators | Cohen's kappa | raw agreement | pairs |", "|---|---|---|---|"]
+        for k in agreement["kappa"]:
+            kappa = "n/a" if k["kappa"] is None else f"{k['kappa']:.2f}"
+            lines.append(f"| {k['annotators'][0]} · {k['annotators'][1]} | {kappa} | {k['raw_agreement']:.0%} | {k['pairs']} |")
+    if stats["annotators"]:
+        lines += ["", "| annotator | votes | agrees with the majority | gold accuracy |", "|---|---|---|---|"]
+        for name, a in stats["annotators"].items():
+            lines.append(f"| {name} | {a['votes']} | {_share(a['majority'], 'agreement')} | {_share(a['gold'], 'accuracy')} |")
+    g = stats["guidelines"]
+    by_version = ", ".join(f"v{v}: {n}" for v, n in g["votes_by_version"].items()) or "none"
+    lines += ["", f"Guidelines: version {g['current']} · votes by version: {by_version}"]
+    return "\n".join(lines)
