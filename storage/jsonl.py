@@ -94,5 +94,15 @@ def iter_jsonl(path: Path, strict: bool = True, numbered: bool = False) -> Itera
             yield (line_no, value) if numbered else value
 
 
+def file_signature(path: Path) -> tuple[int, int, int] | None:
+    """What changes whenever a file is appended to or replaced (inode, size, mtime); None when it
+    does not exist. Readers that keep a parsed file in memory compare it before trusting it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def read_jsonl(path: Path, strict: bool = True) -> list[dict[str, Any]]:
     return list(iter_jsonl(path, strict=strict))

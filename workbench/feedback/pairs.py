@@ -9,12 +9,13 @@ answers are ready. Prompts come from Chat turns, typed text, an uploaded JSONL f
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+import threading
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from storage import Workspace, append_jsonl
-from storage.jsonl import JsonlError, iter_jsonl
+from storage.jsonl import JsonlError, file_signature, iter_jsonl
 from storage.runs import now_iso
 from workbench.errors import WorkbenchError
 from workbench.feedback.sets import DEFAULT_SET
@@ -95,18 +96,33 @@ def make_pair(prompt: str, source: str, a: Side, b: Side, chunk_ids: list[str] |
     return Pair(pair_id, prompt, source, a, b, list(chunk_ids or []), now_iso(), set_name, gold)
 
 
+_read: dict[str, tuple[tuple, dict[str, Pair]]] = {}  # path -> (file signature, pairs): parsed once per change
+_read_lock = threading.Lock()
+
+
 class PairStore:
     def __init__(self, path: Path):
         self.path = Path(path)
 
     def all(self) -> dict[str, Pair]:
+        """Every pair by id. The pairs are shared with the next reader until the file changes:
+        never change one in place (``dataclasses.replace``, then ``put``)."""
+        signature = file_signature(self.path)
+        if signature is None:
+            return {}
+        with _read_lock:
+            cached = _read.get(str(self.path))
+        if cached and cached[0] == signature:
+            return dict(cached[1])
         pairs: dict[str, Pair] = {}
         for record in iter_jsonl(self.path, strict=False):
             try:
                 pairs[record["pair_id"]] = Pair.from_dict(record)
             except (KeyError, TypeError):
                 continue
-        return pairs
+        with _read_lock:
+            _read[str(self.path)] = (signature, pairs)
+        return dict(pairs)
 
     def add(self, pairs: list[Pair]) -> dict[str, int]:
         """Store new pairs; a pair already there (same prompt and sides) keeps its answers."""
@@ -134,8 +150,7 @@ class PairStore:
                 continue
             if not answer.strip():  # still a side to vote against (and the pair must not wait forever)
                 answer, note = EMPTY_ANSWER, "; ".join(filter(None, [note, "the model returned no text"]))
-            side.answer, side.note = answer.strip(), note
-            changed[pair_id] = pair
+            changed[pair_id] = replace(pair, **{side_name: replace(side, answer=answer.strip(), note=note)})
             stored += 1
         append_jsonl(self.path, [p.to_dict() for p in changed.values()])
         return stored

@@ -6,13 +6,12 @@ cores and a cached one nothing (``benchmarks/annotation_stats.py``).
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
-from storage.jsonl import iter_jsonl
+from storage.jsonl import file_signature, iter_jsonl
 
 
 class VoteRow(NamedTuple):
@@ -29,19 +28,11 @@ _cache: dict[str, tuple[tuple, list[VoteRow]]] = {}
 _lock = threading.Lock()
 
 
-def _signature(path: Path) -> tuple | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
 def vote_rows(path: Path) -> list[VoteRow]:
     """One row per vote id (the last line of an id wins). Strict: a broken line raises
     ``JsonlError`` naming it, as every reader of the votes does."""
     path = Path(path)
-    signature = _signature(path)
+    signature = file_signature(path)
     if signature is None:
         return []
     with _lock:

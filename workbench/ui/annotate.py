@@ -219,8 +219,8 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
             with gr.Row():
                 set_name = gr.Textbox(value="default", label="pair set", elem_id="annotate-set",
                                       info="the pairs created together; its votes per pair apply to all of them")
-                votes = gr.Number(value=None, precision=0, label="votes per pair", elem_id="annotate-votes",
-                                  info="empty: the set's own (1 for a new set); 2 or 3 measure agreement")
+                votes = gr.Number(value=0, precision=0, minimum=0, label="votes per pair", elem_id="annotate-votes",
+                                  info="0: the set's own (1 for a new set); 2 or 3 measure agreement")
             add_btn = gr.Button("Create pairs", elem_id="annotate-add")
             add_message = gr.Markdown(elem_id="annotate-add-message")
         create_team_panel(ctx, tab)
