@@ -124,6 +124,7 @@ def _execute(settings: Settings, run: RunRecord, status: dict, gpus: list[int], 
             result = function(config, reporter)
             run.log("succeeded")
             run.transition({RUNNING}, SUCCEEDED, finished=now_iso(), result=result, resumable=False)
+            _follow_up(settings, run, kind.name, stored.get("config") or {}, status.get("user"))
         except Cancelled as exc:
             run.log(str(exc))
             run.transition({RUNNING}, CANCELLED, finished=now_iso(),
@@ -142,6 +143,20 @@ def _execute(settings: Settings, run: RunRecord, status: dict, gpus: list[int], 
             reporter.close()
             _release_memory()
     return run.status()
+
+
+def _follow_up(settings: Settings, run: RunRecord, kind: str, config: dict, user: str | None) -> None:
+    """Queue what a success sets going (a new reward model re-scores the informative pair sets;
+    with the arena on, a new model's pairs against its parent). Logged; never fails the run."""
+    from jobs import control
+    from workbench.feedback.arena import follow_ups
+
+    try:
+        for follow_kind, follow_config, why in follow_ups(settings, kind, config):
+            queued = control.submit(settings, follow_kind, follow_config, user=user)
+            run.log(f"queued {follow_kind} run {queued.id}: {why}")
+    except Exception as exc:  # noqa: BLE001 - the run itself succeeded
+        run.log(f"nothing queued after the run: {exc}")
 
 
 def _release_memory() -> None:

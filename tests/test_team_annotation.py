@@ -216,3 +216,40 @@ def test_five_annotators_at_once_through_the_api_vote_each_pair_exactly_twice(en
     assert len(votes) == 400 and set(per_pair.values()) == {2} and len(per_pair) == 200
     assert sum(refused.values()) == 0  # the leases kept everyone off full pairs
     assert len({(v["pair_id"], v["annotator"]) for v in votes}) == 400
+
+
+def queued_runs(settings, kind: str) -> list[str]:
+    from jobs import control
+
+    return [r["id"] for r in control.store(settings).list() if r["kind"] == kind and r["status"] == "queued"]
+
+
+def test_a_new_reward_model_orders_the_informative_set_and_a_new_model_meets_its_parent(train_env, wb, settings):
+    """Training a reward model queues the scoring of the sets ordered ``informative``; the pairs it
+    is least sure of come first. With the arena on, training an answering model queues its pairs
+    against its parent on held-out prompts, and the votes name both models."""
+    from jobs.runner import execute
+    from workbench.feedback.arena import ARENA_SET, save_arena
+    from workbench.feedback.informative import read_margins
+
+    ws = settings.workspace
+    save_set(ws, "infos", 1, "informative")
+    pairs = ready_pairs(ws, 6, "infos")
+    code, _, err = wb("pairs", "score", "--set", "infos")
+    assert code == 2 and "no reward model yet" in err
+    assert wb("train", "reward", "--max-steps", "2", "--learning-rate", "0.01")[0] == 0
+    (score_run,) = queued_runs(settings, "pairs.score")
+    assert execute(settings, score_run)["status"] == "succeeded"
+    margins = read_margins(ws)
+    assert set(margins) == {p.pair_id for p in pairs}
+    assert claim_next_pair(ws, "ann").pair_id == min(margins, key=margins.get)
+
+    assert "arena: on" in wb("pairs", "arena", "--auto", "on", "--prompts", "4")[1]
+    assert save_arena(ws, prompts=4).auto
+    assert wb("train", "sft", "--max-steps", "1", "--output-name", "tuned")[0] == 0
+    (arena_run,) = queued_runs(settings, "pairs.generate")
+    assert execute(settings, arena_run)["status"] == "succeeded"
+    arena = [p for p in pair_store(ws).all().values() if p.set_name == ARENA_SET]
+    assert len(arena) == 4 and all(p.ready and (p.a.model, p.b.model) == ("tuned", "base") for p in arena)
+    vote = cast_vote(ws, arena[0], "ann", "a")
+    assert {vote["model_a"].split(" (")[0], vote["model_b"].split(" (")[0]} == {"tuned", "base"}

@@ -66,6 +66,8 @@ KINDS: dict[str, JobKind] = {k.name: k for k in [
             "PPO (the seed's RLHF): a LoRA policy, the reward model, a value model initialised from it."),
     JobKind("pairs.generate", "gpu", "workbench.feedback.generation",
             "Generate both answers of new A/B pairs in batches, before annotators open them."),
+    JobKind("pairs.score", "gpu", "workbench.feedback.informative",
+            "Score the open pairs of a set with the newest reward model, for the most informative pair next."),
     JobKind("evaluate", "gpu", "workbench.evaluate.job",
             "Score models side by side: held-out references, preference win-rates, RAG questions, human votes."),
     JobKind("models.merge", "gpu", "workbench.train.merge",

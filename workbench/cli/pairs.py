@@ -50,6 +50,20 @@ def add_parsers(sub) -> None:
     gold.add_argument("--make", type=int, help="make N gold pairs: an answer against another question's answer")
     gold.add_argument("--set", default="default")
     gold.add_argument("--json", action="store_true")
+    score = cmds.add_parser("score", help="score a set's open pairs with a reward model (for the order "
+                                          "'informative': the pairs it is least sure of first)")
+    score.add_argument("--set", default="default")
+    score.add_argument("--reward-model", default="auto", help="default: the newest reward model")
+    score.add_argument("--queue", action="store_true")
+    score.add_argument("--json", action="store_true")
+    arena = cmds.add_parser("arena", help="put a model to the vote against its parent on held-out prompts, "
+                                          "or set whether every new model is (--auto on|off)")
+    arena.add_argument("model", nargs="?")
+    arena.add_argument("--against", help="default: the model's parent (the base for a first model)")
+    arena.add_argument("--auto", choices=("on", "off"), help="queue the arena of every new model by itself")
+    arena.add_argument("--prompts", type=int, help="held-out prompts per model (default 20)")
+    arena.add_argument("--queue", action="store_true")
+    arena.add_argument("--json", action="store_true")
 
 
 def cmd_pairs(settings: Settings, args: argparse.Namespace) -> int:
@@ -59,6 +73,11 @@ def cmd_pairs(settings: Settings, args: argparse.Namespace) -> int:
     ws = settings.workspace.ensure()
     if args.pairs_cmd in ("sets", "set", "gold"):
         return _sets_and_gold(settings, args)
+    if args.pairs_cmd == "score":
+        return run_kind(settings, "pairs.score", {"set_name": args.set, "reward_model": args.reward_model},
+                        args.queue, args.json)
+    if args.pairs_cmd == "arena":
+        return _arena(settings, args)
     if args.pairs_cmd == "list":
         pairs = [p.to_dict() | {"ready": p.ready} for p in pair_store(ws).all().values()]
         if args.json:
@@ -119,6 +138,27 @@ def _sets_and_gold(settings: Settings, args: argparse.Namespace) -> int:
     audit.record(ws, audit.cli_user(), "gold pairs", args.set, detail=str(result))
     print_json(result) if args.json else print(", ".join(f"{k}: {v}" for k, v in result.items()))
     return 0
+
+
+def _arena(settings: Settings, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from workbench.feedback.arena import arena_pairs, read_arena, save_arena
+
+    ws = settings.workspace
+    if args.auto or args.prompts is not None:
+        save_arena(ws, auto=None if args.auto is None else args.auto == "on", prompts=args.prompts)
+    if not args.model:
+        current = asdict(read_arena(ws))
+        print_json(current) if args.json else print(
+            f"arena: {'on' if current['auto'] else 'off'} for new models, {current['prompts']} held-out prompts each")
+        return 0
+    made = arena_pairs(settings, args.model, args.against)
+    extra = {k: made[k] for k in ("added", "already_there", "pair_ids", "model", "against")}
+    if not made["pair_ids"]:
+        print_json({**extra, "id": None}) if args.json else print(f"{made['added']} pairs added; nothing to generate")
+        return 0
+    return run_kind(settings, "pairs.generate", {"pair_ids": made["pair_ids"]}, args.queue, args.json, extra)
 
 
 COMMANDS = {"pairs": cmd_pairs}

@@ -6,12 +6,14 @@ meet that target. Showing a pair takes a lease on it (``data/leases.json``, one 
 renewed while the pair stays on screen and dropped after ``LEASE_S`` of inactivity, so annotators
 working at once never vote a pair past its target. Only a person renews a lease (showing the pair
 again, after an undo or a refresh): a page left open on a pair lets it go. Pairs that already have votes come first (a
-set's pairs are finished before new ones start); gold pairs sit at fixed random places among the
-others, so nobody can tell them apart by their position.
+set's pairs are finished before new ones start); in a set ordered ``informative``, the pairs the
+reward model is least sure of come next (``informative``); gold pairs sit at fixed random places
+among the others, so nobody can tell them apart by their position.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 from storage import Workspace
 from storage.atomic import read_json, write_json_atomic
 from storage.jsonl import lock_for
+from workbench.feedback.informative import read_margins
 from workbench.feedback.pairs import Pair, pair_store
 from workbench.feedback.sets import PairSet, read_sets
 from workbench.feedback.tally import vote_rows, voters_by_pair
@@ -50,11 +53,19 @@ def _position(pair: Pair, index: int, count: int) -> int:
     return int.from_bytes(hashlib.sha256(pair.pair_id.encode()).digest()[:4], "big") % max(count, 1)
 
 
-def queue_order(pairs: dict[str, Pair], voters: dict[str, dict[str, str]]) -> list[Pair]:
-    """Pairs with votes first (most first), then in the order they were created."""
+def queue_order(pairs: dict[str, Pair], voters: dict[str, dict[str, str]], sets: dict[str, PairSet],
+                margins: dict[str, float]) -> list[Pair]:
+    """Pairs with votes first (most first); then the scored pairs of ``informative`` sets, the
+    closest scores first; then the others in the order they were created."""
     count = len(pairs)
-    keyed = [(-len(voters.get(p.pair_id, {})), _position(p, i, count), i, p) for i, p in enumerate(pairs.values())]
-    return [p for *_, p in sorted(keyed, key=lambda k: k[:3])]
+
+    def uncertainty(pair: Pair) -> float:
+        informative = (sets.get(pair.set_name) or PairSet(pair.set_name)).order == "informative"
+        return margins.get(pair.pair_id, math.inf) if informative else math.inf
+
+    keyed = [(-len(voters.get(p.pair_id, {})), uncertainty(p), _position(p, i, count), i, p)
+             for i, p in enumerate(pairs.values())]
+    return [p for *_, p in sorted(keyed, key=lambda k: k[:4])]
 
 
 def claim_next_pair(workspace: Workspace, annotator: str, skipped: set[str] | None = None,
@@ -82,8 +93,9 @@ def claim_next_pair(workspace: Workspace, annotator: str, skipped: set[str] | No
 
         mine = leases.get(annotator)
         current = pairs.get(mine["pair_id"]) if mine else None
+        margins = read_margins(workspace) if any(s.order == "informative" for s in sets.values()) else {}
         chosen = current if current is not None and open_to_me(current) else next(
-            (p for p in queue_order(pairs, voters) if open_to_me(p)), None)
+            (p for p in queue_order(pairs, voters, sets, margins) if open_to_me(p)), None)
         if chosen is None:
             leases.pop(annotator, None)
         else:

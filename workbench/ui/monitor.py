@@ -10,6 +10,7 @@ from storage import Unreadable
 from workbench import audit
 from workbench.monitor import (RUN_COLUMNS, gpu_holders, gpu_state, live_workers, metrics_figure,
                                progress_text, result_markdown, runs_table, system_markdown)
+from workbench.feedback.stats import stats_markdown, team_stats
 from workbench.models.precision import recorded_all
 from workbench.safe_text import plain_markdown
 from workbench.selftest import Config as SelftestConfig
@@ -111,6 +112,11 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
             raise gr.Error(str(exc)) from None
         return run.id
 
+    def show_annotation(request: gr.Request):
+        if ctx.allowed(request, "data") is None:
+            return gr.skip()
+        return stats_markdown(team_stats(settings.workspace))
+
     def show_audit(request: gr.Request):
         ctx.require(request, "audit")
         return audit.rows(audit.recent(settings.workspace))
@@ -141,6 +147,11 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
             plot = gr.Plot(label="Curves", elem_id="run-curves")
         plotted = gr.State(None)
         timer = gr.Timer(2.0)
+        with gr.Accordion("Annotation: sets, agreement, annotators (trainers)", open=False,
+                          elem_id="monitor-annotation") as annotation:
+            annotation_stats = gr.Markdown(elem_id="monitor-annotation-stats")
+            annotation_btn = gr.Button("Refresh", size="sm")
+        ctx.only_for("data", annotation)
         with gr.Accordion("Audit log (admins)", open=False):
             audit_btn = gr.Button("Show the newest entries", elem_id="audit-btn")
             ctx.only_for("audit", audit_btn)
@@ -155,4 +166,6 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
         delete_btn.click(delete, selected, None, api_name="delete_run")
         selftest_btn.click(launch_selftest, steps, selected, api_name="launch_selftest")
         audit_btn.click(show_audit, None, audit_table, api_name="audit_log")
+        annotation.expand(show_annotation, None, annotation_stats, api_name=False)
+        annotation_btn.click(show_annotation, None, annotation_stats, api_name=False)
     return tab, selected
