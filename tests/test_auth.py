@@ -106,6 +106,7 @@ ENDPOINTS = {
     "/vote_a": "annotate", "/vote_b": "annotate", "/vote_tie": "annotate", "/vote_both_bad": "annotate",
     "/undo_vote": "annotate", "/next_pair": "annotate", "/create_pairs": "generate", "/merge_feedback": "data",
     "/vote": "annotate", "/save_guidelines": "data", "/save_pair_set": "data", "/make_gold_pairs": "data",
+    "/score_pairs": "generate", "/arena": "generate",
     "/train_estimate": "launch", "/train_launch": "launch", "/import_sft": "data", "/sft_from_feedback": "data",
     "/eval_scoreboard": "view", "/eval_export_csv": "view", "/eval_compare": "view", "/eval_report": "view",
     "/eval_find_chunks": "chat", "/eval_add_question": "data", "/eval_launch": "launch",
