@@ -6,14 +6,13 @@ meet that target. Showing a pair takes a lease on it (``data/leases.json``, one 
 renewed while the pair stays on screen and dropped after ``LEASE_S`` of inactivity, so annotators
 working at once never vote a pair past its target. Only a person renews a lease (showing the pair
 again, after an undo or a refresh): a page left open on a pair lets it go. Pairs that already have votes come first (a
-set's pairs are finished before new ones start); in a set ordered ``informative``, the pairs the
-reward model is least sure of come next (``informative``); gold pairs sit at fixed random places
-among the others, so nobody can tell them apart by their position.
+set's pairs are finished before new ones start); in a set ordered ``informative``, every other
+pair is one the reward model is least sure of (``informative``); gold pairs sit at fixed random
+places among the others, so nobody can tell them apart by their position.
 """
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -55,17 +54,21 @@ def _position(pair: Pair, index: int, count: int) -> int:
 
 def queue_order(pairs: dict[str, Pair], voters: dict[str, dict[str, str]], sets: dict[str, PairSet],
                 margins: dict[str, float]) -> list[Pair]:
-    """Pairs with votes first (most first); then the scored pairs of ``informative`` sets, the
-    closest scores first; then the others in the order they were created."""
+    """Pairs with votes first (most first); then every other pair is the scored pair of an
+    ``informative`` set whose two answers score closest, and the rest follow the order the pairs
+    were made in. Doubt alone spends every vote on near-identical answers, which a young reward
+    model cannot learn from yet (``benchmarks/informative.py``), so half the queue stays in order."""
     count = len(pairs)
+    scored = [p.pair_id for p in pairs.values() if p.pair_id in margins
+              and (sets.get(p.set_name) or PairSet(p.set_name)).order == "informative"]
+    doubt = {pair_id: rank for rank, pair_id in enumerate(sorted(scored, key=lambda i: margins[i]))}
 
-    def uncertainty(pair: Pair) -> float:
-        informative = (sets.get(pair.set_name) or PairSet(pair.set_name)).order == "informative"
-        return margins.get(pair.pair_id, math.inf) if informative else math.inf
+    def slot(pair: Pair, index: int) -> int:
+        in_order = 2 * _position(pair, index, count) + 1
+        return min(in_order, 2 * doubt[pair.pair_id]) if pair.pair_id in doubt else in_order
 
-    keyed = [(-len(voters.get(p.pair_id, {})), uncertainty(p), _position(p, i, count), i, p)
-             for i, p in enumerate(pairs.values())]
-    return [p for *_, p in sorted(keyed, key=lambda k: k[:4])]
+    keyed = [(-len(voters.get(p.pair_id, {})), slot(p, i), i, p) for i, p in enumerate(pairs.values())]
+    return [p for *_, p in sorted(keyed, key=lambda k: k[:3])]
 
 
 def claim_next_pair(workspace: Workspace, annotator: str, skipped: set[str] | None = None,
