@@ -7,6 +7,7 @@ take effect on the next request (``Users``).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -62,7 +63,10 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(expected, digest_b64)
 
 
-_DECOY_HASH = hash_password(os.urandom(16).hex())
+@functools.cache
+def _decoy_hash() -> str:
+    """Made at the first sign-in, not at import: every ``workbench`` command imports this module."""
+    return hash_password(os.urandom(16).hex())
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ class Users:
         """The same scrypt work for an unknown or disabled name as for a known one, so names
         cannot be found by timing."""
         record = self._current().get(username)
-        ok = verify_password(password, record["password_hash"] if record else _DECOY_HASH)
+        ok = verify_password(password, record["password_hash"] if record else _decoy_hash())
         return bool(record) and ok
 
     def stamp(self, username: str | None) -> str | None:

@@ -42,13 +42,18 @@ def vote_rows(path: Path) -> list[VoteRow]:
     latest: dict[str, VoteRow] = {}
     for v in iter_jsonl(path):
         row = VoteRow(str(v.get("id", "")), str(v.get("pair_id", "")), str(v.get("annotator", "")),
-                      str(v.get("choice", "")), int(v.get("guidelines_version") or 0), str(v.get("timestamp", "")),
+                      str(v.get("choice", "")), _version(v.get("guidelines_version")), str(v.get("timestamp", "")),
                       bool((v.get("edited_answer") or "").strip()))
         latest[row.id] = row
     rows = list(latest.values())
     with _lock:
         _cache[str(path)] = (signature, rows)
     return rows
+
+
+def _version(value) -> int:
+    """A vote's guidelines version; 0 (none) for a line edited by hand into something else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def voters_by_pair(rows: list[VoteRow]) -> dict[str, dict[str, str]]:
