@@ -57,7 +57,7 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
     from gradio.utils import get_upload_folder
     from workbench.chat.model_cache import CACHE
     from workbench.gpu_memory import serve_unload_requests
-    from workbench.ui import HEAD, build_ui
+    from workbench.ui import CSS, HEAD, build_ui
     from workbench.ui.file_guard import FileGuard
     from workbench.ui.http_policy import HttpPolicy
     from workbench.ui.login import LoginGuard, SessionGuard, Sessions
@@ -86,7 +86,7 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
     demo.launch(server_name=host or settings.host, server_port=port or settings.port,
                 auth=users.verify if users.enabled else None, app_kwargs={"middleware": middleware},
                 auth_message="Workbench: sign in" if users.enabled else None,
-                max_file_size=f"{settings.max_upload_mb}mb", show_error=True, quiet=False, head=HEAD)
+                max_file_size=f"{settings.max_upload_mb}mb", show_error=True, quiet=False, head=HEAD, css=CSS)
     return 0
 
 

@@ -1,5 +1,6 @@
 """The app in a real browser (Playwright + Debian's chromium): the Monitor tab shows runs with
-their live log and curves, and launching a job from the page runs it in the embedded worker."""
+their live log and curves, and launching a job from the page runs it in the embedded worker; the
+annotation screen reads question first."""
 from __future__ import annotations
 
 import re
@@ -33,3 +34,48 @@ def test_monitor_shows_runs_with_log_and_curves(env, app_url, page):
     expect(table).to_contain_text(launched)
 
 
+
+
+def test_the_annotation_screen_puts_the_question_first_and_skipped_pairs_come_back(env, app_url, page, settings):
+    """The question reads first, the retrieved context waits folded with each chunk's document, the
+    answers render as Markdown with a mark where one stopped at its token limit; after a skip the
+    page says what was skipped and brings it back on demand."""
+    from playwright.sync_api import expect
+
+    from storage.atomic import write_json_atomic
+    from workbench.chat.prompt import build_prompt
+    from workbench.feedback.display import LIMIT_NOTE
+    from workbench.feedback.pairs import Side, make_pair, pair_store
+
+    ws = settings.workspace.ensure()
+    write_json_atomic(ws.documents_file, {"version": 1, "documents": [
+        {"id": "d1", "name": "verger.md"}, {"id": "d2", "name": "cidre.html"}]})
+    question = "Quand les pommes du verger Kestrel mûrissent-elles ?"
+    prompt = build_prompt(question, ["Les pommes mûrissent fin septembre.", "Le cidre est pressé en octobre."])
+    first = make_pair(prompt, "typed", Side("base", 0.0, answer="Elles mûrissent **fin septembre**."),
+                      Side("base", 0.8, answer="En octobre, " + "peut-être " * 40, note=LIMIT_NOTE.format(64)),
+                      chunk_ids=["d1:0", "d2:3"])
+    second = make_pair("Nommez un fruit.", "typed", Side("base", 0.0, answer="Une pomme."),
+                       Side("base", 0.8, answer="Une poire."))
+    pair_store(ws).add([first, second])
+
+    page.goto(app_url)
+    page.get_by_role("tab", name="Annotate").click()
+    expect(page.locator("#annotate-prompt")).to_have_text(question, timeout=60_000)
+    expect(page.locator("#annotate-context")).to_be_hidden()  # folded until asked for
+    page.get_by_text("Retrieved context: 2 chunks").click()
+    expect(page.locator("#annotate-context")).to_contain_text("1 · verger.md")
+    expect(page.locator("#annotate-context")).to_contain_text("2 · cidre.html")
+    answers = page.locator("#answer-a, #answer-b")
+    expect(answers.locator("strong", has_text="fin septembre")).to_have_count(1)  # Markdown, not raw stars
+    expect(answers.filter(has_text="stopped at the 64 tokens limit")).to_have_count(1)
+
+    page.locator("#vote-skip").click()
+    expect(page.locator("#annotate-prompt")).to_have_text("Nommez un fruit.", timeout=30_000)
+    page.locator("#vote-skip").click()
+    expect(page.locator("#annotate-prompt")).to_contain_text("you skipped 2 pairs", timeout=30_000)
+    expect(page.locator("#annotate-progress")).to_contain_text("0 left for you")
+    expect(page.locator("#annotate-progress")).to_contain_text("2 skipped")
+    page.locator("#vote-unskip").click()
+    expect(page.locator("#annotate-prompt")).to_have_text(question, timeout=30_000)
+    expect(page.locator("#vote-unskip")).to_be_hidden()

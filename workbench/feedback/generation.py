@@ -13,6 +13,7 @@ from typing import Any
 from workbench.chat.prompt import fit_prompt
 from workbench.configs import option
 from workbench.errors import WorkbenchError
+from workbench.feedback.display import LIMIT_NOTE
 from workbench.feedback.pairs import Pair, PairStore
 from workbench.models.loading import ModelNotFound, resolve
 from workbench.settings import Settings
@@ -92,11 +93,15 @@ def run(config: Config, reporter) -> dict[str, Any]:
         offset = done
 
         def save(count: int, answers: list[str], items=items, fitted=fitted, offset=offset, model_name=model_name,
-                 tokenizer=tokenizer):
+                 tokenizer=tokenizer, limit=sampling.max_new_tokens):
             nonlocal generated, tokens
-            tokens += sum(len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"])
+            lengths = [len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"]]
+            tokens += sum(lengths)
             start = count - len(answers)
-            generated += store.save_answers([(p.pair_id, s, answer, fitted[start + i][1])
+            # decoded again, an answer cut by the limit counts its tokens give or take one
+            notes = ["; ".join(filter(None, [fitted[start + i][1], LIMIT_NOTE.format(limit) if n >= limit - 1 else ""]))
+                     for i, n in enumerate(lengths)]
+            generated += store.save_answers([(p.pair_id, s, answer, notes[i])
                                              for i, ((p, s), answer) in enumerate(zip(items[start:count], answers))])
             reporter.progress(offset + count, total, f"{model_name}: {count}/{len(items)}")
             reporter.check_cancel()  # after saving: a cancel keeps every finished batch

@@ -66,16 +66,18 @@ def team_stats(workspace: Workspace, now: float | None = None) -> dict[str, Any]
                            "votes_by_version": dict(sorted(Counter(r.guidelines_version for r in rows).items()))}}
 
 
-def progress(workspace: Workspace, annotator: str, now: float | None = None) -> dict[str, Any]:
-    """One annotator's counters and their sets'."""
+def progress(workspace: Workspace, annotator: str, skipped: set[str] | None = None,
+             now: float | None = None) -> dict[str, Any]:
+    """One annotator's counters and their sets'; ``skipped``: the pairs they skipped on this page."""
     pairs = pair_store(workspace).all()
     rows = vote_rows(workspace.feedback_file)
     voters = voters_by_pair(rows)
     sets = read_sets(workspace)
     mine = {row.pair_id for row in rows if row.annotator == annotator} & set(pairs)
-    open_to_me = sum(1 for p in pairs.values() if p.pair_id not in mine
-                     and len(voters.get(p.pair_id, {})) < target(p, sets))
-    return {"mine": len(mine), "left": open_to_me, "total": len(pairs),
+    open_to_me = {p.pair_id for p in pairs.values() if p.pair_id not in mine
+                  and len(voters.get(p.pair_id, {})) < target(p, sets)}
+    passed = open_to_me & set(skipped or ())
+    return {"mine": len(mine), "left": len(open_to_me - passed), "skipped": len(passed), "total": len(pairs),
             "generating": sum(not p.ready for p in pairs.values()),
             "per_annotator": dict(Counter(row.annotator for row in rows)),
             "sets": set_counters(pairs, voters, workspace, now)}
@@ -84,7 +86,9 @@ def progress(workspace: Workspace, annotator: str, now: float | None = None) -> 
 def progress_text(p: dict[str, Any]) -> str:
     totals = ", ".join(f"{a}: {n}" for a, n in sorted(p["per_annotator"].items())) or "none yet"
     generating = f" ({p['generating']} still generating)" if p.get("generating") else ""
-    text = f"**{p['mine']} voted · {p['left']} left for you** of {p['total']} pairs{generating} · all annotators: {totals}"
+    passed = f", {p['skipped']} skipped" if p.get("skipped") else ""
+    text = (f"**{p['mine']} voted · {p['left']} left for you**{passed} of {p['total']} pair{'s' * (p['total'] != 1)}"
+            f"{generating} · all annotators: {totals}")
     for c in p.get("sets", []) if len(p.get("sets", [])) > 1 or any(c["votes_per_pair"] > 1 or c["working"]
                                                                      for c in p.get("sets", [])) else []:
         working = ", ".join(c["working"]) or "nobody"

@@ -17,6 +17,8 @@ from workbench.ui.upload_quota import StagedUploads
 
 TITLE = "Workbench"
 HEAD = KEYBOARD_JS  # page-level scripts, passed to ``launch(head=...)``
+# page-level styles, passed to ``launch(css=...)``: the question reads first on the annotation screen
+CSS = ".annotate-question { font-size: 1.3em; font-weight: 600; } #answer-a, #answer-b { min-height: 8em; }"
 
 
 def build_ui(settings: Settings, users: Users | None = None, staged: StagedUploads | None = None) -> gr.Blocks:
