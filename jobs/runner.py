@@ -147,16 +147,25 @@ def _execute(settings: Settings, run: RunRecord, status: dict, gpus: list[int], 
 
 def _follow_up(settings: Settings, run: RunRecord, kind: str, config: dict, user: str | None) -> None:
     """Queue what a success sets going (a new reward model re-scores the informative pair sets;
-    with the arena on, a new model's pairs against its parent). Logged; never fails the run."""
+    with the arena on, a new model's pairs against its parent), each on its own: one that fails
+    is logged and the others still go. Never fails the run."""
     from jobs import control
     from workbench.feedback.arena import follow_ups
 
     try:
-        for follow_kind, follow_config, why in follow_ups(settings, kind, config):
-            queued = control.submit(settings, follow_kind, follow_config, user=user)
-            run.log(f"queued {follow_kind} run {queued.id}: {why}")
+        planned = follow_ups(settings, kind, config)
     except Exception as exc:  # noqa: BLE001 - the run itself succeeded
         run.log(f"nothing queued after the run: {exc}")
+        return
+    for follow_kind, follow_config, why in planned:
+        if follow_kind is None:
+            run.log(why)
+            continue
+        try:
+            queued = control.submit(settings, follow_kind, follow_config, user=user)
+            run.log(f"queued {follow_kind} run {queued.id}: {why}")
+        except Exception as exc:  # noqa: BLE001 - the others still go
+            run.log(f"could not queue {follow_kind} ({why}): {exc}")
 
 
 def _release_memory() -> None:

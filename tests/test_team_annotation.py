@@ -131,30 +131,38 @@ def test_gold_pairs_measure_annotators_and_the_merge_rules_say_what_they_removed
         mark_gold(ws, pairs[0].pair_id, "Paris.")
     assert make_gold(ws, 4)["added"] == 4
     store = pair_store(ws).all()
-    gold = [p for p in store.values() if p.gold]
-    assert len(gold) == 4 and all(p.source == "gold" for p in gold)
-    for p in gold:  # the right side is the question's own answer; the wrong one answers another question
+    made = [p for p in store.values() if p.gold]
+    assert len(made) == 4 and all(p.source == "gold" and p.a.model == p.b.model == "gold" for p in made)
+    for p in made:  # the right side is the question's own answer; the wrong one answers another question
         right, wrong = (p.a, p.b) if p.gold == "a" else (p.b, p.a)
         number = p.prompt.split("n°")[1].split(",")[0]
         assert right.answer.endswith(f" {number}.") and not wrong.answer.endswith(f" {number}.")
-    # careful votes right on every gold pair, careless ones always on the left; both agree elsewhere
+    assert make_gold(ws, 4)["added"] == 2  # only the questions without a gold pair yet
+    marked = mark_gold(ws, pairs[0].pair_id, "a")  # a real pair whose right side a trainer knows
+    store = pair_store(ws).all()
+    gold = [p for p in store.values() if p.gold]
+    assert len(gold) == 7 and store[marked.pair_id].source == "typed"
+    # careful votes right on every gold pair, careless always on the left; both agree elsewhere
     for p in store.values():
         right = p.shown_letter(p.gold) if p.gold else p.shown_letter("a")
         cast_vote(ws, p, "careful", right)
         cast_vote(ws, p, "careless", "a" if p.gold else right)
     stats = team_stats(ws)
-    assert stats["annotators"]["careful"]["gold"] == {"accuracy": 1.0, "pairs": 4}
-    careless = sum(p.shown_letter(p.gold) == "a" for p in gold) / 4
-    assert stats["annotators"]["careless"]["gold"] == {"accuracy": careless, "pairs": 4}
+    assert stats["annotators"]["careful"]["gold"] == {"accuracy": 1.0, "pairs": 7}
+    careless = round(sum(p.shown_letter(p.gold) == "a" for p in gold) / 7, 4)
+    assert stats["annotators"]["careless"]["gold"] == {"accuracy": careless, "pairs": 7}
     assert careless < 0.99  # the made pairs put the right answer on either side
+    # the gold checks measure the annotators and stay out of the data; the marked real pair stays in
     report = merge_votes(ws, rules=MergeRules(gold_threshold=0.99, min_votes=1))
     assert report["under_gold_threshold"] == ["careless"]
-    assert report["removed"]["under_gold_threshold_votes"] == 10
+    assert report["removed"] == {"under_gold_threshold_votes": 12, "gold_check_votes": 6} and report["kept"] == 6
     report = merge_votes(ws, rules=MergeRules(min_votes=2, min_agreement=1.0))
-    split = sum(p.shown_letter(p.gold) != "a" for p in gold)
-    assert report["removed"].get("split_votes_pairs", 0) == split and report["kept"] == 10 - split
+    split = int(marked.shown_letter("a") != "a")  # careless voted left on the marked pair too
+    assert report["removed"].get("split_votes_pairs", 0) == split and report["kept"] == 6 - split
+    assert report["removed"]["gold_check_votes"] == 12
     report = merge_votes(ws, rules=MergeRules(exclude_annotators=("careless",), min_votes=2))
-    assert report["removed"] == {"excluded_annotator_votes": 10, "too_few_votes_pairs": 10} and report["kept"] == 0
+    assert report["removed"] == {"excluded_annotator_votes": 12, "gold_check_votes": 6, "too_few_votes_pairs": 6}
+    assert report["kept"] == 0
 
 
 def test_cli_sets_guidelines_gold_stats_and_merge(env, settings, tmp_path):
@@ -253,3 +261,21 @@ def test_a_new_reward_model_orders_the_informative_set_and_a_new_model_meets_its
     assert len(arena) == 4 and all(p.ready and (p.a.model, p.b.model) == ("tuned", "base") for p in arena)
     vote = cast_vote(ws, arena[0], "ann", "a")
     assert {vote["model_a"].split(" (")[0], vote["model_b"].split(" (")[0]} == {"tuned", "base"}
+
+
+def test_files_edited_by_hand_out_of_shape_are_named_or_ignored(settings):
+    """A set file out of shape is named with what to do; leases or a guidelines version edited by
+    hand into nonsense never stop a vote."""
+    ws = settings.workspace.ensure()
+    pairs = ready_pairs(ws, 2)
+    (ws.data / "pair_sets.json").write_text(json.dumps({"default": {"votes_per_pair": "2"}}))
+    with pytest.raises(WorkbenchError, match=r"pair_sets.json: set 'default': votes per pair must be a whole number"):
+        claim_next_pair(ws, "ann")
+    (ws.data / "pair_sets.json").unlink()
+    (ws.data / "leases.json").write_text(json.dumps({"bob": {"pair_id": ["x"], "expires": "soon"}, "eve": 3}))
+    (ws.data / "guidelines.jsonl").write_text(json.dumps({"version": -1, "text": "x"}) + "\n"
+                                              + json.dumps({"version": True, "text": "y"}) + "\n")
+    assert current_guidelines(ws).version == 0
+    pair = claim_next_pair(ws, "ann")
+    assert pair.pair_id == pairs[0].pair_id and cast_vote(ws, pair, "ann", "a")["guidelines_version"] == 0
+    assert save_guidelines(ws, "Soyez fidèle au contexte.", "tom").version == 1

@@ -61,7 +61,8 @@ def add_parsers(sub) -> None:
     arena.add_argument("model", nargs="?")
     arena.add_argument("--against", help="default: the model's parent (the base for a first model)")
     arena.add_argument("--auto", choices=("on", "off"), help="queue the arena of every new model by itself")
-    arena.add_argument("--prompts", type=int, help="held-out prompts per model (default 20)")
+    arena.add_argument("--prompts", type=int, help="held-out prompts per model: for this model with MODEL, "
+                                                   "the workspace's setting without (default 20)")
     arena.add_argument("--queue", action="store_true")
     arena.add_argument("--json", action="store_true")
 
@@ -141,19 +142,24 @@ def _sets_and_gold(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _arena(settings: Settings, args: argparse.Namespace) -> int:
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from workbench.feedback.arena import arena_pairs, read_arena, save_arena
 
     ws = settings.workspace
-    if args.auto or args.prompts is not None:
-        save_arena(ws, auto=None if args.auto is None else args.auto == "on", prompts=args.prompts)
+    if args.auto or (args.prompts is not None and not args.model):
+        save_arena(ws, auto=None if args.auto is None else args.auto == "on",
+                   prompts=None if args.model else args.prompts)
     if not args.model:
         current = asdict(read_arena(ws))
         print_json(current) if args.json else print(
             f"arena: {'on' if current['auto'] else 'off'} for new models, {current['prompts']} held-out prompts each")
         return 0
-    made = arena_pairs(settings, args.model, args.against)
+    arena = read_arena(ws)
+    if args.prompts is not None:
+        arena = replace(arena, prompts=args.prompts)
+        arena.validate()
+    made = arena_pairs(settings, args.model, args.against, arena)
     extra = {k: made[k] for k in ("added", "already_there", "pair_ids", "model", "against")}
     if not made["pair_ids"]:
         print_json({**extra, "id": None}) if args.json else print(f"{made['added']} pairs added; nothing to generate")

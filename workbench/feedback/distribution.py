@@ -39,7 +39,8 @@ def live_leases(workspace: Workspace, now: float | None = None) -> dict[str, dic
     if not isinstance(stored, dict):  # unreadable: leases are a courtesy, never a reason to stop voting
         return {}
     return {a: lease for a, lease in stored.items()
-            if isinstance(lease, dict) and float(lease.get("expires", 0)) > now and lease.get("pair_id")}
+            if isinstance(lease, dict) and isinstance(lease.get("expires"), (int, float))
+            and lease["expires"] > now and isinstance(lease.get("pair_id"), str)}
 
 
 def target(pair: Pair, sets: dict[str, PairSet]) -> int:

@@ -70,23 +70,28 @@ def gold_from_file(workspace: Workspace, path: Path, set_name: str = DEFAULT_SET
     return pair_store(workspace).add(pairs)
 
 
-def make_gold(workspace: Workspace, count: int, set_name: str = DEFAULT_SET, seed: int = 0) -> dict[str, int]:
-    """``count`` gold pairs from the set's answered pairs: a question's answer (right) against an
-    answer to another question (wrong), the right one on a random side."""
+def make_gold(workspace: Workspace, count: int, set_name: str = DEFAULT_SET, seed: int | None = None) -> dict[str, int]:
+    """``count`` gold pairs from the set's answered pairs whose question has none yet: a
+    question's answer (right) against an answer to another question (wrong), the right one on a
+    random side. Both sides are named ``gold``: the pair compares no models."""
     if count < 1:
         raise WorkbenchError(f"make at least one gold pair, got {count}")
-    pool = [p for p in pair_store(workspace).all().values() if p.ready and not p.gold and p.set_name == set_name]
-    prompts = {p.prompt for p in pool}
-    if len(prompts) < 2:
+    pairs_now = pair_store(workspace).all().values()
+    checked = {p.prompt for p in pairs_now if p.gold}
+    pool = [p for p in pairs_now if p.ready and not p.gold and p.set_name == set_name]
+    if len({p.prompt for p in pool}) < 2:
         raise WorkbenchError(f"set {set_name!r} needs answered pairs on at least two different questions "
                              "to make gold pairs from")
+    fresh = [p for p in pool if p.prompt not in checked]
+    if not fresh:
+        raise WorkbenchError(f"every question of set {set_name!r} already has a gold pair")
     rng = random.Random(seed)
-    chosen = rng.sample(pool, min(count, len(pool)))
+    chosen = rng.sample(fresh, min(count, len(fresh)))
     pairs = []
     for pair in chosen:
         other = rng.choice([p for p in pool if p.prompt != pair.prompt])
-        right = replace(rng.choice([pair.a, pair.b]), note="")
-        wrong = replace(rng.choice([other.a, other.b]), note="")
+        right = Side("gold", answer=rng.choice([pair.a, pair.b]).answer)
+        wrong = Side("gold", answer=rng.choice([other.a, other.b]).answer)
         if right.answer.strip() == wrong.answer.strip():
             continue
         side = rng.choice(SIDES)

@@ -31,11 +31,13 @@ def guidelines_file(workspace: Workspace) -> Path:
 
 
 def current_guidelines(workspace: Workspace) -> Guidelines:
+    """The highest version (a line edited by hand into a version below 1 is ignored)."""
     latest = Guidelines(0, "")
     for record in iter_jsonl(guidelines_file(workspace), strict=False):
-        if isinstance(record.get("version"), int) and isinstance(record.get("text"), str):
-            latest = Guidelines(record["version"], record["text"], str(record.get("author", "")),
-                                str(record.get("timestamp", "")))
+        version = record.get("version")
+        if isinstance(version, int) and not isinstance(version, bool) and version >= max(1, latest.version) \
+                and isinstance(record.get("text"), str):
+            latest = Guidelines(version, record["text"], str(record.get("author", "")), str(record.get("timestamp", "")))
     return latest
 
 

@@ -11,7 +11,8 @@ sides) to a test file.
 
 ``MergeRules`` choose votes before that: leave out named annotators, annotators under a gold
 accuracy, votes cast under older guidelines; keep only pairs with enough decisive votes and a
-large enough majority. The report says what each rule removed.
+large enough majority. Gold pairs made or imported as checks (``source`` gold) measure the
+annotators and stay out of the data. The report says what each rule removed.
 """
 from __future__ import annotations
 
@@ -138,10 +139,11 @@ def _agreement(by_pair: dict[str, dict[str, str]]) -> float | None:
 
 def merge_feedback(feedback: Path, output: Path, test_fraction: float = 0.0, seed: int = 0,
                    test_output: Path | None = None, rules: MergeRules | None = None,
-                   gold_letters: dict[str, str] | None = None, guidelines: int = 0) -> dict[str, Any]:
+                   gold_letters: dict[str, str] | None = None, guidelines: int = 0,
+                   checks: set[str] | None = None) -> dict[str, Any]:
     """Read every vote (a malformed line raises before anything is written), write the pairs,
     return the summary. ``gold_letters``: pair id -> the right letter as shown, for gold pairs;
-    ``guidelines``: the current guidelines version."""
+    ``guidelines``: the current guidelines version; ``checks``: pairs that are only checks."""
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test fraction must be in [0, 1), got {test_fraction}")
     rules = rules or MergeRules()
@@ -159,6 +161,9 @@ def merge_feedback(feedback: Path, output: Path, test_fraction: float = 0.0, see
                               "agreement": _agreement(everyone), "chance_corrected": agreement_report(everyone)}
     by_pair: dict[str, list[dict]] = defaultdict(list)
     for v in _select_votes(list(latest.values()), rules, gold_letters or {}, guidelines, report):
+        if v["pair_id"] in (checks or ()):
+            report["removed"]["gold_check_votes"] += 1
+            continue
         by_pair[v["pair_id"]].append(v)
     rows, seen = [], set()
     for pair_id, pair_votes in by_pair.items():
@@ -188,6 +193,8 @@ def merge_votes(workspace: Workspace, output: Path | None = None, test_fraction:
     """``merge_feedback`` on a workspace: its votes, its gold pairs, its current guidelines."""
     if not workspace.feedback_file.exists():
         raise WorkbenchError(f"no votes yet: {workspace.feedback_file} does not exist")
-    gold = {p.pair_id: p.shown_letter(p.gold) for p in pair_store(workspace).all().values() if p.gold}
+    pairs = pair_store(workspace).all().values()
+    gold = {p.pair_id: p.shown_letter(p.gold) for p in pairs if p.gold}
     return merge_feedback(workspace.feedback_file, output or workspace.rlhf_file, test_fraction, seed,
-                          rules=rules, gold_letters=gold, guidelines=current_guidelines(workspace).version)
+                          rules=rules, gold_letters=gold, guidelines=current_guidelines(workspace).version,
+                          checks={p.pair_id for p in pairs if p.gold and p.source == "gold"})

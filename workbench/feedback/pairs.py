@@ -77,11 +77,18 @@ class Pair:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Pair:
-        return cls(**{**data, "a": Side(**data["a"]), "b": Side(**data["b"])})
+        """A stored pair; ``TypeError`` for one edited by hand out of shape (readers skip it)."""
+        pair = cls(**{**data, "a": Side(**data["a"]), "b": Side(**data["b"])})
+        if not all(isinstance(v, str) for v in (pair.pair_id, pair.prompt, pair.set_name, pair.a.answer, pair.b.answer)) \
+                or pair.gold not in ("", "a", "b"):
+            raise TypeError(f"pair {data.get('pair_id')!r} is out of shape")
+        return pair
 
 
 def make_pair(prompt: str, source: str, a: Side, b: Side, chunk_ids: list[str] | None = None,
-              set_name: str = DEFAULT_SET, gold: str = "") -> Pair:
+              set_name: str = DEFAULT_SET, gold: str = "", variant: str = "") -> Pair:
+    """A pair with an id derived from what makes it: prompt, sides, set, ``variant`` (e.g. the
+    versions of the two models), so creating it again finds the one already there."""
     if not prompt or not prompt.strip():
         raise WorkbenchError("the prompt is empty")
     if not gold and (a.model, a.temperature) == (b.model, b.temperature) and a.temperature == 0:
@@ -92,6 +99,8 @@ def make_pair(prompt: str, source: str, a: Side, b: Side, chunk_ids: list[str] |
         parts.append(set_name)
     if gold:  # a check pair: its sides are fixed answers, not settings
         parts += [a.answer, b.answer]
+    if variant:
+        parts.append(variant)
     pair_id = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
     return Pair(pair_id, prompt, source, a, b, list(chunk_ids or []), now_iso(), set_name, gold)
 

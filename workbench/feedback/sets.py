@@ -55,7 +55,13 @@ def read_sets(workspace: Workspace) -> dict[str, PairSet]:
     sets = {DEFAULT_SET: PairSet()}
     for name, record in (stored or {}).items() if isinstance(stored, dict) else ():
         if isinstance(record, dict):
-            sets[name] = PairSet(**{k: v for k, v in record.items() if k in known} | {"name": name})
+            found = PairSet(**{k: v for k, v in record.items() if k in known} | {"name": name})
+            try:
+                found.validate()
+            except WorkbenchError as exc:
+                raise WorkbenchError(f"{sets_file(workspace)}: set {name!r}: {exc}; fix the file or save the "
+                                     "set again") from None
+            sets[name] = found
     return sets
 
 

@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
-from storage.jsonl import file_signature, iter_jsonl
+from storage.jsonl import file_signature, iter_jsonl, lock_for
 
 
 class VoteRow(NamedTuple):
@@ -40,11 +40,12 @@ def vote_rows(path: Path) -> list[VoteRow]:
         if cached and cached[0] == signature:
             return cached[1]
     latest: dict[str, VoteRow] = {}
-    for v in iter_jsonl(path):
-        row = VoteRow(str(v.get("id", "")), str(v.get("pair_id", "")), str(v.get("annotator", "")),
-                      str(v.get("choice", "")), _version(v.get("guidelines_version")), str(v.get("timestamp", "")),
-                      bool((v.get("edited_answer") or "").strip()))
-        latest[row.id] = row
+    with lock_for(path):  # a line being appended is never read half-written
+        for v in iter_jsonl(path):
+            row = VoteRow(str(v.get("id", "")), str(v.get("pair_id", "")), str(v.get("annotator", "")),
+                          str(v.get("choice", "")), _version(v.get("guidelines_version")), str(v.get("timestamp", "")),
+                          bool((v.get("edited_answer") or "").strip()))
+            latest[row.id] = row
     rows = list(latest.values())
     with _lock:
         _cache[str(path)] = (signature, rows)

@@ -37,9 +37,14 @@ def create_team_panel(ctx: UiContext, tab: gr.Tab) -> gr.Accordion:
 
     def snapshot(request: gr.Request):
         if ctx.allowed(request, "data") is None:
-            return gr.skip(), gr.skip(), gr.skip()
-        return (stats_markdown(team_stats(workspace)), gr.Dropdown(choices=list(read_sets(workspace))),
-                gr.Dropdown(choices=model_choices(workspace)))
+            return (gr.skip(),) * 5
+        arena_now = read_arena(workspace)
+        try:
+            figures = stats_markdown(team_stats(workspace))
+        except WorkbenchError as exc:
+            figures = f"**{exc}**"
+        return (figures, gr.Dropdown(choices=list(read_sets(workspace))),
+                gr.Dropdown(choices=model_choices(workspace)), arena_now.auto, arena_now.prompts)
 
     def load_guidelines(request: gr.Request):
         """(tab opened) The editor gets the current text while the panel is still closed: filling it
@@ -93,7 +98,9 @@ def create_team_panel(ctx: UiContext, tab: gr.Tab) -> gr.Accordion:
     def arena(model, auto, prompts, request: gr.Request):
         user = ctx.require(request, "generate")
         try:
-            saved = save_arena(workspace, auto=bool(auto), prompts=int(prompts or 20))
+            saved = read_arena(workspace)
+            if (saved.auto, saved.prompts) != (bool(auto), int(prompts or saved.prompts)):
+                saved = save_arena(workspace, auto=bool(auto), prompts=int(prompts or saved.prompts))
             if not model:
                 return f"Arena {'on: every new model goes' if saved.auto else 'off: no model goes'} to the vote by itself."
             made = arena_pairs(ctx.settings, model)
@@ -154,8 +161,9 @@ def create_team_panel(ctx: UiContext, tab: gr.Tab) -> gr.Accordion:
         merge_btn = gr.Button("Merge votes into data/dataset_rlhf.jsonl", elem_id="team-merge")
         merge_message = gr.Markdown(elem_id="team-merge-message")
     ctx.only_for("data", panel)
-    refresh.click(snapshot, None, [stats, set_pick, arena_model], api_name=False)
-    panel.expand(snapshot, None, [stats, set_pick, arena_model], api_name=False)
+    refreshed = [stats, set_pick, arena_model, arena_auto, arena_prompts]
+    refresh.click(snapshot, None, refreshed, api_name=False)
+    panel.expand(snapshot, None, refreshed, api_name=False)
     tab.select(load_guidelines, None, [guide], api_name=False)
     guide_btn.click(save_guide, [guide, guide_file], [guide_message, guide, guide_file], api_name="save_guidelines")
     set_pick.change(pick_set, [set_pick], [votes, order], api_name=False)
