@@ -170,7 +170,7 @@ def create_pairs(page, ws: Path) -> None:
     page.get_by_text("Team: guidelines, sets, agreement, merge").click()
     page.locator("#team-guidelines textarea").fill(GUIDELINES)
     page.locator("#team-guidelines-save").click()
-    expect(page.locator("#team-guidelines-message")).to_contain_text("version 1 saved", timeout=30 * SECONDS)
+    expect(page.locator("#team-guidelines-message")).to_contain_text("Guidelines saved", timeout=30 * SECONDS)
     # a pair shows by itself once the job has written both of its answers
     expect(page.locator("#annotate-status")).to_contain_text("Ready", timeout=180 * SECONDS)
     wait_for(lambda: run_status(ws, run_id)["status"] in ("succeeded", "failed"), 180, what="the pairs job")
@@ -182,7 +182,12 @@ def vote_with_the_keyboard(page, trainer, ws: Path) -> None:
     to the trainer since it showed there); the trainer votes on that one."""
     from playwright.sync_api import expect
 
-    open_tab(page, "Annotate")
+    # an annotator's page starts on Annotate, names who is signed in, and shows no tab or form of
+    # what only others may do
+    expect(page.get_by_role("tab", name="Annotate")).to_have_attribute("aria-selected", "true", timeout=30 * SECONDS)
+    expect(page.locator("#whoami")).to_contain_text("Signed in as ann (annotator)")
+    expect(page.get_by_role("link", name="Sign out")).to_be_visible()
+    expect(page.get_by_role("tab", name="Train")).to_be_hidden()
     expect(page.locator("#annotate-status")).to_contain_text("Ready", timeout=60 * SECONDS)
     progress = page.locator("#annotate-progress")
     expect(progress).to_contain_text(f"0 voted · {len(PROMPTS)} left")
@@ -208,6 +213,12 @@ def vote_with_the_keyboard(page, trainer, ws: Path) -> None:
     assert [(v["annotator"], v["choice"]) for v in votes] == [("ann", "a"), ("ann", "b")] * 4 + [("ann", "a"), ("alice", "b")]
     assert sorted(v["prompt"] for v in votes) == sorted(PROMPTS)
     assert {v["guidelines_version"] for v in votes} == {1}
+    # the open tab is in the address: a reload comes back to it
+    open_tab(page, "Evaluate")
+    expect(page).to_have_url(re.compile("#evaluate$"))
+    expect(page.get_by_role("button", name="Launch")).to_be_hidden()
+    page.reload()
+    expect(page.get_by_role("tab", name="Evaluate")).to_have_attribute("aria-selected", "true", timeout=60 * SECONDS)
 
 
 def merge_votes(page, ws: Path) -> None:

@@ -16,7 +16,16 @@ from workbench.ui.train import create_train_tab
 from workbench.ui.upload_quota import StagedUploads
 
 TITLE = "Workbench"
-HEAD = KEYBOARD_JS  # page-level scripts, passed to ``launch(head=...)``
+# The open tab goes into the page's address, so a reload (or a shared link) opens it again.
+TAB_IN_ADDRESS_JS = """
+<script>
+document.addEventListener("click", (event) => {
+  const tab = event.target.closest ? event.target.closest("[role=tab]") : null;
+  if (tab) history.replaceState(null, "", "#" + tab.textContent.trim().toLowerCase());
+});
+</script>
+"""
+HEAD = KEYBOARD_JS + TAB_IN_ADDRESS_JS  # page-level scripts, passed to ``launch(head=...)``
 # page-level styles, passed to ``launch(css=...)``: the question reads first on the annotation screen
 CSS = ".annotate-question { font-size: 1.3em; font-weight: 600; } #answer-a, #answer-b { min-height: 8em; }"
 
@@ -26,7 +35,10 @@ def build_ui(settings: Settings, users: Users | None = None, staged: StagedUploa
     ctx = UiContext.from_settings(settings, users, staged)
     # delete_cache: Gradio's copies of uploads older than a day go, hourly (originals are stored)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
-        gr.Markdown(f"# {TITLE}\nDocuments → fine-tuning → preferences → alignment → evaluation.")
+        with gr.Row():
+            gr.Markdown(f"# {TITLE}\nDocuments → fine-tuning → preferences → alignment → evaluation.")
+            whoami = gr.Markdown(elem_id="whoami")
+        asked = gr.Textbox(visible=False)  # the tab named in the page's address (#annotate)
         with gr.Tabs() as tabs:
             corpus_refresh = create_corpus_tab(ctx)
             create_chat_tab(ctx)
@@ -37,6 +49,12 @@ def build_ui(settings: Settings, users: Users | None = None, staged: StagedUploa
         train.connect(tabs, monitor_run)
         evaluate.connect(tabs, monitor_run)
         demo.load(*corpus_refresh)
+
+        def land(hash_tab: str, request: gr.Request):
+            tab, line = ctx.landing(request, (hash_tab or "").strip().lower())
+            return gr.Tabs(selected=tab), line
+
+        demo.load(land, [asked], [tabs, whoami], js="() => [window.location.hash.slice(1)]", api_name=False)
         if ctx.users.enabled and (ctx.gated or ctx.timers):
             demo.load(ctx.page_state, None, [c for _, c in ctx.gated] + [t for _, t in ctx.timers], api_name=False)
     return demo

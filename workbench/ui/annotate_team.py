@@ -62,7 +62,8 @@ def create_team_panel(ctx: UiContext, tab: gr.Tab) -> gr.Accordion:
         except WorkbenchError as exc:
             raise gr.Error(str(exc)) from None
         audit.record(workspace, user.username, "guidelines", "guidelines", detail=f"version {saved.version}")
-        return f"Guidelines version {saved.version} saved: annotators see it above the next pair.", saved.text, None
+        # the version number is in the team figures: this line reads the same for every save
+        return "Guidelines saved: annotators see them above their next pair.", saved.text, None
 
     def pick_set(name):
         chosen = read_sets(workspace).get(name)

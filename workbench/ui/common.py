@@ -17,6 +17,14 @@ from workbench.ui.upload_quota import StagedUploads
 log = logging.getLogger("workbench.ui")
 
 
+# Each tab and the action that opens it to a role. A page starts on the first tab of LANDING
+# whose action the role holds: whoever adds documents on Corpus, an annotator on Annotate, a
+# viewer on Monitor.
+TABS = {"corpus": "chat", "chat": "chat", "annotate": "annotate", "train": "launch", "evaluate": "view",
+        "monitor": "view"}
+LANDING = (("corpus", "corpus"), ("annotate", "annotate"), ("monitor", "view"))
+
+
 def _username(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
@@ -98,6 +106,19 @@ class UiContext:
         the others, so a page never polls a handler its user may not call."""
         self.timers.append((action, timer))
 
+    def landing(self, request: gr.Request | None, asked: str) -> tuple[str, str]:
+        """(page load) The tab to open, the one in the page's address when the user may see it,
+        else the one their role starts from; and the line naming who is signed in."""
+        if not self.users.enabled:
+            return (asked if asked in TABS else "corpus"), ""
+        try:
+            user = self.users.get(_username(request))
+        except PermissionDenied:
+            return "monitor", ""
+        open_to = [tab for tab, action in TABS.items() if user.can(action)]
+        start = asked if asked in open_to else next(t for t, action in LANDING if user.can(action))
+        return start, f"Signed in as **{user.username}** ({user.role}) · [Sign out](logout)"
+
     def page_state(self, request: gr.Request | None) -> list:
         """(page load) One update per gated component, then one per gated timer, for the signed-in user."""
         try:
@@ -105,5 +126,7 @@ class UiContext:
         except PermissionDenied:
             user = None
         can = (lambda action: user is not None and user.can(action))
-        return ([gr.update(visible=can(action)) for action, _ in self.gated]
+        # a Tab ignores visible=False once the page is drawn; "hidden" takes its button away
+        return ([gr.update(visible=True if can(action) else ("hidden" if isinstance(c, gr.Tab) else False))
+                 for action, c in self.gated]
                 + [gr.Timer(active=can(action)) for action, _ in self.timers])

@@ -92,13 +92,13 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
         gr.Markdown(f"Upload documents ({', '.join(sorted(SUPPORTED))}; up to {settings.max_upload_mb} MB "
                     "each). They are kept in `data/documents/`, parsed in a sandbox, chunked, embedded "
                     "and added to `data/index.faiss`. Files already indexed (same content) are skipped.")
-        with gr.Row():
+        with gr.Row() as upload_row:
             files = gr.File(label="Documents", file_count="multiple", file_types=sorted(SUPPORTED),
                             type="filepath", elem_id="corpus-upload", scale=3)
             with gr.Column(scale=2):
                 upload_btn = gr.Button("Add and index", variant="primary", elem_id="corpus-upload-btn")
-                ctx.only_for("corpus", upload_btn)
                 message = gr.Markdown(elem_id="corpus-message")
+        ctx.only_for("corpus", upload_row)
         summary = gr.Markdown(elem_id="corpus-summary")
         table = gr.Dataframe(headers=DOCUMENT_COLUMNS, interactive=False, wrap=True, elem_id="documents-table")
         with gr.Row():
@@ -107,7 +107,7 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
             delete_btn = gr.Button("Delete document and its chunks", variant="stop", elem_id="document-delete", scale=1)
             refresh_btn = gr.Button("Refresh", scale=1)
             ctx.only_for("corpus", delete_btn)
-        with gr.Accordion("Index settings", open=False):
+        with gr.Accordion("Index settings", open=False) as index_settings:
             gr.Markdown("Flat is exact and fine up to a few hundred thousand chunks; HNSW is approximate "
                         "and fast for large corpora; IVF needs enough chunks to train its lists. Changing "
                         "the type reuses the stored vectors; changing chunk sizes re-embeds everything.")
@@ -116,7 +116,7 @@ def create_corpus_tab(ctx: UiContext) -> tuple:
                 chunk_size = gr.Number(200, precision=0, minimum=8, label="chunk size (tokens)")
                 chunk_overlap = gr.Number(40, precision=0, minimum=0, label="overlap (tokens)")
                 reindex_btn = gr.Button("Apply to the whole index", elem_id="corpus-reindex")
-                ctx.only_for("corpus", reindex_btn)
+        ctx.only_for("corpus", index_settings)
         gr.Markdown("### Search preview")
         with gr.Row():
             query = gr.Textbox(label="Query", elem_id="corpus-query", scale=4)

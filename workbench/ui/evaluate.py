@@ -167,7 +167,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
             report_summary = gr.Markdown(elem_id="eval-report-summary")
             report_file = gr.File(label="report.html (self-contained: charts, tables, answers)", interactive=False,
                                   elem_id="eval-report-file")
-        with gr.Accordion("Launch an evaluation", open=True):
+        with gr.Accordion("Launch an evaluation", open=True) as launch_box:
             widgets = []
             with gr.Row(equal_height=False):
                 for spec in SPECS:
@@ -184,9 +184,9 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
                     else:
                         widgets.append(field_widget(spec, elem))
             launch_btn = gr.Button("Launch", variant="primary", elem_id="eval-launch")
-            ctx.only_for("launch", launch_btn)
+            ctx.only_for("launch", launch_box)
             launch_message = gr.Markdown(elem_id="eval-launch-message")
-        with gr.Accordion("RAG question set: questions written from corpus chunks", open=False):
+        with gr.Accordion("RAG question set: questions written from corpus chunks", open=False) as questions_box:
             with gr.Row():
                 query = gr.Textbox(label="find chunks", placeholder="words from the passage", elem_id="eval-q-query")
                 find_btn = gr.Button("Find", elem_id="eval-q-find")
@@ -197,7 +197,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
             reference = gr.Textbox(label="reference answer (optional)", elem_id="eval-q-reference")
             set_file = gr.Textbox(value=sets_of.RAG_SET, label="question set under data/", elem_id="eval-q-file")
             add_btn = gr.Button("Add the question", variant="primary", elem_id="eval-q-add")
-            ctx.only_for("data", add_btn)
+            ctx.only_for("data", questions_box)
             set_note = gr.Markdown(elem_id="eval-q-note")
             set_rows = gr.Dataframe(headers=["question", "sources", "reference"], interactive=False, wrap=True)
 

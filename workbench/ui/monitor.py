@@ -152,9 +152,9 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
             annotation_stats = gr.Markdown(elem_id="monitor-annotation-stats")
             annotation_btn = gr.Button("Refresh", size="sm")
         ctx.only_for("data", annotation)
-        with gr.Accordion("Audit log (admins)", open=False):
+        with gr.Accordion("Audit log (admins)", open=False) as audit_box:
             audit_btn = gr.Button("Show the newest entries", elem_id="audit-btn")
-            ctx.only_for("audit", audit_btn)
+            ctx.only_for("audit", audit_box)
             audit_table = gr.Dataframe(headers=audit.COLUMNS, interactive=False, wrap=True, elem_id="audit-table")
 
         outputs = [table, selected, detail, log, plot, plotted, system]

@@ -120,6 +120,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
                 *preview(into))
 
     with gr.Tab("Train", id="train") as tab:
+        ctx.only_for("launch", tab)
         with gr.Accordion("Launch a training run", open=True):
             method = gr.Radio(methods, value=methods[0], label="method", elem_id="train-method")
             needs = gr.Markdown(NEEDS[methods[0]], elem_id="train-needs")
