@@ -52,7 +52,8 @@ def build_ui(settings: Settings, users: Users | None = None, staged: StagedUploa
 
         def land(hash_tab: str, request: gr.Request):
             tab, line = ctx.landing(request, (hash_tab or "").strip().lower())
-            return gr.Tabs(selected=tab), line
+            # the page opens on Corpus: leave it be, so a tab clicked while this loads stays open
+            return (gr.skip() if tab == "corpus" else gr.Tabs(selected=tab)), line
 
         demo.load(land, [asked], [tabs, whoami], js="() => [window.location.hash.slice(1)]", api_name=False)
         if ctx.users.enabled and (ctx.gated or ctx.timers):
