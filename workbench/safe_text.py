@@ -69,3 +69,8 @@ def display_name(name: str | None) -> str:
     """``name`` without direction overrides, zero-width marks and control characters."""
     return "".join(c for c in str(name or "")
                    if c not in _BIDI and unicodedata.category(c) not in ("Cc", "Cf"))
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """"1 pair", "3 pairs", "0 pairs": a count with its noun in the right number."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"

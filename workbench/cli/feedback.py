@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from workbench import audit
+from workbench.safe_text import counted
 from workbench.settings import Settings
 
 
@@ -42,10 +43,10 @@ def add_parsers(sub) -> None:
 
 
 def _summary_text(report: dict) -> str:
-    lines = [f"{report['kept']} pairs written to {report['output']} (from {report['votes']} votes on "
+    lines = [f"{counted(report['kept'], 'pair')} written to {report['output']} (from {counted(report['votes'], 'vote')} on "
              f"{report['pairs_voted']} A/B pairs)"]
     if report.get("test_file"):
-        lines.append(f"{report['test_pairs']} pairs written to {report['test_file']}")
+        lines.append(f"{counted(report['test_pairs'], 'pair')} written to {report['test_file']}")
     dropped = {k: v for k, v in report["dropped"].items() if v}
     lines.append("dropped: " + (", ".join(f"{v} {k.replace('_', ' ')}" for k, v in dropped.items()) or "none"))
     for c in report["conflicts"]:
@@ -63,24 +64,24 @@ def _summary_text(report: dict) -> str:
 
 def alpha_text(agreement: dict) -> str:
     alpha = agreement.get("alpha")
-    return (f"Krippendorff's alpha {alpha:.2f} on {agreement['pairs']} pairs" if alpha is not None
-            else f"alpha n/a ({agreement['pairs']} pairs with two votes or more)")
+    return (f"Krippendorff's alpha {alpha:.2f} on {counted(agreement['pairs'], 'pair')}" if alpha is not None
+            else f"alpha n/a ({counted(agreement['pairs'], 'pair')} with two votes or more)")
 
 
 def stats_text(stats: dict) -> str:
     lines = []
     for c in stats["sets"]:
         working = ", ".join(c["working"]) or "nobody"
-        lines.append(f"set {c['set']}: {c['done']}/{c['pairs']} pairs done, {c['votes_left']} votes left "
+        lines.append(f"set {c['set']}: {c['done']}/{counted(c['pairs'], 'pair')} done, {counted(c['votes_left'], 'vote')} left "
                      f"({c['votes_per_pair']} per pair), {c['generating']} generating; working now: {working}")
-    lines.append(f"{stats['votes']} votes; agreement: " + alpha_text(stats["agreement"]))
+    lines.append(f"{counted(stats['votes'], 'vote')}; agreement: " + alpha_text(stats["agreement"]))
     for k in stats["agreement"]["kappa"]:
         kappa = "n/a" if k["kappa"] is None else f"{k['kappa']:.2f}"
-        lines.append(f"  kappa {k['annotators'][0]} / {k['annotators'][1]}: {kappa} on {k['pairs']} pairs")
+        lines.append(f"  kappa {k['annotators'][0]} / {k['annotators'][1]}: {kappa} on {counted(k['pairs'], 'pair')}")
     for name, a in stats["annotators"].items():
-        parts = [f"{a['votes']} votes"]
+        parts = [counted(a["votes"], "vote")]
         if a["majority"]:
-            parts.append(f"agrees with the majority {a['majority']['agreement']:.0%} of {a['majority']['pairs']} pairs")
+            parts.append(f"agrees with the majority {a['majority']['agreement']:.0%} of {counted(a['majority']['pairs'], 'pair')}")
         if a["gold"]:
             parts.append(f"gold {a['gold']['accuracy']:.0%} of {a['gold']['pairs']}")
         lines.append(f"  {name}: " + ", ".join(parts))

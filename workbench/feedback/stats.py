@@ -15,6 +15,7 @@ from workbench.feedback.guidelines import current_guidelines
 from workbench.feedback.pairs import Pair, pair_store
 from workbench.feedback.sets import read_sets
 from workbench.feedback.tally import VoteRow, vote_rows, voters_by_pair
+from workbench.safe_text import counted
 
 
 def set_counters(pairs: dict[str, Pair], voters: dict[str, dict[str, str]], workspace: Workspace,
@@ -93,13 +94,13 @@ def progress_text(p: dict[str, Any]) -> str:
                                                                      for c in p.get("sets", [])) else []:
         working = ", ".join(c["working"]) or "nobody"
         text += (f"\n\nset **{c['set']}** ({c['votes_per_pair']} vote{'s' * (c['votes_per_pair'] > 1)} a pair): "
-                 f"{c['done']} of {c['pairs']} pairs done · {c['votes_left']} vote{'s' * (c['votes_left'] != 1)} left · "
+                 f"{c['done']} of {counted(c['pairs'], 'pair')} done · {counted(c['votes_left'], 'vote')} left · "
                  f"working now: {working}")
     return text
 
 
 def _share(figure: dict | None, key: str) -> str:
-    return f"{figure[key]:.0%} of {figure['pairs']}" if figure else "–"
+    return f"{figure[key]:.0%} of {counted(figure['pairs'], 'pair')}" if figure else "–"
 
 
 def stats_markdown(stats: dict[str, Any]) -> str:
@@ -110,7 +111,7 @@ def stats_markdown(stats: dict[str, Any]) -> str:
                      f"{c['generating']} | {', '.join(c['working']) or '–'} |")
     agreement = stats["agreement"]
     alpha = agreement["alpha"]
-    lines += ["", f"**Agreement** on {agreement['pairs']} pairs with two votes or more: Krippendorff's alpha "
+    lines += ["", f"**Agreement** on {counted(agreement['pairs'], 'pair')} with two votes or more: Krippendorff's alpha "
                   + ("n/a" if alpha is None else f"**{alpha:.2f}**")
               + " (1 = always agree, 0 = chance, below 0 = worse than chance)"]
     if agreement["kappa"]:

@@ -19,7 +19,7 @@ from workbench.feedback.pairs import Pair, Side, prompts_from_jsonl, prompts_fro
 from workbench.feedback.stats import progress, progress_text
 from workbench.models.generation import REPETITION_PENALTY
 from workbench.models.loading import BASE, model_choices
-from workbench.safe_text import plain_markdown, safe_markdown
+from workbench.safe_text import counted, plain_markdown, safe_markdown
 from workbench.ui.annotate_team import create_team_panel
 from workbench.ui.common import UiContext
 
@@ -186,7 +186,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
                         raise WorkbenchError("data/test.jsonl does not exist yet")
                     prompts = prompts_from_jsonl(workspace.test_file)
                 result = create_pairs(settings, prompts, source, a, b, bool(rag), int(k), set_name, votes)
-            message = f"{result['added']} pairs added ({result['already_there']} already there)."
+            message = f"{counted(result['added'], 'pair')} added ({result['already_there']} already there)."
             if result["pair_ids"]:
                 run = control.submit(settings, "pairs.generate", {"pair_ids": result["pair_ids"]}, user=user.username)
                 message += f" Their answers are being generated in batches by run **{run.id}** (Monitor)."
