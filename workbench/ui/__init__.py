@@ -27,7 +27,8 @@ document.addEventListener("click", (event) => {
 """
 HEAD = KEYBOARD_JS + TAB_IN_ADDRESS_JS  # page-level scripts, passed to ``launch(head=...)``
 # page-level styles, passed to ``launch(css=...)``: the question reads first on the annotation screen
-CSS = ".annotate-question { font-size: 1.3em; font-weight: 600; } #answer-a, #answer-b { min-height: 8em; }"
+CSS = ("#annotate-prompt, #annotate-prompt p { font-size: 1.35rem !important; font-weight: 600; line-height: 1.4; } "
+       "#answer-a, #answer-b { min-height: 8em; }")
 
 
 def build_ui(settings: Settings, users: Users | None = None, staged: StagedUploads | None = None) -> gr.Blocks:

@@ -198,7 +198,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
         with gr.Column(elem_id="annotate-panel"):
             counter = gr.Markdown(elem_id="annotate-progress")
             guide = gr.Markdown(elem_id="annotate-guidelines")
-            prompt = gr.Markdown(elem_id="annotate-prompt", elem_classes=["annotate-question"])
+            prompt = gr.Markdown(elem_id="annotate-prompt")
             with gr.Accordion("No retrieved context", open=False, elem_id="annotate-context-box") as context_box:
                 context = gr.Markdown(elem_id="annotate-context")
             with gr.Row(equal_height=True):
