@@ -252,9 +252,13 @@ def test_a_new_reward_model_orders_the_informative_set_and_a_new_model_meets_its
     assert set(margins) == {p.pair_id for p in pairs}
     assert claim_next_pair(ws, "ann").pair_id == min(margins, key=margins.get)
 
+    from workbench.feedback.arena import default_sides
+
+    assert default_sides(settings)[:2] == ("base", "base") and "weak comparison" in default_sides(settings)[2]
     assert "arena: on" in wb("pairs", "arena", "--auto", "on", "--prompts", "4")[1]
     assert save_arena(ws, prompts=4).auto
     assert wb("train", "sft", "--max-steps", "1", "--output-name", "tuned")[0] == 0
+    assert default_sides(settings) == ("tuned", "base", "")  # new pairs compare the new model with its parent
     (arena_run,) = queued_runs(settings, "pairs.generate")
     assert execute(settings, arena_run)["status"] == "succeeded"
     arena = [p for p in pair_store(ws).all().values() if p.set_name == ARENA_SET]

@@ -156,6 +156,8 @@ def create_pairs(page, ws: Path) -> None:
     open_tab(page, "Annotate")
     expect(page.locator("#annotate-prompt")).to_contain_text("Nothing left", timeout=60 * SECONDS)
     page.get_by_role("button", name=re.compile("Add prompts")).click()
+    # one model only: the form says why two of its temperatures are a weak comparison
+    expect(page.locator("#annotate-sides-note")).to_contain_text("weak comparison")
     page.locator("#annotate-typed textarea").fill("\n".join(PROMPTS))
     # Both sides draw the same random numbers (each side's batch is seeded alike) and the tiny
     # model's logits are nearly flat: only a low temperature makes A's sample differ from B's.

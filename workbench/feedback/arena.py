@@ -92,6 +92,25 @@ def model_version(settings: Settings, name: str) -> str:
     return f"{manifest.get('run_id', '')}@{manifest.get('created', '')}" if isinstance(manifest, dict) else ""
 
 
+ANSWERING = ("sft", "dpo", "grpo", "ppo", "merge")
+
+
+def default_sides(settings: Settings) -> tuple[str, str, str]:
+    """The models new pairs compare unless a trainer picks others: the newest trained model that
+    answers against its parent; the base against itself (two temperatures) with a note saying why
+    that is a weak comparison when there is nothing else."""
+    from workbench.models.registry import list_workspace_models
+
+    found = [(str(m.get("created", "")), e["name"]) for e in list_workspace_models(settings.workspace)
+             for m in [e.get("manifest")] if isinstance(m, dict) and m.get("method") in ANSWERING]
+    if found:
+        newest = max(found)[1]
+        return newest, parent_model(settings, newest), ""
+    return BASE, BASE, ("One model at two temperatures is a weak comparison: its answers often tie, and votes "
+                        "between one model's samples cannot rate models on the scoreboard. Train a model to "
+                        "compare it with its parent.")
+
+
 def arena_pairs(settings: Settings, model: str, against: str | None = None,
                 arena: ArenaSettings | None = None) -> dict[str, Any]:
     """Pairs of ``model`` against ``against`` (its parent by default) in the arena set, new for each

@@ -10,6 +10,7 @@ import gradio as gr
 
 from workbench.errors import WorkbenchError
 from jobs import control
+from workbench.feedback.arena import default_sides
 from workbench.feedback.annotation import (cast_vote, check_vote_fields, create_pairs, pair_store,
                                            pairs_from_chat_turns, undo_last)
 from workbench.feedback.display import answer_markdown, context_label, context_markdown, document_names, question_markdown
@@ -231,6 +232,7 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
                 temp_a = gr.Slider(0, 1.5, value=0.0, step=0.05, label="temperature A")
                 model_b = gr.Dropdown(models, value=BASE, label="model B", allow_custom_value=True)
                 temp_b = gr.Slider(0, 1.5, value=0.8, step=0.05, label="temperature B")
+            sides_note = gr.Markdown(elem_id="annotate-sides-note")
             with gr.Row():
                 max_new = gr.Slider(16, 1024, value=128, step=16, label="max new tokens")
                 penalty = gr.Number(value=None, label="repetition penalty",
@@ -271,6 +273,13 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
         timer = gr.Timer(2.0)
         ctx.ticks_for("annotate", timer)
         timer.tick(poll, [pair_id, skipped], shown, api_name=False, show_progress="hidden")
-        tab.select(lambda: (gr.Dropdown(choices=model_choices(workspace)),) * 2, None, [model_a, model_b],
-                   api_name=False)
+        def sides(current_a, current_b):
+            """Fresh model lists; the default sides while the trainer has not picked others."""
+            a, b, note = default_sides(settings)
+            choices = model_choices(workspace)
+            untouched = (current_a or BASE) == (current_b or BASE) == BASE
+            return (gr.Dropdown(choices=choices, value=a if untouched else current_a),
+                    gr.Dropdown(choices=choices, value=b if untouched else current_b), note if untouched else "")
+
+        tab.select(sides, [model_a, model_b], [model_a, model_b, sides_note], api_name=False)
     return tab
