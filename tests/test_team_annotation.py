@@ -12,6 +12,7 @@ import pytest
 
 from storage import JsonlError, read_jsonl
 from tests.conftest import cli, start_app_with_users
+from tests.helpers import ready_pairs
 from workbench.errors import WorkbenchError
 from workbench.feedback.agreement import cohen_kappa, krippendorff_alpha, majority_agreement
 from workbench.feedback.annotation import cast_vote
@@ -19,18 +20,9 @@ from workbench.feedback.distribution import LEASE_S, claim_next_pair
 from workbench.feedback.gold import gold_from_file, make_gold, mark_gold
 from workbench.feedback.guidelines import current_guidelines, guidelines_from_file, save_guidelines
 from workbench.feedback.merge import MergeRules, merge_votes
-from workbench.feedback.pairs import Side, make_pair, pair_store
+from workbench.feedback.pairs import pair_store
 from workbench.feedback.sets import read_sets, save_set
 from workbench.feedback.stats import team_stats
-
-
-def ready_pairs(workspace, count: int, set_name: str = "default", lang: str = "fr") -> list:
-    """Answered pairs, as a generation job leaves them."""
-    question = "Comment configurer le serveur n°{}, d'après le contexte ?" if lang == "fr" else "How to set up server {}?"
-    pairs = [make_pair(question.format(i), "typed", Side("base", 0.0, answer=f"Réponse précise {i}."),
-                       Side("base", 0.8, answer=f"Réponse vague {i}."), set_name=set_name) for i in range(count)]
-    pair_store(workspace).add(pairs)
-    return pairs
 
 
 def test_agreement_figures_equal_published_examples():
@@ -224,47 +216,6 @@ def test_five_annotators_at_once_through_the_api_vote_each_pair_exactly_twice(en
     assert len(votes) == 400 and set(per_pair.values()) == {2} and len(per_pair) == 200
     assert sum(refused.values()) == 0  # the leases kept everyone off full pairs
     assert len({(v["pair_id"], v["annotator"]) for v in votes}) == 400
-
-
-def queued_runs(settings, kind: str) -> list[str]:
-    from jobs import control
-
-    return [r["id"] for r in control.store(settings).list() if r["kind"] == kind and r["status"] == "queued"]
-
-
-def test_a_new_reward_model_orders_the_informative_set_and_a_new_model_meets_its_parent(train_env, wb, settings):
-    """Training a reward model queues the scoring of the sets ordered ``informative``; the pairs it
-    is least sure of come first. With the arena on, training an answering model queues its pairs
-    against its parent on held-out prompts, and the votes name both models."""
-    from jobs.runner import execute
-    from workbench.feedback.arena import ARENA_SET, save_arena
-    from workbench.feedback.informative import read_margins
-
-    ws = settings.workspace
-    save_set(ws, "infos", 1, "informative")
-    pairs = ready_pairs(ws, 6, "infos")
-    code, _, err = wb("pairs", "score", "--set", "infos")
-    assert code == 2 and "no reward model yet" in err
-    assert wb("train", "reward", "--max-steps", "2", "--learning-rate", "0.01")[0] == 0
-    (score_run,) = queued_runs(settings, "pairs.score")
-    assert execute(settings, score_run)["status"] == "succeeded"
-    margins = read_margins(ws)
-    assert set(margins) == {p.pair_id for p in pairs}
-    assert claim_next_pair(ws, "ann").pair_id == min(margins, key=margins.get)
-
-    from workbench.feedback.arena import default_sides
-
-    assert default_sides(settings)[:2] == ("base", "base") and "weak comparison" in default_sides(settings)[2]
-    assert "arena: on" in wb("pairs", "arena", "--auto", "on", "--prompts", "4")[1]
-    assert save_arena(ws, prompts=4).auto
-    assert wb("train", "sft", "--max-steps", "1", "--output-name", "tuned")[0] == 0
-    assert default_sides(settings) == ("tuned", "base", "")  # new pairs compare the new model with its parent
-    (arena_run,) = queued_runs(settings, "pairs.generate")
-    assert execute(settings, arena_run)["status"] == "succeeded"
-    arena = [p for p in pair_store(ws).all().values() if p.set_name == ARENA_SET]
-    assert len(arena) == 4 and all(p.ready and (p.a.model, p.b.model) == ("tuned", "base") for p in arena)
-    vote = cast_vote(ws, arena[0], "ann", "a")
-    assert {vote["model_a"].split(" (")[0], vote["model_b"].split(" (")[0]} == {"tuned", "base"}
 
 
 def test_files_edited_by_hand_out_of_shape_are_named_or_ignored(settings):

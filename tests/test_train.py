@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from tests.conftest import write_jsonl
+from tests.helpers import queued_runs, ready_pairs
 
 FAST = ["--max-steps", "3", "--save-steps", "1", "--learning-rate", "0.01", "--json"]
 
@@ -108,8 +109,31 @@ def test_merge_exports_a_folder_plain_transformers_loads(train_env, wb, settings
 
 
 def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, settings):
+    """Each method trains from the one before. Along the way, what a success sets going: a new
+    reward model scores the pair sets ordered ``informative`` (the pairs it is least sure of come
+    first), and with the arena on a new answering model is put to the vote against its parent."""
+    from jobs.runner import execute
+    from workbench.feedback.annotation import cast_vote
+    from workbench.feedback.arena import ARENA_SET, default_sides, save_arena
+    from workbench.feedback.distribution import claim_next_pair
+    from workbench.feedback.informative import read_margins
+    from workbench.feedback.pairs import pair_store
+    from workbench.feedback.sets import save_set
+
+    ws = settings.workspace
+    save_set(ws, "infos", 1, "informative")
+    pairs = ready_pairs(ws, 6, "infos")
+    code, _, err = wb("pairs", "score", "--set", "infos")
+    assert code == 2 and "no reward model yet" in err
+    assert default_sides(settings)[:2] == ("base", "base") and "weak comparison" in default_sides(settings)[2]
+
     code, out, err = wb("train", "reward", "--max-steps", "8", "--learning-rate", "0.01", "--json")
     reward = result_of(out)["result"]
+    (score_run,) = queued_runs(settings, "pairs.score")
+    assert execute(settings, score_run)["status"] == "succeeded"
+    margins = read_margins(ws)
+    assert set(margins) == {p.pair_id for p in pairs}
+    assert claim_next_pair(ws, "ann").pair_id == min(margins, key=margins.get)
     assert reward["trainable_changed"] == reward["trainable_tensors"] > 0
     assert {"eval_accuracy", "eval_margin", "before_accuracy"} <= set(reward)
     reward_dir = settings.workspace.models / "reward_model"
@@ -138,7 +162,16 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     ppo = json.loads((settings.workspace.models / "llama-rlhf" / "manifest.json").read_text())
     assert ppo["method"] == "ppo" and ppo["value_model"] == "initialised from reward_model"
 
+    assert "arena: on" in wb("pairs", "arena", "--auto", "on", "--prompts", "2")[1]
+    save_arena(ws, max_new_tokens=16)
     assert wb("train", "sft", *FAST)[0] == 0
+    assert default_sides(settings) == ("llama-lora-adapted", "base", "")  # new pairs: the new model and its parent
+    (arena_run,) = queued_runs(settings, "pairs.generate")
+    assert execute(settings, arena_run)["status"] == "succeeded"
+    arena = [p for p in pair_store(ws).all().values() if p.set_name == ARENA_SET]
+    assert len(arena) == 2 and all(p.ready and (p.a.model, p.b.model) == ("llama-lora-adapted", "base") for p in arena)
+    vote = cast_vote(ws, arena[0], "ann", "a")
+    assert {vote["model_a"].split(" (")[0], vote["model_b"].split(" (")[0]} == {"llama-lora-adapted", "base"}
     code, out, err = wb("train", "dpo", "--model", "llama-lora-adapted", "--output-name", "llama-lora-adapted",
                         "--overwrite")
     assert code == 2 and "one of its ancestors" in err  # it would replace what it trains on

@@ -8,7 +8,7 @@ import re
 from tests.conftest import cli, wait_for
 
 
-def test_monitor_shows_runs_with_log_and_curves(env, app_url, page):
+def test_monitor_shows_runs_with_log_and_curves_and_annotate_reads_question_first(env, app_url, page, settings):
     from playwright.sync_api import expect
 
     done = cli(env, "selftest", "--steps", "8", "--step-seconds", "0", "--queue").stdout.strip()
@@ -35,8 +35,10 @@ def test_monitor_shows_runs_with_log_and_curves(env, app_url, page):
 
 
 
+    annotation_screen(app_url, page, settings)
 
-def test_the_annotation_screen_puts_the_question_first_and_skipped_pairs_come_back(env, app_url, page, settings):
+
+def annotation_screen(app_url, page, settings):
     """The question reads first, the retrieved context waits folded with each chunk's document, the
     answers render as Markdown with a mark where one stopped at its token limit; after a skip the
     page says what was skipped and brings it back on demand."""
