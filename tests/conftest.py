@@ -243,9 +243,11 @@ def start_app(env, start_process) -> str:
 def start_app_with_users(env, start_process, tmp_path, people: dict[str, str], worker: bool = False) -> str:
     """``python app.py`` (``--no-worker`` unless ``worker``) with an auth file of ``people`` (name:
     role; each password is ``<name>-pw``); its URL once it answers 401 to a call without a login."""
+    from workbench.auth import add_user
+
     env["WORKBENCH_AUTH_FILE"] = str(tmp_path / "users.json")
-    for name, role in people.items():
-        cli(env, "users", "add", name, "--role", role, "--password-stdin", input=f"{name}-pw\n")
+    for name, role in people.items():  # what `workbench users add` writes, without a process each
+        add_user(tmp_path / "users.json", name, f"{name}-pw", role)
     port = free_port()
     env["WORKBENCH_PORT"] = str(port)
     app = start_process([sys.executable, "app.py", *([] if worker else ["--no-worker"])], env, "app")

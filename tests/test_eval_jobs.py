@@ -87,6 +87,11 @@ def test_evaluation_of_every_set(train_env, wb, settings, tmp_path):
     row = next(r for r in board["models"] if r["model"] == "llama-lora-adapted")
     assert row["test_rouge_l_run"] == run["id"] and row["dataset"] == "train.jsonl" and len(row["dataset_sha256"]) == 64
     assert board["best"]["human_rating"] == "llama-lora-adapted"
+    from workbench.evaluate import scoreboard as sb
+
+    headers, cells = sb.table(sb.build(settings))  # what the Evaluate tab shows: the best of a column starred
+    starred = [headers[i] for row in cells for i, cell in enumerate(row) if str(cell).startswith("★ ")]
+    assert "human rating (Bradley–Terry)" in starred
     code, out, _ = wb("scoreboard", "--csv", "-")
     assert out.splitlines()[0].startswith("model,role,method,parent,lineage") and "llama-lora-adapted" in out
 

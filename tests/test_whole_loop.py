@@ -271,6 +271,8 @@ def evaluate_against_base(page, ws: Path) -> None:
     from playwright.sync_api import expect
 
     open_tab(page, "Evaluate")
+    board = page.locator("#eval-scoreboard")
+    expect(board).to_contain_text("never", timeout=30 * SECONDS)  # llama-dpo is not evaluated yet
     page.locator("#eval-models").get_by_label("llama-dpo").check()
     page.locator("#eval-sets").get_by_label("preferences").check()
     fill_field(page, "#eval-max_prompts", 2)
@@ -280,9 +282,20 @@ def evaluate_against_base(page, ws: Path) -> None:
     assert (ws / "runs" / run_id / "report.html").is_file()
 
     open_tab(page, "Evaluate")
-    board = page.locator("#eval-scoreboard")
     expect(board).to_contain_text("llama-dpo", timeout=30 * SECONDS)
     expect(board).to_contain_text("win-rate vs base", timeout=30 * SECONDS)
+    # the two models' answers side by side
+    page.get_by_text("Two models side by side").click()
+    for picker, name in (("#eval-first", "base"), ("#eval-second", "llama-dpo")):
+        page.locator(f"{picker} input").fill(name)
+        page.locator(f"{picker} [role=option]", has_text=name).first.click()  # waits for the option
+    page.locator("#eval-compare").click()
+    expect(page.locator("#eval-answers")).to_contain_text("Name a", timeout=30 * SECONDS)
+    # a metric along the lineage
+    page.get_by_text("A metric along the lineage").click()
+    page.locator("#eval-metric input").fill("win-rate vs base")
+    page.locator("#eval-metric [role=option]", has_text="win-rate vs base").first.click()
+    expect(page.locator("#eval-lineage-plot .js-plotly-plot")).to_be_visible(timeout=30 * SECONDS)
     page.get_by_text("Reports", exact=True).click()
     expect(page.locator("#eval-report-run input")).to_have_value(f"{run_id} — succeeded", timeout=30 * SECONDS)
     page.locator("#eval-report-open").click()
@@ -291,6 +304,12 @@ def evaluate_against_base(page, ws: Path) -> None:
     expect(summary).to_contain_text(re.compile(r"llama-dpo.*win-rate vs base"))
     expect(page.locator("#eval-report-file")).to_contain_text("report-", timeout=30 * SECONDS)
     shoot(page, "evaluate.png")
+    # the report file draws its charts in the browser by itself
+    report = page.context.new_page()
+    report.goto((ws / "runs" / run_id / "report.html").as_uri())
+    expect(report.locator(".js-plotly-plot").first).to_be_visible(timeout=30 * SECONDS)
+    expect(report.locator("body")).to_contain_text("llama-dpo")
+    report.close()
 
 
 def monitor_training_run(page, ws: Path, run_id: str) -> None:

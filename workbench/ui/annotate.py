@@ -25,6 +25,7 @@ from workbench.ui.annotate_team import create_team_panel
 from workbench.ui.common import UiContext
 
 SOURCES = ["typed", "JSONL file", "data/test.jsonl", "chat turns"]
+ANNOTATORS_AT_ONCE = 16  # API calls of /next_pair and /vote served side by side
 
 # Shortcuts work anywhere on the page except while typing in a text field.
 KEYBOARD_JS = """
@@ -268,8 +269,10 @@ def create_annotate_tab(ctx: UiContext) -> gr.Tab:
                             set_name, votes],
                       [add_message], api_name="create_pairs").then(look, [forced, skipped], shown, api_name=False)
         tab.select(look, [forced, skipped], shown, api_name=False)
-        gr.api(next_pair_api, api_name="next_pair")
-        gr.api(vote_api, api_name="vote")
+        # A team votes at once: these run side by side (the leases and the votes file's lock keep
+        # them apart), not one caller after another in Gradio's queue.
+        gr.api(next_pair_api, api_name="next_pair", concurrency_limit=ANNOTATORS_AT_ONCE)
+        gr.api(vote_api, api_name="vote", concurrency_limit=ANNOTATORS_AT_ONCE)
         timer = gr.Timer(2.0)
         ctx.ticks_for("annotate", timer)
         timer.tick(poll, [pair_id, skipped], shown, api_name=False, show_progress="hidden")
