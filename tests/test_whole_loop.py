@@ -3,8 +3,11 @@ signed-in people: the admin indexes documents, chats with them and sends the tur
 creates A/B pairs; the annotator votes on them with the keyboard in a browser of their own; the
 admin merges the votes, trains a reward model then DPO, evaluates the DPO model against the base
 and reads its training curves in Monitor. Along the way: an empty upload is refused by name, the
-answer streams in, the Train form's defaults come from the method's Config and a taken output
-name is refused. Each tab is photographed into $WORKBENCH_SCREENSHOTS
+answer streams in, the trainer's guidelines show above the annotator's pairs, the pair on the
+trainer's screen is kept from the annotator, the annotator's page starts on Annotate and keeps
+its tab across a reload, the Train form's defaults come from the method's Config, a taken output
+name is refused, and the Evaluate tab compares the two models, draws a metric along the lineage
+and opens the report, whose charts draw themselves. Each tab is photographed into $WORKBENCH_SCREENSHOTS
 (the README's pictures: ``WORKBENCH_SCREENSHOTS=docs/screenshots``), else a temporary folder."""
 from __future__ import annotations
 
