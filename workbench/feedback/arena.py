@@ -99,12 +99,10 @@ def default_sides(settings: Settings) -> tuple[str, str, str]:
     """The models new pairs compare unless a trainer picks others: the newest trained model that
     answers against its parent; the base against itself (two temperatures) with a note saying why
     that is a weak comparison when there is nothing else."""
-    from workbench.models.registry import list_workspace_models
+    from workbench.train.preflight import newest_trained
 
-    found = [(str(m.get("created", "")), e["name"]) for e in list_workspace_models(settings.workspace)
-             for m in [e.get("manifest")] if isinstance(m, dict) and m.get("method") in ANSWERING]
-    if found:
-        newest = max(found)[1]
+    newest = newest_trained(settings.workspace, ANSWERING)
+    if newest:
         return newest, parent_model(settings, newest), ""
     return BASE, BASE, ("One model at two temperatures is a weak comparison: its answers often tie, and votes "
                         "between one model's samples cannot rate models on the scoreboard. Train a model to "

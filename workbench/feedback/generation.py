@@ -14,7 +14,7 @@ from workbench.chat.prompt import fit_prompt
 from workbench.configs import option
 from workbench.errors import WorkbenchError
 from workbench.feedback.display import LIMIT_NOTE
-from workbench.feedback.pairs import Pair, PairStore
+from workbench.feedback.pairs import Pair, PairStore, pair_store
 from workbench.models.loading import ModelNotFound, resolve
 from workbench.settings import Settings
 from workbench.train.preflight import Preflight
@@ -30,10 +30,6 @@ class Config:
     def validate(self) -> None:
         if not 1 <= self.batch_size <= 256:
             raise ValueError("batch_size must be between 1 and 256")
-
-
-def store_of(settings: Settings) -> PairStore:
-    return PairStore(settings.workspace.data / "pairs.jsonl")
 
 
 def pending(store: PairStore, pair_ids: list[str]) -> list[tuple[Pair, str]]:
@@ -62,7 +58,7 @@ def check_models(settings: Settings, todo: list[tuple[Pair, str]]) -> None:
 
 
 def preflight(config: Config, settings: Settings) -> Preflight:
-    todo = pending(store_of(settings), config.pair_ids)
+    todo = pending(pair_store(settings.workspace), config.pair_ids)
     check_models(settings, todo)
     return Preflight({}, [], {"sides": len(todo), "pairs": len({p.pair_id for p, _ in todo})})
 
@@ -72,7 +68,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
     from workbench.models.loading import load_for_inference, release_memory
 
     settings = dataclasses.replace(Settings.from_env(), home=reporter.workspace.home)
-    store = store_of(settings)
+    store = pair_store(settings.workspace)
     todo = pending(store, config.pair_ids)
     check_models(settings, todo)  # an unknown model fails the job before anything loads
     total, done, generated, tokens, seconds = len(todo), 0, 0, 0, 0.0

@@ -59,7 +59,7 @@ def _select_votes(latest: list[dict], rules: MergeRules, gold_letters: dict[str,
                   report: dict) -> list[dict]:
     """The votes the annotator rules keep; ``report["removed"]`` counts what each rule left out."""
     removed = report["removed"]
-    excluded = set(rules.exclude_annotators)
+    excluded = set(rules.exclude_annotators)  # grows by the annotators under the gold threshold
     accuracy = gold_accuracy([(v["annotator"], v["choice"], gold_letters[v["pair_id"]])
                               for v in latest if v["pair_id"] in gold_letters])
     report["gold"] = accuracy
@@ -67,9 +67,10 @@ def _select_votes(latest: list[dict], rules: MergeRules, gold_letters: dict[str,
         under = {a for a, g in accuracy.items() if g["pairs"] >= MIN_GOLD_VOTES and g["accuracy"] < rules.gold_threshold}
         report["under_gold_threshold"] = sorted(under)
         excluded |= under
+    named = set(rules.exclude_annotators)
     kept = []
     for v in latest:
-        if v["annotator"] in set(rules.exclude_annotators):
+        if v["annotator"] in named:
             removed["excluded_annotator_votes"] += 1
         elif v["annotator"] in excluded:
             removed["under_gold_threshold_votes"] += 1

@@ -25,13 +25,18 @@ class Preflight:
 AUTO = "auto"  # a start model chosen at launch: the newest SFT model, else the base
 
 
-def newest_sft(workspace: Workspace) -> str | None:
-    """The SFT model trained last in this workspace, if any."""
+def newest_trained(workspace: Workspace, methods: tuple[str, ...]) -> str | None:
+    """The model trained last in this workspace by one of ``methods``, if any."""
     from workbench.models.registry import list_workspace_models
 
     found = [(str(m.get("created", "")), e["name"]) for e in list_workspace_models(workspace)
-             for m in [e.get("manifest")] if isinstance(m, dict) and m.get("method") == "sft"]
+             for m in [e.get("manifest")] if isinstance(m, dict) and m.get("method") in methods]
     return max(found)[1] if found else None
+
+
+def newest_sft(workspace: Workspace) -> str | None:
+    """The SFT model trained last in this workspace, if any."""
+    return newest_trained(workspace, ("sft",))
 
 
 def start_name(settings: Settings, name: str, pinned: dict | None = None) -> str:
