@@ -29,6 +29,7 @@ def live(settings, pulled_base, monkeypatch):
     return settings.__class__(**{**settings.__dict__, "base_model": str(pulled_base[1])})
 
 
+@pytest.mark.slow(22)
 def test_pairs_are_generated_once_voted_blind_and_undone(live):
     ws = live.workspace
     a, b = Side("base", 0.0, 12), Side("base", 1.2, 12)

@@ -117,6 +117,7 @@ ENDPOINTS = {
 PEOPLE = {"alice": "admin", "tom": "trainer", "ann": "annotator", "vic": "viewer"}
 
 
+@pytest.mark.slow(26)
 def test_every_endpoint_checks_its_role_and_sign_ins_are_throttled_and_audited(env, start_process, tmp_path):
     """Each endpoint gradio_client lists is called by each role: refused exactly when the role
     lacks the endpoint's action. Refusals, launches and sign-ins land in the audit log, which only

@@ -242,6 +242,7 @@ def test_documentation_pages_are_indexed_without_their_furniture(wb, settings, t
     assert settings.workspace.index_file.read_bytes() == index_before
 
 
+@pytest.mark.slow(21)
 def test_ingest_command_through_a_worker(env, worker, tmp_path):
     corpus = make_corpus(tmp_path / "corpus")
     run_id = cli(env, "ingest", str(corpus / "facts.txt"), "--queue").stdout.strip().splitlines()[-1]

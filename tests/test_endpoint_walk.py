@@ -18,6 +18,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import start_app_with_users
 from workbench.auth import add_user
 
@@ -154,6 +156,7 @@ def _handlers(env: dict[str, str]) -> dict[int, tuple[str, list[int], int]]:
     return out
 
 
+@pytest.mark.slow(72)
 def test_no_handler_shows_what_is_outside_the_workspace(env, start_process, tmp_path):
     """Each dependency with a backend function is called by each role with every text argument set
     to each traversal string, once naming the canary and once its missing twin. An admin, who holds

@@ -9,6 +9,8 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import RAG_QUESTIONS, cli, ingest, run_status, sft_rows, three_docs, wait_for, write_jsonl
 
 
@@ -32,6 +34,7 @@ def full_model_copy(settings, source, name: str) -> None:
                                                       "parent": "base"}))
 
 
+@pytest.mark.slow(24)
 def test_evaluation_of_every_set(train_env, wb, settings, tmp_path):
     ws = settings.workspace
     write_jsonl(ws.test_file, sft_rows(16)[12:])
@@ -148,6 +151,7 @@ def test_bad_input_is_refused_before_queueing(train_env, wb, settings, tmp_path)
     assert not [r for r in runs if "evaluate" in r.name]  # nothing was queued
 
 
+@pytest.mark.slow(25)
 def test_the_same_evaluation_twice_gives_the_same_numbers_and_says_how_they_were_computed(train_env, tmp_path):
     """Two processes evaluate the same model on the same sets: every number is the same. The
     first process records how this device computes (``precision.json``); the second reads it,

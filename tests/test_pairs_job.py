@@ -42,6 +42,7 @@ def test_sides_sampled_at_two_temperatures_draw_their_own_random_numbers(train_e
     assert all(p["a"]["answer"] != p["b"]["answer"] for p in json.loads(out))
 
 
+@pytest.mark.slow(11)
 def test_a_cancelled_pair_job_keeps_its_answers_and_resumes(train_env, settings):
     from jobs import control
     from jobs.runner import execute

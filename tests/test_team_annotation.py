@@ -179,6 +179,7 @@ def test_cli_sets_guidelines_gold_stats_and_merge(env, settings, tmp_path):
     assert "4 pairs written" in cli(env, "merge-feedback", "--min-votes", "2").stdout
 
 
+@pytest.mark.slow(33)
 def test_five_annotators_at_once_through_the_api_vote_each_pair_exactly_twice(env, start_process, tmp_path, settings):
     """Five real API clients on 200 pairs with two votes a pair: exactly 400 votes, none over or
     under its target."""

@@ -7,6 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import write_jsonl
 from tests.helpers import queued_runs, ready_pairs
 
@@ -41,6 +43,7 @@ def assert_lora_trained(output: Path, first_checkpoint: Path) -> None:
         assert not torch.equal(tensor, early[name]), f"{name} did not change after step 1"
 
 
+@pytest.mark.slow(10)
 def test_sft_trains_every_lora_weight_and_nothing_else(train_env, wb, settings, tiny_base):
     base_hash = sha256(tiny_base / "model.safetensors")
     code, out, err = wb("train", "sft", *FAST)
@@ -77,6 +80,7 @@ def test_sft_trains_every_lora_weight_and_nothing_else(train_env, wb, settings, 
     assert ("llama-lora-adapted (sft: base)", "llama-lora-adapted") in model_choices(settings.workspace)
 
 
+@pytest.mark.slow(11)
 def test_merge_exports_a_folder_plain_transformers_loads(train_env, wb, settings, tiny_base):
     import torch
     from transformers import AutoModelForCausalLM
@@ -108,6 +112,7 @@ def test_merge_exports_a_folder_plain_transformers_loads(train_env, wb, settings
     assert code == 2 and "new name" in err
 
 
+@pytest.mark.slow(82)
 def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, settings):
     """Each method trains from the one before. Along the way, what a success sets going: a new
     reward model scores the pair sets ordered ``informative`` (the pairs it is least sure of come
@@ -199,6 +204,7 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     assert "reward_model" not in available_models(settings.workspace)
 
 
+@pytest.mark.slow(12)
 def test_yaml_config_and_set_flags(train_env, wb, settings, tmp_path):
     config = tmp_path / "sft.yaml"
     config.write_text("max_steps: 2\nlora_r: 4\nlearning_rate: 0.01\noutput_name: from-yaml\nsave_steps: 5\n"

@@ -9,6 +9,8 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
+
 
 from tests.conftest import run_status, wait_for, write_jsonl
 
@@ -45,6 +47,7 @@ def finished(settings, run_id, timeout=240):
                     and run_status(settings, run_id), timeout=timeout, what=f"run {run_id} to finish")
 
 
+@pytest.mark.slow(37)
 def test_cancel_then_a_killed_worker_and_each_time_resume_continues(train_env, settings, worker):
     from jobs import control
 
@@ -95,6 +98,7 @@ def test_a_training_child_killed_by_the_kernel_is_named_with_its_peak_memory(tra
                         r"lower batch_size or max_length", status["error"]), status["error"]
 
 
+@pytest.mark.slow(40)
 def test_ppo_cancel_then_resume_continues_the_step_count(train_env, wb, settings, worker):
     from jobs import control
 
@@ -115,6 +119,7 @@ def test_ppo_cancel_then_resume_continues_the_step_count(train_env, wb, settings
     assert complete_checkpoints(run.folder)[-1] == 10
 
 
+@pytest.mark.slow(20)
 def test_two_cpu_processes_train_data_parallel(train_env, wb, settings):
     code, out, err = wb("train", "sft", "--num-processes", "2", "--max-steps", "2", "--save-steps", "1",
                         "--learning-rate", "0.01", "--json")
@@ -128,6 +133,7 @@ def test_two_cpu_processes_train_data_parallel(train_env, wb, settings):
     assert (settings.workspace.models / "llama-lora-adapted" / "adapter_model.safetensors").exists()
 
 
+@pytest.mark.slow(14)
 def test_qlora_on_cpu_says_it_is_slow_and_trains_4bit(train_env, wb, settings):
     code, out, err = wb("train", "sft", "--quantization", "4bit", "--max-steps", "1", "--output-name", "q",
                         "--learning-rate", "0.01", "--json")
@@ -194,6 +200,7 @@ def test_bad_input_is_refused_before_anything_is_queued(train_env, wb, settings,
     assert not settings.workspace.runs.exists() or not list(settings.workspace.runs.iterdir())
 
 
+@pytest.mark.slow(14)
 def test_a_failed_run_leaves_the_models_folder_as_it_was(train_env, wb, settings):
     before = sorted(p.name for p in settings.workspace.models.iterdir()) if settings.workspace.models.exists() else []
     code, out, err = wb("train", "sft", "--lora-targets", "no_such_module", "--max-steps", "1", "--json")

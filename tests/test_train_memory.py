@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import preference_pairs, write_jsonl
 from workbench.train import memory
 from workbench.train.dpo import Config as DpoConfig
@@ -41,6 +43,7 @@ def test_the_micro_batch_halves_to_fit_and_keeps_the_effective_batch(pulled_base
     assert not memory.fit(facts, shape, off, 1024, need(1, True) + 1, cuda=False).gradient_checkpointing
 
 
+@pytest.mark.slow(16)
 def test_a_run_is_refused_when_it_cannot_fit_and_started_at_the_micro_batch_that_does(train_env, wb, settings,
                                                                                      tiny_base, monkeypatch):
     write_jsonl(settings.workspace.data / "dataset_rlhf.jsonl", preference_pairs(24))
@@ -63,6 +66,7 @@ def test_a_run_is_refused_when_it_cannot_fit_and_started_at_the_micro_batch_that
     assert (trained["batch_size"], trained["grad_accum"]) == (2, 2)  # the same effective batch of 4
 
 
+@pytest.mark.slow(31)
 def test_long_rag_prompts_lose_their_context_end_and_tiny_splits_are_refused(train_env, wb, settings):
     context = " ".join(f"Fact {i}: the valve of line {i} opens at {i * 7} bar." for i in range(120))
     pairs = [{"prompt": f"Question {i}: when does valve {i} open?\n\nContext:\n{context}",

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import cli, wait_for
 
 
+@pytest.mark.slow(24)
 def test_monitor_shows_runs_with_log_and_curves_and_annotate_reads_question_first(env, app_url, page, settings):
     from playwright.sync_api import expect
 

@@ -17,6 +17,8 @@ import re
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import fill_field, start_app_with_users, wait_for
 
 PEOPLE = {"alice": "admin", "ann": "annotator"}
@@ -333,6 +335,7 @@ def monitor_training_run(page, ws: Path, run_id: str) -> None:
     shoot(page, "monitor.png", height=1700)  # the curves run to dozens of panels
 
 
+@pytest.mark.slow(204)
 def test_first_day_from_documents_to_an_evaluated_dpo_model(env, tiny_base, start_process, browser, tmp_path):
     env["WORKBENCH_BASE_MODEL"] = str(tiny_base)  # trains and generates in seconds; its answers are noise
     url = start_app_with_users(env, start_process, tmp_path, PEOPLE, worker=True)

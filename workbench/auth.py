@@ -65,8 +65,10 @@ def verify_password(password: str, stored: str) -> bool:
 
 @functools.cache
 def _decoy_hash() -> str:
-    """Made at the first sign-in, not at import: every ``workbench`` command imports this module."""
-    return hash_password(os.urandom(16).hex())
+    """A stored hash no password matches, for names that have none: checking a password against
+    it costs the one scrypt a real check costs, from the first sign-in on (a digest made by
+    scrypt itself would cost the first unknown name a second one, which a clock could tell)."""
+    return "scrypt$" + base64.b64encode(os.urandom(16)).decode() + "$" + base64.b64encode(os.urandom(64)).decode()
 
 
 @dataclass(frozen=True)
