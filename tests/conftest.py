@@ -21,13 +21,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_S = 1.0
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # Two test processes share the cores, each with torch's and faiss's OpenMP pools: spinning
-    # workers then steal the other process's time. Measured in a two-process run: the IVF store
-    # test took 75 s instead of 4 s, the int8 chat test 37 s instead of 3 s. Sleeping workers
-    # (inherited by every subprocess a test starts) cost a single test little.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 
 def pytest_collection_modifyitems(items):
     """The longest tests first (``@pytest.mark.slow(seconds)``, measured alone): a parallel run

@@ -5,6 +5,7 @@ bad input refused before anything is queued."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -83,18 +84,34 @@ def test_evaluation_of_every_set(train_env, wb, settings, tmp_path):
     html = (folder / "report.html").read_text()
     assert "plotly" in html.lower() and "win-rate vs base" in html and "llama-lora-adapted" in html
 
+    # every score rests on a stated number of items, with an interval where it is a rate or a mean
+    assert adapter["n"]["win_rate_vs_base"] == 4 and adapter["n"]["test_loss"] == 4 and adapter["n"]["human_votes"] == 6
+    low, high = adapter["intervals"]["test_loss"]
+    assert low <= adapter["metrics"]["test_loss"] <= high
+    assert rows["reward_model"]["n"]["preference_accuracy"] > 0 and "preference_margin" in rows["reward_model"]["intervals"]
+    assert "llama-lora-adapted" in rows["base"]["reference_of"]
+
     code, out, _ = wb("scoreboard", "--json")
     board = json.loads(out)
     names = [r["model"] for r in board["models"]]
     assert names[0] == "base" and {"llama-lora-adapted", "reward_model", "broken"} <= set(names)
     row = next(r for r in board["models"] if r["model"] == "llama-lora-adapted")
-    assert row["test_rouge_l_run"] == run["id"] and row["dataset"] == "train.jsonl" and len(row["dataset_sha256"]) == 64
+    assert row["dataset"] == "train.jsonl" and len(row["dataset_sha256"]) == 64
+    win = row["metrics"]["win_rate_vs_base"]
+    assert win["run"] == run["id"] and win["n"] == 4 and win["few"] is True
+    assert win["interval"][0] <= win["value"] <= win["interval"][1]
+    assert row["metrics"]["human_votes"]["n"] == 6 and row["metrics"]["human_votes"]["interval"] is None
+    base_row = next(r for r in board["models"] if r["model"] == "base")
+    assert base_row["evaluated"]["run"] == run["id"] and "llama-lora-adapted" in base_row["evaluated"]["reference_of"]
     assert board["best"]["human_rating"] == "llama-lora-adapted"
     from workbench.evaluate import scoreboard as sb
 
     headers, cells = sb.table(sb.build(settings))  # what the Evaluate tab shows: the best of a column starred
     starred = [headers[i] for row in cells for i, cell in enumerate(row) if str(cell).startswith("★ ")]
     assert "human rating (Bradley–Terry)" in starred
+    shown = dict(zip(headers, next(c for c in cells if c[0] == "llama-lora-adapted")))
+    assert re.fullmatch(r"[\d.]+ \[[\d.]+, [\d.]+\] · n=4 ⚠", shown["win-rate vs base"]), shown
+    assert next(c for c in cells if c[0] == "base")[-1].startswith(run["id"])  # the reference counts as evaluated
     code, out, _ = wb("scoreboard", "--csv", "-")
     assert out.splitlines()[0].startswith("model,role,method,parent,lineage") and "llama-lora-adapted" in out
 

@@ -1,5 +1,5 @@
 """Each evaluation metric on fixtures whose value is known by hand: ROUGE-L, the Wilson interval
-and win-rate, a Bradley–Terry fit on votes whose order is certain, grounding, and hit@k / MRR of
+and win-rate, the t interval of a mean and the bootstrap of a per-token loss, a Bradley–Terry fit on votes whose order is certain, grounding, and hit@k / MRR of
 dense and hybrid search on a real three-document FAISS index."""
 from __future__ import annotations
 
@@ -34,6 +34,24 @@ def test_wilson_interval_and_win_rate():
     assert found["low"] < found["rate"] < found["high"]
     with pytest.raises(ValueError):
         win_rate([1.0], [1.0, 2.0])
+
+
+def test_intervals_of_a_mean_and_of_a_per_token_loss_and_how_a_score_reads():
+    from workbench.evaluate.metrics import mean_interval, ratio_interval, score_text, t_975
+
+    # 2, 4, 6, 8: mean 5, s = 2.582, t(3) = 3.182 -> 5 ± 4.108
+    low, high = mean_interval([2.0, 4.0, 6.0, 8.0])
+    assert (round(low, 3), round(high, 3)) == (0.892, 9.108)
+    assert mean_interval([1.0]) is None and mean_interval([1.0, None]) is None
+    assert t_975(30) == 2.042 and abs(t_975(60) - 2.000) < 0.002 and abs(t_975(10_000) - 1.960) < 0.001
+    # a per-token loss: 6 nats over 3 tokens and 2 over 1, the whole is 8 / 4 = 2; resampled prompts
+    # give ratios between the two prompts' own (2 and 2): the interval is exactly [2, 2]
+    assert ratio_interval([6.0, 2.0], [3, 1]) == (2.0, 2.0)
+    low, high = ratio_interval([1.0, 9.0, 4.0, 2.0], [1, 3, 2, 2])
+    assert 1.0 <= low < 16 / 8 < high <= 3.0
+    assert ratio_interval([1.0], [1]) is None
+    assert score_text(0.75, (0.4123, 0.9346), 8) == "0.75 [0.412, 0.935] · n=8 ⚠"
+    assert score_text(0.5, None, 40) == "0.5 · n=40" and score_text(None) == ""
 
 
 def test_bradley_terry_recovers_a_certain_order():

@@ -174,6 +174,22 @@ def test_monitor_draws_the_watched_curves_first_and_no_bookkeeping():
     assert set(names[5:]) == {"logps/chosen", "rewards/chosen", "steps_per_s"}
     titles = [a.text for a in metrics_figure(metrics, "run").layout.annotations]
     assert titles == names
+    # a DPO run shows its kind's curves first, the others on demand
+    from workbench.kinds import KINDS
+    from workbench.monitor import first_curves, result_sentence
+
+    dpo = KINDS["train.dpo"].watch()
+    assert first_curves(dpo, names) == ["loss", "rewards/margins", "rewards/chosen"]
+    assert [a.text for a in metrics_figure(metrics, "run", names=["loss", "grad_norm"]).layout.annotations] \
+        == ["loss", "grad_norm"]
+    # and says in a sentence what came of it, before -> after, on how many items
+    assert result_sentence(dpo, {"before_logp_margin": 85.77, "eval_logp_margin": 85.59, "held_out": 40}, metrics) \
+        == "Held-out log-prob margin (chosen over rejected) went from 85.77 to 85.59 on 40 held-out pairs: slightly worse."
+    assert result_sentence(KINDS["train.reward"].watch(), {"before_accuracy": 0.5, "eval_accuracy": 0.8,
+                                                          "held_out": 5}, []) \
+        == "Held-out accuracy went from 0.5 to 0.8 on 5 held-out pairs: better. 5 pairs are too few to be sure of a small change."
+    assert result_sentence(KINDS["train.ppo"].watch(), {}, [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.4}]) \
+        == "Reward went from 0.1 at the first logged step to 0.4 at the last: better (no held-out figure for this kind of run)."
 
 
 def test_a_burst_of_stop_signals_stops_the_worker_and_its_consumers(settings, worker):

@@ -2,11 +2,13 @@
 signed-in people: the admin indexes documents, chats with them and sends the turn to Annotate,
 creates A/B pairs; the annotator votes on them with the keyboard in a browser of their own; the
 admin merges the votes, trains a reward model then DPO, evaluates the DPO model against the base
-and reads its training curves in Monitor. Along the way: an empty upload is refused by name, the
+and reads its training curves in Monitor (DPO's four first, one more on demand) under a plain
+result sentence. Along the way: an empty upload is refused by name, the
 answer streams in, the trainer's guidelines show above the annotator's pairs, the pair on the
 trainer's screen is kept from the annotator, the annotator's page starts on Annotate and keeps
 its tab across a reload, the Train form's defaults come from the method's Config, a taken output
-name is refused, and the Evaluate tab compares the two models, draws a metric along the lineage
+name is refused, the scoreboard gives every score its interval and n and counts the base as
+evaluated, and the Evaluate tab compares the two models, draws a metric along the lineage
 and opens the report, whose charts draw themselves. Each tab is photographed into $WORKBENCH_SCREENSHOTS
 (the README's pictures: ``WORKBENCH_SCREENSHOTS=docs/screenshots``), else a temporary folder."""
 from __future__ import annotations
@@ -289,6 +291,10 @@ def evaluate_against_base(page, ws: Path) -> None:
     open_tab(page, "Evaluate")
     expect(board).to_contain_text("llama-dpo", timeout=30 * SECONDS)
     expect(board).to_contain_text("win-rate vs base", timeout=30 * SECONDS)
+    # each score with its interval and the two prompts it rests on, flagged as too few; the base,
+    # the reference of the win-rate, counts as evaluated in that run
+    expect(board).to_contain_text(re.compile(r"\d \[[\d.]+, [\d.]+\] · n=2 ⚠"))
+    expect(board).to_contain_text("reference of llama-dpo")
     # the two models' answers side by side
     page.get_by_text("Two models side by side").click()
     for picker, name in (("#eval-first", "base"), ("#eval-second", "llama-dpo")):
@@ -296,6 +302,9 @@ def evaluate_against_base(page, ws: Path) -> None:
         page.locator(f"{picker} [role=option]", has_text=name).first.click()  # waits for the option
     page.locator("#eval-compare").click()
     expect(page.locator("#eval-answers")).to_contain_text("Name a", timeout=30 * SECONDS)
+    # both answers readable at 1,400 px: the table is no wider than the page
+    width = page.locator("#eval-answers table").first.evaluate("t => t.scrollWidth")
+    assert width <= 1400, width
     # a metric along the lineage
     page.get_by_text("A metric along the lineage").click()
     page.locator("#eval-metric input").fill("win-rate vs base")
@@ -308,6 +317,10 @@ def evaluate_against_base(page, ws: Path) -> None:
     expect(summary).to_contain_text(f"{run_id} (succeeded", timeout=30 * SECONDS)
     expect(summary).to_contain_text(re.compile(r"llama-dpo.*win-rate vs base"))
     expect(page.locator("#eval-report-file")).to_contain_text("report-", timeout=30 * SECONDS)
+    # the report read in the app: its charts and its answers side by side
+    expect(page.locator("#eval-report-plot .js-plotly-plot")).to_be_visible(timeout=30 * SECONDS)
+    expect(page.locator("#eval-report-samples")).to_contain_text("Name a", timeout=30 * SECONDS)
+    expect(page.locator("#eval-report-samples")).to_contain_text("llama-dpo")
     shoot(page, "evaluate.png")
     # the report file draws its charts in the browser by itself
     report = page.context.new_page()
@@ -325,14 +338,25 @@ def monitor_training_run(page, ws: Path, run_id: str) -> None:
     page.locator("#run-select [role=option]", has_text=run_id).first.click()  # waits for the option
     expect(page.locator("#run-detail")).to_contain_text(re.compile(rf"{run_id}.*train\.dpo.*succeeded"),
                                                         timeout=30 * SECONDS)
+    # the plain result: the held-out margin before -> after, on how many pairs, better or worse
+    expect(page.locator("#run-detail")).to_contain_text(re.compile(
+        r"Result: Held-out log-prob margin \(chosen over rejected\) went from -?[\d.]+ to -?[\d.]+ on 5 held-out "
+        r"pairs: (slightly )?(better|worse|unchanged)\. 5 pairs are too few"), timeout=30 * SECONDS)
     expect(page.locator("#run-curves .js-plotly-plot")).to_be_visible(timeout=30 * SECONDS)
+    # DPO's four curves first, the rest on demand
+    picker = page.locator("#run-curve-names")
+    for name in ("loss", "rewards/margins", "rewards/chosen", "rewards/rejected"):
+        expect(picker.get_by_label(name, exact=True)).to_be_checked(timeout=30 * SECONDS)
     panels = page.locator("#run-curves text.annotation-text")  # one titled panel per metric
-    expect(panels.filter(has_text=re.compile(r"^loss$"))).to_have_count(1, timeout=30 * SECONDS)
+    expect(panels).to_have_count(4, timeout=30 * SECONDS)
+    picker.get_by_label("grad_norm", exact=True).check()
+    expect(panels).to_have_count(5, timeout=30 * SECONDS)
+    expect(panels.filter(has_text=re.compile(r"^grad_norm$"))).to_have_count(1)
     expect(page.locator("#run-log textarea")).to_have_value(re.compile(r"step 2/2: loss [\d.]+.*succeeded", re.S),
                                                            timeout=30 * SECONDS)
     assert [m["step"] for m in read_jsonl(ws / "runs" / run_id / "metrics.jsonl") if "loss" in m] == [1, 2]
     expect(page.locator("#runs-table")).not_to_contain_text(re.compile("failed|running|queued"))
-    shoot(page, "monitor.png", height=1700)  # the curves run to dozens of panels
+    shoot(page, "monitor.png")
 
 
 @pytest.mark.slow(204)

@@ -10,6 +10,18 @@ from workbench.configs import config_from_dict
 
 
 @dataclass(frozen=True)
+class Watch:
+    """What Monitor shows first for a kind's run: two to four curves (the rest on demand) and the
+    result figure of the plain sentence: ``eval_<headline>`` on held-out data after the run,
+    ``before_<headline>`` before it, over ``held_out`` items."""
+    curves: tuple[str, ...]
+    headline: str | None = None
+    label: str = ""
+    higher_is_better: bool = True
+    items: str = "items"  # what the held-out items are: "prompts", "pairs"
+
+
+@dataclass(frozen=True)
 class JobKind:
     name: str
     queue: str  # "gpu": heavy model work, one at a time per GPU; "cpu": short work beside it
@@ -34,6 +46,10 @@ class JobKind:
         """The config with defaults filled in; raises ``ConfigError`` naming what is wrong."""
         config_cls, _ = self.load()
         return asdict(config_from_dict(config_cls, config))
+
+    def watch(self) -> Watch | None:
+        """The module's ``WATCH``, or None for kinds whose runs draw no curves of their own."""
+        return getattr(importlib.import_module(self.module), "WATCH", None)
 
     def preflight(self, config: dict[str, Any], settings) -> Any:
         """The module's checks against the workspace (data, models, names) before anything is

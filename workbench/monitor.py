@@ -54,6 +54,60 @@ def curve_names(metrics: list[dict[str, Any]]) -> list[str]:
     return [n for n in FIRST if n in names] + sorted(names - set(FIRST))
 
 
+def first_curves(watch, names: list[str]) -> list[str]:
+    """The two to four curves a run of this kind is watched by (``Watch.curves``) among those it
+    logged; the first three logged when its kind names none of them."""
+    chosen = [n for n in (watch.curves if watch else ()) if n in names]
+    return chosen or names[:3]
+
+
+def _pair(before: float, after: float) -> tuple[str, str]:
+    """Both figures with as many digits as it takes to tell them apart (up to 8)."""
+    for digits in (4, 6, 8):
+        first, second = f"{before:.{digits}g}", f"{after:.{digits}g}"
+        if first != second:
+            break
+    return first, second
+
+
+def _judged(before: float, after: float, higher_is_better: bool) -> str:
+    change = after - before
+    if abs(change) <= 1e-9 * max(1.0, abs(before)):
+        return "unchanged"
+    word = "better" if (change > 0) == higher_is_better else "worse"
+    return f"slightly {word}" if abs(change) < 0.05 * max(abs(before), 1e-9) else word
+
+
+def result_sentence(watch, result: dict[str, Any], metrics: list[dict[str, Any]]) -> str:
+    """The run's outcome in one plain sentence: the held-out figure before → after with the
+    number of items it rests on and whether it got better; for runs measured on no held-out
+    data, the first and last points of their first curve."""
+    from workbench.evaluate.metrics import FEW
+
+    if watch and watch.headline and isinstance(result.get(f"eval_{watch.headline}"), (int, float)):
+        after, before = result[f"eval_{watch.headline}"], result.get(f"before_{watch.headline}")
+        n = result.get("held_out")
+        on = f" on {n} held-out {watch.items}" if isinstance(n, int) else " on held-out data"
+        if isinstance(before, (int, float)):
+            shown = _pair(before, after)
+            text = (f"{watch.label.capitalize()} went from {shown[0]} to {shown[1]}{on}: "
+                    f"{_judged(before, after, watch.higher_is_better)}.")
+        else:
+            text = f"{watch.label.capitalize()} {after:.4g}{on} (not measured before training)."
+        if isinstance(n, int) and n < FEW:
+            text += f" {n} {watch.items} are too few to be sure of a small change."
+        return text
+    names = first_curves(watch, curve_names(metrics))
+    for name in names:
+        points = [m[name] for m in metrics if isinstance(m.get(name), (int, float)) and "step" in m]
+        if len(points) >= 2:
+            higher = not (name == "loss" or name.endswith("loss") or name == "kl")
+            shown = _pair(points[0], points[-1])
+            return (f"{name.capitalize()} went from {shown[0]} at the first logged step to {shown[1]} "
+                    f"at the last: {_judged(points[0], points[-1], higher)} (no held-out figure for this kind of run).")
+    return ""
+
+
 def result_markdown(result: dict[str, Any]) -> str:
     """A run's result on a few lines: figures rounded, ``before → after`` where the run measured
     the value before training too, paths and timings left to the log."""
@@ -70,12 +124,14 @@ def result_markdown(result: dict[str, Any]) -> str:
     return "**Result:** " + " · ".join(parts) if parts else ""
 
 
-def metrics_figure(metrics: list[dict[str, Any]], title: str = ""):
-    """One line per metric against the step, each metric on its own panel (shared x axis)."""
+def metrics_figure(metrics: list[dict[str, Any]], title: str = "", names: list[str] | None = None):
+    """One line per metric against the step, each metric on its own panel (shared x axis):
+    ``names`` (in that order), else every metric."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    names = curve_names(metrics)
+    logged = curve_names(metrics)
+    names = [n for n in names if n in logged] if names is not None else logged
     if not names:
         fig = go.Figure()
         fig.update_layout(title=title or "no metrics yet", height=240, template="plotly_white")

@@ -55,9 +55,10 @@ def _scores(run) -> dict:
     report = read_json(run.folder / "report.json", default=None)
     if not isinstance(report, dict):
         return {}
-    return {"scores": {m: {"metrics": row.get("metrics"), "intervals": row.get("intervals"), "error": row.get("error")}
-                       for m, row in (report.get("models") or {}).items()},
-            "retrieval": report.get("retrieval"), "environment": report.get("environment")}
+    return {"scores": {m: {"metrics": row.get("metrics"), "intervals": row.get("intervals"), "n": row.get("n") or {},
+                           "error": row.get("error")} for m, row in (report.get("models") or {}).items()},
+            "retrieval": report.get("retrieval"), "retrieval_questions": report.get("retrieval_questions"),
+            "environment": report.get("environment")}
 
 
 def _print_latest(settings: Settings) -> None:
@@ -67,11 +68,15 @@ def _print_latest(settings: Settings) -> None:
     if not reports:
         return
     report = reports[0]
+    from workbench.evaluate.metrics import score_text
+
     for name, row in report["models"].items():
-        found = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row["metrics"].items())
+        found = ", ".join(f"{k} {score_text(v, row['intervals'].get(k), (row.get('n') or {}).get(k))}"
+                          for k, v in row["metrics"].items())
         print(f"{name}: {row['error'] or found or 'no scores'}")
     for mode, scores in (report.get("retrieval") or {}).items():
-        print(f"retrieval {mode}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+        print(f"retrieval {mode}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+              + (f" ({report['retrieval_questions']} questions)" if report.get("retrieval_questions") else ""))
     print(f"report: {settings.workspace.runs / report['run_id'] / 'report.html'}")
 
 
@@ -96,7 +101,7 @@ def cmd_eval_retrieval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_scoreboard(settings: Settings, args: argparse.Namespace) -> int:
-    from workbench.evaluate.scoreboard import build, table, to_csv
+    from workbench.evaluate.scoreboard import build, table, to_csv, to_json
 
     board = build(settings)
     if args.csv_file:
@@ -108,7 +113,7 @@ def cmd_scoreboard(settings: Settings, args: argparse.Namespace) -> int:
             print(f"wrote {args.csv_file} ({len(board.rows)} models)", file=sys.stderr)
         return 0
     if args.json:
-        print_json({"models": board.rows, "metrics": board.metrics, "best": board.best})
+        print_json(to_json(board))
         return 0
     headers, cells = table(board)
     widths = [max(len(str(x)) for x in [h, *(c[i] for c in cells)]) for i, h in enumerate(headers)]

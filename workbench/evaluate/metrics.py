@@ -64,6 +64,64 @@ def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+# Student's t at 97.5 % for 1 to 30 degrees of freedom; beyond, its Cornish–Fisher expansion.
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+FEW = 20  # under this many items a score is flagged: its interval is wide
+
+
+def t_975(df: int) -> float:
+    if df <= len(T_975):
+        return T_975[df - 1]
+    z = 1.959964
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df * df)
+
+
+def mean_interval(values) -> tuple[float, float] | None:
+    """The 95 % t interval of a mean; None under two values (no spread to measure)."""
+    values = [v for v in values if v is not None]
+    n = len(values)
+    if n < 2:
+        return None
+    centre = sum(values) / n
+    sd = math.sqrt(sum((v - centre) ** 2 for v in values) / (n - 1))
+    half = t_975(n - 1) * sd / math.sqrt(n)
+    return centre - half, centre + half
+
+
+def ratio_interval(numerators: list[float], denominators: list[float], samples: int = 400,
+                   seed: int = 0) -> tuple[float, float] | None:
+    """A 95 % percentile-bootstrap interval of sum(numerators) / sum(denominators), resampling the
+    items (a per-token loss over prompts of different lengths); None under two items."""
+    n = len(numerators)
+    if n < 2:
+        return None
+    rng = random.Random(seed)
+    draws = []
+    for _ in range(samples):
+        picked = [rng.randrange(n) for _ in range(n)]
+        total = sum(denominators[i] for i in picked)
+        if total:
+            draws.append(sum(numerators[i] for i in picked) / total)
+    if not draws:
+        return None
+    draws.sort()
+    return draws[int(0.025 * (len(draws) - 1))], draws[int(0.975 * (len(draws) - 1))]
+
+
+def score_text(value, interval=None, n: int | None = None) -> str:
+    """A score as people read it: ``0.75 [0.41, 0.93] · n=8 ⚠`` (the warning under ``FEW`` items)."""
+    if value is None:
+        return ""
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    if interval:
+        text += f" [{interval[0]:.3g}, {interval[1]:.3g}]"
+    if n is not None:
+        text += f" · n={n}" + (" ⚠" if n < FEW else "")
+    return text
+
+
 def win_rate(scores: list[float], against: list[float]) -> dict:
     """How often the first answer of each prompt outscores the second (a tie counts half), with
     its 95 % Wilson interval."""

@@ -35,12 +35,14 @@ def build_report(folder: Path, config, plan, settings: Settings) -> dict[str, An
     results = folder / "results"
     rows: dict[str, dict[str, Any]] = {}
     for name in plan.models:
-        row = {"role": plan.roles[name], **model_facts(settings, name), "metrics": {}, "intervals": {}, "error": None}
+        row = {"role": plan.roles[name], **model_facts(settings, name), "metrics": {}, "intervals": {}, "n": {},
+               "error": None}
         for name_set in plan.sets:
             found = _result(results, name, name_set)
             if found:
                 row["metrics"].update(found.get("metrics") or {})
                 row["intervals"].update(found.get("intervals") or {})
+                row["n"].update(found.get("n") or {})
         error = read_json(results / f"{name}.error.json")
         if isinstance(error, dict):
             row["error"] = error.get("error")
@@ -52,21 +54,28 @@ def build_report(folder: Path, config, plan, settings: Settings) -> dict[str, An
             if name not in scores or name not in rows:
                 continue
             rows[name]["metrics"]["judge_reward"] = metrics.mean(scores[name])
+            rows[name]["n"]["judge_reward"] = len(scores[name])
+            spread = metrics.mean_interval(scores[name])
+            if spread:
+                rows[name]["intervals"]["judge_reward"] = list(spread)
             for ref in refs:
                 if ref in scores and len(scores[ref]) == len(scores[name]):
                     key = "win_rate_vs_base" if ref == BASE else "win_rate_vs_parent"
                     found = metrics.win_rate(scores[name], scores[ref])
-                    rows[name]["metrics"][key] = found["rate"]
-                    rows[name]["intervals"][key] = [found["low"], found["high"]]
-                    if ref == BASE and rows[name].get("parent") == BASE:
-                        rows[name]["metrics"]["win_rate_vs_parent"] = found["rate"]
-                        rows[name]["intervals"]["win_rate_vs_parent"] = [found["low"], found["high"]]
+                    keys = [key] + (["win_rate_vs_parent"] if ref == BASE and rows[name].get("parent") == BASE else [])
+                    for key in keys:
+                        rows[name]["metrics"][key] = found["rate"]
+                        rows[name]["intervals"][key] = [found["low"], found["high"]]
+                        rows[name]["n"][key] = found["n"]
+                    if ref in rows:
+                        rows[ref].setdefault("reference_of", []).append(name)
     votes = _result(results, "_votes", "votes")
     for name, rating in ((votes or {}).get("ratings") or {}).items():
         row = rows.setdefault(name, {"role": "voted", **model_facts(settings, name), "metrics": {}, "intervals": {},
-                                     "error": None})
+                                     "n": {}, "error": None})
         row["metrics"].update(human_rating=rating["rating"], human_votes=rating["votes"])
         row["intervals"]["human_rating"] = [rating["low"], rating["high"]]
+        row["n"].update(human_rating=rating["votes"], human_votes=rating["votes"])
     todo = plan.units()
     failed = {m for m, row in rows.items() if row.get("error")}
     done = sum(m in failed or (results / f"{m}.{s}.json").exists() for m, s in todo)
@@ -74,6 +83,7 @@ def build_report(folder: Path, config, plan, settings: Settings) -> dict[str, An
             "units": {"done": done, "total": len(todo)}, "config": _plain(config), "sets": plan.sets,
             "judge": plan.judge, "references": plan.references, "models": rows,
             "retrieval": (_result(results, "_retrieval", "rag") or {}).get("retrieval"),
+            "retrieval_questions": (_result(results, "_retrieval", "rag") or {}).get("questions"),
             "samples": _samples(results, plan, config.samples), "environment": environment(settings, config.seed)}
 
 
@@ -174,6 +184,23 @@ def metric_figures(report: dict[str, Any]) -> list:
     return figures
 
 
+def report_figure(report: dict[str, Any]):
+    """Every chart of the report in one figure, a panel each, for the app to show in place."""
+    from plotly.subplots import make_subplots
+
+    figures = metric_figures(report)
+    if not figures:
+        return None
+    fig = make_subplots(rows=len(figures), cols=1, subplot_titles=[f.layout.title.text for f in figures],
+                        vertical_spacing=min(0.12, 0.4 / len(figures)))
+    for row, part in enumerate(figures, start=1):
+        for trace in part.data:
+            fig.add_trace(trace, row=row, col=1)
+    fig.update_layout(height=300 * len(figures), showlegend=False, template="plotly_white",
+                      margin={"t": 60, "b": 40, "l": 60, "r": 20})
+    return fig
+
+
 def render_html(report: dict[str, Any]) -> str:
     parts = [f"<h1>Evaluation {html.escape(report['run_id'])}</h1>",
              f"<p>Sets: {html.escape(', '.join(report['sets']))}. Judge: {_fmt(report.get('judge') or '—')}. "
@@ -189,14 +216,15 @@ def render_html(report: dict[str, Any]) -> str:
     for name, row in report["models"].items():
         cells = []
         for k in keys:
-            value, interval = row["metrics"].get(k), row["intervals"].get(k)
-            text = _fmt(value) + (f" <small>[{_fmt(interval[0])}, {_fmt(interval[1])}]</small>" if interval else "")
-            cells.append(f"<td>{text}</td>")
+            text = metrics.score_text(row["metrics"].get(k), row["intervals"].get(k), (row.get("n") or {}).get(k))
+            cells.append(f"<td>{html.escape(text)}</td>")
         lineage_text = " ← ".join(row.get("lineage") or [name])
         error = f"<br><b class=err>{_fmt(row['error'])}</b>" if row.get("error") else ""
         body.append(f"<tr><td><b>{_fmt(name)}</b>{error}</td><td>{_fmt(row['role'])}</td>"
                     f"<td>{_fmt(lineage_text)}</td>{''.join(cells)}</tr>")
-    parts.append(f"<h2>Scores</h2><table><tr><th>model</th><th>role</th><th>lineage</th>{head}</tr>{''.join(body)}</table>")
+    parts.append(f"<h2>Scores</h2><p>Each score with its 95 % interval and the number of items it rests on "
+                 f"(n); ⚠ marks fewer than {metrics.FEW}.</p>"
+                 f"<table><tr><th>model</th><th>role</th><th>lineage</th>{head}</tr>{''.join(body)}</table>")
     retrieval = report.get("retrieval") or {}
     if retrieval:
         cols = sorted({k for scores in retrieval.values() for k in scores})

@@ -1,6 +1,6 @@
 """The scoreboard: a row per model of the workspace (base, adapters, merged and reward models) with
 its lineage from the manifests and the newest score of each metric across every evaluation run
-(with that run and its date), the best value of each column marked; the answers of two models to
+(with its n, its 95 % interval, that run and its date), the best value of each column marked; the answers of two models to
 the same prompts; a metric along the lineage; CSV export."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storage import RunStore, Unreadable, list_models, read_json
-from workbench.evaluate.metrics import METRICS
+from workbench.chat.prompt import split_prompt
+from workbench.evaluate.metrics import FEW, METRICS, score_text
 from workbench.evaluate.report import model_facts
 from workbench.models.loading import BASE
 from workbench.safe_text import csv_cell
@@ -67,11 +68,17 @@ def build(settings: Settings) -> Scoreboard:
             found = report["models"].get(name)
             if not found:
                 continue
+            if not found.get("error") and "evaluated_run" not in row:
+                # answers of its own, scored or the reference the others' win-rates are measured against
+                row.update(evaluated_run=report["run_id"], evaluated_date=report.get("updated"),
+                           reference_of=found.get("reference_of") or [])
             for key, value in (found.get("metrics") or {}).items():
                 if key in METRICS and value is not None and key not in row:
                     row[key] = value
                     row[f"{key}_run"] = report["run_id"]
                     row[f"{key}_date"] = report.get("updated")
+                    row[f"{key}_n"] = (found.get("n") or {}).get(key)
+                    row[f"{key}_interval"] = (found.get("intervals") or {}).get(key)
             if found.get("error") and "error" not in row:
                 row["error"] = found["error"]
         rows.append(row)
@@ -92,28 +99,59 @@ def table(board: Scoreboard) -> tuple[list[str], list[list[Any]]]:
     for row in board.rows:
         values = []
         for key in board.metrics:
-            value = row.get(key)
-            text = "" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
+            text = score_text(row.get(key), row.get(f"{key}_interval"), row.get(f"{key}_n"))
             values.append(f"★ {text}" if board.best.get(key) == row["model"] and text else text)
-        runs = sorted({(row.get(f"{k}_date") or "", row.get(f"{k}_run") or "") for k in board.metrics if k in row},
-                      reverse=True)
-        evaluated = f"{runs[0][1]} ({runs[0][0][:16]})" if runs else "never"
-        dataset = row.get("dataset") or ""
-        if row.get("dataset_sha256"):
-            dataset += f" ({row['dataset_sha256'][:12]})"
-        cells.append([row["model"], row["role"], row["lineage"], row.get("method") or "", dataset, *values, evaluated])
+        cells.append([row["model"], row["role"], row["lineage"], row.get("method") or "", _dataset(row), *values,
+                      evaluated_text(row)])
     return headers, cells
+
+
+def evaluated_text(row: dict[str, Any]) -> str:
+    """The newest evaluation the model took part in, and whose reference it was there."""
+    if not row.get("evaluated_run"):
+        return "never"
+    text = f"{row['evaluated_run']} ({(row.get('evaluated_date') or '')[:16]})"
+    if row.get("reference_of"):
+        text += f", reference of {', '.join(row['reference_of'])}"
+    return text
+
+
+def _dataset(row: dict[str, Any]) -> str:
+    dataset = row.get("dataset") or ""
+    if row.get("dataset_sha256"):
+        dataset += f" ({row['dataset_sha256'][:12]})"
+    return dataset
+
+
+def to_json(board: Scoreboard) -> dict[str, Any]:
+    """Every model with its facts, the evaluation it last took part in, and each metric as
+    value, n (the items it rests on), 95 % interval (rates and means), run and date."""
+    models = []
+    for row in board.rows:
+        scores = {key: {"value": row[key], "n": row.get(f"{key}_n"), "interval": row.get(f"{key}_interval"),
+                        "few": isinstance(row.get(f"{key}_n"), int) and row[f"{key}_n"] < FEW,
+                        "run": row.get(f"{key}_run"), "date": row.get(f"{key}_date")}
+                  for key in board.metrics if key in row}
+        models.append({"model": row["model"], "role": row["role"], **{k: row.get(k) for k in FACTS if k != "role"},
+                       "evaluated": {"run": row.get("evaluated_run"), "date": row.get("evaluated_date"),
+                                     "reference_of": row.get("reference_of") or []},
+                       "error": row.get("error"), "metrics": scores})
+    return {"models": models, "metrics": board.metrics, "best": board.best, "few": FEW}
 
 
 def to_csv(board: Scoreboard) -> str:
     """Every fact and metric, with the run and date each metric comes from; a text cell that a
     spreadsheet would run as a formula (a model or dataset name is the user's) is escaped."""
-    columns = ["model", *FACTS] + [c for k in board.metrics for c in (k, f"{k}_run", f"{k}_date")] + ["best_in"]
+    columns = ["model", *FACTS] + [c for k in board.metrics for c in (k, f"{k}_n", f"{k}_low", f"{k}_high", f"{k}_run",
+                                                                    f"{k}_date")] + ["evaluated_run", "best_in"]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in board.rows:
         cells = {**row, "best_in": " ".join(k for k, m in board.best.items() if m == row["model"])}
+        for key in board.metrics:
+            if row.get(f"{key}_interval"):
+                cells[f"{key}_low"], cells[f"{key}_high"] = row[f"{key}_interval"]
         writer.writerow({k: csv_cell(v) for k, v in cells.items()})
     return out.getvalue()
 
@@ -123,7 +161,8 @@ def side_by_side(board: Scoreboard, first: str, second: str) -> list[dict[str, s
     for report in board.reports:
         rows = [s for s in report.get("samples") or [] if first in s["answers"] and second in s["answers"]]
         if rows:
-            return [{"set": s["set"], "prompt": s["prompt"], "reference": s.get("reference", ""),
+            return [{"set": s["set"], "prompt": s["prompt"], "question": split_prompt(s["prompt"])[0].strip(),
+                     "reference": s.get("reference", ""),
                      first: s["answers"][first], second: s["answers"][second], "run": report["run_id"]} for s in rows]
     return []
 

@@ -54,9 +54,9 @@ def load(settings: Settings, name: str) -> Loaded:
 
 
 def reply_nll(model, tokenizer, conversations: list[list[dict]], replies: list[str],
-              batch_size: int = 8) -> tuple[float, int]:
-    """Total negative log-likelihood of each reference reply after its conversation (the tokens
-    the chat template puts after the generation prompt, end-of-turn included) and the token count."""
+              batch_size: int = 8) -> tuple[list[float], list[int]]:
+    """Each reference reply's total negative log-likelihood after its conversation (the tokens the
+    chat template puts after the generation prompt, end-of-turn included) and its token count."""
     import torch
 
     examples = []
@@ -69,7 +69,8 @@ def reply_nll(model, tokenizer, conversations: list[list[dict]], replies: list[s
             full = head + tokenizer(reply, add_special_tokens=False)["input_ids"]
         examples.append((full, len(head)))
     device = next(model.parameters()).device
-    total, count = 0.0, 0
+    totals: list[float] = []
+    counts: list[int] = []
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
             batch = examples[start:start + batch_size]
@@ -84,20 +85,36 @@ def reply_nll(model, tokenizer, conversations: list[list[dict]], replies: list[s
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             target = labels[:, 1:]
             losses = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                       ignore_index=-100, reduction="sum")
-            total += losses.item()
-            count += int((target != -100).sum())
-    return total, count
+                                                       ignore_index=-100, reduction="none").view(target.shape)
+            totals += losses.sum(dim=1).tolist()
+            counts += (target != -100).sum(dim=1).tolist()
+    return totals, counts
 
 
 def test_set(loaded: Loaded, rows: list[dict], options, progress: Callable[[int], None]) -> dict[str, Any]:
     nll, tokens = reply_nll(loaded.model, loaded.tokenizer, [r["messages"] for r in rows],
                             [r["reference"] for r in rows], options.batch_size)
     written = answers(loaded, [r["messages"] for r in rows], options, progress)
-    loss = nll / max(tokens, 1)
-    return {"metrics": {"test_loss": loss, "test_perplexity": math.exp(min(loss, 50.0)),
-                        "test_rouge_l": metrics.mean(metrics.rouge_l(a, r["reference"]) for a, r in zip(written, rows))},
-            "answers": written}
+    loss = sum(nll) / max(sum(tokens), 1)
+    overlaps = [metrics.rouge_l(a, r["reference"]) for a, r in zip(written, rows)]
+    out = {"metrics": {"test_loss": loss, "test_perplexity": perplexity(loss), "test_rouge_l": metrics.mean(overlaps)},
+           "n": {"test_loss": len(rows), "test_perplexity": len(rows), "test_rouge_l": len(rows)},
+           "intervals": {}, "answers": written}
+    spread = metrics.ratio_interval(nll, tokens)  # the loss is per token: prompts resampled, tokens weighed
+    if spread:
+        out["intervals"].update(test_loss=list(spread), test_perplexity=[perplexity(v) for v in spread])
+    _add_mean_interval(out, "test_rouge_l", overlaps)
+    return out
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))
+
+
+def _add_mean_interval(out: dict[str, Any], key: str, values: list) -> None:
+    found = metrics.mean_interval(values)
+    if found:
+        out["intervals"][key] = list(found)
 
 
 def answers_only(loaded: Loaded, prompts: list, options, progress: Callable[[int], None]) -> dict[str, Any]:
@@ -108,20 +125,28 @@ def rag_set(loaded: Loaded, questions: list[dict], prompts: list[str], contexts:
             progress: Callable[[int], None]) -> dict[str, Any]:
     out = answers_only(loaded, prompts, options, progress)
     written = out["answers"]
-    out["metrics"] = {"rag_grounding": metrics.mean(metrics.grounding(a, c) for a, c in zip(written, contexts))}
+    grounded = [g for g in (metrics.grounding(a, c) for a, c in zip(written, contexts)) if g is not None]
+    out["metrics"] = {"rag_grounding": metrics.mean(grounded)}
+    out["n"], out["intervals"] = {"rag_grounding": len(grounded)}, {}
+    _add_mean_interval(out, "rag_grounding", grounded)
     overlaps = [metrics.rouge_l(a, q["reference"]) for a, q in zip(written, questions) if q["reference"]]
     if overlaps:
         out["metrics"]["rag_reference_rouge_l"] = metrics.mean(overlaps)
+        out["n"]["rag_reference_rouge_l"] = len(overlaps)
+        _add_mean_interval(out, "rag_reference_rouge_l", overlaps)
     return out
 
 
 def reward_accuracy(loaded: Loaded, pairs: list[dict], options) -> dict[str, Any]:
-    from workbench.train.scoring import pair_metrics
+    from workbench.train.scoring import pair_margins
 
-    found = pair_metrics(loaded.model, loaded.tokenizer, pairs, options.batch_size)
-    return {"metrics": {"preference_accuracy": found["accuracy"], "preference_margin": found["margin"]},
-            "intervals": {"preference_accuracy": list(metrics.wilson_interval(found["accuracy"] * found["pairs"],
-                                                                              found["pairs"]))}}
+    margins = pair_margins(loaded.model, loaded.tokenizer, pairs, options.batch_size)
+    right = sum(m > 0 for m in margins)
+    out = {"metrics": {"preference_accuracy": right / len(margins), "preference_margin": metrics.mean(margins)},
+           "n": {"preference_accuracy": len(margins), "preference_margin": len(margins)},
+           "intervals": {"preference_accuracy": list(metrics.wilson_interval(right, len(margins)))}}
+    _add_mean_interval(out, "preference_margin", margins)
+    return out
 
 
 def judge_scores(loaded: Loaded, prompts: list[str], answers: list[str], options) -> list[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workbench.kinds import Watch
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
@@ -15,6 +16,8 @@ from workbench.train.reward import HELD_OUT, pair_setup, preference_preflight
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "dpo"
+WATCH = Watch(("loss", "rewards/margins", "rewards/chosen", "rewards/rejected"), "logp_margin",
+              "held-out log-prob margin (chosen over rejected)", items="pairs")
 
 
 @dataclass
@@ -77,6 +80,7 @@ def train(config: Config, job) -> dict:
     metrics.update(job.fit(trainer, callback))
     metrics.update(changed_count(trainer.model, snapshot))
     if held:
+        metrics["held_out"] = len(held)
         metrics.update(_numbers(trainer.evaluate(), "eval"))
         if "eval_logp_margin" in metrics:
             job.reporter.metrics(trainer.state.global_step, eval_logp_margin=metrics["eval_logp_margin"])

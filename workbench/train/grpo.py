@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.chat.prompt import chat_messages
+from workbench.kinds import Watch
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
@@ -18,6 +19,7 @@ from workbench.train.rewards import FUNCTIONS
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "grpo"
+WATCH = Watch(("reward", "kl", "loss"))  # no held-out figure: the sentence reads the reward curve
 
 
 @dataclass

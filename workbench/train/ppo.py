@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.chat.prompt import chat_messages
+from workbench.kinds import Watch
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
@@ -19,6 +20,7 @@ from workbench.train.preflight import Preflight, cut_prompts, start_model
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "ppo"
+WATCH = Watch(("reward", "kl"))  # no held-out figure: the sentence reads the reward curve
 ALIASES = {"objective/scores": "reward", "objective/kl": "kl", "policy/entropy_avg": "entropy",
            "loss/value_avg": "value_loss", "loss/policy_avg": "policy_loss"}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.chat.prompt import chat_messages
+from workbench.kinds import Watch
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
@@ -18,6 +19,7 @@ from workbench.train.preflight import (Preflight, batch_fits, cut_prompts, devic
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "reward"
+WATCH = Watch(("loss", "eval_accuracy", "eval_margin"), "accuracy", "held-out accuracy", items="pairs")
 HELD_OUT = "dataset_rlhf_test.jsonl"
 
 
@@ -138,6 +140,7 @@ def train(config: Config, job) -> dict:
     merged = trainer.model.merge_and_unload().eval()
     metrics.update({f"eval_{k}": v for k, v in pair_metrics(merged, tokenizer, held).items()})
     if held:
+        metrics["held_out"] = len(held)
         job.log(f"held-out accuracy {metrics['eval_accuracy']:.3f} (before {metrics['before_accuracy']:.3f}), "
                 f"margin {metrics['eval_margin']:.3f}")
         job.reporter.metrics(trainer.state.global_step, eval_accuracy=metrics["eval_accuracy"],

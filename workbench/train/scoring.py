@@ -28,14 +28,19 @@ def reward_scores(model, tokenizer, prompts: list[str], answers: list[str], batc
     return scores
 
 
+def pair_margins(model, tokenizer, pairs: list[dict[str, str]], batch_size: int = 8) -> list[float]:
+    """Each pair's chosen score minus its rejected score."""
+    prompts = [p["prompt"] for p in pairs]
+    chosen = reward_scores(model, tokenizer, prompts, [p["chosen"] for p in pairs], batch_size)
+    rejected = reward_scores(model, tokenizer, prompts, [p["rejected"] for p in pairs], batch_size)
+    return [c - r for c, r in zip(chosen, rejected)]
+
+
 def pair_metrics(model, tokenizer, pairs: list[dict[str, str]], batch_size: int = 8) -> dict[str, Any]:
     """Share of pairs whose chosen answer scores higher, and the mean score margin."""
     if not pairs:
         return {}
-    prompts = [p["prompt"] for p in pairs]
-    chosen = reward_scores(model, tokenizer, prompts, [p["chosen"] for p in pairs], batch_size)
-    rejected = reward_scores(model, tokenizer, prompts, [p["rejected"] for p in pairs], batch_size)
-    margins = [c - r for c, r in zip(chosen, rejected)]
+    margins = pair_margins(model, tokenizer, pairs, batch_size)
     return {"accuracy": sum(m > 0 for m in margins) / len(margins), "margin": sum(margins) / len(margins),
             "pairs": len(pairs)}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from workbench.kinds import Watch
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
@@ -18,6 +19,7 @@ from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "sft"
+WATCH = Watch(("loss", "eval_loss"), "loss", "held-out loss", higher_is_better=False, items="prompts")
 
 
 @dataclass
@@ -100,10 +102,16 @@ def train(config: Config, job) -> dict:
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          eval_dataset=Dataset.from_list(held) if held else None, processing_class=tokenizer,
                          peft_config=lora_config(config, model.config), callbacks=[callback])
+    metrics: dict = {}
+    if held and not job.resume_from:  # the held-out loss before training, for Monitor's before -> after
+        job.quiet(trainer)
+        metrics.update({k: v for k, v in trainer.evaluate(metric_key_prefix="before").items()
+                        if isinstance(v, (int, float)) and k == "before_loss"})
     before = trainable_snapshot(trainer.model)
-    metrics = job.fit(trainer, callback)
+    metrics.update(job.fit(trainer, callback))
     metrics.update(changed_count(trainer.model, before))
     if held:
+        metrics["held_out"] = len(held)
         evaluation = trainer.evaluate()
         metrics.update({k: v for k, v in evaluation.items() if isinstance(v, (int, float))})
         if "eval_loss" in evaluation:

@@ -14,8 +14,10 @@ from workbench.configs import describe
 from workbench.errors import WorkbenchError
 from workbench.evaluate import scoreboard as sb
 from workbench.evaluate import sets as sets_of
+from workbench.chat.prompt import split_prompt
 from workbench.evaluate.plan import Config, reward_models
-from workbench.evaluate.metrics import METRICS
+from workbench.evaluate.report import report_figure
+from workbench.evaluate.metrics import FEW, METRICS, score_text
 from workbench.safe_text import plain_markdown
 from workbench.train.data import data_file
 from workbench.train.overview import data_files
@@ -34,6 +36,17 @@ def _exported(path: Path, name: str) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
     return str(target)
+
+
+def _samples_table(report: dict) -> gr.Dataframe:
+    """The report's answers, a column per model, each prompt shown by its question."""
+    samples = report.get("samples") or []
+    models = list(dict.fromkeys(m for s in samples for m in s["answers"]))
+    rows = [[s["set"], split_prompt(s["prompt"])[0].strip(), *(s["answers"].get(m, "") for m in models),
+             s.get("reference", "")] for s in samples]
+    share = f"{60 // max(len(models), 1)}%"
+    return gr.Dataframe(value=rows, headers=["set", "question", *models, "reference"],
+                        column_widths=["8%", "22%", *[share] * len(models), "10%"])
 
 
 def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
@@ -64,8 +77,8 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
         rows = sb.side_by_side(sb.build(settings), first, second)
         if not rows:
             return f"No evaluation has answers of both **{first}** and **{second}**: evaluate them together.", []
-        return (f"From run **{rows[0]['run']}**.",
-                [[r["set"], r["prompt"], r[first], r[second], r["reference"]] for r in rows])
+        return (f"From run **{rows[0]['run']}**. Prompts show their question; the retrieved context is in the report.",
+                [[r["set"], r["question"], r[first], r[second], r["reference"]] for r in rows])
 
     def plot(metric):
         if not metric:
@@ -82,13 +95,15 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
         html_file = ws.runs / run_id / "report.html"
         lines = [f"**{run_id}** ({report['status']}, {report['units']['done']}/{report['units']['total']} units)."]
         lines += [f"- **{m}**: " + (row.get("error") or ", ".join(
-            f"{METRICS[k][0]} {v:.4g}" for k, v in row["metrics"].items() if k in METRICS and isinstance(v, (int, float)))
+            f"{METRICS[k][0]} {score_text(v, row['intervals'].get(k), (row.get('n') or {}).get(k))}"
+            for k, v in row["metrics"].items() if k in METRICS and isinstance(v, (int, float)))
             or "no score of its own on these sets (the win-rates compare the others with it)")
             for m, row in report["models"].items()]
+        questions = f" on {report['retrieval_questions']} questions" if report.get("retrieval_questions") else ""
         for mode, scores in (report.get("retrieval") or {}).items():
-            lines.append(f"- retrieval ({mode}): " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            lines.append(f"- retrieval ({mode}){questions}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
         path = _exported(html_file, f"report-{run_id}.html") if html_file.is_file() else None
-        return "\n".join(lines), path
+        return "\n".join(lines), report_figure(report), _samples_table(report), path
 
     def launch(request: gr.Request, *raw):
         user = ctx.require(request, "launch")
@@ -142,8 +157,9 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
                 [[r["question"], ", ".join(r["sources"]), r["reference"]] for r in rows])
 
     with gr.Tab("Evaluate", id="evaluate") as tab:
-        gr.Markdown("Every model with its newest scores; ★ marks the best of each column. Launch an "
-                    "evaluation below: it runs as a job and its report lands here.")
+        gr.Markdown("Every model with its newest scores: each with its 95 % interval [low, high] and the number "
+                    f"of items it rests on (n); ⚠ marks fewer than {FEW}, too few to tell models apart. ★ marks the "
+                    "best of each column. Launch an evaluation below: it runs as a job and its report lands here.")
         board = gr.Dataframe(interactive=False, wrap=True, elem_id="eval-scoreboard")
         with gr.Row():
             refresh_btn = gr.Button("Refresh", elem_id="eval-refresh")
@@ -155,8 +171,10 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
                 second = gr.Dropdown(label="model B", elem_id="eval-second")
                 compare_btn = gr.Button("Compare", elem_id="eval-compare")
             compare_note = gr.Markdown()
-            answers = gr.Dataframe(headers=["set", "prompt", "model A", "model B", "reference"], interactive=False,
-                                   wrap=True, elem_id="eval-answers")
+            # the answers get the room: at 1,400 px both sit side by side without scrolling
+            answers = gr.Dataframe(headers=["set", "question", "model A", "model B", "reference"], interactive=False,
+                                   wrap=True, elem_id="eval-answers", column_widths=["8%", "20%", "27%", "27%", "18%"],
+                                   max_chars=600)
         with gr.Accordion("A metric along the lineage", open=False):
             metric = gr.Dropdown(label="metric", elem_id="eval-metric")
             lineage_plot = gr.Plot(elem_id="eval-lineage-plot")
@@ -165,8 +183,11 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
                 report_run = gr.Dropdown(label="evaluation run", elem_id="eval-report-run")
                 report_btn = gr.Button("Open", elem_id="eval-report-open")
             report_summary = gr.Markdown(elem_id="eval-report-summary")
-            report_file = gr.File(label="report.html (self-contained: charts, tables, answers)", interactive=False,
-                                  elem_id="eval-report-file")
+            report_plot = gr.Plot(label="charts (95 % intervals as error bars)", elem_id="eval-report-plot")
+            report_samples = gr.Dataframe(label="answers side by side", interactive=False, wrap=True, max_chars=600,
+                                          elem_id="eval-report-samples")
+            report_file = gr.File(label="download report.html (self-contained: charts, tables, answers)",
+                                  interactive=False, elem_id="eval-report-file")
         with gr.Accordion("Launch an evaluation", open=True) as launch_box:
             widgets = []
             with gr.Row(equal_height=False):
@@ -206,7 +227,8 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
     csv_btn.click(export_csv, None, csv_file, api_name="eval_export_csv")
     compare_btn.click(compare, [first, second], [compare_note, answers], api_name="eval_compare")
     metric.change(plot, metric, lineage_plot, api_name=False)
-    report_btn.click(open_report, report_run, [report_summary, report_file], api_name="eval_report")
+    report_btn.click(open_report, report_run, [report_summary, report_plot, report_samples, report_file],
+                     api_name="eval_report")
     find_btn.click(find_chunks, query, [chunk, chunk_text, found], api_name="eval_find_chunks")
     chunk.input(lambda picked, texts: (texts or {}).get(picked, ""), [chunk, found], chunk_text, api_name=False)
     add_btn.click(add_question, [chunk, question, reference, set_file], [question, reference, set_note, set_rows],

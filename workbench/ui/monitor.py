@@ -8,8 +8,10 @@ from jobs import control
 from jobs.reaper import reap
 from storage import Unreadable
 from workbench import audit
-from workbench.monitor import (RUN_COLUMNS, gpu_holders, gpu_state, live_workers, metrics_figure,
-                               progress_text, result_markdown, runs_table, system_markdown)
+from workbench.kinds import KINDS
+from workbench.monitor import (RUN_COLUMNS, curve_names, first_curves, gpu_holders, gpu_state, live_workers,
+                               metrics_figure, progress_text, result_markdown, result_sentence, runs_table,
+                               system_markdown)
 from workbench.feedback.stats import stats_markdown, team_stats
 from workbench.models.precision import recorded_all
 from workbench.safe_text import plain_markdown
@@ -17,16 +19,21 @@ from workbench.selftest import Config as SelftestConfig
 from workbench.ui.common import UiContext
 
 
-def _detail(ctx: UiContext, run_id: str | None) -> tuple[str, str]:
+def _watch(kind: str | None):
+    return KINDS[kind].watch() if kind in KINDS else None
+
+
+def _detail(ctx: UiContext, run_id: str | None, metrics: list[dict]) -> tuple[str, str, str]:
+    """The run's headline (with the plain result sentence), its log, and every figure of its result."""
     if not run_id:
-        return "Select a run.", ""
+        return "Select a run.", "", ""
     try:
         run = control.store(ctx.settings).get(run_id)
     except KeyError:
-        return f"Run `{run_id}` no longer exists.", ""
+        return f"Run `{run_id}` no longer exists.", "", ""
     status = run.status()
     if isinstance(status, Unreadable):
-        return f"**{run_id}**: unreadable ({status.reason})", run.read_log()
+        return f"**{run_id}**: unreadable ({status.reason})", run.read_log(), ""
     parts = [f"**{run_id}** — {status.get('kind')} — **{status.get('status')}**",
              f"attempt {status.get('attempt', 1)}"]
     if status.get("progress"):
@@ -36,16 +43,21 @@ def _detail(ctx: UiContext, run_id: str | None) -> tuple[str, str]:
     text = " · ".join(parts)
     if status.get("error"):
         text += f"\n\n**Error:** {plain_markdown(status['error'])}" + (" — resumable" if status.get("resumable") else "")
+    figures = ""
     if isinstance(status.get("result"), dict) and status["result"]:
-        text += "\n\n" + result_markdown(status["result"])
-    return text, run.read_log()
+        sentence = result_sentence(_watch(status.get("kind")), status["result"], metrics)
+        if sentence:
+            text += f"\n\n**Result:** {sentence}"
+        figures = result_markdown(status["result"])
+    return text, run.read_log(), figures
 
 
 def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
     """The tab and its run picker (other tabs open a run they launched by setting it)."""
     settings = ctx.settings
 
-    def refresh(selected: str | None, plotted: tuple | None):
+    def refresh(selected: str | None, plotted: tuple | None, chosen: list[str] | None, picked: bool = False):
+        """``plotted``: (run, metric rows, curves, whether the user picked them) of the drawn figure."""
         store = control.store(settings)
         reap(store, settings.stale_after)
         runs = store.list()
@@ -57,18 +69,27 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
         if selected not in ids:
             selected = ids[0] if ids else None
             picker = gr.Dropdown(choices=ids, value=selected)
-        detail, log = _detail(ctx, selected)
-        figure, marker = gr.skip(), plotted
+        metrics = store.get(selected).metrics() if selected else []
+        detail, log, figures = _detail(ctx, selected, metrics)
+        figure, marker, picker_names = gr.skip(), plotted, gr.skip()
         if selected:
-            run = store.get(selected)
-            metrics = run.metrics()
-            marker = (selected, len(metrics))
+            names = curve_names(metrics)
+            same_run = bool(plotted) and plotted[0] == selected
+            picked = bool(chosen) and (picked or (same_run and plotted[3]))
+            if not picked:  # the kind's curves, as they appear in the log
+                kind = next((r["kind"] for r in runs if r["id"] == selected), None)
+                chosen = first_curves(_watch(kind), names)
+                if not same_run or tuple(chosen) != plotted[2] or plotted[1] != len(metrics):
+                    picker_names = gr.CheckboxGroup(choices=names, value=chosen)
+            elif plotted[1] != len(metrics):
+                picker_names = gr.CheckboxGroup(choices=names)
+            marker = (selected, len(metrics), tuple(chosen), picked)
             if marker != plotted:
-                figure = metrics_figure(metrics, title=selected)
+                figure = metrics_figure(metrics, title=selected, names=list(chosen))
         system = system_markdown(live_workers(settings.workspace, settings.stale_after), gpu_state(),
                                  control.pending_counts(settings), gpu_holders(runs), recorded_all(settings.workspace))
         return (gr.Dataframe(value=rows), picker, detail, log,
-                figure, marker, system)
+                figure, marker, system, picker_names, figures)
 
     def pick_row(evt: gr.SelectData):
         row = evt.row_value if evt.row_value else None
@@ -144,7 +165,12 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
         with gr.Row():
             log = gr.Textbox(label="Log", lines=18, max_lines=18, autoscroll=True,
                              elem_id="run-log", interactive=False)
-            plot = gr.Plot(label="Curves", elem_id="run-curves")
+            with gr.Column():
+                curves = gr.CheckboxGroup(label="Curves (the run's kind chooses the first; tick more)",
+                                          choices=[], elem_id="run-curve-names")
+                plot = gr.Plot(label="Curves", elem_id="run-curves")
+        with gr.Accordion("Every figure of the result", open=False):
+            figures = gr.Markdown(elem_id="run-figures")
         plotted = gr.State(None)
         timer = gr.Timer(2.0)
         with gr.Accordion("Annotation: sets, agreement, annotators (trainers)", open=False,
@@ -157,9 +183,11 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
             ctx.only_for("audit", audit_box)
             audit_table = gr.Dataframe(headers=audit.COLUMNS, interactive=False, wrap=True, elem_id="audit-table")
 
-        outputs = [table, selected, detail, log, plot, plotted, system]
+        outputs = [table, selected, detail, log, plot, plotted, system, curves, figures]
         for event in (tab.select, timer.tick, selected.change):
-            event(refresh, [selected, plotted], outputs, show_progress="hidden", queue=False)
+            event(refresh, [selected, plotted, curves], outputs, show_progress="hidden", queue=False)
+        curves.input(lambda run, drawn, names: refresh(run, drawn, names, picked=True), [selected, plotted, curves],
+                     outputs, show_progress="hidden", queue=False)
         table.select(pick_row, None, selected)
         cancel_btn.click(cancel, selected, None, api_name="cancel_run")
         resume_btn.click(resume, selected, None, api_name="resume_run")
