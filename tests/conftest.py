@@ -21,6 +21,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_S = 1.0
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Tests run in two processes (`.ci/run`), each with its subprocesses, each with torch's and
+    # faiss's OpenMP pools: workers that spin between parallel regions take the core the other
+    # process needs. In a two-process run with spinning pools the IVF store test took 75 s instead
+    # of 4 s; sleeping pools (inherited by every subprocess a test starts) took it back to 9 s and
+    # the run's CPU time from 1,371 s to 761 s.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def pytest_collection_modifyitems(items):
     """The longest tests first (``@pytest.mark.slow(seconds)``, measured alone): a parallel run

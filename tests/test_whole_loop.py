@@ -1,5 +1,6 @@
 """A team's first day, through the UI only, on the real app with its embedded worker and two
-signed-in people: the admin indexes documents, chats with them and sends the turn to Annotate,
+signed-in people: the admin indexes documents, chats with them (an answer cut at its limit says
+so; Stop ends a long one) and sends the turn to Annotate,
 creates A/B pairs; the annotator votes on them with the keyboard in a browser of their own; the
 admin merges the votes, trains a reward model then DPO, evaluates the DPO model against the base
 and reads its training curves in Monitor (DPO's four first, one more on demand) under a plain
@@ -45,6 +46,30 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def run_status(ws: Path, run_id: str) -> dict:
     return json.loads((ws / "runs" / run_id / "status.json").read_text())
+
+
+def app_process(ws: Path) -> int:
+    """The pid of the app serving workspace ``ws``."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"app.py" in (proc / "cmdline").read_bytes() \
+                    and f"WORKBENCH_HOME={ws}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                return int(proc.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no app serves {ws}")
+
+
+def threads_of(pid: int, name: str) -> list[str]:
+    """The threads of process ``pid`` named ``name`` in the operating system."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == name:
+                found.append(task.name)
+        except OSError:
+            continue
+    return found
 
 
 def shoot(page, name: str, height: int | None = None) -> None:
@@ -154,7 +179,20 @@ def chat_and_send_to_annotate(page, ws: Path) -> None:
     # the prompt kept for annotation carries the retrieved context
     assert turns[0]["prompt"].startswith(QUESTION) and "ripen in late September" in turns[0]["prompt"]
     assert turns[0]["answer"].strip() and "orchard.md" in {s["source"] for s in turns[0]["sources"]}
+    # the tiny model's sampled noise runs to the limit: the page says the answer was cut there
+    assert turns[0]["new_tokens"] == 48 and turns[0]["cut"] is True, turns[0]
+    expect(answer).to_contain_text("stopped at the 48 tokens limit: raise max new tokens for more")
     shoot(page, "chat.png")
+    # Stop ends a long answer: the page keeps what was written, the app stops generating
+    set_slider(page, "max new tokens", 1024)
+    page.locator("#chat-input textarea").fill("Tell me everything about the harbour.")
+    page.locator("#chat-send").click()
+    expect(page.locator("#chatbot .message.bot").nth(1)).not_to_be_empty(timeout=180 * SECONDS)
+    page.locator("#chat-stop").click()
+    expect(sources).to_contain_text("stopped: the answer above is as far as the model got", timeout=30 * SECONDS)
+    app = app_process(ws)
+    wait_for(lambda: not threads_of(app, "generate"), 60, what="the app's generating thread to end")
+    expect(sources).not_to_contain_text("tokens/s")  # the turn never finished
 
 
 def create_pairs(page, ws: Path) -> None:

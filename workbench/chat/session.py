@@ -64,6 +64,7 @@ class Turn:
     seconds: float = 0.0
     note: str | None = None  # e.g. "no documents indexed yet: answered without context"
     weights: str = ""  # how the model's weights are held, e.g. "int8 weights, bfloat16 activations"
+    cut: bool = False  # the answer reached max_new_tokens: it may stop mid-sentence
 
     @property
     def chunk_ids(self) -> list[str]:
@@ -182,6 +183,7 @@ def answer_stream(settings: Settings, request: ChatRequest, cache: ModelCache = 
         else:
             turn.new_tokens = tokens
     turn.delta, turn.done = "", True
+    turn.cut = turn.new_tokens >= request.max_new_tokens
     turn.answer = trim_loop(turn.answer.strip()) if request.stop_loops else turn.answer.strip()
     turn.seconds = round(time.perf_counter() - started, 4)
     yield turn
@@ -197,6 +199,7 @@ def save_turn(workspace: Workspace, turn: dict[str, Any], user: str | None) -> d
               "model": turn["model"], "chunk_ids": turn.get("chunk_ids", []),
               "sources": [{k: s.get(k) for k in ("source", "page", "section", "chunk_id")}
                           for s in turn.get("sources", [])],
-              "request": turn.get("request", {}), "user": user, "timestamp": now_iso()}
+              "request": turn.get("request", {}), "new_tokens": turn.get("new_tokens"), "cut": bool(turn.get("cut")),
+              "user": user, "timestamp": now_iso()}
     append_jsonl(workspace.chat_turns_file, [record])
     return record

@@ -1,5 +1,6 @@
 """Chat tab: ask the base model or any trained model, with or without retrieval; the answer
-streams in and its sources are listed under it. A finished turn can be sent to Annotate."""
+streams in (Stop ends it) and its sources are listed under it; an answer cut at the token limit
+says so. A finished turn can be sent to Annotate."""
 from __future__ import annotations
 
 import time
@@ -11,6 +12,7 @@ from workbench.chat.session import ChatRequest, answer_stream, save_turn
 from workbench.models.generation import REPETITION_PENALTY
 from workbench.chat.sources import sources_markdown
 from workbench.errors import WorkbenchError
+from workbench.feedback.display import LIMIT_NOTE
 from workbench.index.modes import DEFAULT_MODE, MODES
 from workbench.models.loading import BASE, model_choices
 from workbench.safe_text import safe_markdown
@@ -44,6 +46,8 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
             for turn in answer_stream(settings, chat_request):
                 history[-1] = {"role": "assistant", "content": safe_markdown(turn.answer)}
                 if turn.done:
+                    if turn.cut:  # marked on the page only: the saved answer stays the model's
+                        history[-1]["content"] += f"\n\n*— {LIMIT_NOTE.format(turn.new_tokens)}: raise max new tokens for more*"
                     sources = sources_markdown([h.to_dict() for h in turn.sources], turn.note)
                     speed = f"{turn.new_tokens} tokens, {turn.to_dict()['tokens_per_s']} tokens/s, first token after {turn.ttft_s} s"
                     yield history, gr.skip(), f"{sources}\n\n<sub>{turn.model} ({turn.weights}) · {speed}</sub>", turn.to_dict()
@@ -79,6 +83,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                     question = gr.Textbox(placeholder="Ask about your documents…", show_label=False,
                                           elem_id="chat-input", scale=5)
                     send_btn = gr.Button("Send", variant="primary", elem_id="chat-send", scale=1)
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="chat-stop", scale=1)
                 sources = gr.Markdown(elem_id="chat-sources")
             with gr.Column(scale=1):
                 model = gr.Dropdown(label="Model", choices=model_choices(workspace), value=BASE,
@@ -103,8 +108,11 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
 
         inputs = [question, chatbot, model, rag, k, temperature, max_new_tokens, mode, penalty, rerank]
         outputs = [chatbot, question, sources, last_turn]
-        send_btn.click(ask, inputs, outputs, api_name="ask")
-        question.submit(ask, inputs, outputs, api_name=False)
+        asked = [send_btn.click(ask, inputs, outputs, api_name="ask"), question.submit(ask, inputs, outputs, api_name=False)]
+        # Stop closes the answer's generator, whose generating thread then stops at the next token;
+        # the page keeps what was written so far
+        stop_btn.click(lambda: "_stopped: the answer above is as far as the model got_", None, sources,
+                       cancels=asked, api_name=False)
         annotate_btn.click(send, [last_turn], [status], api_name="send_to_annotate")
         unload_btn.click(unload, None, [status], api_name="unload_models")
         clear_btn.click(lambda: ([], "", None), None, [chatbot, sources, last_turn], api_name=False)

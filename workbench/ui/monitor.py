@@ -56,8 +56,11 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
     """The tab and its run picker (other tabs open a run they launched by setting it)."""
     settings = ctx.settings
 
-    def refresh(selected: str | None, plotted: tuple | None, chosen: list[str] | None, picked: bool = False):
-        """``plotted``: (run, metric rows, curves, whether the user picked them) of the drawn figure."""
+    def refresh(selected: str | None, plotted: tuple | None, chosen: list[str] | None = None, picked: bool = False):
+        """``plotted``: (run, metric rows, curves, whether the user picked them) of the drawn
+        figure; ``chosen``: the curves the user just ticked (ticks redraw what was drawn)."""
+        if chosen is None and plotted and plotted[0] == selected:
+            chosen, picked = list(plotted[2]), plotted[3]
         store = control.store(settings)
         reap(store, settings.stale_after)
         runs = store.list()
@@ -75,7 +78,7 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
         if selected:
             names = curve_names(metrics)
             same_run = bool(plotted) and plotted[0] == selected
-            picked = bool(chosen) and (picked or (same_run and plotted[3]))
+            picked = bool(chosen) and picked
             if not picked:  # the kind's curves, as they appear in the log
                 kind = next((r["kind"] for r in runs if r["id"] == selected), None)
                 chosen = first_curves(_watch(kind), names)
@@ -185,9 +188,13 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
 
         outputs = [table, selected, detail, log, plot, plotted, system, curves, figures]
         for event in (tab.select, timer.tick, selected.change):
-            event(refresh, [selected, plotted, curves], outputs, show_progress="hidden", queue=False)
-        curves.input(lambda run, drawn, names: refresh(run, drawn, names, picked=True), [selected, plotted, curves],
-                     outputs, show_progress="hidden", queue=False)
+            event(refresh, [selected, plotted], outputs, show_progress="hidden", queue=False)
+
+        def pick_curves(run, drawn, names):
+            return refresh(run, drawn, list(names or []), picked=True)
+
+        curves.input(pick_curves, [selected, plotted, curves], outputs, show_progress="hidden", queue=False,
+                     api_name=False)
         table.select(pick_row, None, selected)
         cancel_btn.click(cancel, selected, None, api_name="cancel_run")
         resume_btn.click(resume, selected, None, api_name="resume_run")
