@@ -45,6 +45,12 @@ def main(no_worker: bool = False, host: str | None = None, port: int | None = No
     # Before gradio is imported: no outbound analytics, uploads cached inside the workspace.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("GRADIO_TEMP_DIR", str(workspace.cache / "uploads"))
+    # Gradio's per-endpoint latency summary (only its API page shows it) is rebuilt as a pandas
+    # table of the last 10,000 events after every event: half of the app's CPU in a walk of every
+    # endpoint (tests/test_endpoint_walk.py), and a cost that grows with every Monitor tick on a
+    # box that stays up. Kept over the last 1,000 events, rebuilt every 500.
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
     # uvicorn takes the client address (and scheme) from X-Forwarded-For (-Proto) only when the
     # connection comes from one of these; by default from none, so a sign-in cannot pose as
     # another address.

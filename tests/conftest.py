@@ -138,15 +138,34 @@ def worker(env, start_process):
     return start_process([sys.executable, "-m", "workbench.cli", "worker"], env, "worker")
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """The folder ``name`` that ``make(folder)`` fills, made once for the whole run: the test
+    processes of a parallel run share it (the first to ask makes it, under a lock)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def pulled_base(tmp_path_factory):
-    """``workbench models pull`` once per test session: (its JSON output, the models/base folder).
+    """``workbench models pull`` once per test run: (its JSON output, the models/base folder).
     Tests that need a generating model point ``WORKBENCH_BASE_MODEL`` at the folder."""
-    home = tmp_path_factory.mktemp("base-ws")
-    e = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    e.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
-    proc = cli(e, "models", "pull", "--json", timeout=600)
-    return json.loads(proc.stdout), home / "models" / "base"
+    def pull(home: Path) -> None:
+        e = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+        e.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
+        (home / "pull.json").write_text(cli(e, "models", "pull", "--json", timeout=600).stdout)
+
+    home = made_once(tmp_path_factory, "base-ws", pull)
+    return json.loads((home / "pull.json").read_text()), home / "models" / "base"
 
 
 @pytest.fixture
@@ -184,17 +203,18 @@ def tiny_base(pulled_base, tmp_path_factory):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-    folder = tmp_path_factory.mktemp("tiny-base")
-    tokenizer = AutoTokenizer.from_pretrained(pulled_base[1])
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=1, eos_token_id=2,
-                         tie_word_embeddings=True)
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / "manifest.json").write_text(json.dumps({"kind": "base", "method": "base", "name": "tiny"}))
-    return folder
+    def make(folder: Path) -> None:
+        tokenizer = AutoTokenizer.from_pretrained(pulled_base[1])
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                             pad_token_id=tokenizer.pad_token_id, bos_token_id=1, eos_token_id=2,
+                             tie_word_embeddings=True)
+        torch.manual_seed(0)
+        AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / "manifest.json").write_text(json.dumps({"kind": "base", "method": "base", "name": "tiny"}))
+
+    return made_once(tmp_path_factory, "tiny-base", make)
 
 
 def write_jsonl(path: Path, rows) -> Path:
