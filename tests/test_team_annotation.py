@@ -1,5 +1,5 @@
 """Annotation for a team: pair sets with a number of votes per pair, leases so annotators at once
-never vote a pair past its target (five real API clients on 200 pairs), agreement figures equal
+never vote a pair past its target (five real API clients on 100 pairs), agreement figures equal
 to published examples, guidelines with versions, gold pairs, and the merge's rules."""
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ def test_cli_sets_guidelines_gold_stats_and_merge(env, settings, tmp_path):
 
 @pytest.mark.slow(33)
 def test_five_annotators_at_once_through_the_api_vote_each_pair_exactly_twice(env, start_process, tmp_path, settings):
-    """Five real API clients on 200 pairs with two votes a pair: exactly 400 votes, none over or
+    """Five real API clients on 100 pairs with two votes a pair: exactly 200 votes, none over or
     under its target."""
     from gradio_client import Client
 
@@ -189,7 +189,7 @@ def test_five_annotators_at_once_through_the_api_vote_each_pair_exactly_twice(en
     url = start_app_with_users(env, start_process, tmp_path, people)
     ws = settings.workspace
     save_set(ws, "default", 2)
-    ready_pairs(ws, 200)
+    ready_pairs(ws, 100)
     refused, errors = Counter(), []
 
     def annotate(name: str) -> None:
@@ -214,9 +214,9 @@ def test_five_annotators_at_once_through_the_api_vote_each_pair_exactly_twice(en
     assert errors == [] and not any(t.is_alive() for t in threads)
     votes = read_jsonl(ws.feedback_file)
     per_pair = Counter(v["pair_id"] for v in votes)
-    assert len(votes) == 400 and set(per_pair.values()) == {2} and len(per_pair) == 200
+    assert len(votes) == 200 and set(per_pair.values()) == {2} and len(per_pair) == 100
     assert sum(refused.values()) == 0  # the leases kept everyone off full pairs
-    assert len({(v["pair_id"], v["annotator"]) for v in votes}) == 400
+    assert len({(v["pair_id"], v["annotator"]) for v in votes}) == 200
 
 
 def test_files_edited_by_hand_out_of_shape_are_named_or_ignored(settings):
