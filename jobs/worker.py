@@ -104,7 +104,7 @@ def supervise(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
         children[index] = subprocess.Popen(_child_command(queue, workers), env=env,
-                                           preexec_fn=die_with_parent)
+                                           preexec_fn=_consumer_setup)
         log.info("started %s worker pid %s%s", queue, children[index].pid,
                  f" on GPU {device}" if device is not None else "")
 
@@ -131,6 +131,15 @@ def supervise(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
     _shutdown(store, children, settings)
 
 
+def _consumer_setup() -> None:
+    """preexec_fn of a consumer: it dies with the supervisor, and it hears SIGINT (its graceful
+    stop) from its first instruction. A job started in the background by a shell ignores SIGINT and
+    so would its children, and Huey installs its handler only once the consumer runs: a supervisor
+    stopped within a second of its start waited 30 s for a consumer that never heard, then killed it."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _shutdown(store: RunStore, children: dict[int, subprocess.Popen], settings: Settings) -> None:
     pids = {p.pid for p in children.values()}
     for run in store.all():  # running jobs stop cooperatively at their next step (resumable)
@@ -147,6 +156,7 @@ def _shutdown(store: RunStore, children: dict[int, subprocess.Popen], settings: 
             proc.wait(timeout=max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()  # reaped before the supervisor exits: no zombie left to its parent's parent
     reap(store, settings.stale_after)
 
 

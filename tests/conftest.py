@@ -32,13 +32,27 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 def pytest_collection_modifyitems(items):
     """The longest tests first (``@pytest.mark.slow(seconds)``, measured alone): a parallel run
-    (``-n 2 --dist load``) deals its first quarter round-robin, so they spread across the test
-    processes instead of queueing at the end of one."""
+    (``-n 2 --dist load --maxschedchunk 1``) hands each test to the first process free, so the
+    long ones spread across the processes and the short ones fill in at the end."""
     def seconds(item) -> float:
         mark = item.get_closest_marker("slow")
         return float(mark.args[0]) if mark else 0.0
 
     items.sort(key=lambda item: -seconds(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With ``WORKBENCH_TEST_TIMELINE=FILE``: one line per test (process, start, end, test) appended
+    to FILE, to see how a parallel run spends its processes' time."""
+    path = os.environ.get("WORKBENCH_TEST_TIMELINE")
+    start = time.time()
+    try:
+        return (yield)
+    finally:
+        if path:
+            with open(path, "a") as out:
+                out.write(f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')} {start:.2f} {time.time():.2f} {item.nodeid}\n")
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
