@@ -164,7 +164,8 @@ class RunRecord:
                "started": status.get("started"), "finished": status.get("finished"),
                "error": status.get("error"), "attempt": status.get("attempt", 1),
                "resumable": status.get("resumable", False), "message": status.get("message"),
-               "user": status.get("user"), "host": status.get("host"), "gpus": status.get("gpus") or []}
+               "user": status.get("user"), "host": status.get("host"), "gpus": status.get("gpus") or [],
+               "queue": status.get("queue"), "enqueued_at": status.get("enqueued_at")}
         return out
 
 

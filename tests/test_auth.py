@@ -103,6 +103,7 @@ def test_annotator_is_refused_when_calling_a_launch_handler(env, start_process, 
 ENDPOINTS = {
     "/upload_documents": "corpus", "/delete_document": "corpus", "/reindex": "corpus", "/snapshot": "view",
     "/search": "chat", "/ask": "chat", "/send_to_annotate": "chat", "/unload_models": "unload",
+    "/save_system_prompt": "system_prompt",
     "/vote_a": "annotate", "/vote_b": "annotate", "/vote_tie": "annotate", "/vote_both_bad": "annotate",
     "/undo_vote": "annotate", "/next_pair": "annotate", "/create_pairs": "generate", "/merge_feedback": "data",
     "/vote": "annotate", "/save_guidelines": "data", "/save_pair_set": "data", "/make_gold_pairs": "data",

@@ -37,7 +37,10 @@ def full_model_copy(settings, source, name: str) -> None:
 
 @pytest.mark.slow(24)
 def test_evaluation_of_every_set(train_env, wb, settings, tmp_path):
+    from workbench.chat.system_prompt import save_system_prompt
+
     ws = settings.workspace
+    save_system_prompt(ws.ensure(), "Réponds en une phrase, fidèle au contexte.", "tom")
     write_jsonl(ws.test_file, sft_rows(16)[12:])
     for method in ("sft", "reward"):
         code, _, err = wb("train", method, "--max-steps", "1", "--batch-size", "2", "--json")
@@ -83,6 +86,9 @@ def test_evaluation_of_every_set(train_env, wb, settings, tmp_path):
     assert all(set(s["answers"]) >= {"base", "llama-lora-adapted"} for s in report["samples"])
     html = (folder / "report.html").read_text()
     assert "plotly" in html.lower() and "win-rate vs base" in html and "llama-lora-adapted" in html
+    # every model answered under the workspace's system prompt, and the report says which version
+    assert report["environment"]["system_prompt"]["version"] == 1
+    assert "system prompt, version 1" in html and "fidèle au contexte" in html
 
     # every score rests on a stated number of items, with an interval where it is a rate or a mean
     assert adapter["n"]["win_rate_vs_base"] == 4 and adapter["n"]["test_loss"] == 4 and adapter["n"]["human_votes"] == 6

@@ -58,8 +58,14 @@ def test_cancel_queued_and_running_then_resume_from_checkpoint(settings, worker)
     waiting = control.submit(settings, "selftest", {"steps": 5, "step_seconds": 0})
     wait_for(lambda: (run_status(settings, long.id).get("progress") or {}).get("done", 0) >= 7,
              60, what="first job past its first checkpoint")
-    # the GPU queue runs one job at a time: the second one is still queued
+    # the GPU queue runs one job at a time: the second one is still queued, and says behind what
     assert run_status(settings, waiting.id)["status"] == "queued"
+    from workbench.monitor import gpu_state, live_workers, queue_label, wait_reason
+
+    runs, gpus = RunStore(settings.workspace.runs).list(), gpu_state()
+    summary = next(r for r in runs if r["id"] == waiting.id)
+    assert wait_reason(summary, runs, live_workers(settings.workspace, settings.stale_after), gpus) == \
+        f"Waiting: the {queue_label('gpu', gpus)} queue is busy with `{long.id}` (selftest)."
     assert control.cancel(settings, waiting.id) == "cancelled"
     assert control.cancel(settings, long.id) == "cancel requested"
     assert _watch(settings, long.id)[-1] == "cancelled"
@@ -121,6 +127,27 @@ def test_cpu_jobs_are_not_stuck_behind_a_gpu_job(settings, worker):
     assert run_status(settings, gpu_job.id)["status"] == "running"
     control.cancel(settings, gpu_job.id)
     _watch(settings, gpu_job.id)
+
+
+def test_a_queued_run_says_what_it_waits_for():
+    from workbench.monitor import queue_label, system_markdown, wait_reason
+
+    run = {"id": "r3", "queue": "gpu", "status": "queued", "enqueued_at": 3.0}
+    assert wait_reason(run, [run], [], []).startswith("Waiting: no worker is running.")
+    cpu = {"queue": "cpu", "pid": 7, "host": "box"}
+    assert wait_reason(run, [run], [cpu], []).startswith(
+        "Waiting: no worker serves the gpu (no GPU here: its jobs run on the CPU, one at a time) queue.")
+    runs = [{"id": "r1", "kind": "train.dpo", "queue": "gpu", "status": "running"},
+            {"id": "r2", "kind": "evaluate", "queue": "gpu", "status": "queued", "enqueued_at": 2.0}, run,
+            {"id": "r4", "kind": "evaluate", "queue": "gpu", "status": "queued", "enqueued_at": 4.0},
+            {"id": "c1", "kind": "corpus.ingest", "queue": "cpu", "status": "running"}]
+    workers, h200 = [cpu, {"queue": "gpu", "pid": 8, "host": "box", "device": "0"}], [{"index": 0}]
+    assert wait_reason(run, runs, workers, h200) == "Waiting: the gpu queue is busy with `r1` (train.dpo); " \
+                                                   "1 queued run ahead of it."
+    assert wait_reason(runs[1], runs[1:], workers, []) == \
+        "Waiting for the gpu (no GPU here: its jobs run on the CPU, one at a time) worker to pick it up."
+    assert queue_label("cpu", []) == "cpu" and queue_label("gpu", h200) == "gpu"
+    assert "gpu (no GPU here" in system_markdown(workers, [], {"cpu": 0, "gpu": 2})
 
 
 def test_bad_config_is_refused_before_anything_is_written(settings):
@@ -196,10 +223,20 @@ def test_a_burst_of_stop_signals_stops_the_worker_and_its_consumers(settings, wo
     """Signals that arrive while the supervisor waits (a process group's SIGTERM, then the
     parent-death one) must stop it: it reaps its consumers and exits, leaving no orphan."""
     wait_for(lambda: "workbench worker: queues" in worker.output(), 60, what="the supervisor's start line")
-    consumers = [int(c) for task in os.listdir(f"/proc/{worker.proc.pid}/task")
+    consumers = [(int(c), _started(int(c))) for task in os.listdir(f"/proc/{worker.proc.pid}/task")
                  for c in open(f"/proc/{worker.proc.pid}/task/{task}/children").read().split()]
     assert len(consumers) == 2
     for _ in range(200):
         os.kill(worker.proc.pid, signal.SIGTERM)
     assert worker.proc.wait(timeout=60) == 0
-    assert not [pid for pid in consumers if os.path.exists(f"/proc/{pid}")]
+    # a process is its pid and its start time: the other test process's threads may take a freed pid
+    assert not [pid for pid, started in consumers if _started(pid) == started]
+
+
+def _started(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot), None when there is no such process."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])

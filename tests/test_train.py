@@ -114,7 +114,8 @@ def test_merge_exports_a_folder_plain_transformers_loads(train_env, wb, settings
 
 @pytest.mark.slow(82)
 def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, settings):
-    """Each method trains from the one before. Along the way, what a success sets going: a new
+    """Each method trains from the one before, all under the workspace's system prompt, which each
+    model's manifest records. Along the way, what a success sets going: a new
     reward model scores the pair sets ordered ``informative`` (the pairs it is least sure of come
     first), and with the arena on a new answering model is put to the vote against its parent."""
     from jobs.runner import execute
@@ -125,7 +126,10 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     from workbench.feedback.pairs import pair_store
     from workbench.feedback.sets import save_set
 
+    from workbench.chat.system_prompt import save_system_prompt
+
     ws = settings.workspace
+    save_system_prompt(ws.ensure(), "Réponds en une phrase, fidèle au contexte.", "tom")  # every method trains under it
     save_set(ws, "infos", 1, "informative")
     pairs = ready_pairs(ws, 6, "infos")
     code, _, err = wb("pairs", "score", "--set", "infos")
@@ -202,6 +206,9 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     assert [Path(a).name for a in spec.adapters] == ["llama-lora-adapted", "llama-dpo"]
     assert {"llama-dpo", "llama-grpo", "llama-lora-adapted"} <= set(available_models(settings.workspace))
     assert "reward_model" not in available_models(settings.workspace)
+    for name in ("reward_model", "llama-grpo", "llama-rlhf", "llama-lora-adapted", "rm-on-sft", "llama-dpo"):
+        recorded = json.loads((settings.workspace.models / name / "manifest.json").read_text())["system_prompt"]
+        assert recorded["version"] == 1 and recorded["text"] == "Réponds en une phrase, fidèle au contexte.", name
 
 
 @pytest.mark.slow(12)

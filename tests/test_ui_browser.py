@@ -1,6 +1,7 @@
 """The app in a real browser (Playwright + Debian's chromium): the Monitor tab shows runs with
-their live log and curves, and launching a job from the page runs it in the embedded worker; the
-annotation screen reads question first."""
+their live log and curves, launching a job from the page runs it in the embedded worker, a queued
+run says what it waits for, no two controls on a tab share a name; the annotation screen reads
+question first."""
 from __future__ import annotations
 
 import re
@@ -35,10 +36,47 @@ def test_monitor_shows_runs_with_log_and_curves_and_annotate_reads_question_firs
     page.get_by_role("tab", name="Monitor").click()
     expect(table).to_contain_text(done, timeout=30_000)
     expect(table).to_contain_text(launched)
-
-
-
+    # a queued run says what it waits for, in words that fit this machine
+    slow = cli(env, "selftest", "--steps", "2000", "--step-seconds", "0.05", "--queue").stdout.strip()
+    queued = cli(env, "selftest", "--steps", "2", "--step-seconds", "0", "--queue").stdout.strip()
+    page.locator("#run-select input").fill(queued)
+    page.locator("#run-select [role=option]", has_text=queued).first.click()
+    expect(page.locator("#run-detail")).to_contain_text(
+        re.compile(rf"{queued}.*queued.*Waiting: the gpu (\(no GPU here: its jobs run on the CPU, one at a time\) )?"
+                   rf"queue is busy with {slow} \(selftest\)", re.S), timeout=60_000)
+    for run_id in (queued, slow):
+        cli(env, "jobs", "cancel", run_id)
+    names_are_unique(page)
     annotation_screen(app_url, page, settings)
+
+
+# The accessible name of each visible control of the app's own: its aria-label, else its label's
+# text or its own. Left out: an option of a radio or checkbox group (named within its group), and
+# Gradio's icon buttons on a component (a table's "Fullscreen", a slider's reset), named within it,
+# and what is hidden from assistive technology (the copy of the tab bar Gradio measures).
+NAMES = """() => [...document.querySelectorAll('button, [role=tab], input, textarea, select')]
+    .filter(e => e.checkVisibility({visibilityProperty: true, opacityProperty: true})
+                 && !['hidden', 'radio', 'checkbox'].includes(e.type) && !e.classList.contains('icon-button')
+                 && !e.classList.contains('reset-button') && !e.closest('[aria-hidden=true]'))
+    .map(e => (e.getAttribute('aria-label') || (e.labels && e.labels[0] && e.labels[0].innerText)
+               || e.innerText || e.value || '').replace(/\\s+/g, ' ').trim())
+    .filter(name => name)"""
+
+
+def names_are_unique(page):
+    """On every tab, no two visible controls share an accessible name (a screen reader, or a
+    person told "press Launch", could not tell them apart)."""
+    from collections import Counter
+
+    from playwright.sync_api import expect
+
+    twins = {}
+    for tab in ("Corpus", "Chat", "Annotate", "Train", "Evaluate", "Monitor"):
+        page.get_by_role("tab", name=tab).click()
+        expect(page.get_by_role("tab", name=tab)).to_have_attribute("aria-selected", "true")
+        counts = Counter(page.evaluate(NAMES))
+        twins[tab] = sorted(name for name, n in counts.items() if n > 1)
+    assert twins == {tab: [] for tab in twins}, twins
 
 
 def annotation_screen(app_url, page, settings):

@@ -1,6 +1,6 @@
 """A team's first day, through the UI only, on the real app with its embedded worker and two
-signed-in people: the admin indexes documents, chats with them (an answer cut at its limit says
-so; Stop ends a long one) and sends the turn to Annotate,
+signed-in people: the admin indexes documents, writes the team's system prompt, chats with the
+documents (an answer cut at its limit says so; Stop ends a long one) and sends the turn to Annotate,
 creates A/B pairs; the annotator votes on them with the keyboard in a browser of their own; the
 admin merges the votes, trains a reward model then DPO, evaluates the DPO model against the base
 and reads its training curves in Monitor (DPO's four first, one more on demand) under a plain
@@ -35,6 +35,7 @@ QUESTION = "When do the apples of the Kestrel orchard ripen?"
 # ten prompts: the fewest from which training holds five out to measure and keeps five to learn
 PROMPTS = ["Name a colour.", "Name a fruit.", "Name a river.", "Name a tree.", "Name a bird.",
            "Name a city.", "Name a metal.", "Name a planet.", "Name a flower.", "Name a sport."]
+SYSTEM_PROMPT = "Tu es l'assistant du verger Kestrel : réponds en une phrase, d'après les documents."
 GUIDELINES = "Préférez la réponse **fidèle au contexte**, même courte ; « égalité » si les deux se valent."
 KEYS = ["1", "2"] * 5  # A, B, ...: every vote decisive, so every pair is kept by the merge
 SECONDS = 1000  # expect() takes milliseconds
@@ -160,6 +161,12 @@ def chat_and_send_to_annotate(page, ws: Path) -> None:
     from playwright.sync_api import expect
 
     open_tab(page, "Chat")
+    # the team's system prompt, in French, told to the model before every question from now on
+    page.get_by_text("System prompt (this workspace)").click()
+    expect(page.locator("#chat-system-message")).to_contain_text("No system prompt yet", timeout=30 * SECONDS)
+    page.locator("#chat-system-text textarea").fill(SYSTEM_PROMPT)
+    page.locator("#chat-system-save").click()
+    expect(page.locator("#chat-system-message")).to_contain_text("System prompt saved", timeout=30 * SECONDS)
     # sampled: the tiny random model's greedy answer is a run of newlines, which the loop guard cuts to nothing
     set_slider(page, "temperature (0 = greedy)", 1)
     set_slider(page, "max new tokens", 48)
@@ -181,6 +188,7 @@ def chat_and_send_to_annotate(page, ws: Path) -> None:
     assert turns[0]["answer"].strip() and "orchard.md" in {s["source"] for s in turns[0]["sources"]}
     # the tiny model's sampled noise runs to the limit: the page says the answer was cut there
     assert turns[0]["new_tokens"] == 48 and turns[0]["cut"] is True, turns[0]
+    assert turns[0]["system_version"] == 1  # answered under the team's system prompt
     expect(answer).to_contain_text("stopped at the 48 tokens limit: raise max new tokens for more")
     shoot(page, "chat.png")
     # Stop ends a long answer: the page keeps what was written, the app stops generating
@@ -333,6 +341,9 @@ def evaluate_against_base(page, ws: Path) -> None:
     # the reference of the win-rate, counts as evaluated in that run
     expect(board).to_contain_text(re.compile(r"\d \[[\d.]+, [\d.]+\] · n=2 ⚠"))
     expect(board).to_contain_text("reference of llama-dpo")
+    # the scores fit the page at 1,400 px (they wrap); lineage and data have a table of their own
+    assert page.locator("#eval-scoreboard table").first.evaluate("t => t.scrollWidth") <= 1400
+    expect(page.locator("#eval-models-table")).to_contain_text("llama-dpo ← base")
     # the two models' answers side by side
     page.get_by_text("Two models side by side").click()
     for picker, name in (("#eval-first", "base"), ("#eval-second", "llama-dpo")):

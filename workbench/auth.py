@@ -36,6 +36,7 @@ ACTIONS = {
     "delete": ("admin", "trainer"),                    # delete a finished run
     "corpus": ("admin", "trainer"),                    # upload, delete and re-index documents
     "data": ("admin", "trainer"),                      # merge votes, import SFT rows, edit evaluation sets
+    "system_prompt": ("admin", "trainer"),             # the workspace's system prompt (chat, pairs, training)
     "unload": ("admin",),                              # free the models the web process holds for everyone
     "audit": ("admin",),                               # read the audit log
 }

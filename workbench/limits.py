@@ -7,6 +7,8 @@ bloats a JSONL file that every merge and evaluation reads whole.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from workbench.errors import WorkbenchError
 
 COMMENT_CHARS = 2_000  # an annotator's comment on a vote
@@ -35,3 +37,25 @@ def check_text(what: str, value: str | None, limit: int) -> str:
 def check_count(what: str, count: int, limit: int) -> None:
     if count > limit:
         raise TooLong(f"{count:,} {what}; the limit is {limit:,}")
+
+
+def text_from_file(path: Path, what: str, limit: int) -> str:
+    """The text of a file a person wrote (``what``: "the guidelines", "the system prompt"), refused
+    with what to fix when it is missing, too long, binary or not UTF-8."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise WorkbenchError(f"{path}: no such file") from None
+    if size > 4 * limit:  # UTF-8 takes at most four bytes a character
+        raise WorkbenchError(f"{path.name} is {size:,} bytes; the limit for {what} is {limit:,} characters")
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise WorkbenchError(f"{path.name} is not a text file (it holds binary data): save {what} as "
+                             "Markdown or plain text in UTF-8")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise WorkbenchError(f"{path.name} is not UTF-8 text (byte {exc.start}): save it as UTF-8 "
+                             "Markdown or plain text") from None
+    return check_text(what, text, limit)

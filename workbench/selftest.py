@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from workbench.safe_text import counted
+
 
 @dataclass
 class Config:
@@ -39,7 +41,7 @@ def run(config: Config, reporter) -> dict:
         start = int(state.pop("step").item())
         model.load_state_dict(state)
         reporter.log(f"resumed from {reporter.resume_from.name} (step {start})")
-    reporter.log(f"selftest on {device}: {config.steps} steps, lr {config.lr}")
+    reporter.log(f"selftest on {device}: {counted(config.steps, 'step')}, lr {config.lr}")
     x = torch.linspace(-1, 1, 64, device=device).unsqueeze(1)
     y = 3 * x + 1
     loss = None

@@ -3,7 +3,8 @@ another. The same shape as a ``dataset_rlhf.jsonl`` prompt, so a chat turn becom
 pair unchanged.
 
 ``chat_messages`` turns a prompt into the messages every model sees, in chat and in training
-alike: a system line asking for the answer in the question's language, then the prompt."""
+alike: the workspace's system prompt and a line asking for the answer in the question's
+language, then the prompt."""
 from __future__ import annotations
 
 from workbench.language import question_language
@@ -42,20 +43,22 @@ def answer_instruction(prompt: str) -> str | None:
     return ANSWER_IN.format(language=language) if language else None
 
 
-def chat_messages(prompt: str) -> list[dict[str, str]]:
-    """The prompt as the conversation a model is given: the answer-language line as the system
-    message when there is one, then the prompt as the user's message; the model's own chat
-    template does the rest."""
-    instruction = answer_instruction(prompt)
-    return ([{"role": "system", "content": instruction}] if instruction else []) + [{"role": "user", "content": prompt}]
+def chat_messages(prompt: str, system: str = "") -> list[dict[str, str]]:
+    """The prompt as the conversation a model is given: one system message (the workspace's
+    system prompt, ``system``, then the answer-language line), when there is either, then the
+    prompt as the user's message; the model's own chat template does the rest."""
+    lines = [line for line in (system.strip(), answer_instruction(prompt)) if line]
+    return ([{"role": "system", "content": "\n\n".join(lines)}] if lines else []) + [{"role": "user", "content": prompt}]
 
 
-def fit_prompt(tokenizer, prompt: str, budget: int, why: str = "to fit the model's context") -> tuple[str, str]:
+def fit_prompt(tokenizer, prompt: str, budget: int, why: str = "to fit the model's context",
+               system: str = "") -> tuple[str, str]:
     """The prompt within ``budget`` tokens as the model is given it (``chat_messages``, chat
     template): a RAG prompt loses the end of its context first, a plain one its beginning;
     returns (prompt, note), the note empty when nothing was cut."""
     def length(text: str) -> int:
-        rendered = tokenizer.apply_chat_template(chat_messages(text), tokenize=False, add_generation_prompt=True)
+        rendered = tokenizer.apply_chat_template(chat_messages(text, system), tokenize=False,
+                                                 add_generation_prompt=True)
         return len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
 
     total = length(prompt)

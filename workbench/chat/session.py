@@ -13,6 +13,7 @@ from storage import Workspace, append_jsonl
 from storage.runs import now_iso
 from workbench.chat.model_cache import CACHE, ModelCache
 from workbench.chat.prompt import build_prompt, chat_messages
+from workbench.chat.system_prompt import current_system_prompt
 from workbench.errors import WorkbenchError
 from workbench.index.modes import DEFAULT_MODE
 from workbench.index.search import Hit, retriever_for
@@ -65,6 +66,7 @@ class Turn:
     note: str | None = None  # e.g. "no documents indexed yet: answered without context"
     weights: str = ""  # how the model's weights are held, e.g. "int8 weights, bfloat16 activations"
     cut: bool = False  # the answer reached max_new_tokens: it may stop mid-sentence
+    system_version: int = 0  # the workspace's system prompt it was answered under (0: none)
 
     @property
     def chunk_ids(self) -> list[str]:
@@ -100,14 +102,15 @@ def retrieve(settings: Settings, request: ChatRequest, loaded=None) -> tuple[lis
     return hits, retriever.lexical_note(request.question) if request.mode == "hybrid" else None
 
 
-def stream_generate(loaded, prompt: str, sampling: Sampling) -> Iterator[tuple[str, int]]:
+def stream_generate(loaded, prompt: str, sampling: Sampling, system: str = "") -> Iterator[tuple[str, int]]:
     """Yield (text piece, new tokens so far is unknown until the end: 0) while generating, then
-    ("", total new tokens) once done. Errors in the generating thread are raised here."""
+    ("", total new tokens) once done; ``system``: the workspace's system prompt. Errors in the
+    generating thread are raised here."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
     tokenizer, model = loaded.tokenizer, loaded.model
-    inputs = tokenizer.apply_chat_template(chat_messages(prompt), add_generation_prompt=True,
+    inputs = tokenizer.apply_chat_template(chat_messages(prompt, system), add_generation_prompt=True,
                                            return_tensors="pt", return_dict=True).to(loaded.device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
     outcome: dict[str, Any] = {}
@@ -148,9 +151,12 @@ def stream_generate(loaded, prompt: str, sampling: Sampling) -> Iterator[tuple[s
     yield "", outcome.get("tokens", 0)
 
 
-def fit_context(loaded, question: str, hits: list[Hit], max_new_tokens: int) -> tuple[list[Hit], int]:
-    """Drop the lowest-ranked chunks until prompt and answer fit the model's context window."""
+def fit_context(loaded, question: str, hits: list[Hit], max_new_tokens: int, system: str = "") -> tuple[list[Hit], int]:
+    """Drop the lowest-ranked chunks until prompt, system prompt and answer fit the model's
+    context window."""
     limit = context_window(loaded.model) - max_new_tokens - 64  # chat template's own tokens
+    if system.strip():
+        limit -= len(loaded.tokenizer(system)["input_ids"])
     kept = list(hits)
     while kept:
         length = len(loaded.tokenizer(build_prompt(question, [h.text for h in kept]))["input_ids"])
@@ -165,14 +171,16 @@ def answer_stream(settings: Settings, request: ChatRequest, cache: ModelCache = 
     request.validate()
     loaded = cache.get(request.model, settings.workspace, settings.base_model, settings.decode_weights)
     hits, note = retrieve(settings, request, loaded)
-    hits, trimmed = fit_context(loaded, request.question, hits, request.max_new_tokens)
+    system = current_system_prompt(settings.workspace)
+    hits, trimmed = fit_context(loaded, request.question, hits, request.max_new_tokens, system.text)
     if trimmed:
         note = "; ".join(filter(None, [note, f"{trimmed} retrieved chunk(s) left out to fit the model's context window"]))
     prompt = build_prompt(request.question, [h.text for h in hits])
     turn = Turn(id=uuid.uuid4().hex[:12], question=request.question.strip(), prompt=prompt,
-                model=request.model, request=asdict(request), sources=hits, note=note, weights=loaded.weights)
+                model=request.model, request=asdict(request), sources=hits, note=note, weights=loaded.weights,
+                system_version=system.version)
     started = time.perf_counter()
-    for piece, tokens in stream_generate(loaded, prompt, request.sampling()):
+    for piece, tokens in stream_generate(loaded, prompt, request.sampling(), system.text):
         if piece:
             if turn.ttft_s is None:
                 turn.ttft_s = round(time.perf_counter() - started, 4)
@@ -200,6 +208,7 @@ def save_turn(workspace: Workspace, turn: dict[str, Any], user: str | None) -> d
               "sources": [{k: s.get(k) for k in ("source", "page", "section", "chunk_id")}
                           for s in turn.get("sources", [])],
               "request": turn.get("request", {}), "new_tokens": turn.get("new_tokens"), "cut": bool(turn.get("cut")),
+              "system_version": turn.get("system_version", 0),
               "user": user, "timestamp": now_iso()}
     append_jsonl(workspace.chat_turns_file, [record])
     return record

@@ -1,4 +1,4 @@
-"""``workbench ingest | search | ask | documents``: the Corpus and Chat tabs, headless."""
+"""``workbench ingest | search | ask | system-prompt | documents``: the Corpus and Chat tabs, headless."""
 from __future__ import annotations
 
 import argparse
@@ -50,6 +50,12 @@ def add_parsers(sub) -> None:
                      help="on CPU: int8 weight-only, full, or auto (int8 where a quick timing says it pays); "
                           "default: WORKBENCH_DECODE_WEIGHTS, else auto")
     ask.add_argument("--json", action="store_true")
+
+    system = sub.add_parser("system-prompt", help="show or set the workspace's system prompt (chat, pairs, "
+                                                  "evaluation and training all use it)")
+    system.add_argument("file", nargs="?", help="a UTF-8 text or Markdown file: its text becomes the new version")
+    system.add_argument("--clear", action="store_true", help="no system prompt from now on (a new, empty version)")
+    system.add_argument("--json", action="store_true")
 
     docs = sub.add_parser("documents", help="list or delete documents").add_subparsers(dest="documents_cmd", required=True)
     docs.add_parser("list").add_argument("--json", action="store_true")
@@ -154,4 +160,31 @@ def cmd_documents(settings: Settings, args: argparse.Namespace) -> int:
     return run_kind(settings, "corpus.delete", config, args.queue, args.json)
 
 
-COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "documents": cmd_documents}
+def cmd_system_prompt(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+
+    from workbench import audit
+    from workbench.chat.system_prompt import current_system_prompt, save_system_prompt, system_prompt_from_file
+    from workbench.cli.common import CliError
+
+    ws = settings.workspace.ensure()
+    if args.file and args.clear:
+        raise CliError("give a file or --clear, not both")
+    if args.file or args.clear:
+        text = "" if args.clear else system_prompt_from_file(Path(args.file))
+        saved = save_system_prompt(ws, text, getpass.getuser())
+        audit.record(ws, audit.cli_user(), "system_prompt", Path(args.file).name if args.file else "cleared",
+                     detail=f"version {saved.version}")
+    current = current_system_prompt(ws)
+    if args.json:
+        _json_line(current._asdict())
+    elif not current.text:
+        print(f"version {current.version}: no system prompt" + (f" (cleared by {current.author}, {current.timestamp})"
+                                                                if current.version else ""))
+    else:
+        print(f"version {current.version} by {current.author}, {current.timestamp}\n\n{current.text}")
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "search": cmd_search, "ask": cmd_ask, "system-prompt": cmd_system_prompt,
+            "documents": cmd_documents}

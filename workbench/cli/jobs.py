@@ -41,6 +41,11 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if args.jobs_cmd == "show":
         data = show(store.root, args.id)
+        if isinstance(data, dict) and data.get("status") == "queued":
+            from workbench.monitor import gpu_state, live_workers, wait_reason
+
+            data["waiting_for"] = wait_reason(data, store.list(), live_workers(settings.workspace, settings.stale_after),
+                                              gpu_state())
         print_json(data) if args.json else print("\n".join(f"{k}: {v}" for k, v in data.items()))
         return 0
     if args.jobs_cmd == "logs":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from storage import read_json, write_json_atomic
+from workbench.chat.system_prompt import SYSTEM_INPUT, system_input, system_prompt_in
 from workbench.errors import WorkbenchError
 from workbench.evaluate import sets as sets_of
 from workbench.evaluate import units
@@ -28,7 +29,7 @@ __all__ = ["Config", "preflight", "run"]  # the job kind's module: Config and ru
 def preflight(config: Config, settings: Settings) -> Preflight:
     p = plan(config, settings)
     warnings = [f"set skipped: {s}" for s in p.summary.get("skipped_sets", [])]
-    return Preflight(p.inputs, warnings, {"sets": p.sets, "judge": p.judge, "references": p.references,
+    return Preflight({**p.inputs, **system_input(settings.workspace)}, warnings, {"sets": p.sets, "judge": p.judge, "references": p.references,
                                           "units": len(p.units()), **{k: v for k, v in p.summary.items()
                                                                       if k != "skipped_sets"}})
 
@@ -49,7 +50,8 @@ def run(config: Config, reporter) -> dict[str, Any]:
     results.mkdir(exist_ok=True)
     for stale in results.glob("*.error.json"):  # a new attempt tries failed models again
         stale.unlink()
-    data = EvalData(settings, config, inputs, summary)
+    system = system_prompt_in(run_record.inputs / f"{SYSTEM_INPUT}.jsonl")
+    data = EvalData(settings, config, inputs, summary, system.text)
     todo = p.units()
     for name_set in ANSWER_SETS:
         if name_set in p.sets and not _result_path(results, "_prompts", name_set).exists():
@@ -152,8 +154,8 @@ def _checkpoint(reporter, results: Path) -> None:
 class EvalData:
     """The rows of each set, read once from the run's own copies, and the prompts built from them."""
 
-    def __init__(self, settings: Settings, config: Config, inputs: dict[str, Path], summary: dict):
-        self.settings, self.config, self.inputs = settings, config, inputs
+    def __init__(self, settings: Settings, config: Config, inputs: dict[str, Path], summary: dict, system: str = ""):
+        self.settings, self.config, self.inputs, self.system = settings, config, inputs, system
         self._cache: dict[str, Any] = {}
         self.held_out = bool((summary.get("preferences") or {}).get("held_out", True))
 
@@ -164,7 +166,7 @@ class EvalData:
                 from workbench.train.data import sft_rows
 
                 rows = [{"messages": r["messages"][:-1], "reference": r["messages"][-1]["content"]}
-                        for r in sft_rows(self.inputs["test"]) if r["messages"][-1]["role"] == "assistant"]
+                        for r in sft_rows(self.inputs["test"], self.system) if r["messages"][-1]["role"] == "assistant"]
                 self._cache[name_set] = rows[:limit] if limit else rows
             elif name_set == "preferences":
                 self._cache[name_set] = sets_of.preference_pairs(self.inputs["preferences"], self.held_out, limit)
@@ -198,13 +200,14 @@ class EvalData:
         if name_set == "test":
             return units.test_set(loaded, self.rows("test"), self.config, progress)
         if name_set == "preferences":
-            return units.answers_only(loaded, [p["prompt"] for p in self.rows("preferences")], self.config, progress)
+            return units.answers_only(loaded, [p["prompt"] for p in self.rows("preferences")], self.config, progress,
+                                      self.system)
         rag = self.rows("rag")
         budget = context_window(loaded.model) - self.config.max_new_tokens
-        fitted = [units.fit_context(loaded.tokenizer, q["question"], c, budget)
+        fitted = [units.fit_context(loaded.tokenizer, q["question"], c, budget, self.system)
                   for q, c in zip(rag["questions"], rag["contexts"])]
         result = units.rag_set(loaded, rag["questions"], [f[0] for f in fitted],
-                               ["\n\n".join(c) for c in rag["contexts"]], self.config, progress)
+                               ["\n\n".join(c) for c in rag["contexts"]], self.config, progress, self.system)
         dropped = sum(f[1] for f in fitted)
         if dropped:
             result["note"] = f"{dropped} retrieved chunk(s) left out to fit the model's context"

@@ -10,6 +10,7 @@ from typing import Any
 from storage import read_json, read_manifest, write_json_atomic
 from storage.atomic import atomic_file
 from storage.runs import now_iso
+from workbench.chat.system_prompt import SYSTEM_INPUT, system_prompt_in
 from workbench.evaluate import metrics
 from workbench.models.loading import BASE, lineage
 from workbench.settings import Settings
@@ -84,7 +85,9 @@ def build_report(folder: Path, config, plan, settings: Settings) -> dict[str, An
             "judge": plan.judge, "references": plan.references, "models": rows,
             "retrieval": (_result(results, "_retrieval", "rag") or {}).get("retrieval"),
             "retrieval_questions": (_result(results, "_retrieval", "rag") or {}).get("questions"),
-            "samples": _samples(results, plan, config.samples), "environment": environment(settings, config.seed)}
+            "samples": _samples(results, plan, config.samples),
+            "environment": {**environment(settings, config.seed),
+                            "system_prompt": system_prompt_in(folder / "inputs" / f"{SYSTEM_INPUT}.jsonl")._asdict()}}
 
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "sentence-transformers", "faiss-cpu", "bitsandbytes")
@@ -210,6 +213,10 @@ def render_html(report: dict[str, Any]) -> str:
         versions = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items())
         parts.append(f"<p>Computed on {_fmt(env.get('device') or 'no model loaded')}, {_fmt(env.get('dtype') or '—')}, "
                      f"{_fmt(env.get('weights'))} weights, seed {_fmt(env.get('seed'))}; {_fmt(versions)}.</p>")
+        system = env.get("system_prompt") or {}
+        if system.get("version"):
+            parts.append(f"<p>Every model answered under the workspace's system prompt, version "
+                         f"{_fmt(system['version'])}: <q>{_fmt(system.get('text', ''))}</q></p>")
     keys = [k for k in metrics.METRICS if any(row["metrics"].get(k) is not None for row in report["models"].values())]
     head = "".join(f"<th>{html.escape(metrics.METRICS[k][0])}</th>" for k in keys)
     body = []

@@ -93,17 +93,30 @@ def build(settings: Settings) -> Scoreboard:
 
 
 def table(board: Scoreboard) -> tuple[list[str], list[list[Any]]]:
-    """Headers and cells for display: values rounded, the best of each column starred."""
-    headers = ["model", "role", "lineage", "method", "dataset"] + [METRICS[k][0] for k in board.metrics] + ["evaluated"]
+    """Headers and cells for display: what each model is, then its scores (values rounded, the
+    best of each column starred) and its newest evaluation."""
+    headers, cells = models_table(board)
+    score_headers, scores = scores_table(board)
+    return headers + score_headers[1:], [facts + row[1:] for facts, row in zip(cells, scores)]
+
+
+def scores_table(board: Scoreboard) -> tuple[list[str], list[list[Any]]]:
+    """A row per model: its scores (the best of each column starred) and its newest evaluation."""
+    headers = ["model"] + [METRICS[k][0] for k in board.metrics] + ["evaluated"]
     cells = []
     for row in board.rows:
         values = []
         for key in board.metrics:
             text = score_text(row.get(key), row.get(f"{key}_interval"), row.get(f"{key}_n"))
             values.append(f"★ {text}" if board.best.get(key) == row["model"] and text else text)
-        cells.append([row["model"], row["role"], row["lineage"], row.get("method") or "", _dataset(row), *values,
-                      evaluated_text(row)])
+        cells.append([row["model"], *values, evaluated_text(row)])
     return headers, cells
+
+
+def models_table(board: Scoreboard) -> tuple[list[str], list[list[Any]]]:
+    """A row per model: its role, lineage, method and the data it was trained on."""
+    return (["model", "role", "lineage", "method", "dataset"],
+            [[row["model"], row["role"], row["lineage"], row.get("method") or "", _dataset(row)] for row in board.rows])
 
 
 def evaluated_text(row: dict[str, Any]) -> str:

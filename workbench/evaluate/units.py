@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from storage import read_json
+from storage import read_json, read_manifest
+from workbench.chat.system_prompt import trained_under
 from workbench.chat.prompt import chat_messages
 from workbench.evaluate import metrics
 from workbench.models.generation import Sampling, generate_batch
@@ -32,6 +33,7 @@ class Loaded:
     role: str
     model: Any
     tokenizer: Any
+    system: str = ""  # a reward model: the system prompt it was trained under, which frames what it scores
 
 
 def load(settings: Settings, name: str) -> Loaded:
@@ -50,7 +52,8 @@ def load(settings: Settings, name: str) -> Loaded:
     model = AutoModelForSequenceClassification.from_pretrained(spec.path, num_labels=1, dtype=dtype,
                                                                trust_remote_code=False, use_safetensors=True)
     model.config.pad_token_id = tokenizer.pad_token_id
-    return Loaded(name, role, model.to(device).eval(), tokenizer)
+    system = trained_under(read_manifest(spec.path))
+    return Loaded(name, role, model.to(device).eval(), tokenizer, system)
 
 
 def reply_nll(model, tokenizer, conversations: list[list[dict]], replies: list[str],
@@ -92,6 +95,7 @@ def reply_nll(model, tokenizer, conversations: list[list[dict]], replies: list[s
 
 
 def test_set(loaded: Loaded, rows: list[dict], options, progress: Callable[[int], None]) -> dict[str, Any]:
+    """``rows``: conversations (the system prompt in them already) and their reference replies."""
     nll, tokens = reply_nll(loaded.model, loaded.tokenizer, [r["messages"] for r in rows],
                             [r["reference"] for r in rows], options.batch_size)
     written = answers(loaded, [r["messages"] for r in rows], options, progress)
@@ -117,13 +121,14 @@ def _add_mean_interval(out: dict[str, Any], key: str, values: list) -> None:
         out["intervals"][key] = list(found)
 
 
-def answers_only(loaded: Loaded, prompts: list, options, progress: Callable[[int], None]) -> dict[str, Any]:
-    return {"metrics": {}, "answers": answers(loaded, prompts, options, progress)}
+def answers_only(loaded: Loaded, prompts: list, options, progress: Callable[[int], None],
+                 system: str = "") -> dict[str, Any]:
+    return {"metrics": {}, "answers": answers(loaded, prompts, options, progress, system)}
 
 
 def rag_set(loaded: Loaded, questions: list[dict], prompts: list[str], contexts: list[str], options,
-            progress: Callable[[int], None]) -> dict[str, Any]:
-    out = answers_only(loaded, prompts, options, progress)
+            progress: Callable[[int], None], system: str = "") -> dict[str, Any]:
+    out = answers_only(loaded, prompts, options, progress, system)
     written = out["answers"]
     grounded = [g for g in (metrics.grounding(a, c) for a, c in zip(written, contexts)) if g is not None]
     out["metrics"] = {"rag_grounding": metrics.mean(grounded)}
@@ -140,7 +145,7 @@ def rag_set(loaded: Loaded, questions: list[dict], prompts: list[str], contexts:
 def reward_accuracy(loaded: Loaded, pairs: list[dict], options) -> dict[str, Any]:
     from workbench.train.scoring import pair_margins
 
-    margins = pair_margins(loaded.model, loaded.tokenizer, pairs, options.batch_size)
+    margins = pair_margins(loaded.model, loaded.tokenizer, pairs, options.batch_size, loaded.system)
     right = sum(m > 0 for m in margins)
     out = {"metrics": {"preference_accuracy": right / len(margins), "preference_margin": metrics.mean(margins)},
            "n": {"preference_accuracy": len(margins), "preference_margin": len(margins)},
@@ -152,20 +157,20 @@ def reward_accuracy(loaded: Loaded, pairs: list[dict], options) -> dict[str, Any
 def judge_scores(loaded: Loaded, prompts: list[str], answers: list[str], options) -> list[float]:
     from workbench.train.scoring import reward_scores
 
-    return reward_scores(loaded.model, loaded.tokenizer, prompts, answers, options.batch_size)
+    return reward_scores(loaded.model, loaded.tokenizer, prompts, answers, options.batch_size, system=loaded.system)
 
 
 def sampling(options) -> Sampling:
     return Sampling(options.temperature, options.max_new_tokens, options.repetition_penalty, options.stop_loops)
 
 
-def answers(loaded: Loaded, prompts: list, options, progress: Callable[[int], None]) -> list[str]:
+def answers(loaded: Loaded, prompts: list, options, progress: Callable[[int], None], system: str = "") -> list[str]:
     """Batched answers with the same sampling and seed for every model."""
     return generate_batch(loaded.model, loaded.tokenizer, prompts, sampling(options), options.batch_size,
-                          options.seed, on_batch=lambda done, _: progress(done))
+                          options.seed, on_batch=lambda done, _: progress(done), system=system)
 
 
-def fit_context(tokenizer, question: str, contexts: list[str], budget: int) -> tuple[str, int]:
+def fit_context(tokenizer, question: str, contexts: list[str], budget: int, system: str = "") -> tuple[str, int]:
     """The RAG prompt with as many retrieved chunks as fit ``budget`` tokens (in rank order);
     returns the prompt and how many chunks were dropped to fit."""
     from workbench.chat.prompt import build_prompt
@@ -173,7 +178,7 @@ def fit_context(tokenizer, question: str, contexts: list[str], budget: int) -> t
     kept = list(contexts)
     while True:
         prompt = build_prompt(question, kept)
-        text = tokenizer.apply_chat_template(chat_messages(prompt), tokenize=False,
+        text = tokenizer.apply_chat_template(chat_messages(prompt, system), tokenize=False,
                                              add_generation_prompt=True)
         if not kept or len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= budget:
             return prompt, len(contexts) - len(kept)

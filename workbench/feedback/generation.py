@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.chat.prompt import fit_prompt
+from workbench.chat.system_prompt import SYSTEM_INPUT, system_input, system_prompt_in
 from workbench.configs import option
 from workbench.errors import WorkbenchError
 from workbench.feedback.display import LIMIT_NOTE
@@ -60,7 +61,7 @@ def check_models(settings: Settings, todo: list[tuple[Pair, str]]) -> None:
 def preflight(config: Config, settings: Settings) -> Preflight:
     todo = pending(pair_store(settings.workspace), config.pair_ids)
     check_models(settings, todo)
-    return Preflight({}, [], {"sides": len(todo), "pairs": len({p.pair_id for p, _ in todo})})
+    return Preflight(system_input(settings.workspace), [], {"sides": len(todo), "pairs": len({p.pair_id for p, _ in todo})})
 
 
 def run(config: Config, reporter) -> dict[str, Any]:
@@ -73,6 +74,9 @@ def run(config: Config, reporter) -> dict[str, Any]:
     check_models(settings, todo)  # an unknown model fails the job before anything loads
     total, done, generated, tokens, seconds = len(todo), 0, 0, 0, 0.0
     reporter.log(f"{total} answers to generate for {len({p.pair_id for p, _ in todo})} pairs")
+    system = system_prompt_in(reporter.run.inputs / f"{SYSTEM_INPUT}.jsonl")
+    if system.text:
+        reporter.log(f"under the workspace's system prompt, version {system.version}")
     for key, items in groups(todo).items():
         model_name = key[0]
         answered = {(p.pair_id, s) for p, s in pending(store, [p.pair_id for p, _ in items])}
@@ -85,8 +89,9 @@ def run(config: Config, reporter) -> dict[str, Any]:
                                                  workspace=settings.workspace)
         sampling = getattr(items[0][0], items[0][1]).sampling()
         window = context_window(model)
-        fitted = [fit_prompt(tokenizer, p.prompt, window - sampling.max_new_tokens) for p, _ in items]
+        fitted = [fit_prompt(tokenizer, p.prompt, window - sampling.max_new_tokens, system=system.text) for p, _ in items]
         offset = done
+        reporter.progress(done, total, f"{model_name}: generating 0/{len(items)}")
 
         def save(count: int, answers: list[str], items=items, fitted=fitted, offset=offset, model_name=model_name,
                  tokenizer=tokenizer, limit=sampling.max_new_tokens):
@@ -99,14 +104,14 @@ def run(config: Config, reporter) -> dict[str, Any]:
                      for i, n in enumerate(lengths)]
             generated += store.save_answers([(p.pair_id, s, answer, notes[i])
                                              for i, ((p, s), answer) in enumerate(zip(items[start:count], answers))])
-            reporter.progress(offset + count, total, f"{model_name}: {count}/{len(items)}")
+            reporter.progress(offset + count, total, f"{model_name}: generating {count}/{len(items)}")
             reporter.check_cancel()  # after saving: a cancel keeps every finished batch
 
         began = time.perf_counter()
         # A seed of each group's own: sides that differ only in temperature must not draw the
         # same random numbers (on a small model they would then often give the same answer).
         generate_batch(model, tokenizer, [f[0] for f in fitted], sampling, config.batch_size,
-                       seed=zlib.crc32(repr(key).encode()), on_batch=save)
+                       seed=zlib.crc32(repr(key).encode()), on_batch=save, system=system.text)
         seconds += time.perf_counter() - began
         done += len(items)
         reporter.log(f"{model_name}: {len(items)} answers")

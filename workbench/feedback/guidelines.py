@@ -13,10 +13,9 @@ from storage import Workspace, append_jsonl
 from storage.jsonl import iter_jsonl, lock_for
 from storage.runs import now_iso
 from workbench.errors import WorkbenchError
-from workbench.limits import check_text
+from workbench.limits import check_text, text_from_file
 
 GUIDELINE_CHARS = 50_000
-MAX_FILE_BYTES = 4 * GUIDELINE_CHARS  # UTF-8 takes at most four bytes a character
 
 
 class Guidelines(NamedTuple):
@@ -60,19 +59,4 @@ def save_guidelines(workspace: Workspace, text: str, author: str) -> Guidelines:
 
 def guidelines_from_file(path: Path) -> str:
     """The Markdown of a file, refused with what to fix when it is not UTF-8 text."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise WorkbenchError(f"{path}: no such file") from None
-    if size > MAX_FILE_BYTES:
-        raise WorkbenchError(f"{path.name} is {size:,} bytes; guidelines are at most {GUIDELINE_CHARS:,} characters")
-    data = path.read_bytes()
-    if b"\x00" in data:
-        raise WorkbenchError(f"{path.name} is not a text file (it holds binary data): save the guidelines as "
-                             "Markdown or plain text in UTF-8")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise WorkbenchError(f"{path.name} is not UTF-8 text (byte {exc.start}): save it as UTF-8 "
-                             "Markdown or plain text") from None
+    return text_from_file(path, "the guidelines", GUIDELINE_CHARS)

@@ -102,8 +102,10 @@ def run(config: Config, reporter) -> dict[str, Any]:
         reporter.check_cancel()
         batch = todo[start:start + config.batch_size]
         prompts = [p.prompt for p in batch]
-        a = reward_scores(loaded.model, loaded.tokenizer, prompts, [p.a.answer for p in batch], config.batch_size)
-        b = reward_scores(loaded.model, loaded.tokenizer, prompts, [p.b.answer for p in batch], config.batch_size)
+        a = reward_scores(loaded.model, loaded.tokenizer, prompts, [p.a.answer for p in batch], config.batch_size,
+                          system=loaded.system)
+        b = reward_scores(loaded.model, loaded.tokenizer, prompts, [p.b.answer for p in batch], config.batch_size,
+                          system=loaded.system)
         append_jsonl(scores_file(settings.workspace), [
             {"pair_id": p.pair_id, "model": model_name, "margin": round(x - y, 6), "scored": now_iso()}
             for p, x, y in zip(batch, a, b)])

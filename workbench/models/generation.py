@@ -194,9 +194,10 @@ def trim_loop(text: str) -> str:
 
 
 def generate_batch(model, tokenizer, prompts: list, sampling: Sampling, batch_size: int = 8, seed: int = 0,
-                   on_batch: Callable[[int, list[str]], None] | None = None) -> list[str]:
-    """Answers to ``prompts`` (strings or message lists) with the chat template, several prompts
-    per forward pass (left-padded); ``on_batch(done, answers_of_the_batch)`` after each batch."""
+                   on_batch: Callable[[int, list[str]], None] | None = None, system: str = "") -> list[str]:
+    """Answers to ``prompts`` (strings, framed by ``chat_messages`` with the system prompt
+    ``system``, or message lists, taken as they are) with the chat template, several prompts per
+    forward pass (left-padded); ``on_batch(done, answers_of_the_batch)`` after each batch."""
     import torch
 
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
@@ -207,7 +208,7 @@ def generate_batch(model, tokenizer, prompts: list, sampling: Sampling, batch_si
         with torch.inference_mode():
             for start in range(0, len(prompts), batch_size):
                 texts = [tokenizer.apply_chat_template(
-                    chat_messages(p) if isinstance(p, str) else p, tokenize=False,
+                    chat_messages(p, system) if isinstance(p, str) else p, tokenize=False,
                     add_generation_prompt=True) for p in prompts[start:start + batch_size]]
                 enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
                 width = enc["input_ids"].shape[1]

@@ -8,6 +8,8 @@ import time
 
 from transformers import TrainerCallback
 
+from workbench.safe_text import counted
+
 SKIP = {"total_flos", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
 
 
@@ -49,7 +51,7 @@ class RunCallback(TrainerCallback):
         self._mark = (step, time.perf_counter())
         if state.is_world_process_zero:
             self.reporter.progress(step, total, f"step {step}/{total}")
-            self.reporter.log(f"training: {total} steps, {self.samples_per_step} rows a step"
+            self.reporter.log(f"training: {counted(total, 'step')}, {counted(self.samples_per_step, 'row')} a step"
                               + (f", resuming at step {step}" if step else ""))
 
     def on_log(self, args, state, control, logs=None, **kwargs):

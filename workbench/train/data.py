@@ -50,16 +50,17 @@ def _read(path: Path, convert, expected: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _conversation(record: dict[str, Any]) -> dict[str, Any]:
+def _conversation(record: dict[str, Any], system: str = "") -> dict[str, Any]:
     row = normalise(record)
     if "messages" in row:
         return row
-    return {"messages": chat_messages(row["prompt"]) + [{"role": "assistant", "content": row["completion"]}]}
+    return {"messages": chat_messages(row["prompt"], system) + [{"role": "assistant", "content": row["completion"]}]}
 
 
-def sft_rows(path: Path) -> list[dict[str, Any]]:
-    """Conversations (``messages``); prompt/completion and Alpaca rows become one exchange."""
-    return _read(path, _conversation, "SFT rows")
+def sft_rows(path: Path, system: str = "") -> list[dict[str, Any]]:
+    """Conversations (``messages``); prompt/completion and Alpaca rows become one exchange under
+    the system prompt ``system``. A row that brings its own ``messages`` is taken as it is."""
+    return _read(path, lambda record: _conversation(record, system), "SFT rows")
 
 
 def _text(record: dict[str, Any], key: str) -> str:
@@ -87,9 +88,9 @@ def prompts(path: Path) -> list[str]:
     return list(dict.fromkeys(rows))
 
 
-def conversational_pair(pair: dict[str, str]) -> dict[str, list[dict[str, str]]]:
+def conversational_pair(pair: dict[str, str], system: str = "") -> dict[str, list[dict[str, str]]]:
     """A pair in TRL's conversational form, so the chat template frames it as the model sees it."""
-    return {"prompt": chat_messages(pair["prompt"]),
+    return {"prompt": chat_messages(pair["prompt"], system),
             "chosen": [{"role": "assistant", "content": pair["chosen"]}],
             "rejected": [{"role": "assistant", "content": pair["rejected"]}]}
 

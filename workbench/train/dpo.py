@@ -68,8 +68,9 @@ def train(config: Config, job) -> dict:
                              beta=config.beta)
     callback = job.callback(config)
     trainer = DPOTrainer(model=model, ref_model=None, args=args,
-                         train_dataset=Dataset.from_list([rows_of.conversational_pair(p) for p in pairs]),
-                         eval_dataset=Dataset.from_list([rows_of.conversational_pair(p) for p in held]) if held else None,
+                         train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
+                         eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])
+                         if held else None,
                          processing_class=tokenizer, peft_config=lora_config(config, model.config),
                          callbacks=[callback])
     metrics: dict = {}

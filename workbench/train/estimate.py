@@ -10,6 +10,7 @@ import statistics
 from typing import Any
 
 from storage import RunStore, Workspace
+from workbench.safe_text import counted
 from workbench.train import memory
 
 CPU_FLOPS_PER_CORE = 2.5e10  # fp32, sustained in PyTorch training on a recent x86 core
@@ -51,7 +52,7 @@ def estimate(kind: str, config: dict[str, Any], model_path: str, rows: int, work
     seconds = steps * step_s
     where = "free on the GPU" if cuda else "of RAM free"
     text = (f"On this {'GPU' if cuda else f'CPU ({cores} cores)'}: {memory.describe(fitted, available, where)}; "
-            f"**{_duration(seconds)}** for {steps} steps ({step_s:.2f} s a step, {basis}).")
+            f"**{_duration(seconds)}** for {counted(steps, 'step')} ({step_s:.2f} s a step, {basis}).")
     if not fitted.fits:
         text += " **This does not fit now: lower max_length or max_prompt_length, or use a smaller model.**"
     elif fitted.changes(config):

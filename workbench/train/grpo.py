@@ -68,7 +68,7 @@ def train(config: Config, job) -> dict:
     precision = choose_precision(config.precision)
     spec = start_model(job.settings, config.model)
     tokenizer = load_tokenizer(spec)
-    prompts = cut_prompts(config, tokenizer, rows_of.prompts(job.input("train")), job.log)
+    prompts = cut_prompts(config, tokenizer, rows_of.prompts(job.input("train")), job.log, job.system)
     funcs, processors = [], []
     if config.reward_model.strip():
         folder, rm_tokenizer = reward_model_spec(job.settings, config.reward_model.strip(), tokenizer)
@@ -90,7 +90,7 @@ def train(config: Config, job) -> dict:
                              max_completion_length=config.max_completion_length,
                              temperature=config.temperature, beta=config.beta, log_completions=False)
     callback = job.callback(config)
-    dataset = Dataset.from_list([{"prompt": chat_messages(p)} for p in prompts])
+    dataset = Dataset.from_list([{"prompt": chat_messages(p, job.system)} for p in prompts])
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, reward_processing_classes=processors, args=args,
                           train_dataset=dataset, processing_class=tokenizer,
                           peft_config=lora_config(config, model.config), callbacks=[callback])

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from storage import RunRecord
 from storage.documents import sha256_file
+from workbench.chat.system_prompt import SYSTEM_INPUT, system_prompt_in
 from workbench.models.loading import ModelSpec, lineage
 from workbench.reporting import RunReporter
 from workbench.settings import Settings
@@ -81,6 +82,11 @@ class TrainJob:
     def input(self, role: str) -> Path | None:
         path = self.run.folder / "inputs" / f"{role}.jsonl"
         return path if path.is_file() else None
+
+    @property
+    def system(self) -> str:
+        """The workspace's system prompt as it was when the run was launched ("" when none)."""
+        return system_prompt_in(self.input(SYSTEM_INPUT)).text
 
     def log(self, message: str) -> None:
         self.reporter.log(message)
@@ -174,7 +180,8 @@ class TrainJob:
             "dataset": datasets.get("train"), "eval_dataset": datasets.get("eval"),
             "config": dataclasses.asdict(config), "run_id": self.run.id,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "metrics": metrics, "versions": library_versions(), **(extra or {})}
+            "metrics": metrics, "versions": library_versions(),
+            "system_prompt": system_prompt_in(self.input(SYSTEM_INPUT))._asdict(), **(extra or {})}
         target = publish(self.workspace, config.output_name, config.overwrite, self.run.id, write_all, manifest)
         self.log(f"saved {target}")
         return target

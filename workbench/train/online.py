@@ -2,6 +2,7 @@
 answers to, and the reward model that scores them, checked to read the policy's tokens."""
 from __future__ import annotations
 
+from workbench.chat.system_prompt import current_system_prompt, system_input
 from workbench.errors import WorkbenchError
 from workbench.settings import Settings
 from workbench.train import data as rows_of
@@ -51,10 +52,10 @@ def prompt_preflight(config, settings: Settings, reward_model: str, memory_shape
     if reward_model:
         reward_model_spec(settings, reward_model, tokenizer)
     budget = f" plus {config.max_completion_length} answer tokens"
-    longest = prompts_fit(config, tokenizer, prompts, budget)
+    longest = prompts_fit(config, tokenizer, prompts, budget, current_system_prompt(settings.workspace).text)
     if config.max_length and config.max_length < longest + config.max_completion_length:
         raise WorkbenchError(f"max_length {config.max_length} cannot hold the longest prompt ({longest} tokens){budget}")
     sequence = config.max_length or longest + config.max_completion_length
-    return Preflight({"train": train_file}, device_notes(config),
+    return Preflight({"train": train_file, **system_input(settings.workspace)}, device_notes(config),
                      {"prompts": len(prompts), "longest_prompt_tokens": longest,
                       **memory_fits(config, settings, spec, memory_shape(config), sequence)})

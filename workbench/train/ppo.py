@@ -103,7 +103,7 @@ def train(config: Config, job) -> dict:
     spec = start_model(job.settings, config.model)
     tokenizer = load_tokenizer(spec)
     tokenizer.padding_side = "left"
-    prompts = cut_prompts(config, tokenizer, rows_of.prompts(job.input("train")), job.log)
+    prompts = cut_prompts(config, tokenizer, rows_of.prompts(job.input("train")), job.log, job.system)
     folder, _ = reward_model_spec(job.settings, config.reward_model.strip(), tokenizer)
 
     def scorer():
@@ -116,7 +116,7 @@ def train(config: Config, job) -> dict:
     policy = load_model(spec, config, precision)
     checkpointing = use_gradient_checkpointing(config, count_parameters(policy))
     job.log_start(config, policy, precision, checkpointing)
-    rendered = [tokenizer.apply_chat_template(chat_messages(p), tokenize=True, add_generation_prompt=True,
+    rendered = [tokenizer.apply_chat_template(chat_messages(p, job.system), tokenize=True, add_generation_prompt=True,
                                               return_dict=True)["input_ids"] for p in prompts]
     dataset = Dataset.from_list([{"input_ids": ids} for ids in rendered])
     per_step = config.batch_size * config.grad_accum * job.world_size

@@ -83,13 +83,13 @@ def batch_fits(config: TrainConfig, rows: int, what: str = "rows") -> None:
                              f"lower batch_size to {rows} or add {what}")
 
 
-def prompts_fit(config: TrainConfig, tokenizer, prompts: list, budget_note: str = "") -> int:
+def prompts_fit(config: TrainConfig, tokenizer, prompts: list, budget_note: str = "", system: str = "") -> int:
     """The longest prompt in tokens as training gives it (a string cut to ``max_prompt_length``,
     or the messages before the answer, rendered with the chat template); refuses a max_length
     that cannot hold it."""
     longest, where = 0, 0
     for index, prompt in enumerate(prompts):
-        messages = chat_messages(prompt) if isinstance(prompt, str) else prompt
+        messages = chat_messages(prompt, system) if isinstance(prompt, str) else prompt
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         if isinstance(prompt, str) and config.max_prompt_length:
@@ -136,14 +136,15 @@ def no_qlora_on_adapters(config: TrainConfig, spec: ModelSpec) -> None:
                              "from the merged model, or use quantization=none")
 
 
-def cut_prompts(config: TrainConfig, tokenizer, prompts: list[str], log=None) -> list[str]:
+def cut_prompts(config: TrainConfig, tokenizer, prompts: list[str], log=None, system: str = "") -> list[str]:
     """Each prompt within ``max_prompt_length`` tokens (``chat.prompt.fit_prompt``: a RAG prompt
     loses the end of its context); how many were cut goes to ``log``."""
     from workbench.chat.prompt import fit_prompt
 
     if not config.max_prompt_length:
         return list(prompts)
-    cut = {p: fit_prompt(tokenizer, p, config.max_prompt_length, f"to max_prompt_length {config.max_prompt_length}")
+    cut = {p: fit_prompt(tokenizer, p, config.max_prompt_length, f"to max_prompt_length {config.max_prompt_length}",
+                         system)
            for p in dict.fromkeys(prompts)}
     changed = sum(1 for _, note in cut.values() if note)
     if changed and log is not None:

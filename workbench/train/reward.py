@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.chat.prompt import chat_messages
+from workbench.chat.system_prompt import current_system_prompt, system_input
 from workbench.kinds import Watch
 from workbench.settings import Settings
 from workbench.train import data as rows_of
@@ -58,10 +59,11 @@ def preference_preflight(config, settings: Settings, shape_of) -> Preflight:
     from workbench.train.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(spec)
-    longest = prompts_fit(config, tokenizer, [p["prompt"] for p in pairs])
+    system = current_system_prompt(ws).text
+    longest = prompts_fit(config, tokenizer, [p["prompt"] for p in pairs], system=system)
     answer = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for p in pairs for a in (p["chosen"], p["rejected"]))
     sequence = config.max_length or padded_length(longest + answer + 8)
-    return Preflight({"train": train_file, **({"eval": held} if held else {})}, device_notes(config),
+    return Preflight({"train": train_file, **({"eval": held} if held else {}), **system_input(ws)}, device_notes(config),
                      {"start_model": spec.name, "pairs": len(pairs), "training_pairs": train_rows,
                       "longest_prompt_tokens": longest,
                       **memory_fits(config, settings, spec, shape_of(config), sequence)})
@@ -84,13 +86,13 @@ def split_pairs(config, job) -> tuple[list[dict], list[dict]]:
     return rows_of.held_out_split(pairs, config.eval_fraction, config.seed)
 
 
-def pair_max_length(tokenizer, pairs, model_config) -> int:
+def pair_max_length(tokenizer, pairs, model_config, system: str = "") -> int:
     from workbench.train.modeling import length_from_data
 
     longest = 0
     for p in pairs:
         for answer in (p["chosen"], p["rejected"]):
-            ids = tokenizer.apply_chat_template(chat_messages(p["prompt"]) + [{"role": "assistant", "content": answer}],
+            ids = tokenizer.apply_chat_template(chat_messages(p["prompt"], system) + [{"role": "assistant", "content": answer}],
                                                 tokenize=True, return_dict=True)["input_ids"]
             longest = max(longest, len(ids))
     return length_from_data(longest, model_config)
@@ -107,11 +109,11 @@ def pair_setup(config, job, head: str = "causal-lm"):
     tokenizer = load_tokenizer(spec)
     pairs, held = split_pairs(config, job)
     originals = [p["prompt"] for p in pairs + held]
-    cut = dict(zip(originals, cut_prompts(config, tokenizer, originals, job.log)))
+    cut = dict(zip(originals, cut_prompts(config, tokenizer, originals, job.log, job.system)))
     pairs, held = ([dict(p, prompt=cut[p["prompt"]]) for p in rows] for rows in (pairs, held))
     job.log(f"{len(pairs)} training pairs, {len(held)} held out")
     model = load_model(spec, config, precision, head=head, pad_token_id=tokenizer.pad_token_id)
-    max_length = config.max_length or pair_max_length(tokenizer, pairs + held, model.config)
+    max_length = config.max_length or pair_max_length(tokenizer, pairs + held, model.config, job.system)
     checkpointing = use_gradient_checkpointing(config, count_parameters(model))
     job.log_start(config, model, precision, checkpointing, max_length=max_length)
     return precision, spec, tokenizer, pairs, held, model, max_length, checkpointing
@@ -129,16 +131,18 @@ def train(config: Config, job) -> dict:
     args = job.training_args(RewardConfig, config, precision, checkpointing, bool(held), max_length=max_length)
     callback = job.callback(config)
     trainer = RewardTrainer(model=model, args=args,
-                            train_dataset=Dataset.from_list([rows_of.conversational_pair(p) for p in pairs]),
-                            eval_dataset=Dataset.from_list([rows_of.conversational_pair(p) for p in held]) if held else None,
+                            train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
+                            eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])
+                            if held else None,
                             processing_class=tokenizer, peft_config=lora_config(config, model.config, "SEQ_CLS"),
                             callbacks=[callback])
-    metrics = {f"before_{k}": v for k, v in pair_metrics(trainer.model.eval(), tokenizer, held).items() if k != "pairs"}
+    metrics = {f"before_{k}": v for k, v in pair_metrics(trainer.model.eval(), tokenizer, held, system=job.system).items()
+               if k != "pairs"}
     before = trainable_snapshot(trainer.model)
     metrics.update(job.fit(trainer, callback))
     metrics.update(changed_count(trainer.model, before))
     merged = trainer.model.merge_and_unload().eval()
-    metrics.update({f"eval_{k}": v for k, v in pair_metrics(merged, tokenizer, held).items()})
+    metrics.update({f"eval_{k}": v for k, v in pair_metrics(merged, tokenizer, held, system=job.system).items()})
     if held:
         metrics["held_out"] = len(held)
         job.log(f"held-out accuracy {metrics['eval_accuracy']:.3f} (before {metrics['before_accuracy']:.3f}), "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from workbench.chat.system_prompt import current_system_prompt, system_input
 from workbench.kinds import Watch
 from workbench.settings import Settings
 from workbench.train import data as rows_of
@@ -32,7 +33,7 @@ def preflight(config: Config, settings: Settings) -> Preflight:
     ws = settings.workspace
     spec = start_and_output(config, settings)
     train_file = rows_of.data_file(ws, config.dataset)
-    rows = rows_of.sft_rows(train_file)
+    rows = rows_of.sft_rows(train_file, current_system_prompt(ws).text)
     batch_fits(config, len(rows))
     held = eval_file(ws, config, ws.test_file)
     if held is not None:
@@ -44,7 +45,7 @@ def preflight(config: Config, settings: Settings) -> Preflight:
     whole = max(len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
                 for r in rows)
     sequence = config.max_length or padded_length(whole)
-    return Preflight({"train": train_file, **({"eval": held} if held else {})}, device_notes(config),
+    return Preflight({"train": train_file, **({"eval": held} if held else {}), **system_input(ws)}, device_notes(config),
                      {"rows": len(rows), "longest_prompt_tokens": longest,
                       **memory_fits(config, settings, spec, memory_shape(config), sequence)})
 
@@ -77,8 +78,8 @@ def train(config: Config, job) -> dict:
     spec = start_model(job.settings, config.model)
     tokenizer = load_tokenizer(spec)
     own_template = tokenizer.chat_template
-    rows = rows_of.sft_rows(job.input("train"))
-    held = rows_of.sft_rows(job.input("eval")) if job.input("eval") else None
+    rows = rows_of.sft_rows(job.input("train"), job.system)
+    held = rows_of.sft_rows(job.input("eval"), job.system) if job.input("eval") else None
     template, source = training_template(tokenizer, rows)
     assistant_only = template is not None or source == "own"
     if template is not None:

@@ -1,6 +1,7 @@
 """Chat tab: ask the base model or any trained model, with or without retrieval; the answer
 streams in (Stop ends it) and its sources are listed under it; an answer cut at the token limit
-says so. A finished turn can be sent to Annotate."""
+says so. A finished turn can be sent to Annotate. Trainers write the workspace's system prompt
+here (``workbench.chat.system_prompt``)."""
 from __future__ import annotations
 
 import time
@@ -9,8 +10,10 @@ import gradio as gr
 
 from workbench.chat.model_cache import CACHE
 from workbench.chat.session import ChatRequest, answer_stream, save_turn
+from workbench.chat.system_prompt import SYSTEM_PROMPT_CHARS, current_system_prompt, save_system_prompt
 from workbench.models.generation import REPETITION_PENALTY
 from workbench.chat.sources import sources_markdown
+from workbench import audit
 from workbench.errors import WorkbenchError
 from workbench.feedback.display import LIMIT_NOTE
 from workbench.index.modes import DEFAULT_MODE, MODES
@@ -70,6 +73,29 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
             raise gr.Error(str(exc)) from None
         return f"Sent turn `{record['id']}` to Annotate."
 
+    def system_line(version: int, author: str, timestamp: str) -> str:
+        if not version:
+            return "No system prompt yet: models get the question (and its context) alone."
+        return f"Version {version}, saved by {author} on {timestamp.replace('T', ' ')[:16]}."
+
+    def show_system(request: gr.Request):
+        """(tab opened) The current system prompt, for those who may change it."""
+        if ctx.allowed(request, "system_prompt") is None:
+            return gr.skip(), gr.skip()
+        current = current_system_prompt(workspace)
+        return current.text, system_line(current.version, current.author, current.timestamp)
+
+    def save_system(text, request: gr.Request):
+        user = ctx.require(request, "system_prompt")
+        try:
+            saved = save_system_prompt(workspace, text or "", user.username)
+        except WorkbenchError as exc:
+            raise gr.Error(str(exc)) from None
+        audit.record(workspace, user.username, "system_prompt", "system prompt", detail=f"version {saved.version}")
+        # the version is in the audit log and shown when the tab opens: this line reads the same for every save
+        return ("System prompt saved: new chat answers, pairs, evaluations and training runs use it." if saved.text
+                else "System prompt cleared: models get the question (and its context) alone."), saved.text
+
     def unload(request: gr.Request):
         ctx.require(request, "unload")
         dropped = CACHE.unload()
@@ -104,6 +130,14 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                 ctx.only_for("unload", unload_btn)
                 clear_btn = gr.Button("Clear chat")
                 status = gr.Markdown(elem_id="chat-status")
+                with gr.Accordion("System prompt (this workspace)", open=False, elem_id="chat-system") as system_box:
+                    system_text = gr.Textbox(label="Told to every model before each question", lines=4,
+                                             max_length=SYSTEM_PROMPT_CHARS, elem_id="chat-system-text",
+                                             info="in chat, in the answers of new pairs, in evaluations and in "
+                                                  "training runs launched from now on; empty = none")
+                    system_save = gr.Button("Save the system prompt", elem_id="chat-system-save")
+                    system_message = gr.Markdown(elem_id="chat-system-message")
+                ctx.only_for("system_prompt", system_box)
         last_turn = gr.State(None)
 
         inputs = [question, chatbot, model, rag, k, temperature, max_new_tokens, mode, penalty, rerank]
@@ -116,5 +150,7 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
         annotate_btn.click(send, [last_turn], [status], api_name="send_to_annotate")
         unload_btn.click(unload, None, [status], api_name="unload_models")
         clear_btn.click(lambda: ([], "", None), None, [chatbot, sources, last_turn], api_name=False)
+        system_save.click(save_system, [system_text], [system_message, system_text], api_name="save_system_prompt")
         tab.select(models, None, [model], api_name=False)
+        tab.select(show_system, None, [system_text, system_message], api_name=False)
     return tab

@@ -1,5 +1,5 @@
-"""Evaluate tab. It opens on the scoreboard (a row per model, a column per metric, lineage, the
-newest score with its run, the best of each column starred; CSV export). Below: two models'
+"""Evaluate tab. It opens on the scoreboard (a row per model, a column per metric, the newest
+score with its run, the best of each column starred; CSV export) and the models' lineage and data. Below: two models'
 answers side by side, a metric along the lineage, each evaluation's report, the launch form
 (generated from the evaluation's Config) and the RAG question set built from corpus chunks."""
 from __future__ import annotations
@@ -55,12 +55,16 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
 
     def board_view():
         board = sb.build(settings)
-        headers, cells = sb.table(board)
+        headers, cells = sb.scores_table(board)
+        model_headers, model_cells = sb.models_table(board)
+        # every column in the page's width (at 1,400 px the scores wrap instead of scrolling sideways)
+        share = f"{74 / max(len(headers) - 2, 1):.2f}%"
         names = [r["model"] for r in board.rows]
         runs = [(f"{r['run_id']} — {r['status']}{' (partial)' if r.get('partial') else ''}", r["run_id"])
                 for r in board.reports]
         metric_names = [(METRICS[k][0], k) for k in board.metrics] or [(v[0], k) for k, v in METRICS.items()]
-        return (gr.Dataframe(value=cells, headers=headers), gr.Dropdown(choices=names), gr.Dropdown(choices=names),
+        return (gr.Dataframe(value=cells, headers=headers, column_widths=["12%", *[share] * (len(headers) - 2), "14%"]),
+                gr.Dataframe(value=model_cells, headers=model_headers), gr.Dropdown(choices=names), gr.Dropdown(choices=names),
                 gr.Dropdown(choices=metric_names), gr.Dropdown(choices=runs, value=runs[0][1] if runs else None))
 
     def export_csv(request: gr.Request):
@@ -161,6 +165,9 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
                     f"of items it rests on (n); ⚠ marks fewer than {FEW}, too few to tell models apart. ★ marks the "
                     "best of each column. Launch an evaluation below: it runs as a job and its report lands here.")
         board = gr.Dataframe(interactive=False, wrap=True, elem_id="eval-scoreboard")
+        with gr.Accordion("The models: role, lineage, training data", open=True):
+            models_board = gr.Dataframe(interactive=False, wrap=True, elem_id="eval-models-table",
+                                        column_widths=["16%", "8%", "36%", "8%", "32%"])
         with gr.Row():
             refresh_btn = gr.Button("Refresh", elem_id="eval-refresh")
             csv_btn = gr.Button("Export CSV", elem_id="eval-export")
@@ -188,7 +195,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
                                           elem_id="eval-report-samples")
             report_file = gr.File(label="download report.html (self-contained: charts, tables, answers)",
                                   interactive=False, elem_id="eval-report-file")
-        with gr.Accordion("Launch an evaluation", open=True) as launch_box:
+        with gr.Accordion("A new evaluation", open=True) as launch_box:
             widgets = []
             with gr.Row(equal_height=False):
                 for spec in SPECS:
@@ -204,7 +211,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
                                                    label="rag set", info=spec.help, elem_id=elem))
                     else:
                         widgets.append(field_widget(spec, elem))
-            launch_btn = gr.Button("Launch", variant="primary", elem_id="eval-launch")
+            launch_btn = gr.Button("Launch evaluation", variant="primary", elem_id="eval-launch")
             ctx.only_for("launch", launch_box)
             launch_message = gr.Markdown(elem_id="eval-launch-message")
         with gr.Accordion("RAG question set: questions written from corpus chunks", open=False) as questions_box:
@@ -222,7 +229,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
             set_note = gr.Markdown(elem_id="eval-q-note")
             set_rows = gr.Dataframe(headers=["question", "sources", "reference"], interactive=False, wrap=True)
 
-    view_outputs = [board, first, second, metric, report_run]
+    view_outputs = [board, models_board, first, second, metric, report_run]
     refresh_btn.click(board_view, None, view_outputs, api_name="eval_scoreboard")
     csv_btn.click(export_csv, None, csv_file, api_name="eval_export_csv")
     compare_btn.click(compare, [first, second], [compare_note, answers], api_name="eval_compare")

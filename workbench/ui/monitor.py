@@ -11,7 +11,7 @@ from workbench import audit
 from workbench.kinds import KINDS
 from workbench.monitor import (RUN_COLUMNS, curve_names, first_curves, gpu_holders, gpu_state, live_workers,
                                metrics_figure, progress_text, result_markdown, result_sentence, runs_table,
-                               system_markdown)
+                               system_markdown, wait_reason)
 from workbench.feedback.stats import stats_markdown, team_stats
 from workbench.models.precision import recorded_all
 from workbench.safe_text import plain_markdown
@@ -23,8 +23,10 @@ def _watch(kind: str | None):
     return KINDS[kind].watch() if kind in KINDS else None
 
 
-def _detail(ctx: UiContext, run_id: str | None, metrics: list[dict]) -> tuple[str, str, str]:
-    """The run's headline (with the plain result sentence), its log, and every figure of its result."""
+def _detail(ctx: UiContext, run_id: str | None, metrics: list[dict], runs: list[dict],
+            workers: list[dict], gpus: list[dict]) -> tuple[str, str, str]:
+    """The run's headline (with the plain result sentence, or what a queued run waits for), its
+    log, and every figure of its result."""
     if not run_id:
         return "Select a run.", "", ""
     try:
@@ -41,6 +43,8 @@ def _detail(ctx: UiContext, run_id: str | None, metrics: list[dict]) -> tuple[st
     if status.get("message"):
         parts.append(status["message"])
     text = " · ".join(parts)
+    if status.get("status") == "queued":
+        text += "\n\n" + wait_reason(dict(status, id=run_id), runs, workers, gpus)
     if status.get("error"):
         text += f"\n\n**Error:** {plain_markdown(status['error'])}" + (" — resumable" if status.get("resumable") else "")
     figures = ""
@@ -73,7 +77,8 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
             selected = ids[0] if ids else None
             picker = gr.Dropdown(choices=ids, value=selected)
         metrics = store.get(selected).metrics() if selected else []
-        detail, log, figures = _detail(ctx, selected, metrics)
+        workers, gpus = live_workers(settings.workspace, settings.stale_after), gpu_state()
+        detail, log, figures = _detail(ctx, selected, metrics, runs, workers, gpus)
         figure, marker, picker_names = gr.skip(), plotted, gr.skip()
         if selected:
             names = curve_names(metrics)
@@ -89,7 +94,7 @@ def create_monitor_tab(ctx: UiContext) -> tuple[gr.Tab, gr.Dropdown]:
             marker = (selected, len(metrics), tuple(chosen), picked)
             if marker != plotted:
                 figure = metrics_figure(metrics, title=selected, names=list(chosen))
-        system = system_markdown(live_workers(settings.workspace, settings.stale_after), gpu_state(),
+        system = system_markdown(workers, gpus,
                                  control.pending_counts(settings), gpu_holders(runs), recorded_all(settings.workspace))
         return (gr.Dataframe(value=rows), picker, detail, log,
                 figure, marker, system, picker_names, figures)

@@ -121,7 +121,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
 
     with gr.Tab("Train", id="train") as tab:
         ctx.only_for("launch", tab)
-        with gr.Accordion("Launch a training run", open=True):
+        with gr.Accordion("A new training run", open=True):
             method = gr.Radio(methods, value=methods[0], label="method", elem_id="train-method")
             needs = gr.Markdown(NEEDS[methods[0]], elem_id="train-needs")
             forms = [_method_form(m, ctx, m == methods[0]) for m in methods]
@@ -129,7 +129,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
             estimate = gr.Markdown(elem_id="train-estimate")
             with gr.Row():
                 estimate_btn = gr.Button("Check data and estimate", elem_id="train-estimate-btn")
-                launch_btn = gr.Button("Launch", variant="primary", elem_id="train-launch")
+                launch_btn = gr.Button("Launch training", variant="primary", elem_id="train-launch")
                 ctx.only_for("launch", launch_btn)
             launch_message = gr.Markdown(elem_id="train-launch-message")
         with gr.Accordion("Data: data/train.jsonl and data/test.jsonl", open=False):
