@@ -110,7 +110,7 @@ def _execute(settings: Settings, run: RunRecord, status: dict, gpus: list[int], 
                           started=now_iso(), started_at=time.time(), finished=None, error=None):
         return run.status()  # cancelled while queued, or already taken
     resume = status.get("resume_from")
-    reporter = RunReporter(run, resume_from=Path(resume) if resume else None, echo=echo, gpus=gpus)
+    reporter = RunReporter(run, settings, resume_from=Path(resume) if resume else None, echo=echo, gpus=gpus)
     with Heartbeat(run, settings.heartbeat_s):
         try:
             kind = get_kind(status["kind"])

@@ -1,5 +1,7 @@
-"""The reporter a job's core function talks to: log lines, metrics, progress, cancel checks,
-checkpoints. ``RunReporter`` writes them into the run folder; a terminal bar can echo them."""
+"""The reporter a job's core function talks to, and the context it is handed: the settings it
+runs under (a job never reads them from the environment), its run, the checkpoint it resumes
+from and the GPUs reserved for it; log lines, metrics, progress, cancel checks, checkpoints.
+``RunReporter`` writes them into the run folder; a terminal bar can echo them."""
 from __future__ import annotations
 
 import math
@@ -7,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from storage import RunRecord, Workspace
+from workbench.settings import Settings
 
 
 class Cancelled(Exception):
@@ -14,9 +17,10 @@ class Cancelled(Exception):
 
 
 class RunReporter:
-    def __init__(self, run: RunRecord, resume_from: Path | None = None, echo: bool = False,
+    def __init__(self, run: RunRecord, settings: Settings, resume_from: Path | None = None, echo: bool = False,
                  gpus: list[int] | None = None):
         self.run = run
+        self.settings = settings
         self.resume_from = resume_from
         self.gpus = list(gpus or [])  # the GPUs reserved for this job (empty: none, or no GPU)
         self._bar = None
@@ -29,7 +33,7 @@ class RunReporter:
 
     @property
     def workspace(self) -> Workspace:
-        return Workspace(self.run.folder.parent.parent)
+        return self.settings.workspace
 
     def log(self, message: str) -> None:
         self.run.log(message)

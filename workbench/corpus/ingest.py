@@ -113,11 +113,9 @@ def preflight(config: Config, settings) -> None:
 
 
 def run(config: Config, reporter) -> dict[str, Any]:
-    from workbench.settings import Settings
-
     workspace = reporter.workspace
     docs, runs = DocumentStore(workspace), RunStore(workspace.runs)
-    model_name = config.embedding_model or Settings.from_env().embedding_model
+    model_name = config.embedding_model or reporter.settings.embedding_model
     reporter.log(f"loading embedding model {model_name}")
     model = load_embedder(model_name)
     info = describe(model, model_name)

@@ -38,7 +38,7 @@ def preflight(config: Config, settings: Settings) -> Preflight:
 def run(config: Config, reporter) -> dict[str, Any]:
     from workbench.evaluate.report import write_report
 
-    settings = dataclasses.replace(Settings.from_env(), home=reporter.workspace.home)
+    settings = reporter.settings
     run_record = reporter.run
     status = run_record.status()
     summary = status.get("preflight") or {}

@@ -4,7 +4,6 @@ model several at a time (left-padded), and each batch's answers are saved as soo
 so a cancelled or lost job resumes where it stopped and a pair is never generated twice."""
 from __future__ import annotations
 
-import dataclasses
 import time
 import zlib
 from dataclasses import dataclass
@@ -68,7 +67,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
     from workbench.models.generation import context_window, generate_batch
     from workbench.models.loading import load_for_inference, release_memory
 
-    settings = dataclasses.replace(Settings.from_env(), home=reporter.workspace.home)
+    settings = reporter.settings
     store = pair_store(settings.workspace)
     todo = pending(store, config.pair_ids)
     check_models(settings, todo)  # an unknown model fails the job before anything loads

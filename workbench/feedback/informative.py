@@ -9,7 +9,6 @@ with a wide margin mostly confirms it. Pairs not scored yet follow in the order 
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +91,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
     from workbench.models.loading import release_memory
     from workbench.train.scoring import reward_scores
 
-    settings = dataclasses.replace(Settings.from_env(), home=reporter.workspace.home)
+    settings = reporter.settings
     model_name = scoring_model(settings, config.reward_model)
     todo = open_pairs(settings.workspace, config.set_name)
     reporter.log(f"scoring {len(todo)} open pairs of set {config.set_name!r} with {model_name}")

@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
 
     set_seed(config.seed)  # new heads (a reward model's score) and LoRA start the same way each run
     reporter_cls = RunReporter if rank == 0 else SilentReporter
-    reporter = reporter_cls(run, resume_from=Path(resume) if resume else None)
+    reporter = reporter_cls(run, settings, resume_from=Path(resume) if resume else None)
     job = TrainJob(run, reporter, settings, reporter.resume_from, rank, world)
     try:
         result = module.train(config, job)

@@ -33,11 +33,13 @@ def command(run_folder, processes: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *child]
 
 
-def child_env(processes: int, resume_from, gpus: list[int] | None = None) -> dict[str, str]:
-    env = {**os.environ, **QUIET, "WORKBENCH_RESUME_FROM": str(resume_from or "")}
+def child_env(settings, processes: int, resume_from, gpus: list[int] | None = None) -> dict[str, str]:
+    """The training child's environment: the job's settings (its entry point reads them back), the
+    checkpoint to resume from and the GPUs reserved for it."""
+    env = {**settings.child_env(), **QUIET, "WORKBENCH_RESUME_FROM": str(resume_from or "")}
     if gpus:  # the GPUs the runner reserved for this job: one rank on each
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
-    if "OMP_NUM_THREADS" not in os.environ:  # torchrun would pin every rank to one thread
+    if "OMP_NUM_THREADS" not in env:  # torchrun would pin every rank to one thread
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
     return env
 
@@ -50,7 +52,8 @@ def run_in_child(config: TrainConfig, reporter) -> dict:
     args = command(run.folder, config.num_processes)
     reporter.log(f"starting {config.num_processes} training process(es)"
                  + (" with torchrun" if config.num_processes > 1 else ""))
-    proc = subprocess.Popen(args, env=child_env(config.num_processes, reporter.resume_from, reporter.gpus),
+    proc = subprocess.Popen(args, env=child_env(reporter.settings, config.num_processes, reporter.resume_from,
+                                                reporter.gpus),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                             bufsize=1, preexec_fn=die_with_parent)
     tail: list[str] = []
@@ -120,11 +123,10 @@ def _fit_memory(config: TrainConfig, reporter) -> None:
     from workbench.gpu_memory import devices, make_room
     from workbench.kinds import get_kind
     from workbench.models.loading import ModelNotFound, resolve
-    from workbench.settings import Settings
     from workbench.train import memory
     from workbench.train.preflight import start_name
 
-    run, settings = reporter.run, Settings.from_env()
+    run, settings = reporter.run, reporter.settings
     if reporter.resume_from is not None and (run.folder / FIT).is_file():
         return
     (run.folder / FIT).unlink(missing_ok=True)

@@ -58,7 +58,7 @@ def run(config: Config, reporter) -> dict:
     from workbench.models.loading import apply_adapters
     from workbench.train.modeling import load_tokenizer
 
-    settings = Settings.from_env()
+    settings = reporter.settings
     spec = start_model(settings, config.name, "model to merge")
     dtype = {"auto": "auto", "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.dtype]
     reporter.progress(0, 3, "loading")
