@@ -65,7 +65,7 @@ def test_cancel_queued_and_running_then_resume_from_checkpoint(settings, worker)
     runs, gpus = RunStore(settings.workspace.runs).list(), gpu_state()
     summary = next(r for r in runs if r["id"] == waiting.id)
     assert wait_reason(summary, runs, live_workers(settings.workspace, settings.stale_after), gpus) == \
-        f"Waiting: the {queue_label('gpu', gpus)} queue is busy with `{long.id}` (selftest)."
+        f"Waiting: {queue_label('gpu', gpus)} is busy with `{long.id}` (selftest)."
     assert control.cancel(settings, waiting.id) == "cancelled"
     assert control.cancel(settings, long.id) == "cancel requested"
     assert _watch(settings, long.id)[-1] == "cancelled"
@@ -136,7 +136,7 @@ def test_a_queued_run_says_what_it_waits_for():
     assert wait_reason(run, [run], [], []).startswith("Waiting: no worker is running.")
     cpu = {"queue": "cpu", "pid": 7, "host": "box"}
     assert wait_reason(run, [run], [cpu], []).startswith(
-        "Waiting: no worker serves the gpu (no GPU here: its jobs run on the CPU, one at a time) queue.")
+        "Waiting: no worker serves the gpu queue (no GPU here: its jobs run on the CPU, one at a time).")
     runs = [{"id": "r1", "kind": "train.dpo", "queue": "gpu", "status": "running"},
             {"id": "r2", "kind": "evaluate", "queue": "gpu", "status": "queued", "enqueued_at": 2.0}, run,
             {"id": "r4", "kind": "evaluate", "queue": "gpu", "status": "queued", "enqueued_at": 4.0},
@@ -145,9 +145,9 @@ def test_a_queued_run_says_what_it_waits_for():
     assert wait_reason(run, runs, workers, h200) == "Waiting: the gpu queue is busy with `r1` (train.dpo); " \
                                                    "1 queued run ahead of it."
     assert wait_reason(runs[1], runs[1:], workers, []) == \
-        "Waiting for the gpu (no GPU here: its jobs run on the CPU, one at a time) worker to pick it up."
-    assert queue_label("cpu", []) == "cpu" and queue_label("gpu", h200) == "gpu"
-    assert "gpu (no GPU here" in system_markdown(workers, [], {"cpu": 0, "gpu": 2})
+        "Waiting for a worker of the gpu queue (no GPU here: its jobs run on the CPU, one at a time) to pick it up."
+    assert queue_label("cpu", []) == "the cpu queue" and queue_label("gpu", h200) == "the gpu queue"
+    assert "none detected: the gpu queue's jobs run on the CPU" in system_markdown(workers, [], {"cpu": 0, "gpu": 2})
 
 
 def test_bad_config_is_refused_before_anything_is_written(settings):

@@ -42,8 +42,8 @@ def test_monitor_shows_runs_with_log_and_curves_and_annotate_reads_question_firs
     page.locator("#run-select input").fill(queued)
     page.locator("#run-select [role=option]", has_text=queued).first.click()
     expect(page.locator("#run-detail")).to_contain_text(
-        re.compile(rf"{queued}.*queued.*Waiting: the gpu (\(no GPU here: its jobs run on the CPU, one at a time\) )?"
-                   rf"queue is busy with {slow} \(selftest\)", re.S), timeout=60_000)
+        re.compile(rf"{queued}.*queued.*Waiting: the gpu queue (\(no GPU here: its jobs run on the CPU, one at a "
+                   rf"time\) )?is busy with {slow} \(selftest\)", re.S), timeout=60_000)
     for run_id in (queued, slow):
         cli(env, "jobs", "cancel", run_id)
     names_are_unique(page)

@@ -196,8 +196,10 @@ def chat_and_send_to_annotate(page, ws: Path) -> None:
     page.locator("#chat-input textarea").fill("Tell me everything about the harbour.")
     page.locator("#chat-send").click()
     expect(page.locator("#chatbot .message.bot").nth(1)).not_to_be_empty(timeout=180 * SECONDS)
+    expect(sources).not_to_contain_text("retrieving and loading", timeout=180 * SECONDS)  # it streams
     page.locator("#chat-stop").click()
-    expect(sources).to_contain_text("stopped: the answer above is as far as the model got", timeout=30 * SECONDS)
+    expect(page.locator("#chat-status")).to_contain_text("Stopped: the answer above is as far as the model got",
+                                                         timeout=30 * SECONDS)
     app = app_process(ws)
     wait_for(lambda: not threads_of(app, "generate"), 60, what="the app's generating thread to end")
     expect(sources).not_to_contain_text("tokens/s")  # the turn never finished

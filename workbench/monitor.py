@@ -189,12 +189,15 @@ def gpu_holders(runs: list[dict[str, Any]]) -> list[str]:
             + f": `{r['id']}` ({r['kind']})" for r in runs if r.get("status") == "running" and r.get("gpus")]
 
 
+NO_GPU = "no GPU here: its jobs run on the CPU, one at a time"
+
+
 def queue_label(queue: str | None, gpus: list[dict]) -> str:
-    """A queue's name as people read it: the model jobs' queue is called ``gpu`` and, on a
-    machine without one, says where its jobs run instead."""
+    """A queue as a sentence names it: the model jobs' queue is called ``gpu`` and, on a machine
+    without one, says where its jobs run instead."""
     if queue == "gpu" and not gpus:
-        return "gpu (no GPU here: its jobs run on the CPU, one at a time)"
-    return str(queue or "?")
+        return f"the gpu queue ({NO_GPU})"
+    return f"the {queue or '?'} queue"
 
 
 def wait_reason(run: dict[str, Any], runs: list[dict[str, Any]], workers: list[dict], gpus: list[dict]) -> str:
@@ -206,15 +209,16 @@ def wait_reason(run: dict[str, Any], runs: list[dict[str, Any]], workers: list[d
         return "Waiting: no worker is running. Queued jobs start once `workbench worker` runs (the app " \
                "starts one unless it was told `--no-worker`)."
     if not any(w.get("queue") == queue for w in workers):
-        return f"Waiting: no worker serves the {label} queue. Start one with `workbench worker` (all queues) or `workbench worker --queue {queue}`."
+        return (f"Waiting: no worker serves {label}. Start one with `workbench worker` (all queues) or "
+                f"`workbench worker --queue {queue}`.")
     busy = [r for r in runs if r.get("queue") == queue and r.get("status") == "running"]
     ahead = [r for r in runs if r.get("queue") == queue and r.get("status") == "queued" and r["id"] != run.get("id")
              and (r.get("enqueued_at") or 0) < (run.get("enqueued_at") or 0)]
     if not busy and not ahead:
-        return f"Waiting for the {label} worker to pick it up."
+        return f"Waiting for a worker of {label} to pick it up."
     parts = []
     if busy:
-        parts.append(f"the {label} queue is busy with " + ", ".join(f"`{r['id']}` ({r['kind']})" for r in busy[:3])
+        parts.append(f"{label} is busy with " + ", ".join(f"`{r['id']}` ({r['kind']})" for r in busy[:3])
                      + (f" and {len(busy) - 3} more" if len(busy) > 3 else ""))
     if ahead:
         parts.append(f"{len(ahead)} queued run{'s' if len(ahead) != 1 else ''} ahead of it")
@@ -223,10 +227,10 @@ def wait_reason(run: dict[str, Any], runs: list[dict[str, Any]], workers: list[d
 
 def system_markdown(workers: list[dict], gpus: list[dict], pending: dict[str, Any],
                     holders: list[str] | None = None, precisions: list | None = None) -> str:
-    lines = ["**Queue** — pending: " + ", ".join(f"{queue_label(q, gpus)} {n}" for q, n in pending.items())]
+    lines = ["**Queue** — pending: " + ", ".join(f"{q} {n}" for q, n in pending.items())]
     if workers:
         lines.append("**Workers** — " + "; ".join(
-            f"{queue_label(w['queue'], gpus)} (pid {w['pid']} on {w['host']}"
+            f"{w['queue']} (pid {w['pid']} on {w['host']}"
             + (f", GPU {w['device']}" if w.get("device") not in (None, "") else "") + ")" for w in workers))
     else:
         lines.append("**Workers** — none alive: queued jobs wait until `workbench worker` runs")
@@ -235,7 +239,7 @@ def system_markdown(workers: list[dict], gpus: list[dict], pending: dict[str, An
             f"{g['index']}: {g['name']} {g['memory_used_gib']}/{g['memory_total_gib']} GiB, {g['utilization']}%"
             for g in gpus))
     else:
-        lines.append("**GPUs** — none detected")
+        lines.append("**GPUs** — none detected: the gpu queue's jobs run on the CPU, one at a time")
     if holders:
         lines.append("**Held by** — " + "; ".join(holders))
     if precisions:

@@ -144,8 +144,9 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
         outputs = [chatbot, question, sources, last_turn]
         asked = [send_btn.click(ask, inputs, outputs, api_name="ask"), question.submit(ask, inputs, outputs, api_name=False)]
         # Stop closes the answer's generator, whose generating thread then stops at the next token;
-        # the page keeps what was written so far
-        stop_btn.click(lambda: "_stopped: the answer above is as far as the model got_", None, sources,
+        # the page keeps what was written so far. The note goes where the answer's event writes
+        # nothing: a piece already on its way would otherwise overwrite it.
+        stop_btn.click(lambda: "Stopped: the answer above is as far as the model got.", None, status,
                        cancels=asked, api_name=False)
         annotate_btn.click(send, [last_turn], [status], api_name="send_to_annotate")
         unload_btn.click(unload, None, [status], api_name="unload_models")
