@@ -193,19 +193,17 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
     feedback_btn.click(from_feedback, [into], [message, summary, sample], api_name="sft_from_feedback")
     into.change(preview, [into], [summary, sample], api_name=False)
 
+    # Only the pickers are this event's outputs: a field that is an output of a pending event takes
+    # back its earlier value when the event ends, so a number typed into a section opened just
+    # after the tab showed its old value again.
+    pickers = [(spec, widget) for form in forms for spec, widget in zip(form.specs, form.widgets)
+               if spec.name in ("model", "dataset", "eval_dataset")]
+
     def refresh_pickers():
         models, files = model_choices(ws), data_files(ws)
-        updates = []
-        for form in forms:
-            for spec in form.specs:
-                if spec.name == "model":
-                    updates.append(gr.Dropdown(choices=start_choices(ws, spec.default, models)))
-                elif spec.name in ("dataset", "eval_dataset"):
-                    updates.append(gr.Dropdown(choices=files))
-                else:
-                    updates.append(gr.skip())
-        return updates
+        return [gr.Dropdown(choices=start_choices(ws, spec.default, models)) if spec.name == "model"
+                else gr.Dropdown(choices=files) for spec, _ in pickers]
 
-    tab.select(refresh_pickers, None, all_widgets, api_name=False)
+    tab.select(refresh_pickers, None, [widget for _, widget in pickers], api_name=False)
     tab.select(preview, [into], [summary, sample], api_name=False)
     return LaunchingTab(tab, launch_btn, [method, *all_widgets], launch, launch_message, "train_launch")
