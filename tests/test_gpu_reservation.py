@@ -48,7 +48,7 @@ def test_a_job_of_two_gpus_holds_both_and_others_wait(tmp_path):
     one, one_held, one_release, one_waited, one_out = hold(tmp_path, [1], 1)  # GPU 1's own worker
     other, other_held, other_release, _, other_out = hold(tmp_path, [2], 1)
     assert other_held.wait(5) and other_out["gpus"] == [2]  # a free GPU is not held up
-    time.sleep(0.2)
+    wait_for(lambda: one_waited, what="the one-GPU job to wait for GPU 1")
     assert not one_held.is_set() and one_waited == [[1]]
     two_release.set()
     assert one_held.wait(5) and one_out["gpus"] == [1]
@@ -81,10 +81,9 @@ def test_a_waiting_job_is_not_overtaken_by_the_next_job_of_a_busy_gpu(tmp_path):
     first.join(5)
     nxt, nxt_held, nxt_release, _, nxt_out = hold(tmp_path, [1], 1, every=(0, 1))
     assert big_held.wait(5)
-    time.sleep(0.1)
     assert not nxt_held.is_set(), "the next job took GPU 1 before the job waiting for it"
     big_release.set()
-    assert nxt_held.wait(5) and nxt_out["at"] > big_out["at"]
+    assert nxt_held.wait(5) and nxt_out["at"] > big_out["at"]  # it got GPU 1 only after the waiting job
     nxt_release.set()
 
 

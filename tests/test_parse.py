@@ -3,7 +3,8 @@ and the sandbox's time and memory limits against hostile PDFs."""
 from __future__ import annotations
 
 import os
-import time
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -229,12 +230,10 @@ def test_non_utf8_offset_counts_the_bom(tmp_path):
 
 
 def test_long_heading_line_is_not_quadratic(tmp_path):
-    # A closing-#s regex backtracks over this for minutes; 20 000 pairs took 25 s.
+    # A closing-#s regex backtracks over this for minutes (20 000 pairs took 25 s); parsed here in
+    # the sandbox, whose limit stops a parse that runs that long
     line = "# a" + " \t" * 300_000 + "#x\n\nbody\n"
-    started = time.monotonic()
-    blocks = parse_file(write(tmp_path / "a.md", line))
-    assert time.monotonic() - started < 2
-    assert blocks == [Block("body", section="a #x")]
+    assert parse_isolated(write(tmp_path / "a.md", line), timeout_s=30) == [Block("body", section="a #x")]
 
 
 def encrypted_pdf(path, user_password: str):
@@ -308,10 +307,8 @@ def test_isolated_stops_a_parse_that_never_ends(tmp_path):
     # of text operators just under the caps: 40 KB on disk, about 15 s of pypdf work per page here.
     path = raw_pdf(tmp_path / "slow.pdf", deflate_repeated(TEXT_OP, 190_000), pages=40)
     assert path.stat().st_size < 100_000
-    started = time.monotonic()
     with pytest.raises(ParseError, match=r"^parsing took longer than 2 s$"):
         parse_isolated(path, timeout_s=2)
-    assert time.monotonic() - started < 10
 
 
 def test_isolated_stops_a_parse_that_eats_memory(tmp_path):
@@ -325,10 +322,14 @@ def test_isolated_stops_a_parse_that_eats_memory(tmp_path):
 
 
 def test_isolated_child_starts_fast(tmp_path):
-    path = write(tmp_path / "a.txt", "hi")
-    started = time.monotonic()
-    parse_isolated(path)
-    assert time.monotonic() - started < 1.0
+    """The sandbox is a fresh interpreter for every file: it loads the parsers, none of the
+    libraries that take seconds to import."""
+    code = ("import sys, workbench.corpus.sandbox\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'transformers', 'sentence_transformers', 'faiss', 'gradio')"
+            " if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout
+    assert parse_isolated(write(tmp_path / "a.txt", "hi")) == [Block("hi")]
 
 
 def test_isolated_does_not_leave_children(tmp_path):
