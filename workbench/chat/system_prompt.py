@@ -1,7 +1,7 @@
 """The workspace's system prompt: what every model is told before each question, in chat, in
 the answers of A/B pairs, in evaluation and in training alike, so a model is trained in the
-conversation it will answer in. A trainer writes it (the Chat tab, or ``workbench chat
-system-prompt FILE``).
+conversation it will answer in. A trainer writes it (the Chat tab, or ``workbench system-prompt
+FILE``).
 
 Each save is a new version appended to ``data/system_prompt.jsonl`` (the last line is the current
 one; the history says which prompt an older answer was given under). A training run copies the
@@ -11,22 +11,14 @@ on the text it started with.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
-from storage import Workspace, append_jsonl
-from storage.jsonl import iter_jsonl, lock_for
-from storage.runs import now_iso
-from workbench.errors import WorkbenchError
-from workbench.limits import check_text, text_from_file
+from storage import Workspace
+from workbench.limits import text_from_file
+from workbench.versioned_text import Version, latest, save
 
 SYSTEM_PROMPT_CHARS = 4_000  # about 1,000 tokens: a quarter of a 4k context window at most
-
-
-class SystemPrompt(NamedTuple):
-    version: int  # 0: none written yet
-    text: str
-    author: str = ""
-    timestamp: str = ""
+SYSTEM_INPUT = "system"  # the role of the system prompt among a run's inputs (inputs/system.jsonl)
+SystemPrompt = Version  # version 0: none written yet
 
 
 def system_prompt_file(workspace: Workspace) -> Path:
@@ -34,39 +26,13 @@ def system_prompt_file(workspace: Workspace) -> Path:
 
 
 def current_system_prompt(workspace: Workspace) -> SystemPrompt:
-    """The highest version (a line edited by hand out of shape is ignored)."""
-    return system_prompt_in(system_prompt_file(workspace))
+    return latest(system_prompt_file(workspace))
 
 
 def save_system_prompt(workspace: Workspace, text: str, author: str) -> SystemPrompt:
     """A new version, unless the text is the current one (then nothing is written). An empty
     text is a version too: no system prompt from then on."""
-    if not isinstance(text, str):
-        raise WorkbenchError("the system prompt must be text")
-    text = check_text("the system prompt", text, SYSTEM_PROMPT_CHARS).strip()
-    path = system_prompt_file(workspace)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_for(path.with_suffix(".version")):
-        current = current_system_prompt(workspace)
-        if text == current.text:
-            return current
-        saved = SystemPrompt(current.version + 1, text, author, now_iso())
-        append_jsonl(path, [saved._asdict()])
-    return saved
-
-
-def trained_under(manifest: dict | None) -> str:
-    """The system prompt a trained model was given in training (its manifest records it); a
-    reward model scores answers framed the same way."""
-    recorded = (manifest or {}).get("system_prompt") if isinstance(manifest, dict) else None
-    return recorded.get("text", "") if isinstance(recorded, dict) and isinstance(recorded.get("text"), str) else ""
-
-
-def system_prompt_from_file(path: Path) -> str:
-    return text_from_file(path, "the system prompt", SYSTEM_PROMPT_CHARS)
-
-
-SYSTEM_INPUT = "system"  # the role of the system prompt among a run's inputs (inputs/system.jsonl)
+    return save(system_prompt_file(workspace), text, author, "the system prompt", SYSTEM_PROMPT_CHARS)
 
 
 def system_input(workspace: Workspace) -> dict[str, Path]:
@@ -78,13 +44,15 @@ def system_input(workspace: Workspace) -> dict[str, Path]:
 
 def system_prompt_in(path: Path | None) -> SystemPrompt:
     """The latest version in ``path`` (a run's copy, or the workspace's file); none when absent."""
-    latest = SystemPrompt(0, "")
-    if path is None:
-        return latest
-    for record in iter_jsonl(path, strict=False):
-        version = record.get("version") if isinstance(record, dict) else None
-        if isinstance(version, int) and not isinstance(version, bool) and version >= max(1, latest.version) \
-                and isinstance(record.get("text"), str):
-            latest = SystemPrompt(version, record["text"], str(record.get("author", "")),
-                                  str(record.get("timestamp", "")))
-    return latest
+    return latest(path)
+
+
+def trained_under(manifest: dict | None) -> str:
+    """The system prompt a trained model was given in training (its manifest records it); a
+    reward model scores answers framed the same way."""
+    recorded = (manifest or {}).get("system_prompt") if isinstance(manifest, dict) else None
+    return recorded.get("text", "") if isinstance(recorded, dict) and isinstance(recorded.get("text"), str) else ""
+
+
+def system_prompt_from_file(path: Path) -> str:
+    return text_from_file(path, "the system prompt", SYSTEM_PROMPT_CHARS)
