@@ -160,7 +160,7 @@ def hybrid_grid(settings, chunks: list[dict], texts: list[str], names: dict) -> 
     import sqlite3
 
     from storage.chunkdb import match_expression
-    from workbench.corpus.chunking import indexed_text
+    from workbench.index.chunk_text import indexed_text
     from workbench.index import lexical
     from workbench.index.embedder import embed
     from workbench.index.search import Retriever

@@ -162,7 +162,8 @@ def test_chunks_respect_size_overlap_and_sentence_boundaries():
 
 
 def test_small_blocks_and_tails_join_a_neighbour_and_chunks_carry_their_heading():
-    from workbench.corpus.chunking import chunk_blocks, heading, indexed_text
+    from workbench.corpus.chunking import chunk_blocks
+    from workbench.index.chunk_text import heading, indexed_text
     from workbench.corpus.parse import Block
     from workbench.index.embedder import load_embedder
 

@@ -5,9 +5,8 @@ where it can and inside a sentence only when one sentence alone is too long.
 A block much shorter than a chunk (a one-line section, a "Note" box) is merged into the block
 before it on the same page, its heading kept as a line, and a chunk's short tail into the chunk
 before it when that stays near the size: no chunk is a stray sentence. A chunk keeps the page
-(pdf) and section (md/html/docx) it came from, and the document's title; ``heading`` and
-``indexed_text`` give what is embedded and searched: the title and section path above the text,
-so a chunk deep in a page still says what it is about (shown to the user without them).
+(pdf) and section (md/html/docx) it came from, and the document's title, which
+``workbench.index.chunk_text`` puts above its text for the index.
 """
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ MAX_CHARS_PER_TOKEN = 12  # English runs ~4-5 characters a token; far more means
 
 SMALL_SHARE = 4  # a block or a chunk's tail under size / 4 tokens is merged into its neighbour
 TAIL_SLACK = 1.1  # a chunk may grow to 110 % of the size to take in a short tail
-HEADING_MAX_CHARS = 160
 HEADING_TOKENS = 48  # room a chunk leaves in the embedding model's input for its heading
 
 
@@ -35,25 +33,10 @@ class Chunk:
     title: str | None = None
 
 
-def heading(title: str | None, section: str | None) -> str:
-    """"Title > Section > Subsection", without repeating a title the section path starts with."""
-    title, section = (title or "").strip(), (section or "").strip()
-    if title and section and (section == title or section.startswith(title + " > ")):
-        title = ""
-    text = " > ".join(part for part in (title, section) if part)
-    return text if len(text) <= HEADING_MAX_CHARS else "…" + text[-HEADING_MAX_CHARS:]
-
-
 def document_title(name: str) -> str:
     """A title from a file name when the file has none: "install-guide_v2.pdf" -> "install guide v2"."""
     stem = name.rsplit(".", 1)[0] if "." in name else name
     return " ".join(re.split(r"[-_\s]+", stem)).strip() or name
-
-
-def indexed_text(chunk: dict[str, Any]) -> str:
-    """What is embedded and searched for a stored chunk: its heading above its text."""
-    head = heading(chunk.get("title"), chunk.get("section"))
-    return f"{head}\n\n{chunk['text']}" if head else chunk["text"]
 
 
 @dataclass

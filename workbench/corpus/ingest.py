@@ -18,7 +18,8 @@ from typing import Any
 from storage import RunStore
 from storage.documents import FAILED, INDEXED, PENDING, DocumentStore
 from storage.runs import ACTIVE, now_iso
-from workbench.corpus.chunking import HEADING_TOKENS, chunk_blocks, document_title, indexed_text
+from workbench.corpus.chunking import HEADING_TOKENS, chunk_blocks, document_title
+from workbench.index.chunk_text import indexed_text
 from workbench.index.lexical import ANALYSES, ANALYSIS, detect_language
 from workbench.corpus.parse import ParseError
 from workbench.corpus.sandbox import parse_isolated

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import WorkbenchError
+from workbench.models.cpu import cpu_has_native_bf16
 
 PROBE = ["The quick brown fox jumps over the lazy dog.",
          "Retrieval-augmented generation cites the passages it used.",
@@ -63,14 +64,6 @@ def resolve_model_path(name: str) -> str:
         if module is not None and hasattr(module, "get_model_path"):
             return str(module.get_model_path())
     return name
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _device() -> str:

@@ -28,7 +28,7 @@ from storage.atomic import atomic_file, atomic_path
 from storage.chunkdb import ChunkDB
 from storage.documents import DocumentStore
 from storage.runs import now_iso
-from workbench.corpus.chunking import indexed_text
+from workbench.index.chunk_text import indexed_text
 from workbench.errors import WorkbenchError
 from workbench.index import lexical
 from workbench.index.embedder import NO_PROMPTS
