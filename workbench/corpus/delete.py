@@ -14,6 +14,7 @@ from storage.documents import DocumentStore
 from workbench.corpus.ingest import compact_if_due
 from workbench.errors import WorkbenchError
 from workbench.index import store as index_store
+from workbench.safe_text import counted
 
 
 @dataclass
@@ -58,7 +59,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
             docs.remove(doc["id"])
         result["deleted"].append({"id": doc["id"], "name": doc["name"], "chunks_removed": removed})
         result["chunks_removed"] += removed
-        reporter.log(f"{doc['name']}: deleted with its {removed} chunks")
+        reporter.log(f"{doc['name']}: deleted with its {counted(removed, 'chunk')}")
     compact_if_due(reporter.workspace, reporter)
     reporter.progress(len(config.documents), len(config.documents), f"{len(result['deleted'])} deleted")
     return result

@@ -25,6 +25,7 @@ from workbench.corpus.parse import ParseError
 from workbench.corpus.sandbox import parse_isolated
 from workbench.index import store as index_store
 from workbench.index.embedder import describe, embed, load_embedder, prompts_of
+from workbench.safe_text import counted
 
 INDEXING = "indexing"
 DEFAULT_CHUNKING = {"size": 200, "overlap": 40}
@@ -167,7 +168,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
         _release(docs, reporter.run.id)
     compact_if_due(workspace, reporter)
     reporter.progress(len(todo), len(todo), f"{len(result['indexed'])} indexed, {len(result['failed'])} failed")
-    reporter.log(f"done: {len(result['indexed'])} indexed ({result['chunks']} chunks), "
+    reporter.log(f"done: {len(result['indexed'])} indexed ({counted(result['chunks'], 'chunk')}), "
                  f"{len(result['failed'])} failed")
     return result
 
@@ -195,7 +196,8 @@ def _prepare(doc: dict, docs: DocumentStore, model, tokenizer, config: Config, c
     vectors = embed(model, [indexed_text(row) for row in rows], batch_size=config.batch_size,
                     prompts=embedding_prompts)
     language = detect_language(" ".join(row["text"] for row in rows[:50]))
-    reporter.log(f"{doc['name']}: {len(blocks)} blocks, {len(rows)} chunks, language {language or 'unknown'} "
+    reporter.log(f"{doc['name']}: {counted(len(blocks), 'block')}, {counted(len(rows), 'chunk')}, "
+                 f"language {language or 'unknown'} "
                  f"({time.monotonic() - started:.1f} s)")
     return (doc, rows, vectors, language), None
 

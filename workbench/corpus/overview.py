@@ -7,6 +7,7 @@ from typing import Any
 from storage import ACTIVE, RunStore, Workspace
 from storage.documents import DocumentStore, RegistryError
 from workbench.corpus.parse import human_size
+from workbench.safe_text import counted
 
 DOCUMENT_COLUMNS = ["id", "name", "type", "size", "chunks", "added", "status", "error"]
 HIT_COLUMNS = ["rank", "score", "source", "page / section", "chunk_id", "text"]
@@ -52,12 +53,12 @@ def index_summary(workspace: Workspace, embedding_model: str) -> str:
     if meta is None:
         head = "No index yet."
     else:
-        head = (f"**{meta.get('count', 0)} chunks** from {len(meta.get('documents', {}))} documents · "
+        head = (f"**{counted(meta.get('count', 0), 'chunk')}** from {counted(len(meta.get('documents', {})), 'document')} · "
                 f"{meta.get('embedding_model')} ({meta.get('dim')} dims, {meta.get('embedding_dtype')}) · "
                 f"{meta.get('index_type')} index · updated {meta.get('updated')}")
         since = len(state.delta_ids), len(state.tombstones)
         if any(since):  # written into the next FAISS snapshot once they pass a tenth of it
-            head += f"  \nSince the last snapshot: {since[0]} chunks added, {since[1]} deleted."
+            head += f"  \nSince the last snapshot: {counted(since[0], 'chunk')} added, {since[1]} deleted."
     by_status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no documents"
     return f"{head}  \nDocuments: {by_status}."
 

@@ -16,6 +16,7 @@ from workbench.errors import WorkbenchError
 from workbench.feedback.display import LIMIT_NOTE
 from workbench.feedback.pairs import Pair, PairStore, pair_store
 from workbench.models.loading import ModelNotFound, resolve
+from workbench.safe_text import counted
 from workbench.settings import Settings
 from workbench.train.preflight import Preflight
 
@@ -60,7 +61,8 @@ def check_models(settings: Settings, todo: list[tuple[Pair, str]]) -> None:
 def preflight(config: Config, settings: Settings) -> Preflight:
     todo = pending(pair_store(settings.workspace), config.pair_ids)
     check_models(settings, todo)
-    return Preflight(system_input(settings.workspace), [], {"sides": len(todo), "pairs": len({p.pair_id for p, _ in todo})})
+    return Preflight(system_input(settings.workspace), [],
+                     {"sides": len(todo), "pairs": len({p.pair_id for p, _ in todo})})
 
 
 def run(config: Config, reporter) -> dict[str, Any]:
@@ -72,7 +74,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
     todo = pending(store, config.pair_ids)
     check_models(settings, todo)  # an unknown model fails the job before anything loads
     total, done, generated, tokens, seconds = len(todo), 0, 0, 0, 0.0
-    reporter.log(f"{total} answers to generate for {len({p.pair_id for p, _ in todo})} pairs")
+    reporter.log(f"{counted(total, 'answer')} to generate for {counted(len({p.pair_id for p, _ in todo}), 'pair')}")
     system = system_prompt_in(reporter.run.inputs / f"{SYSTEM_INPUT}.jsonl")
     if system.text:
         reporter.log(f"under the workspace's system prompt, version {system.version}")
@@ -88,7 +90,8 @@ def run(config: Config, reporter) -> dict[str, Any]:
                                                  workspace=settings.workspace)
         sampling = getattr(items[0][0], items[0][1]).sampling()
         window = context_window(model)
-        fitted = [fit_prompt(tokenizer, p.prompt, window - sampling.max_new_tokens, system=system.text) for p, _ in items]
+        fitted = [fit_prompt(tokenizer, p.prompt, window - sampling.max_new_tokens, system=system.text)
+                  for p, _ in items]
         offset = done
         reporter.progress(done, total, f"{model_name}: generating 0/{len(items)}")
 
@@ -113,9 +116,9 @@ def run(config: Config, reporter) -> dict[str, Any]:
                        seed=zlib.crc32(repr(key).encode()), on_batch=save, system=system.text)
         seconds += time.perf_counter() - began
         done += len(items)
-        reporter.log(f"{model_name}: {len(items)} answers")
+        reporter.log(f"{model_name}: {counted(len(items), 'answer')}")
         del model
         release_memory()
-    reporter.progress(total, total, f"{generated} answers generated")
+    reporter.progress(total, total, f"{counted(generated, 'answer')} generated")
     return {"generated": generated, "sides": total, "new_tokens": tokens,
             "tokens_per_s": round(tokens / seconds, 1) if seconds else None}

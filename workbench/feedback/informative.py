@@ -21,6 +21,7 @@ from workbench.errors import WorkbenchError
 from workbench.feedback.pairs import Pair, pair_store
 from workbench.feedback.sets import DEFAULT_SET, read_sets
 from workbench.feedback.tally import vote_rows, voters_by_pair
+from workbench.safe_text import counted
 from workbench.settings import Settings
 from workbench.train.preflight import AUTO, Preflight
 
@@ -109,7 +110,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
             {"pair_id": p.pair_id, "model": model_name, "margin": round(x - y, 6), "scored": now_iso()}
             for p, x, y in zip(batch, a, b)])
         scored += len(batch)
-        reporter.progress(scored, len(todo), f"{scored}/{len(todo)} pairs scored")
+        reporter.progress(scored, len(todo), f"{scored}/{counted(len(todo), 'pair')} scored")
     del loaded
     release_memory()
     return {"scored": scored, "reward_model": model_name, "set": config.set_name}

@@ -18,7 +18,7 @@ from workbench.errors import WorkbenchError
 from workbench.feedback.display import LIMIT_NOTE
 from workbench.index.modes import DEFAULT_MODE, MODES
 from workbench.models.loading import BASE, model_choices
-from workbench.safe_text import safe_markdown
+from workbench.safe_text import counted, safe_markdown
 from workbench.ui.common import UiContext
 
 UPDATE_EVERY_S = 0.1  # streamed text reaches the page at most this often (the first piece at once)
@@ -52,7 +52,8 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
                     if turn.cut:  # marked on the page only: the saved answer stays the model's
                         history[-1]["content"] += f"\n\n*— {LIMIT_NOTE.format(turn.new_tokens)}: raise max new tokens for more*"
                     sources = sources_markdown([h.to_dict() for h in turn.sources], turn.note)
-                    speed = f"{turn.new_tokens} tokens, {turn.to_dict()['tokens_per_s']} tokens/s, first token after {turn.ttft_s} s"
+                    speed = (f"{counted(turn.new_tokens, 'token')}, {turn.to_dict()['tokens_per_s']} tokens/s, "
+                             f"first token after {turn.ttft_s} s")
                     yield history, gr.skip(), f"{sources}\n\n<sub>{turn.model} ({turn.weights}) · {speed}</sub>", turn.to_dict()
                 elif shown is None:
                     shown = time.monotonic()

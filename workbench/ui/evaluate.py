@@ -18,7 +18,7 @@ from workbench.chat.prompt import split_prompt
 from workbench.evaluate.plan import Config, reward_models
 from workbench.evaluate.report import report_figure
 from workbench.evaluate.metrics import FEW, METRICS, score_text
-from workbench.safe_text import plain_markdown
+from workbench.safe_text import counted, plain_markdown
 from workbench.train.data import data_file
 from workbench.train.overview import data_files
 from workbench.ui.common import UiContext
@@ -103,7 +103,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
             for k, v in row["metrics"].items() if k in METRICS and isinstance(v, (int, float)))
             or "no score of its own on these sets (the win-rates compare the others with it)")
             for m, row in report["models"].items()]
-        questions = f" on {report['retrieval_questions']} questions" if report.get("retrieval_questions") else ""
+        questions = f" on {counted(report['retrieval_questions'], 'question')}" if report.get("retrieval_questions") else ""
         for mode, scores in (report.get("retrieval") or {}).items():
             lines.append(f"- retrieval ({mode}){questions}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
         path = _exported(html_file, f"report-{run_id}.html") if html_file.is_file() else None
@@ -157,7 +157,7 @@ def create_evaluate_tab(ctx: UiContext) -> LaunchingTab:
             return str(exc), []
         except (WorkbenchError, ValueError) as exc:
             return plain_markdown(str(exc)), []
-        return (f"**{len(rows)} questions** in {plain_markdown(name)}.",
+        return (f"**{counted(len(rows), 'question')}** in {plain_markdown(name)}.",
                 [[r["question"], ", ".join(r["sources"]), r["reference"]] for r in rows])
 
     with gr.Tab("Evaluate", id="evaluate") as tab:

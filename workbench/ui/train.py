@@ -19,6 +19,7 @@ from workbench.datasets.sft import add_chosen_answers, import_rows, stats
 from workbench.errors import WorkbenchError
 from workbench.kinds import TRAIN_METHODS, get_kind
 from workbench.models.loading import model_choices
+from workbench.safe_text import counted
 from workbench.train.preflight import AUTO, newest_sft
 from workbench.train.estimate import estimate_text
 from workbench.train.overview import NEEDS, data_files, dataset_summary
@@ -93,7 +94,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
         except ValueError as exc:
             return f"**{path.name} is not valid:** {exc}", []
         sample = [[json.dumps(r, ensure_ascii=False)[:400]] for r in info["sample"]]
-        return f"**{info['rows']} rows** in `{path.name}` ({', '.join(info['formats'])})", sample
+        return f"**{counted(info['rows'], 'row')}** in `{path.name}` ({', '.join(info['formats'])})", sample
 
     def upload(file, into, replace, split, request: gr.Request):
         user = ctx.require(request, "data", uploads=file)
@@ -105,7 +106,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
             raise gr.Error(str(exc)) from None
         audit.record(ws, user.username, "import", Path(file).name,
                      detail=f"{result['train_rows']} train, {result['test_rows']} test rows")
-        return (f"{result['train_rows']} rows into train.jsonl, {result['test_rows']} into test.jsonl.",
+        return (f"{counted(result['train_rows'], 'row')} into train.jsonl, {result['test_rows']} into test.jsonl.",
                 *preview(into))
 
     def from_feedback(into, request: gr.Request):
@@ -116,7 +117,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
             raise gr.Error(str(exc)) from None
         audit.record(ws, user.username, "import", ws.feedback_file.name,
                      detail=f"{result['train_rows']} train, {result['test_rows']} test rows")
-        return (f"{result['train_rows']} rows into train.jsonl, {result['test_rows']} into test.jsonl.",
+        return (f"{counted(result['train_rows'], 'row')} into train.jsonl, {result['test_rows']} into test.jsonl.",
                 *preview(into))
 
     with gr.Tab("Train", id="train") as tab:
