@@ -42,7 +42,7 @@ def build_ui(settings: Settings, users: Users | None = None, staged: StagedUploa
         asked = gr.Textbox(visible=False)  # the tab named in the page's address (#annotate)
         with gr.Tabs() as tabs:
             corpus_refresh = create_corpus_tab(ctx)
-            create_chat_tab(ctx)
+            chat_load = create_chat_tab(ctx)
             create_annotate_tab(ctx)
             train = create_train_tab(ctx)
             evaluate = create_evaluate_tab(ctx)
@@ -50,6 +50,7 @@ def build_ui(settings: Settings, users: Users | None = None, staged: StagedUploa
         train.connect(tabs, monitor_run)
         evaluate.connect(tabs, monitor_run)
         demo.load(*corpus_refresh)
+        demo.load(*chat_load, api_name=False)
 
         def land(hash_tab: str, request: gr.Request):
             tab, line = ctx.landing(request, (hash_tab or "").strip().lower())

@@ -24,7 +24,8 @@ from workbench.ui.common import UiContext
 UPDATE_EVERY_S = 0.1  # streamed text reaches the page at most this often (the first piece at once)
 
 
-def create_chat_tab(ctx: UiContext) -> gr.Tab:
+def create_chat_tab(ctx: UiContext) -> tuple:
+    """The tab; returns what the page's load shows in it (``demo.load`` arguments)."""
     settings = ctx.settings
     workspace = settings.workspace
 
@@ -74,17 +75,21 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
             raise gr.Error(str(exc)) from None
         return f"Sent turn `{record['id']}` to Annotate."
 
-    def system_line(version: int, author: str, timestamp: str) -> str:
-        if not version:
-            return "No system prompt yet: models get the question (and its context) alone."
-        return f"Version {version}, saved by {author} on {timestamp.replace('T', ' ')[:16]}."
-
     def show_system(request: gr.Request):
-        """(tab opened) The current system prompt, for those who may change it."""
+        """(page load) The current system prompt and its version, for those who may change it.
+        Not when the tab opens: a box that is the output of an event still pending takes back
+        that event's value after a person types into it, and the save then stored an empty prompt."""
         if ctx.allowed(request, "system_prompt") is None:
             return gr.skip(), gr.skip()
         current = current_system_prompt(workspace)
-        return current.text, system_line(current.version, current.author, current.timestamp)
+        when = current.timestamp.replace("T", " ")[:16]
+        if not current.version:
+            line = "No system prompt yet: models get the question (and its context) alone."
+        elif not current.text:
+            line = f"Cleared by {current.author} on {when} (version {current.version})."
+        else:
+            line = f"Version {current.version}, saved by {current.author} on {when}."
+        return current.text, line
 
     def save_system(text, request: gr.Request):
         user = ctx.require(request, "system_prompt")
@@ -154,5 +159,4 @@ def create_chat_tab(ctx: UiContext) -> gr.Tab:
         clear_btn.click(lambda: ([], "", None), None, [chatbot, sources, last_turn], api_name=False)
         system_save.click(save_system, [system_text], [system_message, system_text], api_name="save_system_prompt")
         tab.select(models, None, [model], api_name=False)
-        tab.select(show_system, None, [system_text, system_message], api_name=False)
-    return tab
+    return show_system, None, [system_text, system_message]
