@@ -22,7 +22,8 @@ nothing of it.
 from __future__ import annotations
 
 import re
-from typing import Any
+
+from workbench.corpus.blocks import Block, Sections
 
 DROP_TAGS = frozenset({"script", "style", "noscript", "template", "head", "svg", "iframe", "object", "nav", "aside",
                        "form", "button", "select", "dialog"})
@@ -42,8 +43,8 @@ _BLOCK_TAGS = frozenset({
 _PERMALINK = re.compile(r"[\s¶§#🔗]+$")
 
 
-def parse_html(text: str, sections_cls) -> tuple[list[Any], str | None]:
-    """(blocks by section, the page's title); ``sections_cls`` collects paragraphs under headings."""
+def parse_html(text: str) -> tuple[list[Block], str | None]:
+    """(blocks by section, the page's title)."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "html.parser")
@@ -54,8 +55,8 @@ def parse_html(text: str, sections_cls) -> tuple[list[Any], str | None]:
         soup = BeautifulSoup(text, "html.parser")
         _drop_furniture(soup, link_rules=False)
     h1 = soup.find("h1")
-    heading = _heading_text(h1.get_text(" ")) if h1 is not None else ""
-    return _sections(soup, sections_cls), heading or title or None
+    heading = _clean_heading(h1.get_text(" ")) if h1 is not None else ""
+    return _sections(soup), heading or title or None
 
 
 def _words(soup) -> int:
@@ -67,7 +68,7 @@ def _title_element(soup) -> str:
     return " ".join(node.get_text(" ").split()) if node is not None else ""
 
 
-def _heading_text(text: str) -> str:
+def _clean_heading(text: str) -> str:
     return _PERMALINK.sub("", " ".join(text.split()))
 
 
@@ -128,11 +129,11 @@ def _drop_furniture(soup, link_rules: bool) -> None:
             node.decompose()
 
 
-def _sections(soup, sections_cls) -> list[Any]:
+def _sections(soup) -> list[Block]:
     from bs4 import NavigableString
     from bs4.element import PreformattedString  # comments, doctype, CDATA
 
-    out, current = sections_cls(), []
+    out, current = Sections(), []
 
     def paragraph_break() -> None:
         out.add("".join(current))
@@ -151,7 +152,7 @@ def _sections(soup, sections_cls) -> list[Any]:
                 current.append(re.sub(r"\s+", " ", node))
         elif node.name in _HEADINGS:
             paragraph_break()
-            out.heading(_HEADINGS[node.name], _heading_text(node.get_text(" ")), depth)
+            out.heading(_HEADINGS[node.name], _clean_heading(node.get_text(" ")), depth)
         elif node.name == "br":
             current.append("\n")
         elif node.name == "pre":
