@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from storage import Workspace, read_json
+from workbench.safe_text import counted
 
 RUN_COLUMNS = ["id", "kind", "status", "progress", "started", "duration", "error"]
 
@@ -221,7 +222,7 @@ def wait_reason(run: dict[str, Any], runs: list[dict[str, Any]], workers: list[d
         parts.append(f"{label} is busy with " + ", ".join(f"`{r['id']}` ({r['kind']})" for r in busy[:3])
                      + (f" and {len(busy) - 3} more" if len(busy) > 3 else ""))
     if ahead:
-        parts.append(f"{len(ahead)} queued run{'s' if len(ahead) != 1 else ''} ahead of it")
+        parts.append(f"{counted(len(ahead), 'queued run')} ahead of it")
     return "Waiting: " + "; ".join(parts) + "."
 
 

@@ -3,14 +3,15 @@ versions in a JSONL file: each save appends one, the last is the current one, an
 says which version an older vote or answer was given under."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from storage import append_jsonl
+from storage import Workspace, append_jsonl
 from storage.jsonl import iter_jsonl, lock_for
 from storage.runs import now_iso
 from workbench.errors import WorkbenchError
-from workbench.limits import check_text
+from workbench.limits import check_text, text_from_file
 
 
 class Version(NamedTuple):
@@ -47,3 +48,27 @@ def save(path: Path, text: str, author: str, what: str, limit: int) -> Version:
         saved = Version(current.version + 1, text, author, now_iso())
         append_jsonl(path, [saved._asdict()])
     return saved
+
+
+@dataclass(frozen=True)
+class VersionedText:
+    """One such text of a workspace: ``data/<filename>``, named ``what`` in messages, at most
+    ``limit`` characters."""
+
+    filename: str
+    what: str
+    limit: int
+
+    def path(self, workspace: Workspace) -> Path:
+        return workspace.data / self.filename
+
+    def current(self, workspace: Workspace) -> Version:
+        return latest(self.path(workspace))
+
+    def save(self, workspace: Workspace, text: str, author: str) -> Version:
+        """A new version, unless the text is the current one (then nothing is written)."""
+        return save(self.path(workspace), text, author, self.what, self.limit)
+
+    def from_file(self, path: Path) -> str:
+        """The text of a file, refused with what to fix when it is not UTF-8 text."""
+        return text_from_file(path, self.what, self.limit)

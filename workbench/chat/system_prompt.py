@@ -13,26 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from storage import Workspace
-from workbench.limits import text_from_file
-from workbench.versioned_text import Version, latest, save
+from workbench.versioned_text import Version, VersionedText, latest
 
 SYSTEM_PROMPT_CHARS = 4_000  # about 1,000 tokens: a quarter of a 4k context window at most
 SYSTEM_INPUT = "system"  # the role of the system prompt among a run's inputs (inputs/system.jsonl)
-SystemPrompt = Version  # version 0: none written yet
+SystemPrompt = Version  # version 0: none written yet (an empty text of a later version: cleared)
+SYSTEM_PROMPT = VersionedText("system_prompt.jsonl", "the system prompt", SYSTEM_PROMPT_CHARS)
 
-
-def system_prompt_file(workspace: Workspace) -> Path:
-    return workspace.data / "system_prompt.jsonl"
-
-
-def current_system_prompt(workspace: Workspace) -> SystemPrompt:
-    return latest(system_prompt_file(workspace))
-
-
-def save_system_prompt(workspace: Workspace, text: str, author: str) -> SystemPrompt:
-    """A new version, unless the text is the current one (then nothing is written). An empty
-    text is a version too: no system prompt from then on."""
-    return save(system_prompt_file(workspace), text, author, "the system prompt", SYSTEM_PROMPT_CHARS)
+system_prompt_file = SYSTEM_PROMPT.path
+current_system_prompt = SYSTEM_PROMPT.current
+save_system_prompt = SYSTEM_PROMPT.save
+system_prompt_from_file = SYSTEM_PROMPT.from_file
 
 
 def system_input(workspace: Workspace) -> dict[str, Path]:
@@ -42,9 +33,9 @@ def system_input(workspace: Workspace) -> dict[str, Path]:
     return {SYSTEM_INPUT: path} if path.is_file() else {}
 
 
-def system_prompt_in(path: Path | None) -> SystemPrompt:
-    """The latest version in ``path`` (a run's copy, or the workspace's file); none when absent."""
-    return latest(path)
+def launched_with(run_folder: Path) -> SystemPrompt:
+    """The system prompt a run was launched with: the version in its copy of the file."""
+    return latest(Path(run_folder) / "inputs" / f"{SYSTEM_INPUT}.jsonl")
 
 
 def trained_under(manifest: dict | None) -> str:
@@ -52,7 +43,3 @@ def trained_under(manifest: dict | None) -> str:
     reward model scores answers framed the same way."""
     recorded = (manifest or {}).get("system_prompt") if isinstance(manifest, dict) else None
     return recorded.get("text", "") if isinstance(recorded, dict) and isinstance(recorded.get("text"), str) else ""
-
-
-def system_prompt_from_file(path: Path) -> str:
-    return text_from_file(path, "the system prompt", SYSTEM_PROMPT_CHARS)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from storage import read_json, write_json_atomic
-from workbench.chat.system_prompt import SYSTEM_INPUT, system_input, system_prompt_in
+from workbench.chat.system_prompt import launched_with, system_input
 from workbench.errors import WorkbenchError
 from workbench.evaluate import sets as sets_of
 from workbench.evaluate import units
@@ -29,7 +29,8 @@ __all__ = ["Config", "preflight", "run"]  # the job kind's module: Config and ru
 def preflight(config: Config, settings: Settings) -> Preflight:
     p = plan(config, settings)
     warnings = [f"set skipped: {s}" for s in p.summary.get("skipped_sets", [])]
-    return Preflight({**p.inputs, **system_input(settings.workspace)}, warnings, {"sets": p.sets, "judge": p.judge, "references": p.references,
+    return Preflight({**p.inputs, **system_input(settings.workspace)}, warnings,
+                     {"sets": p.sets, "judge": p.judge, "references": p.references,
                                           "units": len(p.units()), **{k: v for k, v in p.summary.items()
                                                                       if k != "skipped_sets"}})
 
@@ -50,7 +51,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
     results.mkdir(exist_ok=True)
     for stale in results.glob("*.error.json"):  # a new attempt tries failed models again
         stale.unlink()
-    system = system_prompt_in(run_record.inputs / f"{SYSTEM_INPUT}.jsonl")
+    system = launched_with(run_record.folder)
     data = EvalData(settings, config, inputs, summary, system.text)
     todo = p.units()
     for name_set in ANSWER_SETS:

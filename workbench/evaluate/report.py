@@ -10,7 +10,7 @@ from typing import Any
 from storage import read_json, read_manifest, write_json_atomic
 from storage.atomic import atomic_file
 from storage.runs import now_iso
-from workbench.chat.system_prompt import SYSTEM_INPUT, system_prompt_in
+from workbench.chat.system_prompt import launched_with
 from workbench.evaluate import metrics
 from workbench.models.loading import BASE, lineage
 from workbench.settings import Settings
@@ -87,7 +87,7 @@ def build_report(folder: Path, config, plan, settings: Settings) -> dict[str, An
             "retrieval_questions": (_result(results, "_retrieval", "rag") or {}).get("questions"),
             "samples": _samples(results, plan, config.samples),
             "environment": {**environment(settings, config.seed),
-                            "system_prompt": system_prompt_in(folder / "inputs" / f"{SYSTEM_INPUT}.jsonl")._asdict()}}
+                            "system_prompt": launched_with(folder)._asdict()}}
 
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "sentence-transformers", "faiss-cpu", "bitsandbytes")

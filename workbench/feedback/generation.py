@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.chat.prompt import fit_prompt
-from workbench.chat.system_prompt import SYSTEM_INPUT, system_input, system_prompt_in
+from workbench.chat.system_prompt import launched_with, system_input
 from workbench.configs import option
 from workbench.errors import WorkbenchError
 from workbench.feedback.display import LIMIT_NOTE
@@ -75,7 +75,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
     check_models(settings, todo)  # an unknown model fails the job before anything loads
     total, done, generated, tokens, seconds = len(todo), 0, 0, 0, 0.0
     reporter.log(f"{counted(total, 'answer')} to generate for {counted(len({p.pair_id for p, _ in todo}), 'pair')}")
-    system = system_prompt_in(reporter.run.inputs / f"{SYSTEM_INPUT}.jsonl")
+    system = launched_with(reporter.run.folder)
     if system.text:
         reporter.log(f"under the workspace's system prompt, version {system.version}")
     for key, items in groups(todo).items():

@@ -6,29 +6,13 @@ the version it was cast under, and the merge can keep only votes of the current 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from storage import Workspace
-from workbench.limits import text_from_file
-from workbench.versioned_text import Version, latest, save
+from workbench.versioned_text import Version, VersionedText
 
 GUIDELINE_CHARS = 50_000
 Guidelines = Version  # version 0: none written yet
+GUIDELINES = VersionedText("guidelines.jsonl", "the guidelines", GUIDELINE_CHARS)
 
-
-def guidelines_file(workspace: Workspace) -> Path:
-    return workspace.data / "guidelines.jsonl"
-
-
-def current_guidelines(workspace: Workspace) -> Guidelines:
-    return latest(guidelines_file(workspace))
-
-
-def save_guidelines(workspace: Workspace, text: str, author: str) -> Guidelines:
-    """A new version, unless the text is the current one (then nothing is written)."""
-    return save(guidelines_file(workspace), text, author, "the guidelines", GUIDELINE_CHARS)
-
-
-def guidelines_from_file(path: Path) -> str:
-    """The Markdown of a file, refused with what to fix when it is not UTF-8 text."""
-    return text_from_file(path, "the guidelines", GUIDELINE_CHARS)
+guidelines_file = GUIDELINES.path
+current_guidelines = GUIDELINES.current
+save_guidelines = GUIDELINES.save
+guidelines_from_file = GUIDELINES.from_file

@@ -4,6 +4,7 @@ output folder with its manifest (written aside, renamed into ``models/`` only on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any, Callable
 
 from storage import RunRecord
 from storage.documents import sha256_file
-from workbench.chat.system_prompt import SYSTEM_INPUT, system_prompt_in
+from workbench.chat.system_prompt import SystemPrompt, launched_with
 from workbench.models.loading import ModelSpec, lineage
 from workbench.reporting import RunReporter
 from workbench.settings import Settings
@@ -83,10 +84,15 @@ class TrainJob:
         path = self.run.folder / "inputs" / f"{role}.jsonl"
         return path if path.is_file() else None
 
+    @functools.cached_property
+    def system_prompt(self) -> SystemPrompt:
+        """The workspace's system prompt as it was when the run was launched."""
+        return launched_with(self.run.folder)
+
     @property
     def system(self) -> str:
-        """The workspace's system prompt as it was when the run was launched ("" when none)."""
-        return system_prompt_in(self.input(SYSTEM_INPUT)).text
+        """The system prompt's text ("" when none)."""
+        return self.system_prompt.text
 
     def log(self, message: str) -> None:
         self.reporter.log(message)
@@ -181,7 +187,7 @@ class TrainJob:
             "config": dataclasses.asdict(config), "run_id": self.run.id,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "metrics": metrics, "versions": library_versions(),
-            "system_prompt": system_prompt_in(self.input(SYSTEM_INPUT))._asdict(), **(extra or {})}
+            "system_prompt": self.system_prompt._asdict(), **(extra or {})}
         target = publish(self.workspace, config.output_name, config.overwrite, self.run.id, write_all, manifest)
         self.log(f"saved {target}")
         return target

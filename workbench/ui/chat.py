@@ -98,7 +98,7 @@ def create_chat_tab(ctx: UiContext) -> tuple:
         except WorkbenchError as exc:
             raise gr.Error(str(exc)) from None
         audit.record(workspace, user.username, "system_prompt", "system prompt", detail=f"version {saved.version}")
-        # the version is in the audit log and shown when the tab opens: this line reads the same for every save
+        # the version is in the audit log and shown when the page loads: this line reads the same for every save
         return ("System prompt saved: new chat answers, pairs, evaluations and training runs use it." if saved.text
                 else "System prompt cleared: models get the question (and its context) alone."), saved.text
 

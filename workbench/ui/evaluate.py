@@ -1,5 +1,6 @@
 """Evaluate tab. It opens on the scoreboard (a row per model, a column per metric, the newest
-score with its run, the best of each column starred; CSV export) and the models' lineage and data. Below: two models'
+score with its run, the best of each column starred; CSV export) and the models' lineage and
+data. Below: two models'
 answers side by side, a metric along the lineage, each evaluation's report, the launch form
 (generated from the evaluation's Config) and the RAG question set built from corpus chunks."""
 from __future__ import annotations
