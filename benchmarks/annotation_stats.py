@@ -64,6 +64,10 @@ def timed(call, repeats: int) -> dict:
         began = time.perf_counter()
         call()
         times.append(time.perf_counter() - began)
+    return _figures(times)
+
+
+def _figures(times: list[float]) -> dict:
     return {"median_ms": round(statistics.median(times) * 1000, 1), "max_ms": round(max(times) * 1000, 1)}
 
 
@@ -98,10 +102,38 @@ def main() -> int:
         claim_next_pair(workspace, "nouvelle")
         release_lease(workspace, "nouvelle")
     figures["claim_next_pair_cached"] = timed(claim, 5)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    figures["cli_feedback_stats"] = timed(lambda: subprocess.run(
-        [sys.executable, "-m", "workbench.cli", "feedback", "stats", "--json"], env=env, check=True,
-        stdout=subprocess.DEVNULL), 3)
+    # as an installed workbench runs: its modules' bytecode cached (written by a first run), which
+    # a machine that sets PYTHONDONTWRITEBYTECODE never has: every run would compile them again
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "workbench.cli", "feedback", "stats"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+    def command(*argv):
+        return lambda: subprocess.run([sys.executable, *argv], env=env, check=True, stdout=subprocess.DEVNULL)
+    # the same command three ways, alternating, so a busy machine weighs on each alike: the
+    # interpreter alone (the floor), the command, and the command without the votes' and pairs'
+    # indexes (every file read whole, as before the indexes)
+    stats = command("-m", "workbench.cli", "feedback", "stats", "--json")
+    indexes = [workspace.data / ".feedback.jsonl.index", workspace.data / ".pairs.jsonl.index"]
+    saved = [path.read_bytes() for path in indexes]
+
+    def without_indexes():
+        for path in indexes:
+            path.unlink()
+        stats()
+        for path, data in zip(indexes, saved):
+            path.write_bytes(data)
+            os.utime(path)
+    floor, with_index, whole = [], [], []
+    for _ in range(7):
+        for times, call in ((floor, command("-c", "pass")), (with_index, stats), (whole, without_indexes)):
+            began = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - began)
+    figures["python_start"] = _figures(floor)
+    figures["cli_feedback_stats"] = _figures(with_index)
+    figures["cli_feedback_stats_files_read_whole"] = _figures(whole)
+    figures["cli_speedup"] = round(statistics.median(whole) / statistics.median(with_index), 2)
     import json
 
     print(json.dumps(figures, indent=2))

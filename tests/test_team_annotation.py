@@ -49,6 +49,33 @@ def test_agreement_figures_equal_published_examples():
     assert figures["A"] == {"agreement": 0.5, "pairs": 2} == figures["B"]
 
 
+def test_alpha_equals_the_krippendorff_package_on_random_votes():
+    """The product computes alpha in plain Python (no numpy on the stats command's path); the
+    ``krippendorff`` package is the reference, on votes with missing values and uneven raters."""
+    import krippendorff
+    import numpy as np
+
+    rng = random.Random(7)
+    raters = [f"r{i}" for i in range(5)]
+    for trial in range(20):
+        units = {}
+        for unit in range(rng.randint(3, 60)):
+            who = rng.sample(raters, rng.randint(1, 4))
+            bias = rng.random()
+            units[unit] = {r: rng.choice(["a", "b", "tie", "both_bad"]) if rng.random() > bias else "a" for r in who}
+        data = np.full((len(raters), len(units)), np.nan)
+        codes = {"a": 0, "b": 1, "tie": 2, "both_bad": 3}
+        for j, ratings in enumerate(units.values()):
+            for rater, label in ratings.items():
+                data[raters.index(rater), j] = codes[label]
+        rated = [r for r in units.values() if len(r) >= 2]
+        if len(rated) < 2 or len({v for r in rated for v in r.values()}) < 2:
+            assert krippendorff_alpha(units) is None
+            continue
+        assert krippendorff_alpha(units) == pytest.approx(
+            krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"), abs=1e-9), trial
+
+
 def test_a_set_target_leases_and_votes_past_the_target_refused(settings):
     ws = settings.workspace.ensure()
     with pytest.raises(WorkbenchError, match="whole number from 1 to 10, got 0"):

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 
+AUTO = "auto"  # a model chosen when the job is launched (e.g. the newest SFT model, else the base)
+
+
 class ConfigError(ValueError):
     pass
 

@@ -3,10 +3,21 @@ and its config class. The worker, the CLI and the UI all look kinds up here."""
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from workbench.configs import config_from_dict
+
+
+@dataclass
+class Preflight:
+    """What a kind's ``preflight(config, settings)`` returns before a job is queued (a bad launch
+    raises instead, with what to fix): the files to copy into ``runs/<id>/inputs/``, warnings
+    to show, and choices made at launch that the job must keep (``summary``)."""
+    inputs: dict[str, Path]  # role ("train", "eval") -> the file copied into runs/<id>/inputs/
+    warnings: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

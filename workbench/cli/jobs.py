@@ -8,7 +8,6 @@ import time
 from storage.runs import ACTIVE
 from workbench.audit import cli_user
 from workbench.cli.common import CliError, print_json, show
-from workbench.monitor import progress_text
 from workbench.settings import Settings
 
 
@@ -26,6 +25,7 @@ def add_parsers(sub) -> None:
 def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     from jobs import control
     from jobs.reaper import reap
+    from workbench.monitor import progress_text
 
     store = control.store(settings)
     reap(store, settings.stale_after)

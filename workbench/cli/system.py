@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-from workbench.auth import ROLES
 from workbench.cli.common import CliError, run_kind
 from workbench.configs import add_arguments, arguments_to_dict
 from workbench.kinds import get_kind
@@ -16,6 +15,8 @@ from workbench.settings import Settings
 
 
 def add_parsers(sub) -> None:
+    from workbench.auth import ROLES  # here: only this group's commands need it (10 ms a command)
+
     serve = sub.add_parser("serve", help="start the web app (same as python app.py)")
     serve.add_argument("--no-worker", action="store_true", help="do not start the embedded worker")
     serve.add_argument("--host")

@@ -17,11 +17,11 @@ from workbench.errors import WorkbenchError
 from workbench.evaluate import sets as sets_of
 from workbench.evaluate import units
 from workbench.evaluate.plan import ANSWER_SETS, Config, Plan, plan
+from workbench.kinds import Preflight
 from workbench.models.generation import context_window
 from workbench.models.loading import release_memory
 from workbench.reporting import Cancelled
 from workbench.settings import Settings
-from workbench.train.preflight import Preflight
 
 __all__ = ["Config", "preflight", "run"]  # the job kind's module: Config and run (plan.py decides)
 

@@ -21,7 +21,7 @@ from storage import Workspace
 from storage.atomic import read_json, write_json_atomic
 from storage.jsonl import lock_for
 from workbench.feedback.informative import read_margins
-from workbench.feedback.pairs import Pair, pair_store
+from workbench.feedback.pairs import Pair, PairSummary, pair_store
 from workbench.feedback.sets import PairSet, read_sets
 from workbench.feedback.tally import vote_rows, voters_by_pair
 
@@ -43,7 +43,7 @@ def live_leases(workspace: Workspace, now: float | None = None) -> dict[str, dic
             and lease["expires"] > now and isinstance(lease.get("pair_id"), str)}
 
 
-def target(pair: Pair, sets: dict[str, PairSet]) -> int:
+def target(pair: Pair | PairSummary, sets: dict[str, PairSet]) -> int:
     return (sets.get(pair.set_name) or PairSet(pair.set_name)).votes_per_pair
 
 

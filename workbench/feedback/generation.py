@@ -15,10 +15,10 @@ from workbench.configs import option
 from workbench.errors import WorkbenchError
 from workbench.feedback.display import LIMIT_NOTE
 from workbench.feedback.pairs import Pair, PairStore, pair_store
+from workbench.kinds import Preflight
 from workbench.models.loading import ModelNotFound, resolve
 from workbench.safe_text import counted
 from workbench.settings import Settings
-from workbench.train.preflight import Preflight
 
 SIDES = ("a", "b")
 

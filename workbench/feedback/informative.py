@@ -16,14 +16,14 @@ from typing import Any
 from storage import Workspace, append_jsonl
 from storage.jsonl import iter_jsonl
 from storage.runs import now_iso
-from workbench.configs import option
+from workbench.configs import AUTO, option
 from workbench.errors import WorkbenchError
 from workbench.feedback.pairs import Pair, pair_store
 from workbench.feedback.sets import DEFAULT_SET, read_sets
 from workbench.feedback.tally import vote_rows, voters_by_pair
+from workbench.kinds import Preflight
 from workbench.safe_text import counted
 from workbench.settings import Settings
-from workbench.train.preflight import AUTO, Preflight
 
 
 @dataclass

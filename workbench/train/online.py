@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from workbench.chat.system_prompt import current_system_prompt, system_input
 from workbench.errors import WorkbenchError
+from workbench.kinds import Preflight
 from workbench.settings import Settings
 from workbench.train import data as rows_of
-from workbench.train.preflight import Preflight, batch_fits, device_notes, memory_fits, prompts_fit, start_and_output
+from workbench.train.preflight import batch_fits, device_notes, memory_fits, prompts_fit, start_and_output
 
 
 def reward_model_spec(settings: Settings, name: str, policy_tokenizer):

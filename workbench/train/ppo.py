@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.chat.prompt import chat_messages
-from workbench.kinds import Watch
+from workbench.kinds import Preflight, Watch
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.online import prompt_preflight, reward_model_spec
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
-from workbench.train.preflight import Preflight, cut_prompts, start_model
+from workbench.train.preflight import cut_prompts, start_model
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 METHOD = "ppo"

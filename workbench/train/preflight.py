@@ -1,28 +1,18 @@
 """Checks every method runs before anything is queued, so a bad launch is refused with what to
 fix: the start model, the output name, batch and length settings against the data, QLoRA on a
-machine without CUDA. ``Preflight`` carries the data files to copy into the run and warnings."""
+machine without CUDA."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage import Workspace
 from workbench.chat.prompt import chat_messages
+from workbench.configs import AUTO
 from workbench.errors import WorkbenchError
 from workbench.models.loading import ModelNotFound, ModelSpec, resolve
 from workbench.settings import Settings
 from workbench.train.config import TrainConfig
 from workbench.train.data import NONE, data_file
-
-
-@dataclass
-class Preflight:
-    inputs: dict[str, Path]  # role ("train", "eval") -> the file copied into runs/<id>/inputs/
-    warnings: list[str] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
-
-
-AUTO = "auto"  # a start model chosen at launch: the newest SFT model, else the base
 
 
 def newest_trained(workspace: Workspace, methods: tuple[str, ...]) -> str | None:

@@ -8,14 +8,14 @@ import math
 from dataclasses import dataclass
 
 from workbench.chat.system_prompt import current_system_prompt, system_input
-from workbench.kinds import Watch
+from workbench.kinds import Preflight, Watch
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
 from workbench.train.modeling import padded_length
-from workbench.train.preflight import (Preflight, batch_fits, device_notes, eval_file, memory_fits, prompts_fit,
+from workbench.train.preflight import (batch_fits, device_notes, eval_file, memory_fits, prompts_fit,
                                        start_and_output, start_model)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child

@@ -14,13 +14,13 @@ import gradio as gr
 
 from jobs import control
 from workbench import audit
-from workbench.configs import FieldSpec, describe
+from workbench.configs import AUTO, FieldSpec, describe
 from workbench.datasets.sft import add_chosen_answers, import_rows, stats
 from workbench.errors import WorkbenchError
 from workbench.kinds import TRAIN_METHODS, get_kind
 from workbench.models.loading import model_choices
 from workbench.safe_text import counted
-from workbench.train.preflight import AUTO, newest_sft
+from workbench.train.preflight import newest_sft
 from workbench.train.estimate import estimate_text
 from workbench.train.overview import NEEDS, data_files, dataset_summary
 from workbench.ui.common import UiContext
