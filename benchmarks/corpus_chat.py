@@ -18,10 +18,10 @@ ratio to the bare library call it wraps, measured in this same process.
 2. Search. ``Retriever.search`` (query embedding + FAISS + hit building) per single query, p50
    and p95, dense and hybrid (BM25 fused) on the ingested corpus, interleaved with the bare
    ``model.encode([query])`` and bare ``index.search`` for context. For the large point
-   (``--large``, 100k rows) the chunk store is built directly with ``workbench.index.store``
+   (``--large``, 100k rows) the chunk store is built directly with ``workbench.index.store_writes``
    (a copy of the real index, ``add_document`` of filler documents whose vectors are random
    unit vectors and whose text is a placeholder, ``compact``): the real chunks stay where queries
-   land, 100k texts are never embedded. Timed flat, then after ``store.compact(target, "hnsw")``
+   land, 100k texts are never embedded. Timed flat, then after ``store_writes.compact(target, "hnsw")``
    (build time and recall@k against flat reported).
 3. Chat. The base model loaded by ``ModelCache`` (``--model``, default ``$WORKBENCH_BASE_MODEL``
    or ``$WORKBENCH_HOME/models/base``), a RAG prompt from ``build_prompt`` with the top hits,
@@ -82,7 +82,7 @@ from workbench.chat.prompt import build_prompt, chat_messages  # noqa: E402
 from workbench.chat.session import generation_kwargs, stream_generate  # noqa: E402
 from workbench.corpus import ingest as ingest_job  # noqa: E402
 from workbench.corpus.library import add_paths  # noqa: E402
-from workbench.index import store  # noqa: E402
+from workbench.index import store_writes  # noqa: E402
 from workbench.index.embedder import describe, embed, load_embedder  # noqa: E402
 from workbench.index.search import Retriever  # noqa: E402
 from workbench.settings import Settings  # noqa: E402
@@ -445,9 +445,9 @@ def build_large(source: Workspace, target: Workspace, rows: int, seed: int, inde
                        "section": None, "position": i, "tokens": 0, "text": f"filler chunk {i}"}
                       for i in range(n)]
             with db.writing():
-                store.add_document(db, doc, chunks, vectors)
+                store_writes.add_document(db, doc, chunks, vectors)
             size, number = size + n, number + 1
-    store.compact(target, index_type)
+    store_writes.compact(target, index_type)
     return size
 
 
@@ -473,8 +473,8 @@ def bench_search_large(settings: Settings, model, queries: list[str], k: int, ro
     retriever.search(queries[0], k)
     times = search_latencies(retriever, model, queries, k, bare_encode=False)
     flat, flat_ids = summarise(f"search dense flat @{size}", times), times["ids"]
-    hnsw_s, _ = timed(lambda: store.compact(target, "hnsw"))
-    say(f"  store.compact(target, 'hnsw') at {size} rows: {hnsw_s:.1f} s")
+    hnsw_s, _ = timed(lambda: store_writes.compact(target, "hnsw"))
+    say(f"  store_writes.compact(target, 'hnsw') at {size} rows: {hnsw_s:.1f} s")
     retriever.search(queries[0], k)
     times = search_latencies(retriever, model, queries, k, bare_encode=False)
     hnsw = summarise(f"search dense hnsw @{size}", times)

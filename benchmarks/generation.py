@@ -10,7 +10,7 @@ On the default 135M model (or ``--model``), in one process:
 - chat: one stream at batch 1 through ``answer_stream`` (a RAG question over the PostgreSQL
   tutorial, five chunks) against bare ``model.generate`` on the main thread with the same settings
   and with transformers' defaults (a dynamic cache), and on a second thread while this one keeps
-  its OpenMP pool and after it gave it back (``workbench.models.openmp``); each with the device's
+  its OpenMP pool and after it gave it back (``workbench.runtime``); each with the device's
   dtype (full) and with int8 weights; decoding tokens/s after the first token, against the bound
   of reading every byte one token needs once (``decode_bytes``) at the measured read bandwidth (a
   torch sum over 512 MiB on every thread, best of 3), and the perplexity of 1,024 tokens of the
@@ -149,7 +149,7 @@ def main() -> int:
     from workbench.chat.prompt import chat_messages
     from workbench.models.generation import one_stream_kwargs
     from workbench.models.int8_decode import decode_bytes, kernel_available
-    from workbench.models.openmp import release_openmp_pool
+    from workbench.runtime import release_openmp_pool
 
     docs = fetch("postgres-tutorial")
     if cli(["ingest", str(docs), "--json"]) != 0:

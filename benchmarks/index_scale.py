@@ -7,7 +7,7 @@ The chunk store holds real chunks (PostgreSQL's and Django's manuals, fetched by
 ``benchmarks/data/postgres_tutorial_questions.txt`` land in PostgreSQL's tutorial) and filler
 documents whose text is a placeholder and whose vectors are random unit vectors (``--filler
 random``) or drawn from the real chunks' mean and covariance (``--filler gaussian``), added with
-``workbench.index.store`` and compacted into one snapshot of the chosen type. All of that is
+``workbench.index.store_writes`` and compacted into one snapshot of the chosen type. All of that is
 built in a child process, so this process holds only what a web process holds: the FAISS
 snapshot.
 
@@ -125,14 +125,14 @@ def exact_top(workspace, vectors, k: int) -> list[set[int]]:
 def commit_times(workspace, vectors) -> dict[str, float]:
     """Milliseconds of the two commits alone (lock, transaction), as the jobs make them."""
     from storage.documents import DocumentStore
-    from workbench.index import store
+    from workbench.index import store, store_writes
 
     doc = {"id": "bench-extra", "name": "bench-extra.txt", "file": "bench-extra.txt", "sha256": "0" * 64}
     rows = [{"chunk_id": f"bench-extra:{i}", "doc_id": doc["id"], "source": doc["name"], "text": "extra"}
             for i in range(len(vectors))]
     times = {}
-    for name, write in (("add", lambda db: store.add_document(db, doc, rows, vectors)),
-                        ("delete", lambda db: store.remove_documents(db, {doc["id"]}))):
+    for name, write in (("add", lambda db: store_writes.add_document(db, doc, rows, vectors)),
+                        ("delete", lambda db: store_writes.remove_documents(db, {doc["id"]}))):
         started = time.perf_counter()
         with DocumentStore(workspace).lock(), store.open_db(workspace) as db, db.writing():
             write(db)

@@ -21,8 +21,8 @@ from storage.runs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, now_iso
 from workbench.configs import config_from_dict
 from workbench.errors import WorkbenchError
 from workbench.kinds import get_kind
-from workbench.models.openmp import release_openmp_pool
 from workbench.reporting import Cancelled, RunReporter
+from workbench.runtime import release_openmp_pool
 from workbench.settings import Settings
 
 
@@ -170,7 +170,7 @@ def _follow_up(settings: Settings, run: RunRecord, kind: str, config: dict, user
 
 def _release_memory() -> None:
     """Free what the job held: its objects, the GPU cache, and this thread's OpenMP pool (the next
-    job may run on another of the consumer's threads: see ``workbench.models.openmp``)."""
+    job may run on another of the consumer's threads: see ``workbench.runtime``)."""
     gc.collect()
     torch = sys.modules.get("torch")
     if torch is not None:

@@ -538,7 +538,7 @@ def with_openmp_pool(name: str, work) -> dict:
 
     import torch
 
-    from workbench.models.openmp import can_release, name_os_thread
+    from workbench.runtime import can_release, name_os_thread
 
     def run() -> dict:
         name_os_thread(name)

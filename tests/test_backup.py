@@ -12,7 +12,7 @@ from storage import Workspace
 from storage.documents import DocumentStore
 from storage.jsonl import append_jsonl, read_jsonl
 from tests.conftest import cli
-from workbench.index import store
+from workbench.index import store, store_writes
 
 
 def _commit(ws: Workspace, n: int) -> None:
@@ -21,9 +21,9 @@ def _commit(ws: Workspace, n: int) -> None:
     doc = {"id": f"d{n}", "name": f"d{n}.txt", "file": f"d{n}.txt", "sha256": str(n)}
     rows = [{"chunk_id": f"d{n}:{i}", "doc_id": doc["id"], "source": doc["name"], "text": f"text {i}"} for i in range(20)]
     with DocumentStore(ws).lock():
-        db = store.open_db(ws) or store.create(ws, {"model": "m", "dim": 16})
+        db = store.open_db(ws) or store_writes.create(ws, {"model": "m", "dim": 16})
         with db, db.writing():
-            store.add_document(db, doc, rows, vectors)
+            store_writes.add_document(db, doc, rows, vectors)
 
 
 def test_backup_while_writers_run_is_consistent_and_loads(env, tmp_path):
@@ -31,7 +31,7 @@ def test_backup_while_writers_run_is_consistent_and_loads(env, tmp_path):
     cli(env, "selftest", "--steps", "1", "--queue")  # a queue.db, a run folder, an audit line
     for n in range(5):
         _commit(ws, n)
-    store.compact(ws)
+    store_writes.compact(ws)
     append_jsonl(ws.feedback_file, [{"id": i, "comment": "x" * 500} for i in range(200)])
 
     stop = threading.Event()

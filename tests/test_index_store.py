@@ -14,7 +14,7 @@ import pytest
 from storage import Workspace
 from storage.documents import DocumentStore
 from tests.conftest import wait_for
-from workbench.index import store
+from workbench.index import faiss_index, legacy_import, store, store_writes
 
 
 def unit_rows(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -35,14 +35,14 @@ def add(ws: Workspace, name: str, vectors: np.ndarray, positions=None) -> None:
     """Commit one document the way the ingest job does: under the lock, one transaction."""
     positions = range(len(vectors)) if positions is None else positions
     with DocumentStore(ws).lock():
-        db = store.open_db(ws) or store.create(ws, {"model": "m", "dim": vectors.shape[1]})
+        db = store.open_db(ws) or store_writes.create(ws, {"model": "m", "dim": vectors.shape[1]})
         with db, db.writing():
-            store.add_document(db, _doc(name), _rows(name, positions), vectors)
+            store_writes.add_document(db, _doc(name), _rows(name, positions), vectors)
 
 
 def remove(ws: Workspace, name: str) -> int:
     with DocumentStore(ws).lock(), store.open_db(ws) as db, db.writing():
-        return store.remove_documents(db, {name})
+        return store_writes.remove_documents(db, {name})
 
 
 def live_ids(state: store.CorpusIndex) -> set[int]:
@@ -54,10 +54,10 @@ def live_ids(state: store.CorpusIndex) -> set[int]:
     return ids - set(state.tombstones.tolist())
 
 
-@pytest.mark.parametrize("index_type", store.INDEX_TYPES)
+@pytest.mark.parametrize("index_type", faiss_index.INDEX_TYPES)
 def test_each_index_type_finds_the_query_row(index_type):
     vectors = unit_rows(4000)
-    index = store.build_faiss(vectors, index_type, np.arange(100, 4100))
+    index = faiss_index.build_faiss(vectors, index_type, np.arange(100, 4100))
     queries = vectors[:50] + 0.01 * unit_rows(50, seed=1)
     _, ids = index.search(np.ascontiguousarray(queries / np.linalg.norm(queries, axis=1, keepdims=True)), 1)
     recall = float(np.mean(ids[:, 0] == np.arange(100, 150)))
@@ -65,7 +65,7 @@ def test_each_index_type_finds_the_query_row(index_type):
 
 
 def test_ivf_with_too_few_rows_to_train_is_flat():
-    index = store.build_faiss(unit_rows(100), "ivf")
+    index = faiss_index.build_faiss(unit_rows(100), "ivf")
     assert isinstance(faiss.downcast_index(index.index), faiss.IndexFlat)
 
 
@@ -79,7 +79,7 @@ def test_deleted_rows_are_skipped_then_compacted_away(tmp_path, index_type):
     vectors = unit_rows(n)
     for i in range(4):
         add(ws, f"d{i}", vectors[i::4], range(i, n, 4))
-    assert store.compact(ws, index_type)
+    assert store_writes.compact(ws, index_type)
     remove(ws, "d1")
     state = store.load(ws)
     assert len(state.tombstones) == n // 4 and state.size == n - n // 4
@@ -99,7 +99,7 @@ def test_deleted_rows_are_skipped_then_compacted_away(tmp_path, index_type):
         assert not {i for hits in removed for i, _ in hits} & set(state.tombstones.tolist())
 
     check(state)
-    assert store.needs_compaction(ws) and store.compact(ws)
+    assert store.needs_compaction(ws) and store_writes.compact(ws)
     state = store.load(ws)
     assert len(state.tombstones) == 0 and state.snapshot.ntotal == n - n // 4 and len(state.delta_ids) == 0
     if index_type == "ivf":
@@ -114,7 +114,7 @@ def test_a_write_touches_its_document_and_readers_reload_only_what_changed(tmp_p
     ws = Workspace(tmp_path)
     vectors = unit_rows(1000)
     add(ws, "big", vectors)
-    assert store.needs_compaction(ws) and store.compact(ws)
+    assert store.needs_compaction(ws) and store_writes.compact(ws)
     before = (ws.index_file.stat().st_ino, ws.index_file.stat().st_mtime_ns, ws.metadata_file.read_bytes())
     held = store.load(ws)
 
@@ -136,14 +136,40 @@ def test_files_that_disagree_are_refused_and_a_copied_index_loads(tmp_path):
 
     ws = Workspace(tmp_path / "a")
     add(ws, "d0", unit_rows(30))
-    store.compact(ws)
+    store_writes.compact(ws)
     shutil.copytree(ws.data, tmp_path / "b" / "data")  # a backup restored: other inodes
-    copy = store.load(Workspace(tmp_path / "b"))
+    restored = Workspace(tmp_path / "b")
+    before = restored.corpus_db.read_bytes()
+    copy = store.load(restored)
     assert copy.size == 30 and copy.snapshot.ntotal == 30
-    # checked whole once, the copy's own file is named, so the next reader needs no lock
-    assert copy.snapshot_record["inode"] == (tmp_path / "b" / "data" / "index.faiss").stat().st_ino
+    assert restored.corpus_db.read_bytes() == before  # a reader never writes, not even to name the copy
+    # checked whole once under the corpus lock, the copy is then read without it in this process
+    # (a compaction names it on disk): a load while a writer holds the lock does not wait for it
+    held, loaded, done = threading.Event(), threading.Event(), threading.Event()
 
-    faiss.write_index(store.build_faiss(unit_rows(10), "flat"), str(ws.index_file))  # same inode, other rows
+    def writer():
+        with DocumentStore(restored).lock():
+            held.set()
+            done.wait(120)
+    sizes = []
+
+    def reader():
+        sizes.append(store.load(restored).size)
+        loaded.set()
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    threads[0].start()
+    held.wait(60)
+    threads[1].start()
+    try:
+        assert loaded.wait(60) and sizes == [30]
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+    assert store_writes.compact(restored)
+    assert store.load(restored).snapshot_record["inode"] == restored.index_file.stat().st_ino
+
+    faiss.write_index(faiss_index.build_faiss(unit_rows(10), "flat"), str(ws.index_file))  # same inode, other rows
     with pytest.raises(store.IndexUnusable, match="holds 10 vectors.*expects 30.*ingest --rebuild"):
         store.load(ws)
 
@@ -162,11 +188,11 @@ def test_readers_take_no_lock_and_never_see_half_a_commit(tmp_path):
         while not stop.is_set():
             following = "b" if current == "a" else "a"
             with DocumentStore(ws).lock(), store.open_db(ws) as db, db.writing():
-                store.remove_documents(db, {current})
-                store.add_document(db, _doc(following), _rows(following, range(300)), corpora[following])
+                store_writes.remove_documents(db, {current})
+                store_writes.add_document(db, _doc(following), _rows(following, range(300)), corpora[following])
             current, i = following, i + 1
             if i % 3 == 0:
-                store.compact(ws)
+                store_writes.compact(ws)
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -205,8 +231,9 @@ def test_readers_take_no_lock_and_never_see_half_a_commit(tmp_path):
 
 
 def test_an_index_saved_as_files_is_imported_with_its_vectors(tmp_path):
-    """A workspace indexed before corpus.db (metadata.json, embeddings.npy, index.faiss) is read
-    into corpus.db on first use, vectors as they were, and searched the same way."""
+    """A workspace indexed before corpus.db (metadata.json, embeddings.npy, index.faiss): readers
+    refuse it with what to run, and never write; the ingest job's first step moves it into
+    corpus.db, vectors as they were, searched the same way."""
     ws = Workspace(tmp_path)
     ws.data.mkdir(parents=True)
     vectors = unit_rows(40)
@@ -220,9 +247,18 @@ def test_an_index_saved_as_files_is_imported_with_its_vectors(tmp_path):
     np.save(ws.embeddings_file, vectors)
     faiss.write_index(faiss.IndexFlatIP(32), str(ws.index_file))
 
+    from workbench.corpus import ingest
     from workbench.index.search import Retriever
+    from workbench.settings import Settings
 
-    assert Retriever(ws, "m").state().size == 40  # the first reader imports
+    saved = sorted(p.name for p in ws.data.iterdir())
+    for read in (lambda: Retriever(ws, "m").state(), lambda: store.read_meta(ws), lambda: store.load(ws)):
+        with pytest.raises(store.IndexUnusable, match="earlier version.*run `workbench ingest`"):
+            read()
+    assert sorted(p.name for p in ws.data.iterdir()) == saved  # readers wrote nothing
+    ingest.preflight(ingest.Config(), Settings(home=ws.home))  # the ingest job is let through to move it
+    assert legacy_import.import_saved_files(ws) and not legacy_import.import_saved_files(ws)
+    assert Retriever(ws, "m").state().size == 40
     state = store.load(ws)
     assert state.size == 40 and state.document_ids() == {"x", "y"} and not ws.embeddings_file.exists()
     top = state.search(vectors[25:26], 1)[0][0][0]

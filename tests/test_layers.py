@@ -68,3 +68,24 @@ def test_the_cli_parses_without_loading_the_heavy_libraries():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def _project_imports(path: Path) -> set[str]:
+    """The ``workbench.*`` modules a file imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        found |= {name for name in names if name.split(".")[0] == "workbench"}
+    return found
+
+
+def test_the_index_stands_below_the_corpus_and_the_models():
+    """The index (FAISS, the chunk store, search) is used by the corpus, chat and evaluation; it
+    leans on none of them, and the machine probes under everything lean on nothing."""
+    above = ("workbench.corpus", "workbench.models", "workbench.chat", "workbench.train", "workbench.evaluate",
+             "workbench.feedback", "workbench.ui", "workbench.cli")
+    for path in (ROOT / "workbench" / "index").rglob("*.py"):
+        bad = sorted(name for name in _project_imports(path) if name.startswith(above))
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+    assert _project_imports(ROOT / "workbench" / "runtime.py") == set()

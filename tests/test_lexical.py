@@ -8,7 +8,7 @@ import numpy as np
 
 from storage import Workspace
 from storage.documents import DocumentStore
-from workbench.index import lexical, store
+from workbench.index import lexical, store, store_writes
 from workbench.index.search import query_terms
 
 FRENCH = [
@@ -46,12 +46,12 @@ def _index(ws: Workspace, texts_by_doc: dict[str, list[str]], languages: dict[st
            analysis: str = "stems") -> None:
     rng = np.random.default_rng(0)
     with DocumentStore(ws).lock():
-        db = store.open_db(ws) or store.create(ws, {"model": "m", "dim": 8}, analysis=analysis)
+        db = store.open_db(ws) or store_writes.create(ws, {"model": "m", "dim": 8}, analysis=analysis)
         with db, db.writing():
             for name, texts in texts_by_doc.items():
                 rows = [{"chunk_id": f"{name}:{n}", "doc_id": name, "source": f"{name}.html", "text": t}
                         for n, t in enumerate(texts)]
-                store.add_document(db, {"id": name, "name": f"{name}.html"}, rows,
+                store_writes.add_document(db, {"id": name, "name": f"{name}.html"}, rows,
                                    rng.standard_normal((len(rows), 8)).astype(np.float32), languages[name])
 
 
@@ -85,10 +85,10 @@ def test_an_index_of_plain_words_is_searched_as_it_is_then_re_analysed(tmp_path)
     assert _best(ws, "installation paquet") == ""  # but no other form of them
     logged = []
     with DocumentStore(ws).lock(), store.open_db(ws) as db, db.writing():
-        assert store.upgrade_lexical(db, log=logged.append)  # the next ingest records the languages
-        assert not store.upgrade_lexical(db)  # once
+        assert store_writes.upgrade_lexical(db, log=logged.append)  # the next ingest records the languages
+        assert not store_writes.upgrade_lexical(db)  # once
         assert store.lexical_state(db) == {"version": lexical.VERSION, "languages": ["fr"], "analysis": "plain"}
-        assert store.upgrade_lexical(db, "stems", logged.append)  # another analysis asked for: re-analysed
+        assert store_writes.upgrade_lexical(db, "stems", logged.append)  # another analysis asked for: re-analysed
     assert "fr" in logged[0] and "stems" in logged[1]
     assert _best(ws, "installation paquet") == FRENCH[1]
 

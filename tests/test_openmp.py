@@ -1,4 +1,4 @@
-"""A thread gives its OpenMP pool back (``workbench.models.openmp``): the workers it started end,
+"""A thread gives its OpenMP pool back (``workbench.runtime``): the workers it started end,
 the next parallel region on it works and starts a new pool, and a search and a finished job leave
 their thread without one."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 import torch
 
 from tests.conftest import ingest, make_corpus, threads_named, with_openmp_pool
-from workbench.models.openmp import release_openmp_pool
+from workbench.runtime import release_openmp_pool
 
 
 def test_a_thread_gives_its_openmp_pool_back():

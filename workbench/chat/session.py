@@ -20,7 +20,7 @@ from workbench.index.search import Hit, retriever_for
 from workbench.limits import ANSWER_CHARS, PROMPT_CHARS, check_text
 from workbench.models.generation import (Sampling, context_window, generation_kwargs, one_stream_kwargs,
                                          trim_loop)
-from workbench.models.openmp import name_os_thread, release_openmp_pool
+from workbench.runtime import name_os_thread, release_openmp_pool
 from workbench.settings import Settings
 
 

@@ -14,6 +14,7 @@ from storage.documents import DocumentStore
 from workbench.corpus.ingest import compact_if_due
 from workbench.errors import WorkbenchError
 from workbench.index import store as index_store
+from workbench.index import store_writes
 from workbench.safe_text import counted
 
 
@@ -55,7 +56,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
             db = index_store.open_db(reporter.workspace)
             if db is not None:
                 with db, db.writing():
-                    removed = index_store.remove_documents(db, {doc["id"]})
+                    removed = store_writes.remove_documents(db, {doc["id"]})
             docs.remove(doc["id"])
         result["deleted"].append({"id": doc["id"], "name": doc["name"], "chunks_removed": removed})
         result["chunks_removed"] += removed

@@ -6,7 +6,7 @@ same bytes are never embedded twice); ``rebuild`` re-embeds everything, e.g. aft
 embedding model. A file that fails gets its reason in the registry and the log; the others go
 on. Chunks are committed to the chunk store in batches under the corpus lock, so a cancel or a
 crash keeps every batch already committed and the documents after it stay pending; the FAISS
-snapshot is rewritten at the end when enough changed (``store.compact``).
+snapshot is rewritten at the end when enough changed (``store_writes.compact``).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from workbench.index.chunk_text import indexed_text
 from workbench.index.lexical import ANALYSES, ANALYSIS, detect_language
 from workbench.corpus.parse import ParseError
 from workbench.corpus.sandbox import parse_isolated
+from workbench.index import faiss_index, legacy_import, store_writes
 from workbench.index import store as index_store
 from workbench.index.embedder import describe, embed, load_embedder, prompts_of
 from workbench.safe_text import counted
@@ -48,8 +49,8 @@ class Config:
     parse_memory_mb: int = field(default=2048, metadata={"help": "memory limit to parse one file"})
 
     def validate(self) -> None:
-        if self.index_type and self.index_type not in index_store.INDEX_TYPES:
-            raise ValueError(f"index_type must be one of {', '.join(index_store.INDEX_TYPES)}")
+        if self.index_type and self.index_type not in faiss_index.INDEX_TYPES:
+            raise ValueError(f"index_type must be one of {', '.join(faiss_index.INDEX_TYPES)}")
         if self.sparse_analysis and self.sparse_analysis not in ANALYSES:
             raise ValueError(f"sparse_analysis must be one of {', '.join(ANALYSES)}")
         if self.chunk_size is not None and self.chunk_size < 8:
@@ -104,8 +105,8 @@ def _chunking(config: Config, meta: dict[str, Any] | None, model_name: str, max_
 def preflight(config: Config, settings) -> None:
     """Refuse, before anything is stored or queued, a config the job would refuse: other
     chunking, another embedding model, or the same model under other prompts."""
-    if config.rebuild:
-        return
+    if config.rebuild or index_store.saved_before_chunk_store(settings.workspace):
+        return  # an index saved as files is checked once the job has moved it into corpus.db
     meta = index_store.read_meta(settings.workspace)
     _chunking(config, meta, "", 10**9)
     if meta is not None:
@@ -117,6 +118,8 @@ def preflight(config: Config, settings) -> None:
 def run(config: Config, reporter) -> dict[str, Any]:
     workspace = reporter.workspace
     docs, runs = DocumentStore(workspace), RunStore(workspace.runs)
+    if not config.rebuild and legacy_import.import_saved_files(workspace):
+        reporter.log("an index saved by an earlier version moved into corpus.db, its vectors as they were")
     model_name = config.embedding_model or reporter.settings.embedding_model
     reporter.log(f"loading embedding model {model_name}")
     model = load_embedder(model_name)
@@ -136,15 +139,15 @@ def run(config: Config, reporter) -> dict[str, Any]:
                  "prompts": prompts}
     if config.rebuild:
         with docs.lock():
-            index_store.create(workspace, embedding, config.index_type or "flat",
+            store_writes.create(workspace, embedding, config.index_type or "flat",
                                config.sparse_analysis or ANALYSIS).close()
         reporter.log(f"rebuilding: a new {config.index_type or 'flat'} index, every document re-embedded")
     elif meta is not None and config.index_type and config.index_type != meta.get("index_type"):
         reporter.log(f"switching the index from {meta.get('index_type')} to {config.index_type}")
-        index_store.compact(workspace, config.index_type)
+        store_writes.compact(workspace, config.index_type)
     if meta is not None and not config.rebuild:  # an older sparse side, or another analysis asked for
         with docs.lock(), index_store.open_db(workspace) as db, db.writing():
-            index_store.upgrade_lexical(db, config.sparse_analysis or None, reporter.log)
+            store_writes.upgrade_lexical(db, config.sparse_analysis or None, reporter.log)
     todo = _claim(docs, runs, reporter.run.id, config)
     result: dict[str, Any] = {"indexed": [], "failed": [], "chunks": 0}
     if not todo:
@@ -210,7 +213,7 @@ def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, 
     if not batch:
         return
     with docs.lock():
-        db = index_store.open_db(workspace) or index_store.create(workspace, embedding, index_type or "flat",
+        db = index_store.open_db(workspace) or store_writes.create(workspace, embedding, index_type or "flat",
                                                                   sparse_analysis or ANALYSIS)
         with db:
             settings = db.settings()
@@ -225,7 +228,7 @@ def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, 
             with db.writing():
                 for doc, rows, vectors, language in batch:
                     if doc["id"] in live:  # not deleted while it was being embedded
-                        index_store.add_document(db, doc, rows, vectors, language)
+                        store_writes.add_document(db, doc, rows, vectors, language)
         for doc, rows, _, language in batch:
             if doc["id"] in live:
                 docs.update(doc["id"], status=INDEXED, chunks=len(rows), error=None, run_id=None,
@@ -239,7 +242,7 @@ def compact_if_due(workspace, reporter) -> None:
     (every commit of a small corpus; rarely at a million chunks). Searches go on meanwhile."""
     if index_store.needs_compaction(workspace):
         started = time.monotonic()
-        if index_store.compact(workspace):
+        if store_writes.compact(workspace):
             reporter.log(f"index snapshot written ({time.monotonic() - started:.1f} s)")
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.models.cpu import cpu_has_native_bf16
+from workbench.runtime import cpu_has_native_bf16
 
 PROBE = ["The quick brown fox jumps over the lazy dog.",
          "Retrieval-augmented generation cites the passages it used.",

@@ -10,7 +10,7 @@ note). ``words`` is the same without stems; ``plain`` (the default, see ``ANALYS
 text to FTS5's tokenizer.
 
 An index written before this (``lexical`` setting absent) holds plain words and is searched so;
-the next ingest records its languages (``store.upgrade_lexical``).
+the next ingest records its languages (``store_writes.upgrade_lexical``).
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from storage.chunkdb import ChunkDB
 from workbench.index import lexical, store
 from workbench.index.modes import DEFAULT_MODE, MODES
 from workbench.index.embedder import embed, load_embedder, prompts_of
-from workbench.models.openmp import release_openmp_pool
+from workbench.runtime import release_openmp_pool
 
 # The two sides are fused by a convex combination of their min-max normalised scores, half each
 # (Bruch et al., 2023). Chosen on four documentation sets (benchmarks/retrieval.py: PostgreSQL,

@@ -5,35 +5,32 @@ are the chunks' ids.
 A write (adding or deleting a document) changes that document's rows in corpus.db and nothing
 else: chunks added since the snapshot form a small flat *delta* index in memory, and chunks
 deleted since are *tombstones* that searches skip. When the delta and the tombstones pass a
-tenth of the snapshot (or the index type changes), ``compact`` writes a new snapshot, built
+tenth of the snapshot (or the index type changes), ``store_writes.compact`` writes a new snapshot, built
 from the stored vectors without blocking anyone, and ``data/metadata.json``, the readable
 export of every chunk (its ``id`` is its FAISS id).
 
-Readers take no lock: each load reads one commit of corpus.db, and the snapshot file whose
-inode that commit names (a reader meeting a compaction between its rename and its commit reads
-again). A process that holds an index reloads only what changed since (``load(previous=)``).
+Readers take no lock and never write: each load reads one commit of corpus.db, and the
+snapshot file whose inode that commit names (a reader meeting a compaction between its rename
+and its commit reads again). A process that holds an index reloads only what changed since
+(``load(previous=)``). The writes are in ``store_writes``, the FAISS index types in
+``faiss_index``, and the move of an index saved before corpus.db existed in ``legacy_import``.
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from storage import Unreadable, Workspace, read_json
-from storage.atomic import atomic_file, atomic_path
+from storage import Workspace
 from storage.chunkdb import ChunkDB
 from storage.documents import DocumentStore
-from storage.runs import now_iso
-from workbench.index.chunk_text import indexed_text
 from workbench.errors import WorkbenchError
 from workbench.index import lexical
 from workbench.index.embedder import NO_PROMPTS
+from workbench.index.faiss_index import build_faiss, tune
 
-INDEX_TYPES = ("flat", "hnsw", "ivf")
 COMPACT_SHARE = 0.1  # compact when rows added or deleted since the snapshot pass this share of it
 READ_ATTEMPTS = 20  # a reader meeting a compaction between its rename and its commit reads again,
 READ_RETRY_S = 0.05  # then reads under the writers' lock (a copied workspace keeps other inodes)
@@ -42,40 +39,6 @@ EMPTY_SNAPSHOT = {"rows": 0, "max_id": 0, "tombstone_seq": 0, "inode": None, "in
 
 class IndexUnusable(WorkbenchError):
     """The index files cannot be used as they are; the message says what to run."""
-
-
-HNSW_EF_SEARCH = 96
-
-
-def build_faiss(vectors: np.ndarray, index_type: str = "flat", ids: np.ndarray | None = None) -> Any:
-    """A FAISS index over ``vectors`` (ids: ``ids``, else 0..n-1). HNSW for large corpora (fast,
-    approximate, no training); IVF needs enough rows to train its lists and is flat below that."""
-    import faiss
-
-    dim = vectors.shape[1]
-    ids = np.arange(len(vectors), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
-    if index_type == "flat":
-        index = faiss.IndexIDMap(faiss.IndexFlatIP(dim))
-    elif index_type == "hnsw":
-        graph = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efConstruction = 80
-        graph.hnsw.efSearch = HNSW_EF_SEARCH
-        index = faiss.IndexIDMap(graph)
-    elif index_type == "ivf":
-        nlist = max(1, min(4096, int(4 * np.sqrt(len(vectors)))))
-        if len(vectors) < 39 * nlist:  # FAISS wants ~39 training points per list
-            return build_faiss(vectors, "flat", ids)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = 64 * nlist  # k-means on every row of a million takes minutes on a few cores
-        index.train(vectors if len(vectors) <= sample else
-                    vectors[np.random.default_rng(0).choice(len(vectors), sample, replace=False)])
-        index.nprobe = ivf_probes(nlist)
-        index.parallel_mode = 1  # one query's lists over every core: half the latency on two cores
-    else:
-        raise ValueError(f"unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}")
-    if len(vectors):
-        index.add_with_ids(vectors, ids)
-    return index
 
 
 @dataclass
@@ -128,33 +91,20 @@ class CorpusIndex:
         return [sorted(hits, key=lambda hit: -hit[1])[:depth] for hits in found]
 
 
-def _tune(index: Any) -> Any:
-    """Search settings are not all kept in the file: set them again after a read."""
-    import faiss
-
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
-    if isinstance(inner, faiss.IndexHNSW):
-        inner.hnsw.efSearch = HNSW_EF_SEARCH
-    if isinstance(inner, faiss.IndexIVF):
-        inner.nprobe = ivf_probes(inner.nlist)
-        inner.parallel_mode = 1
-    return index
-
-
-def ivf_probes(nlist: int) -> int:
-    """Lists an IVF search visits. A quarter: at a million chunks (4,000 lists) recall@10 against
-    an exact search stays at 0.95 or more whether the other chunks are random or shaped like the
-    corpus, and a search stays near 35 ms on two cores (``benchmarks/index_scale.py``)."""
-    return max(1, nlist // 4)
+def saved_before_chunk_store(workspace: Workspace) -> bool:
+    """An index saved as metadata.json + embeddings.npy, before corpus.db existed, waits to be
+    moved into it (``legacy_import``, the first step of every ingest job)."""
+    return (not workspace.corpus_db.exists() and workspace.metadata_file.exists()
+            and workspace.embeddings_file.exists())
 
 
 def open_db(workspace: Workspace) -> ChunkDB | None:
-    """corpus.db, imported first from an index saved before it existed; None when nothing was
-    indexed yet."""
+    """corpus.db; None when nothing was indexed yet."""
     if not workspace.corpus_db.exists():
-        if not (workspace.metadata_file.exists() and workspace.embeddings_file.exists()):
-            return None
-        _import_files(workspace)
+        if saved_before_chunk_store(workspace):
+            raise IndexUnusable(f"the index in {workspace.data} was saved by an earlier version of the workbench: "
+                                "run `workbench ingest` (or add a document in the Corpus tab) to move it into corpus.db")
+        return None
     return ChunkDB(workspace.corpus_db)
 
 
@@ -165,10 +115,10 @@ def read_meta(workspace: Workspace) -> dict[str, Any] | None:
     if db is None:
         return None
     with db, db.reading():
-        return _meta(db)
+        return meta_of(db)
 
 
-def _meta(db: ChunkDB) -> dict[str, Any] | None:
+def meta_of(db: ChunkDB) -> dict[str, Any] | None:
     settings = db.settings()
     if "embedding_model" not in settings:
         return None
@@ -206,7 +156,7 @@ def signature(workspace: Workspace, db: ChunkDB | None = None) -> tuple | None:
     return inode, db.get("generation", 0)
 
 
-def _vectors(db: ChunkDB, dim: int, after_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def vectors_after(db: ChunkDB, dim: int, after_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Ids and vectors of the live chunks after ``after_id``, in id order, read into one array."""
     count = db.count_after(after_id)
     ids, vectors = np.empty(count, dtype=np.int64), np.empty((count, dim), dtype=np.float32)
@@ -214,6 +164,15 @@ def _vectors(db: ChunkDB, dim: int, after_id: int = 0) -> tuple[np.ndarray, np.n
     for n, (chunk_id, blob) in enumerate(db.vectors(after_id), start=1):
         ids[n - 1], vectors[n - 1] = chunk_id, np.frombuffer(blob, dtype=np.float32)
     return ids[:n], vectors[:n]
+
+
+_copies: set[tuple] = set()  # snapshot files this process found to be copies (a backup restored)
+
+
+def _file_key(workspace: Workspace, record: dict[str, Any]) -> tuple:
+    """The recorded inode and the file that is there in its place (inode, size, mtime)."""
+    st = workspace.index_file.stat()
+    return record.get("inode"), st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def load(workspace: Workspace, previous: CorpusIndex | None = None) -> CorpusIndex | None:
@@ -229,34 +188,30 @@ def load(workspace: Workspace, previous: CorpusIndex | None = None) -> CorpusInd
             if state is not False:
                 return state
             time.sleep(READ_RETRY_S)
-        with DocumentStore(workspace).lock():
+        with DocumentStore(workspace).lock():  # no compaction can be half-way now: the file is a copy
             with db.reading():
                 state = _load(workspace, db, previous, check_inode=False)
             if state is not None and state.snapshot is not None:
-                inode = workspace.index_file.stat().st_ino
-                if inode != state.snapshot_record.get("inode"):  # a copy (a backup restored): its file,
-                    state.snapshot_record = dict(state.snapshot_record, inode=inode)  # checked whole above
-                    with db.writing():
-                        db.put(snapshot=state.snapshot_record)
+                _copies.add(_file_key(workspace, state.snapshot_record))  # checked whole: read it freely
             return state
 
 
 def _load(workspace: Workspace, db: ChunkDB, previous: CorpusIndex | None, check_inode: bool):
-    meta = _meta(db)
+    meta = meta_of(db)
     if meta is None:
         return None
     record = meta.get("snapshot") or EMPTY_SNAPSHOT
     dim = int(meta["dim"])
     if previous is not None and previous.snapshot_record == record:
         snapshot, after, seq = previous.snapshot, previous.max_id, previous.tombstone_seq
-        ids, vectors = _vectors(db, dim, after)
+        ids, vectors = vectors_after(db, dim, after)
         ids, vectors = np.concatenate([previous.delta_ids, ids]), np.concatenate([previous.delta_vectors, vectors])
         tombstones = np.union1d(previous.tombstones, np.array(db.tombstones(seq), dtype=np.int64))
     else:
         snapshot = _read_snapshot(workspace, record, check_inode)
         if snapshot is False:
             return False
-        ids, vectors = _vectors(db, dim, record["max_id"])
+        ids, vectors = vectors_after(db, dim, record["max_id"])
         tombstones = np.unique(np.array(db.tombstones(), dtype=np.int64))
     return CorpusIndex(meta, record, snapshot, ids, vectors, tombstones.astype(np.int64),
                        db.tombstone_seq(), max(record["max_id"], int(ids[-1]) if len(ids) else 0))
@@ -270,6 +225,7 @@ def _read_snapshot(workspace: Workspace, record: dict[str, Any], check_inode: bo
         return None
     path = workspace.index_file
     try:
+        check_inode = check_inode and _file_key(workspace, record) not in _copies
         if check_inode and path.stat().st_ino != record["inode"]:
             return False
         index = faiss.read_index(str(path))
@@ -282,44 +238,7 @@ def _read_snapshot(workspace: Workspace, record: dict[str, Any], check_inode: bo
     if index.ntotal != record["rows"]:
         raise IndexUnusable(f"{path} holds {index.ntotal} vectors, the chunk store expects {record['rows']}; "
                             "run `workbench ingest --rebuild`")
-    return _tune(index)
-
-
-# -------------------------------------------------------------------------------------- writes
-# The callers hold the corpus lock (storage.documents.DocumentStore.lock) around each write.
-
-def create(workspace: Workspace, embedding: dict[str, Any], index_type: str = "flat",
-           analysis: str = lexical.ANALYSIS) -> ChunkDB:
-    """An empty index with these settings (a new corpus, or a rebuild: every chunk dropped)."""
-    db = ChunkDB(workspace.corpus_db, create=True)
-    with db.writing():
-        db.clear()
-        db.drop_tombstones(db.tombstone_seq())
-        _initialise(db, embedding, index_type, analysis)
-    return db
-
-
-def _initialise(db: ChunkDB, embedding: dict[str, Any], index_type: str, analysis: str = lexical.ANALYSIS) -> None:
-    db.put(version=2, lexical={"version": lexical.VERSION, "languages": [], "analysis": analysis},
-           embedding_model=embedding["model"], dim=int(embedding["dim"]),
-           embedding_prompts=dict(embedding.get("prompts") or NO_PROMPTS),
-           embedding_dtype=embedding.get("dtype"), chunking=embedding.get("chunking", {}),
-           index_type=index_type, snapshot=dict(EMPTY_SNAPSHOT, index_type=index_type, built=now_iso()),
-           updated=now_iso())
-
-
-def add_document(db: ChunkDB, doc: dict[str, Any], rows: list[dict[str, Any]], vectors: np.ndarray,
-                 language: str | None = None) -> None:
-    """Put a document's chunks and vectors in place of any it had (inside ``db.writing()``); the
-    sparse side indexes them as words of ``language`` under the index's analysis (``index.lexical``)."""
-    db.remove_document(doc["id"])
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    written = lexical_state(db)
-    bodies = [lexical.body(indexed_text(r), language, written["analysis"]) for r in rows]
-    db.add_document(doc, rows, [v.tobytes() for v in vectors], bodies)
-    if written["version"] >= lexical.VERSION and language and language not in written["languages"]:
-        db.put(lexical={**written, "languages": sorted({*written["languages"], language})})
-    db.put(updated=now_iso())
+    return tune(index)
 
 
 def lexical_state(db: ChunkDB) -> dict[str, Any]:
@@ -333,39 +252,6 @@ def lexical_state(db: ChunkDB) -> dict[str, Any]:
             "analysis": analysis if analysis in lexical.ANALYSES else "plain"}
 
 
-def upgrade_lexical(db: ChunkDB, analysis: str | None = None, log=lambda message: None) -> bool:
-    """Bring the sparse side to ``lexical.VERSION`` and to ``analysis`` (default: the index's
-    own, ``plain`` for one written before): each document's language detected and recorded, and
-    its chunks' terms rewritten when the analysis changes (inside ``db.writing()``). True when
-    something was done."""
-    written = lexical_state(db)
-    target = analysis or written["analysis"]
-    if written["version"] >= lexical.VERSION and target == written["analysis"]:
-        return False
-    by_document: dict[str, list[dict[str, Any]]] = {}
-    for chunk in db.iter_chunks():
-        by_document.setdefault(chunk["doc_id"], []).append(chunk)
-    languages = set()
-    for chunks in by_document.values():
-        language = lexical.detect_language(" ".join(c["text"] for c in chunks[:50]))
-        if language:
-            languages.add(language)
-        if target != written["analysis"]:
-            db.replace_terms([(c["id"], lexical.body(indexed_text(c), language, target)) for c in chunks])
-    db.put(lexical={"version": lexical.VERSION, "languages": sorted(languages), "analysis": target},
-           updated=now_iso())
-    log(f"sparse index: {target} analysis, languages {', '.join(sorted(languages)) or 'none detected'} "
-        f"({sum(map(len, by_document.values()))} chunks)")
-    return True
-
-
-def remove_documents(db: ChunkDB, doc_ids: set[str]) -> int:
-    """Drop every chunk of ``doc_ids`` (inside ``db.writing()``); the count removed."""
-    removed = sum(db.remove_document(doc_id) for doc_id in doc_ids)
-    db.put(updated=now_iso())
-    return removed
-
-
 def needs_compaction(workspace: Workspace) -> bool:
     db = open_db(workspace)
     if db is None:
@@ -375,93 +261,3 @@ def needs_compaction(workspace: Workspace) -> bool:
         record = settings.get("snapshot") or EMPTY_SNAPSHOT
         pending = (db.max_id() - record["max_id"]) + len(db.tombstones())
         return record["index_type"] != settings.get("index_type") or pending > COMPACT_SHARE * record["rows"]
-
-
-class _Superseded(Exception):
-    """Another compaction or a rebuild committed while this one was building."""
-
-
-def compact(workspace: Workspace, index_type: str | None = None) -> bool:
-    """Write a new snapshot of every live chunk (as ``index_type``, else the current type) and the
-    metadata.json export. Built from one read of corpus.db without any lock; the lock is taken
-    only to put the file in place and commit. False when another write made it moot."""
-    import faiss
-
-    db = open_db(workspace)
-    if db is None:
-        return False
-    with db:
-        with db.reading():
-            settings = db.settings()
-            record, seq = settings.get("snapshot") or EMPTY_SNAPSHOT, db.tombstone_seq()
-            kind = index_type or settings.get("index_type", "flat")
-            ids, vectors = _vectors(db, int(settings["dim"]))
-        index = build_faiss(vectors, kind, ids)
-        lock, held = DocumentStore(workspace).lock(), False
-        try:
-            with atomic_path(workspace.index_file) as tmp:
-                faiss.write_index(index, str(tmp))
-                inode = tmp.stat().st_ino  # a rename keeps it
-                lock.acquire()
-                held = True
-                if db.get("snapshot") != record:
-                    raise _Superseded
-            with db.writing():
-                db.put(index_type=kind, snapshot={"rows": len(ids), "max_id": int(ids[-1]) if len(ids) else 0,
-                                                  "tombstone_seq": seq, "inode": inode, "index_type": kind,
-                                                  "built": now_iso()})
-                db.drop_tombstones(seq)
-            export_metadata(workspace, db)
-        except _Superseded:
-            return False
-        finally:
-            if held:
-                lock.release()
-    return True
-
-
-def export_metadata(workspace: Workspace, db: ChunkDB) -> None:
-    """data/metadata.json: settings, documents and every chunk with its FAISS id, streamed."""
-    with db.reading(), atomic_file(workspace.metadata_file, "w") as out:
-        meta = _meta(db) or {}
-        head = {k: meta.get(k) for k in ("version", "embedding_model", "embedding_prompts", "dim", "embedding_dtype", "index_type",
-                                         "chunking", "updated", "count", "documents")}
-        out.write(json.dumps(head, indent=2, ensure_ascii=False, default=str)[:-2] + ',\n  "chunks": [')
-        for n, chunk in enumerate(db.iter_chunks()):
-            out.write(("," if n else "") + "\n    " + json.dumps(chunk, ensure_ascii=False))
-        out.write("\n  ]\n}\n")
-
-
-def _import_files(workspace: Workspace) -> None:
-    """An index saved as metadata.json + embeddings.npy (no corpus.db) moves into corpus.db with
-    its vectors as they are; its snapshot is rebuilt from them."""
-    with DocumentStore(workspace).lock():
-        if workspace.corpus_db.exists():
-            return
-        meta = read_json(workspace.metadata_file)
-        if not isinstance(meta, dict) or isinstance(meta, Unreadable) or "chunks" not in meta:
-            raise IndexUnusable(f"{workspace.metadata_file} cannot be read as an index; run `workbench ingest --rebuild`")
-        try:
-            vectors = np.load(workspace.embeddings_file, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise IndexUnusable(f"cannot read {workspace.embeddings_file}: {exc}; run `workbench ingest --rebuild`") from exc
-        if len(vectors) != len(meta["chunks"]):
-            raise IndexUnusable(f"index files disagree ({len(vectors)} vectors, {len(meta['chunks'])} chunks); "
-                                "run `workbench ingest --rebuild`")
-        tmp = workspace.corpus_db.with_name(".corpus.db.import")
-        for leftover in tmp.parent.glob(tmp.name + "*"):
-            leftover.unlink()
-        db = ChunkDB(tmp, create=True)
-        with db:
-            with db.writing():
-                _initialise(db, {"model": meta["embedding_model"], "dim": meta["dim"], "dtype": meta.get("embedding_dtype"),
-                                 "chunking": meta.get("chunking", {})}, meta.get("index_type", "flat"))
-                for doc_id, doc in meta.get("documents", {}).items():
-                    rows = [i for i, c in enumerate(meta["chunks"]) if c["doc_id"] == doc_id]
-                    add_document(db, {"id": doc_id, "name": doc["source"], "file": doc.get("file"),
-                                      "sha256": doc.get("sha256")}, [meta["chunks"][i] for i in rows], vectors[rows])
-            db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            db.conn.execute("PRAGMA journal_mode=DELETE")
-        os.replace(tmp, workspace.corpus_db)
-        compact(workspace)
-        workspace.embeddings_file.unlink(missing_ok=True)

@@ -227,7 +227,7 @@ def generate_batch(model, tokenizer, prompts: list, sampling: Sampling, batch_si
 def cpu_bf16_pays() -> bool:
     """Whether bf16 matmuls beat fp32 on this CPU: never without native bf16 (AMX or AVX512-BF16:
     emulation is many times slower), else when a quick timing says so."""
-    from workbench.models.cpu import cpu_has_native_bf16
+    from workbench.runtime import cpu_has_native_bf16
 
     if not cpu_has_native_bf16():
         return False

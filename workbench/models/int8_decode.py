@@ -97,7 +97,7 @@ def int8_pays(dtype_name: str) -> bool:
     quick timing on a weight larger than the caches (needs native bf16: the kernel runs bf16)."""
     if not kernel_available():
         return False
-    from workbench.models.cpu import cpu_has_native_bf16
+    from workbench.runtime import cpu_has_native_bf16
 
     if not cpu_has_native_bf16():
         return False

@@ -56,7 +56,7 @@ def device_name() -> str:
 
     if torch.cuda.is_available():
         return f"cuda:{torch.cuda.get_device_name(0)}"
-    from workbench.models.cpu import cpu_has_native_bf16
+    from workbench.runtime import cpu_has_native_bf16
 
     return f"cpu:{_cpu_name()}" + (" (native bf16)" if cpu_has_native_bf16() else "")
 

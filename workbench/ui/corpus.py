@@ -16,7 +16,7 @@ from workbench.corpus.parse import SUPPORTED
 from workbench.errors import WorkbenchError
 from workbench.index.modes import DEFAULT_MODE, MODES
 from workbench.index.search import retriever_for
-from workbench.index.store import INDEX_TYPES
+from workbench.index.faiss_index import INDEX_TYPES
 from workbench.ui.common import UiContext
 
 

@@ -1,8 +1,13 @@
-"""Giving a thread's OpenMP pool back once its torch work is done.
+"""Probes of the machine and of this process's threads, the floor every layer may stand on (it
+imports nothing of the project): what the CPU does natively, and the OpenMP pools that torch and
+faiss start per thread.
 
-GNU OpenMP (libgomp, a copy of which ships with the Linux torch wheels and another with faiss)
-gives every thread that starts a parallel region its own pool of worker threads, kept until that
-thread exits. When the pools of one libgomp copy hold more threads than there are cores, it stops
+What the CPU can do natively is read once from ``/proc/cpuinfo``: every path that picks a
+precision on a CPU (embedding, chat, evaluation, int8 decoding) asks here.
+
+Why a thread gives its OpenMP pool back once its torch work is done: GNU OpenMP (libgomp, a
+copy of which ships with the Linux torch wheels and another with faiss) gives every thread that
+starts a parallel region its own pool of worker threads, kept until that thread exits. When the pools of one libgomp copy hold more threads than there are cores, it stops
 spinning between parallel regions and puts its workers to sleep after a few hundred cycles: every
 one of the hundreds of small ops of a decoding step then pays a futex wake. A web process runs
 torch on many threads (a request handler loads the model and embeds the question, a second thread
@@ -12,15 +17,27 @@ script.
 ``release_openmp_pool`` ends the calling thread's pools (``omp_pause_resource_all``, OpenMP 5.0,
 GCC 9 on), so that the thread that decodes next holds torch's only one. It touches no other
 thread's pool and costs nothing when the thread holds none; the next parallel region on this
-thread makes a new pool (about 0.1 ms)."""
+thread makes a new pool (about 0.1 ms).
+"""
 from __future__ import annotations
 
 import ctypes
 import functools
 import os
 import sys
+from pathlib import Path
 
 OMP_PAUSE_SOFT = 1
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 matmuls run natively instead of being emulated."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @functools.lru_cache(maxsize=None)
