@@ -53,6 +53,31 @@ class Config:
             raise ValueError("; ".join(problems))
 
 
+# the units ----------------------------------------------------------------------------------
+MODEL, RETRIEVAL, VOTES, JUDGE, PROMPTS = "model", "retrieval", "votes", "judge", "prompts"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One piece of an evaluation, its result one file in ``runs/<id>/results/``: a model on a
+    set, or a measure of a whole set: the retrieval of the RAG questions, the ratings from the
+    votes, the judge's scores of every policy's answers (and the prompts a report shows)."""
+    kind: str
+    set: str
+    model: str = ""  # a MODEL unit's model
+
+    def path(self, results: Path) -> Path:
+        """``<model>.<set>.json``; ``_<kind>.<set>.json`` for a set-wide unit."""
+        return results / f"{self.model or '_' + self.kind}.{self.set}.json"
+
+    def label(self) -> str:
+        return f"{self.model or self.kind} on {self.set}"
+
+
+def model_unit(model: str, name_set: str) -> Unit:
+    return Unit(MODEL, name_set, model)
+
+
 # the plan -----------------------------------------------------------------------------------
 @dataclass
 class Plan:
@@ -70,18 +95,20 @@ class Plan:
         extra = [r for refs in self.references.values() for r in refs if r not in chosen]
         return chosen + list(dict.fromkeys(extra))
 
-    def units(self) -> list[tuple[str, str]]:
-        todo = [("_retrieval", "rag")] if "rag" in self.sets else []
-        todo += [("_votes", "votes")] if "votes" in self.sets else []
+    def units(self) -> list[Unit]:
+        """Set-wide measures first, then each model's sets (a model loads once for all of them),
+        the judge last: it scores the answers the policies wrote."""
+        todo = [Unit(RETRIEVAL, "rag")] if "rag" in self.sets else []
+        todo += [Unit(VOTES, "votes")] if "votes" in self.sets else []
         chosen = set(self.models)
         for name in self.generators():
             for name_set in ANSWER_SETS:
                 if name_set in self.sets and (name in chosen or name_set == "preferences"):
-                    todo.append((name, name_set))
+                    todo.append(model_unit(name, name_set))
         if "preferences" in self.sets:
-            todo += [(m, "preferences") for m in self.models if self.roles[m] == units.REWARD]
+            todo += [model_unit(m, "preferences") for m in self.models if self.roles[m] == units.REWARD]
             if self.judge and self.references:
-                todo.append(("_judge", "preferences"))
+                todo.append(Unit(JUDGE, "preferences"))
         return todo
 
 

@@ -12,12 +12,13 @@ from storage.atomic import atomic_file
 from storage.runs import now_iso
 from workbench.chat.system_prompt import launched_with
 from workbench.evaluate import metrics
+from workbench.evaluate.plan import JUDGE, PROMPTS, RETRIEVAL, VOTES, Unit, model_unit
 from workbench.models.loading import BASE, lineage
 from workbench.settings import Settings
 
 
-def _result(results: Path, name: str, name_set: str) -> dict[str, Any] | None:
-    data = read_json(results / f"{name}.{name_set}.json")
+def _result(results: Path, unit: Unit) -> dict[str, Any] | None:
+    data = read_json(unit.path(results))
     return data if isinstance(data, dict) else None
 
 
@@ -39,7 +40,7 @@ def build_report(folder: Path, config, plan, settings: Settings) -> dict[str, An
         row = {"role": plan.roles[name], **model_facts(settings, name), "metrics": {}, "intervals": {}, "n": {},
                "error": None}
         for name_set in plan.sets:
-            found = _result(results, name, name_set)
+            found = _result(results, model_unit(name, name_set))
             if found:
                 row["metrics"].update(found.get("metrics") or {})
                 row["intervals"].update(found.get("intervals") or {})
@@ -48,7 +49,7 @@ def build_report(folder: Path, config, plan, settings: Settings) -> dict[str, An
         if isinstance(error, dict):
             row["error"] = error.get("error")
         rows[name] = row
-    judged = _result(results, "_judge", "preferences")
+    judged = _result(results, Unit(JUDGE, "preferences"))
     if judged:
         scores = judged.get("scores") or {}
         for name, refs in plan.references.items():
@@ -70,7 +71,7 @@ def build_report(folder: Path, config, plan, settings: Settings) -> dict[str, An
                         rows[name]["n"][key] = found["n"]
                     if ref in rows:
                         rows[ref].setdefault("reference_of", []).append(name)
-    votes = _result(results, "_votes", "votes")
+    votes = _result(results, Unit(VOTES, "votes"))
     for name, rating in ((votes or {}).get("ratings") or {}).items():
         row = rows.setdefault(name, {"role": "voted", **model_facts(settings, name), "metrics": {}, "intervals": {},
                                      "n": {}, "error": None})
@@ -79,12 +80,12 @@ def build_report(folder: Path, config, plan, settings: Settings) -> dict[str, An
         row["n"].update(human_rating=rating["votes"], human_votes=rating["votes"])
     todo = plan.units()
     failed = {m for m, row in rows.items() if row.get("error")}
-    done = sum(m in failed or (results / f"{m}.{s}.json").exists() for m, s in todo)
+    done = sum(u.model in failed or u.path(results).exists() for u in todo)
     return {"run_id": folder.name, "updated": now_iso(), "partial": done < len(todo),
             "units": {"done": done, "total": len(todo)}, "config": _plain(config), "sets": plan.sets,
             "judge": plan.judge, "references": plan.references, "models": rows,
-            "retrieval": (_result(results, "_retrieval", "rag") or {}).get("retrieval"),
-            "retrieval_questions": (_result(results, "_retrieval", "rag") or {}).get("questions"),
+            "retrieval": (_result(results, Unit(RETRIEVAL, "rag")) or {}).get("retrieval"),
+            "retrieval_questions": (_result(results, Unit(RETRIEVAL, "rag")) or {}).get("questions"),
             "samples": _samples(results, plan, config.samples),
             "environment": {**environment(settings, config.seed),
                             "system_prompt": launched_with(folder)._asdict()}}
@@ -124,7 +125,7 @@ def _samples(results: Path, plan, count: int) -> list[dict[str, Any]]:
     for name_set in ("test", "preferences", "rag"):
         if name_set not in plan.sets:
             continue
-        answers = {m: (_result(results, m, name_set) or {}).get("answers") for m in plan.generators()}
+        answers = {m: (_result(results, model_unit(m, name_set)) or {}).get("answers") for m in plan.generators()}
         answers = {m: a for m, a in answers.items() if a}
         if not answers:
             continue
@@ -136,7 +137,7 @@ def _samples(results: Path, plan, count: int) -> list[dict[str, Any]]:
 
 
 def _prompts(results: Path, name_set: str) -> tuple[list[str], list[str]]:
-    stored = _result(results, "_prompts", name_set) or {}
+    stored = _result(results, Unit(PROMPTS, name_set)) or {}
     return stored.get("prompts") or [], stored.get("references") or []
 
 
