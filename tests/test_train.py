@@ -209,6 +209,15 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     for name in ("reward_model", "llama-grpo", "llama-rlhf", "llama-lora-adapted", "rm-on-sft", "llama-dpo"):
         recorded = json.loads((settings.workspace.models / name / "manifest.json").read_text())["system_prompt"]
         assert recorded["version"] == 1 and recorded["text"] == "Réponds en une phrase, fidèle au contexte.", name
+    # the memory estimate counts every model each method loaded: the policy and its other models
+    from workbench.configs import config_from_dict
+    from workbench.train.overview import method_module
+
+    for name in ("reward_model", "llama-grpo", "llama-rlhf", "llama-lora-adapted", "llama-dpo"):
+        manifest = json.loads((settings.workspace.models / name / "manifest.json").read_text())
+        module = method_module(manifest["method"])
+        shape = module.memory_shape(config_from_dict(module.Config, manifest["config"]))
+        assert sorted(manifest["metrics"]["models_loaded"]) == sorted(["policy", *shape.other_models]), name
 
 
 @pytest.mark.slow(12)

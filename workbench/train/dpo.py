@@ -11,12 +11,15 @@ from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
-from workbench.train.reward import HELD_OUT, pair_setup, preference_preflight
+from workbench.train.preference import HELD_OUT, pair_setup, preference_preflight
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
+read_rows = rows_of.preference_pairs  # how the method reads its data file (the Train tab's preview too)
+ROWS = "pairs"  # what one row of it is
 METHOD = "dpo"
 WATCH = Watch(("loss", "rewards/margins", "rewards/chosen", "rewards/rejected"), "logp_margin",
               "held-out log-prob margin (chosen over rejected)", items="pairs")
+NEEDS = "Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.jsonl`); the start model is the reference."
 
 
 @dataclass

@@ -46,7 +46,7 @@ def estimate(kind: str, config: dict[str, Any], model_path: str, rows: int, work
         step_s, basis = measured, "measured in earlier runs of this method and model"
     else:
         tokens = batch * shape.sequences_per_row * sequence * config.get("grad_accum", 1)
-        flops = 6 * params * tokens * (3 if kind == "train.grpo" else 1)
+        flops = 6 * params * tokens * shape.flops_factor
         rate = GPU_FLOPS.get(precision, 3e13) if cuda else CPU_FLOPS_PER_CORE * cores
         step_s, basis = flops / rate, "from the FLOPs of a step (no earlier run to measure)"
     seconds = steps * step_s

@@ -18,8 +18,12 @@ from workbench.train.preflight import cut_prompts, start_model
 from workbench.train.rewards import FUNCTIONS
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
+read_rows = rows_of.prompts  # how the method reads its data file (the Train tab's preview too)
+ROWS = "prompts"  # what one row of it is
 METHOD = "grpo"
 WATCH = Watch(("reward", "kl", "loss"))  # no held-out figure: the sentence reads the reward curve
+NEEDS = ("Prompts (a preference file or prompt-only rows) and a reward model (train one with *reward* first) "
+         "and/or built-in rewards.")
 
 
 @dataclass
@@ -53,17 +57,17 @@ def preflight(config: Config, settings: Settings) -> Preflight:
 
 
 def memory_shape(config: Config) -> Shape:
-    return Shape(sequences_per_row=1, extra_models=1 if config.reward_model.strip() else 0)
+    return Shape(sequences_per_row=1, other_models=("reward",) if config.reward_model.strip() else (),
+                 flops_factor=3)  # a group of answers sampled per prompt before the update
 
 
 def train(config: Config, job) -> dict:
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
     from trl import GRPOConfig, GRPOTrainer
 
     from workbench.train.job import changed_count, trainable_snapshot
-    from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
-                                          lora_config, use_gradient_checkpointing)
+    from workbench.train.modeling import (choose_precision, count_parameters, load_tokenizer, lora_config,
+                                          use_gradient_checkpointing)
 
     precision = choose_precision(config.precision)
     spec = start_model(job.settings, config.model)
@@ -72,15 +76,12 @@ def train(config: Config, job) -> dict:
     funcs, processors = [], []
     if config.reward_model.strip():
         folder, rm_tokenizer = reward_model_spec(job.settings, config.reward_model.strip(), tokenizer)
-        reward = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=precision.dtype,
-                                                                    use_safetensors=True, trust_remote_code=False)
-        reward.config.pad_token_id = rm_tokenizer.pad_token_id
-        funcs.append(reward.eval())
+        funcs.append(job.load_scorer(folder, precision, rm_tokenizer.pad_token_id, "reward").eval())
         processors.append(rm_tokenizer)
     for name in config.reward_functions:
         funcs.append(FUNCTIONS[name])
         processors.append(None)
-    model = load_model(spec, config, precision)
+    model = job.load_policy(spec, config, precision)
     checkpointing = use_gradient_checkpointing(config, count_parameters(model))
     job.log_start(config, model, precision, checkpointing)
     job.log(f"{len(prompts)} prompts, {config.num_generations} answers each; rewards: "

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -71,6 +71,8 @@ class TrainJob:
     resume_from: Path | None = None
     rank: int = 0
     world_size: int = 1
+    models_loaded: list[str] = field(default_factory=list)  # what the memory estimate must count
+
 
     @property
     def workspace(self):
@@ -96,6 +98,26 @@ class TrainJob:
 
     def log(self, message: str) -> None:
         self.reporter.log(message)
+
+    # models -----------------------------------------------------------------------------
+    def load_policy(self, spec: ModelSpec, config: TrainConfig, precision: Precision, **kwargs: Any):
+        """The model the method trains (``modeling.load_model``: a language model, or with
+        ``head="classifier"`` the reward model's)."""
+        from workbench.train.modeling import load_model
+
+        self.models_loaded.append("policy")
+        return load_model(spec, config, precision, **kwargs)
+
+    def load_scorer(self, folder: Path, precision: Precision, pad_token_id: int | None, role: str):
+        """A full one-logit scoring model loaded beside the policy: GRPO's reward model, PPO's
+        reward and value models (``role``). The method's ``memory_shape`` counts each one."""
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=precision.dtype,
+                                                                   use_safetensors=True, trust_remote_code=False)
+        model.config.pad_token_id = pad_token_id
+        self.models_loaded.append(role)
+        return model
 
     # trainer arguments ------------------------------------------------------------------
     def training_args(self, cls, config: TrainConfig, precision: Precision, gradient_checkpointing: bool,
@@ -137,18 +159,22 @@ class TrainJob:
 
         trainer.remove_callback(PrinterCallback)
 
-    def fit(self, trainer, callback: RunCallback) -> dict[str, Any]:
-        """Train (from the checkpoint being resumed, if any); the callback raises ``Cancelled``
-        once a cancel has saved its checkpoint. Returns the step count and the final train loss."""
+    def fit(self, trainer, callback: RunCallback, resumable: bool = True) -> dict[str, Any]:
+        """Train (from the checkpoint being resumed, if any: ``resumable`` trainers only; PPO
+        restores its policy itself); the callback raises ``Cancelled`` once a cancel has saved its
+        checkpoint. Returns the step count of the whole run, the final train loss (a trainer that
+        reports one), time, memory and the models the method loaded."""
         self.quiet(trainer)
-        resume = str(self.resume_from) if self.resume_from else None
+        resume = str(self.resume_from) if self.resume_from and resumable else None
         if resume:
             self.log(f"resuming from {self.resume_from.name}")
         started = time.perf_counter()
-        output = trainer.train(resume_from_checkpoint=resume)  # a cancel raises Cancelled once saved
-        return {"global_step": trainer.state.global_step, "train_loss": output.training_loss,
+        output = trainer.train(resume_from_checkpoint=resume) if resumable else trainer.train()
+        loss = getattr(output, "training_loss", None)  # PPO's train() returns nothing
+        return {"global_step": callback.step_offset + trainer.state.global_step,
+                **({"train_loss": loss} if loss is not None else {}),
                 "train_seconds": round(time.perf_counter() - started, 2), "world_size": self.world_size,
-                **peak_memory()}
+                "models_loaded": list(self.models_loaded), **peak_memory()}
 
     # output -----------------------------------------------------------------------------
     def save_adapter(self, config: TrainConfig, method: str, model, tokenizer, start: ModelSpec,

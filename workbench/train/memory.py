@@ -36,7 +36,8 @@ class Shape:
     """What one row of a method's data puts through the policy at once."""
     sequences_per_row: int = 1  # a preference pair: chosen and rejected, 2
     vocab_logits: bool = True  # a language-model head (a reward model's head has one logit)
-    extra_models: int = 0  # full models loaded beside the policy (reward, value)
+    other_models: tuple[str, ...] = ()  # full models loaded beside the policy: "reward", "value"
+    flops_factor: float = 1.0  # a step's compute against one forward and backward pass of the rows (sampling costs more)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *,
         "lora_and_optimizer": int(params * 0.01 * 16),  # ~1% trainable: fp32 weights, grads, two moments
         "activations": int(activations),
         "logits": int(tokens * facts["vocab"] * 4 * LOGIT_COPIES) if shape.vocab_logits else 0,
-        "other_models": int(shape.extra_models * params * (2 if half else 4)),
+        "other_models": int(len(shape.other_models) * params * (2 if half else 4)),
     }
     total = sum(parts.values()) * HEADROOM + RUNTIME_BYTES["cuda" if cuda else "cpu"]
     return Need(int(total), parts)

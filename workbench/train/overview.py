@@ -1,28 +1,26 @@
 """What the Train tab shows beside the form: what each method needs, which data files exist, and a
-dataset's row count and first rows read the way the method will read them."""
+dataset's row count and first rows read the way the method will read them. Each method's module
+says what it needs (``NEEDS``), how it reads its rows (``read_rows``) and what a row is (``ROWS``)."""
 from __future__ import annotations
 
+import importlib
 import json
+from types import ModuleType
 
 from storage import Workspace
 from workbench.errors import WorkbenchError
+from workbench.kinds import TRAIN_METHODS, get_kind
 from workbench.train import data as rows_of
 
-NEEDS = {
-    "sft": "SFT rows: chat `messages`, `prompt`/`completion` or Alpaca `instruction`/`input`/`output` "
-           "(`data/train.jsonl`; `data/test.jsonl` is the held-out set when present).",
-    "reward": "Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.jsonl`, written by "
-              "Annotate → Merge); held-out pairs from `dataset_rlhf_test.jsonl` or a split.",
-    "dpo": "Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.jsonl`); the start model "
-           "is the reference.",
-    "grpo": "Prompts (a preference file or prompt-only rows) and a reward model (train one with "
-            "*reward* first) and/or built-in rewards.",
-}
-NEEDS["ppo"] = ("Prompts (a preference file or prompt-only rows) and a trained reward model, which also "
-                "initialises the value model.")
-READERS = {"ppo": rows_of.prompts, "sft": rows_of.sft_rows, "reward": rows_of.preference_pairs, "dpo": rows_of.preference_pairs,
-           "grpo": rows_of.prompts}
 NOT_TRAINING_DATA = {"feedback.jsonl", "chat_turns.jsonl", "pairs.jsonl"}
+
+
+def method_module(method: str) -> ModuleType:
+    return importlib.import_module(get_kind(TRAIN_METHODS[method]).module)
+
+
+def needs_text(method: str) -> str:
+    return method_module(method).NEEDS
 
 
 def data_files(workspace: Workspace) -> list[str]:
@@ -35,11 +33,11 @@ def dataset_summary(method: str, workspace: Workspace, name: str, samples: int =
     if not name:
         return "Choose a dataset."
     try:
-        rows = READERS[method](rows_of.data_file(workspace, name))
+        module = method_module(method)
+        rows = module.read_rows(rows_of.data_file(workspace, name))
     except (WorkbenchError, ValueError) as exc:
         return f"**`{name}` cannot be used for {method}:** {exc}"
-    noun = {"sft": "rows", "grpo": "prompts"}.get(method, "pairs")
-    lines = [f"**{len(rows)} {noun}** in `{name}`, read as {method} needs them. First {min(samples, len(rows))}:"]
+    lines = [f"**{len(rows)} {module.ROWS}** in `{name}`, read as {method} needs them. First {min(samples, len(rows))}:"]
     for row in rows[:samples]:
         text = row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)
         lines.append(f"- `{text[:300]}{'…' if len(text) > 300 else ''}`")

@@ -19,8 +19,11 @@ from workbench.train.memory import Shape
 from workbench.train.preflight import cut_prompts, start_model
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
+read_rows = rows_of.prompts  # how the method reads its data file (the Train tab's preview too)
+ROWS = "prompts"  # what one row of it is
 METHOD = "ppo"
 WATCH = Watch(("reward", "kl"))  # no held-out figure: the sentence reads the reward curve
+NEEDS = "Prompts (a preference file or prompt-only rows) and a trained reward model, which also initialises the value model."
 ALIASES = {"objective/scores": "reward", "objective/kl": "kl", "policy/entropy_avg": "entropy",
            "loss/value_avg": "value_loss", "loss/policy_avg": "policy_loss"}
 
@@ -54,7 +57,7 @@ def preflight(config: Config, settings: Settings) -> Preflight:
 
 
 def memory_shape(config: Config) -> Shape:
-    return Shape(sequences_per_row=1, extra_models=2)  # the reward model and the value model
+    return Shape(sequences_per_row=1, other_models=("reward", "value"))
 
 
 def _trainer_class():
@@ -89,15 +92,12 @@ def _resume_policy(trainer, checkpoint, job) -> int:
 
 
 def train(config: Config, job) -> dict:
-    import time
-
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
     from trl.experimental.ppo import PPOConfig
 
-    from workbench.train.job import changed_count, peak_memory, trainable_snapshot
-    from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
-                                          lora_config, use_gradient_checkpointing)
+    from workbench.train.job import changed_count, trainable_snapshot
+    from workbench.train.modeling import (choose_precision, count_parameters, load_tokenizer, lora_config,
+                                          use_gradient_checkpointing)
 
     precision = choose_precision(config.precision)
     spec = start_model(job.settings, config.model)
@@ -105,15 +105,9 @@ def train(config: Config, job) -> dict:
     tokenizer.padding_side = "left"
     prompts = cut_prompts(config, tokenizer, rows_of.prompts(job.input("train")), job.log, job.system)
     folder, _ = reward_model_spec(job.settings, config.reward_model.strip(), tokenizer)
-
-    def scorer():
-        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1, dtype=precision.dtype,
-                                                                   use_safetensors=True, trust_remote_code=False)
-        model.config.pad_token_id = tokenizer.pad_token_id
-        return model
-
-    reward, value = scorer(), scorer()
-    policy = load_model(spec, config, precision)
+    reward = job.load_scorer(folder, precision, tokenizer.pad_token_id, "reward")
+    value = job.load_scorer(folder, precision, tokenizer.pad_token_id, "value")
+    policy = job.load_policy(spec, config, precision)
     checkpointing = use_gradient_checkpointing(config, count_parameters(policy))
     job.log_start(config, policy, precision, checkpointing)
     rendered = [tokenizer.apply_chat_template(chat_messages(p, job.system), tokenize=True, add_generation_prompt=True,
@@ -132,17 +126,12 @@ def train(config: Config, job) -> dict:
     trainer = _trainer_class()(args=args, processing_class=tokenizer, model=policy, ref_model=None, reward_model=reward,
                          value_model=value, train_dataset=dataset, peft_config=lora_config(config, policy.config),
                          callbacks=[callback])
-    job.quiet(trainer)
     if job.resume_from:
         done = _resume_policy(trainer, job.resume_from, job)
         callback.step_offset = trainer.step_offset = done
         trainer.args.num_total_batches = max(1, steps - done)
     snapshot = trainable_snapshot(trainer.policy_model)
-    started = time.perf_counter()
-    trainer.train()
-    metrics = {"global_step": callback.step_offset + trainer.state.global_step,
-               "train_seconds": round(time.perf_counter() - started, 2), "world_size": job.world_size,
-               **peak_memory()}
+    metrics = job.fit(trainer, callback, resumable=False)
     metrics.update(changed_count(trainer.policy_model, snapshot))
     if job.main:
         target = job.save_adapter(config, METHOD, trainer.policy_model, tokenizer, spec, metrics,

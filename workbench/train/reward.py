@@ -6,22 +6,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.chat.prompt import chat_messages
-from workbench.chat.system_prompt import current_system_prompt, system_input
 from workbench.kinds import Preflight, Watch
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
-from workbench.train.modeling import padded_length
-from workbench.train.preflight import (batch_fits, cut_prompts, device_notes, eval_file, memory_fits,
-                                       prompts_fit, start_and_output, start_model)
+from workbench.train.preference import HELD_OUT, pair_setup, preference_preflight
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
+read_rows = rows_of.preference_pairs  # how the method reads its data file (the Train tab's preview too)
+ROWS = "pairs"  # what one row of it is
 METHOD = "reward"
 WATCH = Watch(("loss", "eval_accuracy", "eval_margin"), "accuracy", "held-out accuracy", items="pairs")
-HELD_OUT = "dataset_rlhf_test.jsonl"
+NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.jsonl`, written by Annotate → Merge); "
+         "held-out pairs from `dataset_rlhf_test.jsonl` or a split.")
 
 
 @dataclass
@@ -43,80 +42,12 @@ class Config(TrainConfig):
                              "with quantization=none (a 4-bit merge would round its weights)")
 
 
-def preference_preflight(config, settings: Settings, shape_of) -> Preflight:
-    """The checks DPO and the reward model share: start model, name, pairs, held-out pairs,
-    lengths, and memory (``shape_of``: the method's ``memory_shape``)."""
-    ws = settings.workspace
-    spec = start_and_output(config, settings)
-    train_file = rows_of.data_file(ws, config.dataset)
-    pairs = rows_of.preference_pairs(train_file)
-    held = eval_file(ws, config, ws.data / HELD_OUT)
-    if held is not None:
-        rows_of.preference_pairs(held)
-    train_rows = len(pairs) if held is not None or config.eval_dataset.lower() == rows_of.NONE else \
-        len(rows_of.held_out_split(pairs, config.eval_fraction, config.seed)[0])
-    batch_fits(config, train_rows, "training pairs")
-    from workbench.train.modeling import load_tokenizer
-
-    tokenizer = load_tokenizer(spec)
-    system = current_system_prompt(ws).text
-    longest = prompts_fit(config, tokenizer, [p["prompt"] for p in pairs], system=system)
-    answer = max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for p in pairs for a in (p["chosen"], p["rejected"]))
-    sequence = config.max_length or padded_length(longest + answer + 8)
-    return Preflight({"train": train_file, **({"eval": held} if held else {}), **system_input(ws)}, device_notes(config),
-                     {"start_model": spec.name, "pairs": len(pairs), "training_pairs": train_rows,
-                      "longest_prompt_tokens": longest,
-                      **memory_fits(config, settings, spec, shape_of(config), sequence)})
-
-
 def memory_shape(config) -> Shape:
     return Shape(sequences_per_row=2, vocab_logits=False)  # chosen and rejected; a one-logit head
 
 
 def preflight(config: Config, settings: Settings) -> Preflight:
     return preference_preflight(config, settings, memory_shape)
-
-
-def split_pairs(config, job) -> tuple[list[dict], list[dict]]:
-    pairs = rows_of.preference_pairs(job.input("train"))
-    if job.input("eval"):
-        return pairs, rows_of.preference_pairs(job.input("eval"))
-    if config.eval_dataset.lower() == rows_of.NONE:
-        return pairs, []
-    return rows_of.held_out_split(pairs, config.eval_fraction, config.seed)
-
-
-def pair_max_length(tokenizer, pairs, model_config, system: str = "") -> int:
-    from workbench.train.modeling import length_from_data
-
-    longest = 0
-    for p in pairs:
-        for answer in (p["chosen"], p["rejected"]):
-            ids = tokenizer.apply_chat_template(chat_messages(p["prompt"], system) + [{"role": "assistant", "content": answer}],
-                                                tokenize=True, return_dict=True)["input_ids"]
-            longest = max(longest, len(ids))
-    return length_from_data(longest, model_config)
-
-
-def pair_setup(config, job, head: str = "causal-lm"):
-    """What DPO and the reward model load before their trainer: precision, start model, tokenizer,
-    training and held-out pairs, the model (with ``head``), max length and checkpointing."""
-    from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
-                                          use_gradient_checkpointing)
-
-    precision = choose_precision(config.precision)
-    spec = start_model(job.settings, config.model)
-    tokenizer = load_tokenizer(spec)
-    pairs, held = split_pairs(config, job)
-    originals = [p["prompt"] for p in pairs + held]
-    cut = dict(zip(originals, cut_prompts(config, tokenizer, originals, job.log, job.system)))
-    pairs, held = ([dict(p, prompt=cut[p["prompt"]]) for p in rows] for rows in (pairs, held))
-    job.log(f"{len(pairs)} training pairs, {len(held)} held out")
-    model = load_model(spec, config, precision, head=head, pad_token_id=tokenizer.pad_token_id)
-    max_length = config.max_length or pair_max_length(tokenizer, pairs + held, model.config, job.system)
-    checkpointing = use_gradient_checkpointing(config, count_parameters(model))
-    job.log_start(config, model, precision, checkpointing, max_length=max_length)
-    return precision, spec, tokenizer, pairs, held, model, max_length, checkpointing
 
 
 def train(config: Config, job) -> dict:

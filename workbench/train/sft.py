@@ -19,8 +19,12 @@ from workbench.train.preflight import (batch_fits, device_notes, eval_file, memo
                                        start_and_output, start_model)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
+read_rows = rows_of.sft_rows  # how the method reads its data file (the Train tab's preview too)
+ROWS = "rows"  # what one row of it is
 METHOD = "sft"
 WATCH = Watch(("loss", "eval_loss"), "loss", "held-out loss", higher_is_better=False, items="prompts")
+NEEDS = ("SFT rows: chat `messages`, `prompt`/`completion` or Alpaca `instruction`/`input`/`output` "
+         "(`data/train.jsonl`; `data/test.jsonl` is the held-out set when present).")
 
 
 @dataclass
@@ -71,8 +75,8 @@ def train(config: Config, job) -> dict:
 
     from workbench.train.chat_template import training_template
     from workbench.train.job import changed_count, trainable_snapshot
-    from workbench.train.modeling import (choose_precision, count_parameters, load_model, load_tokenizer,
-                                          lora_config, use_gradient_checkpointing)
+    from workbench.train.modeling import (choose_precision, count_parameters, load_tokenizer, lora_config,
+                                          use_gradient_checkpointing)
 
     precision = choose_precision(config.precision)
     spec = start_model(job.settings, config.model)
@@ -89,7 +93,7 @@ def train(config: Config, job) -> dict:
         job.log(f"{source}: training on the last reply of each row (prompt/completion)")
         rows, held = [_as_completion(r) for r in rows], held and [_as_completion(r) for r in held]
     job.reporter.check_cancel()
-    model = load_model(spec, config, precision)
+    model = job.load_policy(spec, config, precision)
     if config.max_length:
         max_length = config.max_length
     else:

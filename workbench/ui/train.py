@@ -22,7 +22,7 @@ from workbench.models.loading import model_choices
 from workbench.safe_text import counted
 from workbench.train.preflight import newest_sft
 from workbench.train.estimate import estimate_text
-from workbench.train.overview import NEEDS, data_files, dataset_summary
+from workbench.train.overview import data_files, dataset_summary, needs_text
 from workbench.ui.common import UiContext
 from workbench.ui.forms import LaunchingTab, field_widget, form_values
 
@@ -124,7 +124,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
         ctx.only_for("launch", tab)
         with gr.Accordion("A new training run", open=True):
             method = gr.Radio(methods, value=methods[0], label="method", elem_id="train-method")
-            needs = gr.Markdown(NEEDS[methods[0]], elem_id="train-needs")
+            needs = gr.Markdown(needs_text(methods[0]), elem_id="train-needs")
             forms = [_method_form(m, ctx, m == methods[0]) for m in methods]
             dataset_info = gr.Markdown(elem_id="train-dataset-info")
             estimate = gr.Markdown(elem_id="train-estimate")
@@ -162,7 +162,7 @@ def create_train_tab(ctx: UiContext) -> LaunchingTab:
         raise gr.Error(f"unknown method {chosen!r}")
 
     def show_method(chosen):
-        return (NEEDS[chosen], *[gr.Group(visible=f.method == chosen) for f in forms])
+        return (needs_text(chosen), *[gr.Group(visible=f.method == chosen) for f in forms])
 
     def check(request: gr.Request, chosen, *raw):
         ctx.require(request, "launch")
