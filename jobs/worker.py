@@ -81,7 +81,11 @@ def _child_command(queue: str, workers: int) -> list[str]:
 
 
 def supervise(settings: Settings, queues: tuple[str, ...] = QUEUES) -> None:
-    """Start and watch the consumers; on SIGINT/SIGTERM ask running jobs to stop, then exit."""
+    """Start and watch the consumers; on SIGINT/SIGTERM ask running jobs to stop, then exit. It
+    hears SIGTERM when the process that started it dies (a terminal closed, an app killed with -9),
+    so no supervisor stays behind with parent 1; a worker meant to outlive its terminal runs as a
+    service (``deploy/``), whose parent, the service manager, does not die."""
+    die_with_parent()
     settings.workspace.ensure()
     store = RunStore(settings.workspace.runs)
     gpus = len(host_gpus())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 from jobs import control
 from storage import RunStore
@@ -238,3 +239,34 @@ def _started(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def test_a_supervisor_whose_parent_dies_goes_and_its_consumers_with_it(env, tmp_path):
+    """A terminal closed or an app killed with -9: the worker supervisor it started must not stay
+    behind with parent 1, nor its consumers."""
+    import subprocess
+
+    started = tmp_path / "supervisor.pid"
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, sys, time\n"
+                               "child = subprocess.Popen([sys.executable, '-m', 'workbench.cli', 'worker'])\n"
+                               f"open({str(started)!r}, 'w').write(str(child.pid))\n"
+                               "time.sleep(3600)\n"], env=env)
+    try:
+        supervisor = int(wait_for(lambda: started.exists() and started.read_text(), 60, what="the supervisor"))
+        own = (supervisor, _started(supervisor))
+        consumers = wait_for(lambda: len(_children(supervisor)) == 2 and _children(supervisor), 60, what="its consumers")
+    finally:
+        parent.kill()
+        parent.wait()
+    wait_for(lambda: _started(own[0]) != own[1], 60, what="the supervisor to exit")
+    wait_for(lambda: not [pid for pid, began in consumers if _started(pid) == began], 60, what="its consumers to exit")
+
+
+def _children(pid: int) -> list[tuple[int, int | None]]:
+    """Process ``pid``'s children, each as its pid and start time."""
+    try:
+        return [(int(c), _started(int(c))) for task in os.listdir(f"/proc/{pid}/task")
+                for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
+    except OSError:
+        return []
