@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tests.conftest import ingest, make_corpus
+from tests.conftest import ingest
+from tests.helpers import make_corpus
 
 
 @pytest.fixture

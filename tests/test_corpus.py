@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import (TEXT_OP, cli, deflate_repeated, docbook_page, docx_bomb, ingest, make_corpus, raw_pdf,
-                            sphinx_page, wait_for)
+from tests.conftest import TEXT_OP, cli, ingest, wait_for
+from tests.helpers import deflate_repeated, docbook_page, docx_bomb, make_corpus, raw_pdf, sphinx_page
 
 HIT_FIELDS = {"rank", "score", "source", "page", "section", "chunk_id", "doc_id", "text"}
 

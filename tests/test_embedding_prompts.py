@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import three_docs
+from tests.helpers import three_docs
 from workbench.index import embedder
 
 

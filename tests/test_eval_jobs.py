@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RAG_QUESTIONS, cli, ingest, run_status, sft_rows, three_docs, wait_for, write_jsonl
+from tests.conftest import RAG_QUESTIONS, cli, ingest, run_status, wait_for
+from tests.helpers import sft_rows, three_docs, write_jsonl
 
 
 def votes_for(settings, winner: str, loser: str, n: int = 6) -> None:

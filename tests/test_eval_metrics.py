@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from tests.conftest import RAG_QUESTIONS, ingest, three_docs, write_jsonl
+from tests.conftest import RAG_QUESTIONS, ingest
+from tests.helpers import three_docs, write_jsonl
 
 
 def test_rouge_l_by_hand():

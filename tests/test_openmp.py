@@ -7,7 +7,8 @@ import threading
 
 import torch
 
-from tests.conftest import ingest, make_corpus, threads_named, with_openmp_pool
+from tests.conftest import ingest, threads_named, with_openmp_pool
+from tests.helpers import make_corpus
 from workbench.runtime import release_openmp_pool
 
 

@@ -9,7 +9,8 @@ import zipfile
 
 import pytest
 
-from tests.conftest import TEXT_OP, deflate_repeated, docbook_page, docx_bomb, raw_pdf, sphinx_page, write
+from tests.conftest import TEXT_OP
+from tests.helpers import deflate_repeated, docbook_page, docx_bomb, raw_pdf, sphinx_page, write
 from workbench.corpus.parse import Block, ParseError, parse_file
 from workbench.corpus.sandbox import parse_isolated
 

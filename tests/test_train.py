@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 from tests.helpers import queued_runs, ready_pairs
 
 FAST = ["--max-steps", "3", "--save-steps", "1", "--learning-rate", "0.01", "--json"]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 
-from tests.conftest import run_status, wait_for, write_jsonl
+from tests.conftest import run_status, wait_for
+from tests.helpers import write_jsonl
 
 SLOW_SFT = {"max_steps": 60, "save_steps": 5, "learning_rate": 0.01, "batch_size": 2}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import preference_pairs, write_jsonl
+from tests.helpers import preference_pairs, write_jsonl
 from workbench.train import memory
 from workbench.train.dpo import Config as DpoConfig
 from workbench.train.dpo import memory_shape as dpo_shape
