@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_jsonl
-from tests.helpers import queued_runs, ready_pairs
+from tests.helpers import queued_runs, ready_pairs, write_jsonl
 
 FAST = ["--max-steps", "3", "--save-steps", "1", "--learning-rate", "0.01", "--json"]
 
@@ -145,6 +145,13 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     assert claim_next_pair(ws, "ann").pair_id == min(margins, key=margins.get)
     assert reward["trainable_changed"] == reward["trainable_tensors"] > 0
     assert {"eval_accuracy", "eval_margin", "before_accuracy"} <= set(reward)
+    # the run ends on its best held-out evaluation, four in the run, the last step among them
+    log = (Path(result_of(out)["folder"]) / "log.txt").read_text()
+    seen = re.search(r"held-out eval_accuracy by step: (.*); kept step (\d+)", log)
+    scores = {int(step): float(value) for step, value in (item.split(": ") for item in seen.group(1).split(", "))}
+    assert sorted(scores) == [2, 4, 6, 8] and reward["kept_step"] == int(seen.group(2))
+    assert reward["kept_eval_accuracy"] == pytest.approx(max(scores.values()), abs=1e-3)
+    assert scores[reward["kept_step"]] == pytest.approx(max(scores.values()), abs=1e-3)
     reward_dir = settings.workspace.models / "reward_model"
     from transformers import AutoModelForSequenceClassification
 

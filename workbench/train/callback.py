@@ -97,3 +97,38 @@ class RunCallback(TrainerCallback):
             from workbench.reporting import Cancelled
 
             raise Cancelled(f"cancelled by user at step {self._steps(state)[0]}")
+
+
+class BestKept(TrainerCallback):
+    """Keeps, in memory, the trainable weights (LoRA, a reward head) of the held-out evaluation
+    that scored best on ``keys`` (``(name, higher_is_better)``, the next breaking ties), so a run
+    on a few votes ends on its best step rather than its last: several passes over a small set
+    can overfit."""
+
+    def __init__(self, *keys: tuple[str, bool]):
+        self.keys = keys
+        self.key = keys[0][0]
+        self.best: float | None = None
+        self._score: tuple | None = None
+        self.step = 0
+        self.weights: dict | None = None
+        self.seen: list[tuple[int, float]] = []
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        values = [(metrics or {}).get(name) for name, _ in self.keys]
+        if not isinstance(values[0], (int, float)) or model is None:
+            return
+        self.seen.append((state.global_step, float(values[0])))
+        score = tuple((v if higher else -v) if isinstance(v, (int, float)) else float("-inf")
+                      for v, (_, higher) in zip(values, self.keys))
+        if self._score is None or score > self._score:
+            self._score, self.best, self.step = score, float(values[0]), state.global_step
+            self.weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def restore(self, model) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if self.weights and name in self.weights:
+                    parameter.copy_(self.weights[name])

@@ -3,6 +3,7 @@ on one base. The class is the single source of defaults for the CLI flags, the T
 and the validation."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from workbench import configs
@@ -10,6 +11,10 @@ from workbench import configs
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 QUANTIZATIONS = ("none", "4bit")
 SWITCH = ("auto", "on", "off")
+# Passes over the data when ``epochs`` is 0: a small set gets at least AUTO_MIN_STEPS optimizer
+# steps, in at most AUTO_MAX_EPOCHS passes (benchmarks/few_votes.py).
+AUTO_MIN_STEPS = 32
+AUTO_MAX_EPOCHS = 6
 
 
 def option(default, help: str, group: str = "training", choices=None, **kwargs):
@@ -24,7 +29,8 @@ class TrainConfig:
     output_name: str = option("model", "folder under models/ for the result", "output")
     overwrite: bool = option(False, "replace a model of the same name (only once the run succeeds)", "output")
     learning_rate: float = option(2e-4, "peak learning rate")
-    epochs: float = option(1.0, "passes over the data (ignored when max_steps > 0)")
+    epochs: float = option(0.0, f"passes over the data (0 = as many as the data needs: at least {AUTO_MIN_STEPS} "
+                                f"steps, at most {AUTO_MAX_EPOCHS} passes; ignored when max_steps > 0)")
     max_steps: int = option(0, "optimizer steps (0 = from epochs)")
     batch_size: int = option(4, "rows per device per step")
     grad_accum: int = option(1, "gradient accumulation steps")
@@ -42,7 +48,9 @@ class TrainConfig:
     gradient_checkpointing: str = option("auto", "auto = on for QLoRA and for models over 1B parameters on a GPU", "device", SWITCH)
     num_processes: int = option(1, "training processes (torchrun; data parallel over GPUs, or gloo on CPU)", "device")
     save_steps: int = option(50, "steps between checkpoints (resume points)", "checkpoints")
-    eval_steps: int = option(0, "steps between evaluations (0 = at the end only)", "checkpoints")
+    eval_steps: int = option(0, "steps between evaluations (0 = at the end only, or 4 a run with keep_best)", "checkpoints")
+    keep_best: bool = option(True, "end on the weights that scored best on the held-out rows, evaluated 4 times a "
+                                   "run, rather than on the last step (methods with held-out rows)", "checkpoints")
     logging_steps: int = option(1, "steps between metric points", "checkpoints")
 
     def validate(self) -> None:
@@ -55,8 +63,8 @@ class TrainConfig:
             problems.append("lora_dropout must be in [0, 1)")
         if self.learning_rate <= 0 or self.learning_rate > 1:
             problems.append("learning_rate must be in (0, 1]")
-        if self.epochs <= 0 and self.max_steps <= 0:
-            problems.append("give epochs > 0 or max_steps > 0")
+        if self.epochs < 0:
+            problems.append("epochs cannot be negative (0 = as many as the data needs)")
         if self.max_steps < 0 or self.max_length < 0 or self.eval_steps < 0 or self.max_prompt_length < 0:
             problems.append("max_steps, max_length, max_prompt_length and eval_steps cannot be negative")
         if 0 < self.max_prompt_length < 16:
@@ -73,3 +81,13 @@ class TrainConfig:
             problems.append("output_name must name a new folder under models/ (not 'base')")
         if problems:
             raise ValueError("; ".join(problems))
+
+
+def passes(config: TrainConfig, rows: int, world_size: int = 1) -> float:
+    """The passes over ``rows`` rows a run makes: ``epochs``, or when it is 0 enough for
+    ``AUTO_MIN_STEPS`` optimizer steps, within 1 and ``AUTO_MAX_EPOCHS``. 47 preference pairs at
+    the default batch of 4 take 12 steps a pass: one pass taught the reward model little."""
+    if config.epochs > 0:
+        return config.epochs
+    per_pass = max(1, math.ceil(rows / (config.batch_size * config.grad_accum * world_size)))
+    return float(min(AUTO_MAX_EPOCHS, max(1, math.ceil(AUTO_MIN_STEPS / per_pass))))

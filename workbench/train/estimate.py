@@ -29,9 +29,9 @@ def measured_step_seconds(workspace: Workspace, kind: str, model: str) -> float 
 
 
 def estimate(kind: str, config: dict[str, Any], model_path: str, rows: int, workspace: Workspace,
-             cuda: bool, sequence: int, shape, available: int, cores: int = 2) -> dict[str, Any]:
+             cuda: bool, sequence: int, shape, available: int, cores: int = 2, epochs: float | None = None) -> dict[str, Any]:
     """Memory (``train.memory``: the micro-batch that fits in ``available`` bytes) and time of a
-    run of ``rows`` rows at ``sequence`` tokens."""
+    run of ``rows`` rows at ``sequence`` tokens, ``epochs`` passes (``config.passes``)."""
     facts = memory.model_facts(model_path)
     params = facts["parameters"]
     if not params:
@@ -40,7 +40,8 @@ def estimate(kind: str, config: dict[str, Any], model_path: str, rows: int, work
     precision = memory.precision_of(config, cuda)
     batch = config.get("batch_size", 4)
     steps = config.get("max_steps") or math.ceil(
-        config.get("epochs", 1) * math.ceil(rows / (batch * config.get("grad_accum", 1) * config.get("num_processes", 1))))
+        (epochs or config.get("epochs") or 1)
+        * math.ceil(rows / (batch * config.get("grad_accum", 1) * config.get("num_processes", 1))))
     measured = measured_step_seconds(workspace, kind, config.get("model", "base"))
     if measured:
         step_s, basis = measured, "measured in earlier runs of this method and model"
@@ -79,6 +80,7 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     from workbench.kinds import get_kind
     from workbench.models.loading import ModelNotFound, resolve
     from workbench.train.modeling import cuda_available
+    from workbench.train.config import passes
     from workbench.train.preflight import start_name
 
     try:
@@ -93,9 +95,10 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     rows = summary.get("training_pairs") or summary.get("rows") or summary.get("prompts") or 0
     cuda = cuda_available()
     available = (memory.gpu_free_bytes() if cuda else None) or memory.host_memory(free=True, cap_gb=settings.train_memory_gb)
-    shape = module.memory_shape(config_from_dict(module.Config, values))
+    typed = config_from_dict(module.Config, values)
     return estimate(kind, values, spec.path, rows, settings.workspace, cuda, summary.get("sequence_tokens") or 512,
-                    shape, available, os.cpu_count() or 1)
+                    module.memory_shape(typed), available, os.cpu_count() or 1,
+                    passes(typed, rows, typed.num_processes))
 
 
 def estimate_text(settings, kind: str, config: dict[str, Any]) -> str:

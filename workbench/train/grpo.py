@@ -86,7 +86,7 @@ def train(config: Config, job) -> dict:
     job.log_start(config, model, precision, checkpointing)
     job.log(f"{len(prompts)} prompts, {config.num_generations} answers each; rewards: "
             + ", ".join([config.reward_model] * bool(config.reward_model.strip()) + list(config.reward_functions)))
-    args = job.training_args(GRPOConfig, config, precision, checkpointing, False,
+    args = job.training_args(GRPOConfig, config, precision, checkpointing, False, len(prompts),
                              num_generations=config.num_generations,
                              max_completion_length=config.max_completion_length,
                              temperature=config.temperature, beta=config.beta, log_completions=False)

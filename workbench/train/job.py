@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -19,12 +20,13 @@ from workbench.chat.system_prompt import SystemPrompt, launched_with
 from workbench.models.loading import ModelSpec, lineage
 from workbench.reporting import RunReporter
 from workbench.settings import Settings
-from workbench.train.callback import RunCallback
-from workbench.train.config import TrainConfig
+from workbench.train.callback import BestKept, RunCallback
+from workbench.train.config import TrainConfig, passes
 from workbench.train.modeling import Precision
 from workbench.train.output import publish
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes")
+KEEP_BEST_EVALUATIONS = 4  # held-out evaluations in a run that keeps its best step
 
 
 def library_versions() -> dict[str, str]:
@@ -120,21 +122,35 @@ class TrainJob:
         return model
 
     # trainer arguments ------------------------------------------------------------------
+    def steps(self, config: TrainConfig, rows: int) -> int:
+        """Optimizer steps of a run over ``rows`` rows: ``max_steps``, else its passes' worth."""
+        per_pass = math.ceil(rows / (config.batch_size * config.grad_accum * self.world_size))
+        return config.max_steps or max(1, math.ceil(passes(config, rows, self.world_size) * per_pass))
+
     def training_args(self, cls, config: TrainConfig, precision: Precision, gradient_checkpointing: bool,
-                      has_eval: bool, **extra: Any):
+                      has_eval: bool, rows: int, keep_best: bool = False, **extra: Any):
         """A TRL config (``SFTConfig``, ``DPOConfig``, ...) with the settings all methods share:
-        checkpoints in the run folder, no outside reporting, the device's precision."""
+        checkpoints in the run folder, no outside reporting, the device's precision, the passes
+        over ``rows`` training rows (``config.passes``). ``keep_best``: evaluate on the held-out
+        rows ``KEEP_BEST_EVALUATIONS`` times a run (unless ``eval_steps`` says otherwise)."""
         from workbench.train.modeling import cuda_available
 
-        evaluate = "steps" if has_eval and config.eval_steps else "no"
+        epochs = passes(config, rows, self.world_size)
+        if not config.epochs and not config.max_steps:
+            self.log(f"{epochs:g} pass(es) over {rows} rows: {self.steps(config, rows)} steps "
+                     "(epochs 0: as many as the data needs)")
+        eval_steps = config.eval_steps
+        if has_eval and keep_best and not eval_steps:
+            eval_steps = max(1, math.ceil(self.steps(config, rows) / KEEP_BEST_EVALUATIONS))
+        evaluate = "steps" if has_eval and eval_steps else "no"
         return cls(output_dir=str(self.run.checkpoints), per_device_train_batch_size=config.batch_size,
                    per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
-                   learning_rate=config.learning_rate, num_train_epochs=config.epochs,
+                   learning_rate=config.learning_rate, num_train_epochs=epochs,
                    max_steps=config.max_steps or -1, warmup_steps=config.warmup_ratio,  # < 1: a ratio
                    seed=config.seed,
                    logging_steps=config.logging_steps, logging_first_step=True, save_strategy="steps",
                    save_steps=config.save_steps, save_total_limit=3, eval_strategy=evaluate,
-                   eval_steps=config.eval_steps or None, report_to="none", disable_tqdm=True,
+                   eval_steps=eval_steps or None, report_to="none", disable_tqdm=True,
                    bf16=precision.bf16, fp16=precision.fp16, use_cpu=not cuda_available(),
                    activation_checkpointing=gradient_checkpointing,
                    activation_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
@@ -159,11 +175,14 @@ class TrainJob:
 
         trainer.remove_callback(PrinterCallback)
 
-    def fit(self, trainer, callback: RunCallback, resumable: bool = True) -> dict[str, Any]:
+    def fit(self, trainer, callback: RunCallback, resumable: bool = True,
+            best: BestKept | None = None) -> dict[str, Any]:
         """Train (from the checkpoint being resumed, if any: ``resumable`` trainers only; PPO
         restores its policy itself); the callback raises ``Cancelled`` once a cancel has saved its
-        checkpoint. Returns the step count of the whole run, the final train loss (a trainer that
-        reports one), time, memory and the models the method loaded."""
+        checkpoint. ``best`` (added to the trainer's callbacks): the weights end as those of the
+        held-out evaluation that scored best, the last step evaluated too. Returns the step count
+        of the whole run, the final train loss (a trainer that reports one), time, memory, the
+        models the method loaded and the step kept."""
         self.quiet(trainer)
         resume = str(self.resume_from) if self.resume_from and resumable else None
         if resume:
@@ -171,10 +190,19 @@ class TrainJob:
         started = time.perf_counter()
         output = trainer.train(resume_from_checkpoint=resume) if resumable else trainer.train()
         loss = getattr(output, "training_loss", None)  # PPO's train() returns nothing
-        return {"global_step": callback.step_offset + trainer.state.global_step,
-                **({"train_loss": loss} if loss is not None else {}),
-                "train_seconds": round(time.perf_counter() - started, 2), "world_size": self.world_size,
-                "models_loaded": list(self.models_loaded), **peak_memory()}
+        metrics = {"global_step": callback.step_offset + trainer.state.global_step,
+                   **({"train_loss": loss} if loss is not None else {}),
+                   "train_seconds": round(time.perf_counter() - started, 2), "world_size": self.world_size,
+                   "models_loaded": list(self.models_loaded), **peak_memory()}
+        if best is not None and best.seen:
+            if best.seen[-1][0] != trainer.state.global_step:
+                trainer.evaluate()  # the last step is a candidate too
+            by_step = ", ".join(f"{step}: {value:.4g}" for step, value in best.seen)
+            if best.step != trainer.state.global_step:
+                best.restore(trainer.model)
+            self.log(f"held-out {best.key} by step: {by_step}; kept step {best.step}")
+            metrics.update(kept_step=best.step, **{f"kept_{best.key}": best.best})
+        return metrics
 
     # output -----------------------------------------------------------------------------
     def save_adapter(self, config: TrainConfig, method: str, model, tokenizer, start: ModelSpec,

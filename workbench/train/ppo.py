@@ -114,8 +114,8 @@ def train(config: Config, job) -> dict:
                                               return_dict=True)["input_ids"] for p in prompts]
     dataset = Dataset.from_list([{"input_ids": ids} for ids in rendered])
     per_step = config.batch_size * config.grad_accum * job.world_size
-    steps = config.max_steps or max(1, int(config.epochs * len(prompts) / per_step))
-    args = job.training_args(PPOConfig, config, precision, checkpointing, False,
+    steps = job.steps(config, len(prompts))
+    args = job.training_args(PPOConfig, config, precision, checkpointing, False, len(prompts),
                              total_episodes=steps * per_step, response_length=config.max_completion_length,
                              stop_token="eos", temperature=config.temperature, kl_coef=config.kl_coef,
                              num_ppo_epochs=config.ppo_epochs, num_mini_batches=1,

@@ -54,23 +54,26 @@ def train(config: Config, job) -> dict:
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
+    from workbench.train.callback import BestKept
     from workbench.train.job import changed_count, trainable_snapshot
     from workbench.train.modeling import lora_config
     from workbench.train.scoring import pair_metrics
 
     precision, spec, tokenizer, pairs, held, model, max_length, checkpointing = pair_setup(config, job, "classifier")
-    args = job.training_args(RewardConfig, config, precision, checkpointing, bool(held), max_length=max_length)
+    args = job.training_args(RewardConfig, config, precision, checkpointing, bool(held), len(pairs), config.keep_best,
+                             max_length=max_length)
     callback = job.callback(config)
+    best = BestKept(("eval_accuracy", True), ("eval_loss", False)) if held and config.keep_best else None
     trainer = RewardTrainer(model=model, args=args,
                             train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
                             eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])
                             if held else None,
                             processing_class=tokenizer, peft_config=lora_config(config, model.config, "SEQ_CLS"),
-                            callbacks=[callback])
+                            callbacks=[callback, *filter(None, [best])])
     metrics = {f"before_{k}": v for k, v in pair_metrics(trainer.model.eval(), tokenizer, held, system=job.system).items()
                if k != "pairs"}
     before = trainable_snapshot(trainer.model)
-    metrics.update(job.fit(trainer, callback))
+    metrics.update(job.fit(trainer, callback, best=best))
     metrics.update(changed_count(trainer.model, before))
     merged = trainer.model.merge_and_unload().eval()
     metrics.update({f"eval_{k}": v for k, v in pair_metrics(merged, tokenizer, held, system=job.system).items()})
