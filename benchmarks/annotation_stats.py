@@ -18,11 +18,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from common import alternate, summary_ms  # noqa: E402
 
 CONTEXT = ("Contexte : le serveur écrit ses journaux dans /var/log/atelier et les fait tourner chaque semaine ; "
            "la rétention est de quatre semaines, sauf si l'administrateur la change dans atelier.toml. ") * 8
@@ -58,17 +59,9 @@ def fill(workspace, votes: int, seed: int = 0) -> None:
                                          Side("base", 0.8, answer="Non.")) for i in range(20)])
 
 
-def timed(call, repeats: int) -> dict:
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - began)
-    return _figures(times)
-
-
-def _figures(times: list[float]) -> dict:
-    return {"median_ms": round(statistics.median(times) * 1000, 1), "max_ms": round(max(times) * 1000, 1)}
+def timed_ms(call, repeats: int) -> dict:
+    figures = summary_ms(alternate({"call": call}, repeats)["call"])
+    return {"median_ms": figures["p50_ms"], "max_ms": figures["max_ms"]}
 
 
 def main() -> int:
@@ -94,14 +87,14 @@ def main() -> int:
         return run
 
     figures = {"votes": args.votes, "feedback_mb": round(size_mb, 1)}
-    figures["team_stats_first_read"] = timed(cold(lambda: team_stats(workspace)), 3)
-    figures["team_stats_cached"] = timed(lambda: team_stats(workspace), 5)
-    figures["progress_cached"] = timed(lambda: progress(workspace, "annotateur0"), 5)
+    figures["team_stats_first_read"] = timed_ms(cold(lambda: team_stats(workspace)), 3)
+    figures["team_stats_cached"] = timed_ms(lambda: team_stats(workspace), 5)
+    figures["progress_cached"] = timed_ms(lambda: progress(workspace, "annotateur0"), 5)
 
     def claim():
         claim_next_pair(workspace, "nouvelle")
         release_lease(workspace, "nouvelle")
-    figures["claim_next_pair_cached"] = timed(claim, 5)
+    figures["claim_next_pair_cached"] = timed_ms(claim, 5)
     # as an installed workbench runs: its modules' bytecode cached (written by a first run), which
     # a machine that sets PYTHONDONTWRITEBYTECODE never has: every run would compile them again
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTHONPATH": str(ROOT)}
@@ -124,16 +117,12 @@ def main() -> int:
         for path, data in zip(indexes, saved):
             path.write_bytes(data)
             os.utime(path)
-    floor, with_index, whole = [], [], []
-    for _ in range(7):
-        for times, call in ((floor, command("-c", "pass")), (with_index, stats), (whole, without_indexes)):
-            began = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - began)
-    figures["python_start"] = _figures(floor)
-    figures["cli_feedback_stats"] = _figures(with_index)
-    figures["cli_feedback_stats_files_read_whole"] = _figures(whole)
-    figures["cli_speedup"] = round(statistics.median(whole) / statistics.median(with_index), 2)
+    seconds = alternate({"python_start": command("-c", "pass"), "cli_feedback_stats": stats,
+                         "cli_feedback_stats_files_read_whole": without_indexes}, 7)
+    for name, times in seconds.items():
+        figures[name] = {"median_ms": summary_ms(times)["p50_ms"], "max_ms": summary_ms(times)["max_ms"]}
+    figures["cli_speedup"] = round(statistics.median(seconds["cli_feedback_stats_files_read_whole"])
+                                   / statistics.median(seconds["cli_feedback_stats"]), 2)
     import json
 
     print(json.dumps(figures, indent=2))

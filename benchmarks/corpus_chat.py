@@ -82,6 +82,7 @@ from workbench.chat.prompt import build_prompt, chat_messages  # noqa: E402
 from workbench.chat.session import generation_kwargs, stream_generate  # noqa: E402
 from workbench.corpus import ingest as ingest_job  # noqa: E402
 from workbench.corpus.library import add_paths  # noqa: E402
+from common import percentile, timed  # noqa: E402
 from workbench.index import store_writes  # noqa: E402
 from workbench.index.embedder import describe, embed, load_embedder  # noqa: E402
 from workbench.index.search import Retriever  # noqa: E402
@@ -186,16 +187,6 @@ def make_queries(count: int, seed: int) -> list[str]:
 
 # ------------------------------------------------------------------------------ small helpers
 
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (as in queue_latency.py)."""
-    ordered = sorted(values)
-    return ordered[max(0, int(round(q * len(ordered))) - 1)]
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - started, out
 
 
 def text_key(texts: list[str]) -> str:
@@ -391,13 +382,13 @@ def search_latencies(retriever: Retriever, model, queries: list[str], k: int,
 
 def summarise(label: str, times: dict[str, list[float]]) -> dict[str, float]:
     ms = {name: [1000 * v for v in values] for name, values in times.items() if name != "ids"}
-    out = {"p50_ms": pct(ms["search"], 0.5), "p95_ms": pct(ms["search"], 0.95), "n": len(ms["search"])}
+    out = {"p50_ms": percentile(ms["search"], 0.5), "p95_ms": percentile(ms["search"], 0.95), "n": len(ms["search"])}
     parts = []
     if "encode" in ms:
-        out["encode_p50_ms"] = pct(ms["encode"], 0.5)
+        out["encode_p50_ms"] = percentile(ms["encode"], 0.5)
         parts.append(f"bare encode p50 {out['encode_p50_ms']:.1f} ms")
     if "faiss" in ms:
-        out["faiss_p50_ms"] = pct(ms["faiss"], 0.5)
+        out["faiss_p50_ms"] = percentile(ms["faiss"], 0.5)
         parts.append(f"bare FAISS p50 {out['faiss_p50_ms']:.2f} ms")
     extra = f"   ({', '.join(parts)})" if parts else ""
     say(f"{label:34} p50 {out['p50_ms']:7.1f} ms   p95 {out['p95_ms']:7.1f} ms   n={out['n']}{extra}")

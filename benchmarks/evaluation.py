@@ -78,7 +78,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     args = parser.parse_args()
 
-    from benchmarks.workspace import temporary_workspace
+    from common import temporary_workspace
 
     home, cli = temporary_workspace("wb-eval-bench-", args.model)
     if cli is None:

@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -90,7 +89,7 @@ def main() -> int:
     parser.add_argument("--chat-tokens", type=int, default=128)
     args = parser.parse_args()
 
-    from benchmarks.workspace import temporary_workspace
+    from common import summary_ms, temporary_workspace
 
     home, cli = temporary_workspace("wb-gen-bench-", args.model)
     if cli is None:
@@ -234,8 +233,7 @@ def main() -> int:
         progress(settings.workspace, f"annotator{i % 5}")
         timings.append(time.perf_counter() - began)
     figures["next_pair"] = {"pairs": len(store.all()), "votes": 300,
-                            "p50_ms": round(statistics.median(timings) * 1000, 1),
-                            "p95_ms": round(sorted(timings)[94] * 1000, 1)}
+                            **{k: v for k, v in summary_ms(timings).items() if k in ("p50_ms", "p95_ms")}}
 
     print(json.dumps(figures, indent=2))
     (ROOT / "benchmarks" / "last_generation.json").write_text(json.dumps(figures, indent=2))

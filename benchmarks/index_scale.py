@@ -31,7 +31,6 @@ import itertools
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,16 +39,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import summary_ms  # noqa: E402
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DATA = Path(__file__).resolve().parent / "data"
-
-
-def percentiles(seconds: list[float]) -> dict[str, float]:
-    ordered = sorted(seconds)
-    return {"p50_ms": round(1000 * statistics.median(ordered), 1),
-            "p95_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
-            "max_ms": round(1000 * ordered[-1], 1), "n": len(ordered)}
 
 
 def rss_mb() -> dict[str, float]:
@@ -95,7 +88,7 @@ def build(home: Path, rows: int, index_type: str, real: list[str], filler: str) 
     os.environ.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
     from corpus_chat import build_large
     from fetch_docs import fetch
-    from workspace import quiet
+    from common import quiet
     from storage import Workspace
     from workbench.cli import main as cli
 
@@ -166,7 +159,7 @@ def main() -> int:
         report["rows"] = json.loads(child.stdout.strip().splitlines()[-1])["rows"]
     report["build_s"] = round(time.perf_counter() - started, 1)
 
-    from workspace import emit, quiet
+    from common import emit, quiet
     from storage import Workspace
     from workbench.cli import main as cli
     from workbench.index.embedder import embed, load_embedder
@@ -194,7 +187,7 @@ def main() -> int:
             started = time.perf_counter()
             retriever.search(q, 5, mode)
             seconds.append(time.perf_counter() - started)
-        report[f"search_{mode}"] = {**percentiles(seconds), "first_ms": round(1000 * first)}
+        report[f"search_{mode}"] = {**summary_ms(seconds), "first_ms": round(1000 * first)}
         print(f"search {mode:6s} p50 {report[f'search_{mode}']['p50_ms']} ms  p95 {report[f'search_{mode}']['p95_ms']} ms"
               f"  (first query {report[f'search_{mode}']['first_ms']} ms)", flush=True)
 
@@ -242,9 +235,9 @@ def main() -> int:
             subprocess.run(command + argv, check=True, capture_output=True)
             windows[name] = (started, time.perf_counter())
         time.sleep(2)
-    report["search_while_idle"] = percentiles([s for t, s in loop.times if t + s < idle_end])
+    report["search_while_idle"] = summary_ms([s for t, s in loop.times if t + s < idle_end])
     for name, window in windows.items():
-        report[f"search_while_{name}"] = percentiles(loop.during(*window))
+        report[f"search_while_{name}"] = summary_ms(loop.during(*window))
     report["memory"] = rss_mb()
     print(f"add one document {report['add_one_document_s']} s (its embedding alone {report['its_embedding_s']} s); "
           f"delete one {report['delete_one_document_s']} s; the chunk store's commits alone: {report['commit_ms']}",

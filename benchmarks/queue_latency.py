@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import percentile  # noqa: E402
 from jobs import control  # noqa: E402
 from jobs.queues import build_huey  # noqa: E402
 from workbench.settings import Settings  # noqa: E402
@@ -65,7 +66,7 @@ def _wait_done(run, timeout: float = 120) -> dict:
 
 def report(name: str, values: list[float], baseline: list[float] | None) -> None:
     med = statistics.median(values)
-    p95 = sorted(values)[max(0, int(round(0.95 * len(values))) - 1)]
+    p95 = percentile(values, 0.95)
     ratio = f"  ({statistics.median(baseline) / med:.1f}x faster than default polling)" if baseline else ""
     print(f"{name:34} median {med * 1000:7.1f} ms   p95 {p95 * 1000:7.1f} ms   n={len(values)}{ratio}", flush=True)
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from fetch_docs import fetch  # noqa: E402
-from workspace import emit, quiet  # noqa: E402
+from common import emit, quiet  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 PLAIN_WORDS = 200

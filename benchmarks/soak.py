@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from workspace import free_port  # noqa: E402
+from common import free_port  # noqa: E402
 ANNOTATORS = 20
 PAIRS = 40
 KILLS, RESTARTS = 5, 2

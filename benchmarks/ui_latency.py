@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -29,14 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-from workspace import free_port  # noqa: E402
+from common import free_port, summary_ms  # noqa: E402
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
-    ordered = sorted(seconds)
-    return {"p50_ms": round(1000 * statistics.median(ordered)), "n": len(ordered),
-            "p95_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]),
-            "max_ms": round(1000 * ordered[-1])}
+    return summary_ms(seconds, digits=0)
 
 
 def page_refresh(url: str) -> None:
@@ -74,7 +70,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from workspace import emit, quiet, temporary_workspace
+    from common import emit, quiet, temporary_workspace
 
     home, cli = temporary_workspace("wb-ui-latency-", args.model)
     if cli is None:
