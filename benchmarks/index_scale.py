@@ -86,7 +86,7 @@ class SearchLoop:
 def build(home: Path, rows: int, index_type: str, real: list[str], filler: str) -> int:
     """(child process) The real manuals ingested, filler up to ``rows``, one snapshot."""
     os.environ.update(WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1")
-    from corpus_chat import build_large
+    from search_speed import build_large
     from fetch_docs import fetch
     from common import quiet
     from storage import Workspace

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import preference_pairs, sft_rows, write_jsonl
+from workbench.subprocesses import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 HEARTBEAT_S = 1.0
@@ -115,8 +116,10 @@ class Process:
     def __init__(self, args: list[str], env: dict[str, str], log: Path):
         self.log = log
         self._handle = open(log, "wb")
-        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self._handle,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        # its own session (stopped as a group at teardown), and gone with this test process even
+        # when that is killed before its teardown runs
+        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self._handle, stderr=subprocess.STDOUT,
+                                     start_new_session=True, preexec_fn=die_with_parent)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -5,6 +5,7 @@ that can started at the micro-batch that fits, prompts cut from their context si
 too small to measure refused with the number needed."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def test_the_micro_batch_halves_to_fit_and_keeps_the_effective_batch(pulled_base
     facts = memory.model_facts(pulled_base[1])
     assert facts["vocab"] == 49152 and facts["parameters"] > 100e6
     shape = dpo_shape(DpoConfig())
-    config = {"batch_size": 4, "grad_accum": 2, "gradient_checkpointing": "auto"}
+    config = DpoConfig(batch_size=4, grad_accum=2, gradient_checkpointing="auto")
 
     def need(batch, checkpointing=False):
         return memory.need(facts, shape, batch, 1024, cuda=False, checkpointing=checkpointing).bytes
@@ -39,7 +40,7 @@ def test_the_micro_batch_halves_to_fit_and_keeps_the_effective_batch(pulled_base
 
     fitted = memory.fit(facts, shape, config, 1024, need(1, True) - 1, cuda=False)
     assert not fitted.fits and fitted.batch_size == 1
-    off = dict(config, gradient_checkpointing="off")
+    off = dataclasses.replace(config, gradient_checkpointing="off")
     assert not memory.fit(facts, shape, off, 1024, need(1, True) + 1, cuda=False).gradient_checkpointing
 
 

@@ -149,7 +149,8 @@ def run(config: Config, reporter) -> dict[str, Any]:
         with docs.lock(), index_store.open_db(workspace) as db, db.writing():
             store_writes.upgrade_lexical(db, config.sparse_analysis or None, reporter.log)
     todo = _claim(docs, runs, reporter.run.id, config)
-    result: dict[str, Any] = {"indexed": [], "failed": [], "chunks": 0}
+    result: dict[str, Any] = {"indexed": [], "failed": [], "chunks": 0,
+                              "seconds": {"parse": 0.0, "chunk": 0.0, "embed": 0.0}}
     if not todo:
         reporter.log("nothing to index: the documents are indexed already or being indexed by another run")
     batch: list[tuple[dict, list[dict], Any]] = []
@@ -158,11 +159,14 @@ def run(config: Config, reporter) -> dict[str, Any]:
         for i, doc in enumerate(todo):
             reporter.check_cancel()
             reporter.progress(i, len(todo), doc["name"])
-            prepared, error = _prepare(doc, docs, model, tokenizer, config, chunking, reporter, prompts)
+            prepared, error, seconds = _prepare(doc, docs, model, tokenizer, config, chunking, reporter, prompts)
+            for phase, spent in seconds.items():
+                result["seconds"][phase] += spent
             if error:
                 result["failed"].append({"id": doc["id"], "name": doc["name"], "error": error})
             else:
                 batch.append(prepared)
+                reporter.metrics(i + 1, chunks=len(prepared[1]), **{f"{k}_s": v for k, v in seconds.items()})
             if batch and time.monotonic() - last_commit > COMMIT_EVERY_S:
                 _commit(docs, workspace, embedding, batch, result, reporter, config.index_type, config.sparse_analysis)
                 batch, last_commit = [], time.monotonic()
@@ -178,31 +182,37 @@ def run(config: Config, reporter) -> dict[str, Any]:
 
 def _prepare(doc: dict, docs: DocumentStore, model, tokenizer, config: Config, chunking: dict, reporter,
              embedding_prompts: dict[str, str]):
-    """Parse, chunk and embed one document: (prepared, None), or (None, reason) with the reason
-    also in the registry."""
+    """Parse, chunk and embed one document: (prepared, None, seconds), or (None, reason, seconds)
+    with the reason also in the registry; ``seconds``: how long each of the three took (the run's
+    metrics keep them per document, so a slow file or a slow embedding shows)."""
     started = time.monotonic()
+    seconds: dict[str, float] = {}
     try:
         blocks = parse_isolated(docs.path_of(doc), timeout_s=config.parse_timeout_s,
                                 memory_mb=config.parse_memory_mb)
+        seconds["parse"] = time.monotonic() - started
         chunks = chunk_blocks(blocks, tokenizer, chunking["size"], chunking["overlap"])
+        seconds["chunk"] = time.monotonic() - started - seconds["parse"]
         if not chunks:
             raise ParseError("no text found")
     except ParseError as exc:
         reason = str(exc)
         docs.update(doc["id"], status=FAILED, error=reason, run_id=None)
         reporter.log(f"{doc['name']}: failed: {reason}")
-        return None, reason
+        return None, reason, seconds
     rows = [{"chunk_id": f"{doc['id']}:{n}", "doc_id": doc["id"], "source": doc["name"],
              "title": c.title or document_title(doc["name"]), "page": c.page, "section": c.section,
              "position": n, "tokens": c.tokens, "text": c.text}
             for n, c in enumerate(chunks)]
+    embedding = time.monotonic()
     vectors = embed(model, [indexed_text(row) for row in rows], batch_size=config.batch_size,
                     prompts=embedding_prompts)
+    seconds["embed"] = time.monotonic() - embedding
     language = detect_language(" ".join(row["text"] for row in rows[:50]))
     reporter.log(f"{doc['name']}: {counted(len(blocks), 'block')}, {counted(len(rows), 'chunk')}, "
                  f"language {language or 'unknown'} "
                  f"({time.monotonic() - started:.1f} s)")
-    return (doc, rows, vectors, language), None
+    return (doc, rows, vectors, language), None, seconds
 
 
 def _commit(docs: DocumentStore, workspace, embedding, batch, result, reporter, index_type: str = "",

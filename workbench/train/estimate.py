@@ -28,25 +28,26 @@ def measured_step_seconds(workspace: Workspace, kind: str, model: str) -> float 
     return 1 / statistics.median(rates) if rates else None
 
 
-def estimate(kind: str, config: dict[str, Any], model_path: str, rows: int, workspace: Workspace,
-             cuda: bool, sequence: int, shape, available: int, cores: int = 2, epochs: float | None = None) -> dict[str, Any]:
+def estimate(kind: str, config, model_path: str, rows: int, workspace: Workspace,
+             cuda: bool, sequence: int, shape, available: int, cores: int = 2) -> dict[str, Any]:
     """Memory (``train.memory``: the micro-batch that fits in ``available`` bytes) and time of a
-    run of ``rows`` rows at ``sequence`` tokens, ``epochs`` passes (``config.passes``)."""
+    run of ``config`` (the method's ``TrainConfig``) over ``rows`` rows at ``sequence`` tokens."""
+    from workbench.train.config import passes
+
     facts = memory.model_facts(model_path)
     params = facts["parameters"]
     if not params:
         return {"text": "No estimate: the start model's weights are not in a local folder."}
     fitted = memory.fit(facts, shape, config, sequence, available, cuda=cuda)
     precision = memory.precision_of(config, cuda)
-    batch = config.get("batch_size", 4)
-    steps = config.get("max_steps") or math.ceil(
-        (epochs or config.get("epochs") or 1)
-        * math.ceil(rows / (batch * config.get("grad_accum", 1) * config.get("num_processes", 1))))
-    measured = measured_step_seconds(workspace, kind, config.get("model", "base"))
+    batch = config.batch_size
+    steps = config.max_steps or math.ceil(passes(config, rows, config.num_processes)
+                                          * math.ceil(rows / (batch * config.grad_accum * config.num_processes)))
+    measured = measured_step_seconds(workspace, kind, config.model)
     if measured:
         step_s, basis = measured, "measured in earlier runs of this method and model"
     else:
-        tokens = batch * shape.sequences_per_row * sequence * config.get("grad_accum", 1)
+        tokens = batch * shape.sequences_per_row * sequence * config.grad_accum
         flops = 6 * params * tokens * shape.flops_factor
         rate = GPU_FLOPS.get(precision, 3e13) if cuda else CPU_FLOPS_PER_CORE * cores
         step_s, basis = flops / rate, "from the FLOPs of a step (no earlier run to measure)"
@@ -80,7 +81,6 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     from workbench.kinds import get_kind
     from workbench.models.loading import ModelNotFound, resolve
     from workbench.train.modeling import cuda_available
-    from workbench.train.config import passes
     from workbench.train.preflight import start_name
 
     try:
@@ -96,9 +96,8 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     cuda = cuda_available()
     available = (memory.gpu_free_bytes() if cuda else None) or memory.host_memory(free=True, cap_gb=settings.train_memory_gb)
     typed = config_from_dict(module.Config, values)
-    return estimate(kind, values, spec.path, rows, settings.workspace, cuda, summary.get("sequence_tokens") or 512,
-                    module.memory_shape(typed), available, os.cpu_count() or 1,
-                    passes(typed, rows, typed.num_processes))
+    return estimate(kind, typed, spec.path, rows, settings.workspace, cuda, summary.get("sequence_tokens") or 512,
+                    module.memory_shape(typed), available, os.cpu_count() or 1)
 
 
 def estimate_text(settings, kind: str, config: dict[str, Any]) -> str:

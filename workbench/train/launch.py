@@ -117,7 +117,6 @@ def _fit_memory(config: TrainConfig, reporter) -> None:
     that fit in the memory free now, on the GPUs the job holds or on the host, written to
     ``fit.json`` for the child; a run that fits nowhere, even after the web process unloaded its
     models, is refused with the estimate. A resumed run keeps the fit its checkpoints were made with."""
-    import dataclasses
     import importlib
 
     from workbench.gpu_memory import devices, make_room
@@ -141,25 +140,24 @@ def _fit_memory(config: TrainConfig, reporter) -> None:
         return  # the child says why
     if not sequence or shape is None or not facts["parameters"]:
         return
-    values = dataclasses.asdict(config)
     visible = ",".join(map(str, reporter.gpus)) if reporter.gpus else None
     gpus = devices(visible)
     if gpus:
-        fitted = memory.fit(facts, shape(config), values, sequence, memory.gpu_free_bytes(visible), cuda=True)
+        fitted = memory.fit(facts, shape(config), config, sequence, memory.gpu_free_bytes(visible), cuda=True)
         if not fitted.fits:  # ask the web process for its GPU memory, or refuse with the estimate
             run.update(gpu_memory=make_room(reporter.workspace, fitted.need.gib, reporter.log,
                                             free=lambda: devices(visible)))
-            fitted = memory.fit(facts, shape(config), values, sequence, memory.gpu_free_bytes(visible), cuda=True)
+            fitted = memory.fit(facts, shape(config), config, sequence, memory.gpu_free_bytes(visible), cuda=True)
         available, where = memory.gpu_free_bytes(visible), "free on the GPU"
     else:
         # every rank holds a whole copy of the model in the same RAM
         available = memory.host_memory(free=True, cap_gb=settings.train_memory_gb) // config.num_processes
         where = "of RAM available" + (f" to each of {config.num_processes} processes" if config.num_processes > 1 else "")
-        fitted = memory.fit(facts, shape(config), values, sequence, available, cuda=False)
+        fitted = memory.fit(facts, shape(config), config, sequence, available, cuda=False)
         if not fitted.fits:
             raise WorkbenchError(f"not enough memory free to start: this run needs {memory.describe(fitted, available, where)}; "
                                  "wait for the other jobs to finish, or lower max_length or max_prompt_length")
-    changes = fitted.changes(values)
+    changes = fitted.changes(config)
     run.update(memory_fit={"gib": round(fitted.need.gib, 2), "available_gib": round(available / memory.GIB, 2),
                            **changes})
     if changes:

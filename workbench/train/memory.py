@@ -59,12 +59,11 @@ class Fit:
     fits: bool
 
     def changes(self, config) -> dict[str, Any]:
-        """The settings this fit changes in ``config`` (a dataclass or a dict)."""
-        get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+        """The settings this fit changes in ``config`` (a method's ``TrainConfig``)."""
         out = {}
-        if self.batch_size != get("batch_size", 1):
+        if self.batch_size != config.batch_size:
             out.update(batch_size=self.batch_size, grad_accum=self.grad_accum)
-        if self.gradient_checkpointing and get("gradient_checkpointing", "auto") != "on":
+        if self.gradient_checkpointing and config.gradient_checkpointing != "on":
             out["gradient_checkpointing"] = "on"
         return out
 
@@ -111,20 +110,20 @@ def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *,
     return Need(int(total), parts)
 
 
-def fit(facts: dict[str, Any], shape: Shape, config: dict[str, Any], sequence: int, available: int, *,
-        cuda: bool) -> Fit:
+def fit(facts: dict[str, Any], shape: Shape, config, sequence: int, available: int, *, cuda: bool) -> Fit:
     """The largest micro-batch (halving from ``batch_size``, the accumulation growing to keep
     the effective batch) that fits in ``available`` bytes, without gradient checkpointing when
-    possible; at micro-batch 1 with checkpointing, the fit that does not fit (``fits`` False)."""
+    possible; at micro-batch 1 with checkpointing, the fit that does not fit (``fits`` False).
+    ``config``: the method's ``TrainConfig``."""
     precision = precision_of(config, cuda)
-    options = {"on": [True], "off": [False]}.get(config.get("gradient_checkpointing", "auto"), [False, True])
-    effective = config.get("batch_size", 1) * config.get("grad_accum", 1)
+    options = {"on": [True], "off": [False]}.get(config.gradient_checkpointing, [False, True])
+    effective = config.batch_size * config.grad_accum
     last = None
     for checkpointing in options:
-        batch = config.get("batch_size", 1)
+        batch = config.batch_size
         while True:
             n = need(facts, shape, batch, sequence, cuda=cuda, precision=precision,
-                     quantization=config.get("quantization", "none"), checkpointing=checkpointing)
+                     quantization=config.quantization, checkpointing=checkpointing)
             last = Fit(batch, math.ceil(effective / batch), checkpointing, n, n.bytes <= available)
             if last.fits or batch == 1:
                 break
@@ -136,10 +135,9 @@ def fit(facts: dict[str, Any], shape: Shape, config: dict[str, Any], sequence: i
     return last
 
 
-def precision_of(config: dict[str, Any], cuda: bool) -> str:
-    """The precision a config trains in: ``auto`` is bf16 on a GPU, fp32 on a CPU."""
-    precision = config.get("precision", "auto")
-    return ("bf16" if cuda else "fp32") if precision == "auto" else precision
+def precision_of(config, cuda: bool) -> str:
+    """The precision a ``TrainConfig`` trains in: ``auto`` is bf16 on a GPU, fp32 on a CPU."""
+    return ("bf16" if cuda else "fp32") if config.precision == "auto" else config.precision
 
 
 def gpu_free_bytes(visible: str | None = None) -> int | None:

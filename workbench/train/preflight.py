@@ -147,8 +147,6 @@ def memory_fits(config: TrainConfig, settings: Settings, spec: ModelSpec, shape,
     """Refuse, before anything is queued, a run this machine cannot hold even at micro-batch 1
     with gradient checkpointing (its GPU's memory, else its RAM); what the start-time fit needs
     (``launch``): the sequence length, and the estimate at the asked batch."""
-    import dataclasses
-
     from workbench.train import memory
     from workbench.train.modeling import cuda_available
 
@@ -167,11 +165,10 @@ def memory_fits(config: TrainConfig, settings: Settings, spec: ModelSpec, shape,
         gpus = devices()
         if gpus:
             total, where = int(min(d.total_gib for d in gpus) * GIB), "on the GPU"
-    values = dataclasses.asdict(config)
     asked = memory.need(facts, shape, config.batch_size, sequence, cuda=cuda,
-                        precision=memory.precision_of(values, cuda),
+                        precision=memory.precision_of(config, cuda),
                         quantization=config.quantization, checkpointing=config.gradient_checkpointing == "on")
-    fitted = memory.fit(facts, shape, values, sequence, total, cuda=cuda)
+    fitted = memory.fit(facts, shape, config, sequence, total, cuda=cuda)
     if not fitted.fits:
         raise WorkbenchError(f"this run does not fit on this machine even at micro-batch 1 with gradient checkpointing: "
                              f"it needs {memory.describe(fitted, total, where)}; lower max_length or max_prompt_length, "
