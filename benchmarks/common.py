@@ -9,13 +9,18 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -82,3 +87,36 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson 95 % interval of a proportion."""
+    if not n:
+        return 0.0, 1.0
+    p = successes / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n))
+
+
+def workbench(env: dict[str, str], *args: str) -> str:
+    """``workbench ARGS`` in a child process with ``env``; its stdout, or exits with its output."""
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"workbench {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def commands_env(root: Path, model: str | None) -> dict[str, str]:
+    """The environment of a benchmark's ``workbench`` commands: none of the caller's WORKBENCH_
+    settings, offline, and the base model ``model``, else the default one provisioned once under
+    ``root``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env.update(WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    if model:
+        env["WORKBENCH_BASE_MODEL"] = model
+    else:
+        provision = root / "provision"
+        workbench(dict(env, WORKBENCH_HOME=str(provision)), "models", "pull")
+        env["WORKBENCH_BASE_MODEL"] = str(provision / "models" / "base")
+    return env

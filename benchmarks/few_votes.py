@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from informative import RANK, annotate, make_pool  # noqa: E402
-from learning import wilson, workbench  # noqa: E402
+from informative import annotate, as_preference, make_pool, pool_workspace  # noqa: E402
+from common import commands_env, wilson, workbench  # noqa: E402
 
 ARMS = {  # name: the flags of `workbench train reward`
     "one pass, last step": ["--epochs", "1", "--no-keep-best"],
@@ -51,18 +51,10 @@ def accuracy_on(home: Path, model: str, test: list[dict]) -> float:
 
 
 def one(root: Path, base_env: dict[str, str], votes: int, seed: int, test: list[dict]) -> dict:
-    from storage import Workspace
-    from workbench.feedback.pairs import Side, make_pair, pair_store
-    from workbench.feedback.sets import save_set
-
     pool = make_pool(votes, random.Random(seed))
     home = root / f"v{votes}-s{seed}"
-    shutil.rmtree(home, ignore_errors=True)
     env = dict(base_env, WORKBENCH_HOME=str(home))
-    workspace = Workspace(home).ensure()
-    save_set(workspace, "pool", 1)
-    pair_store(workspace).add([make_pair(p["prompt"], "typed", Side("writer-a", 0.0, answer=p["a"]),
-                                         Side("writer-b", 0.0, answer=p["b"]), set_name="pool") for p in pool])
+    pool_workspace(home, pool)
     annotate(home, {p["prompt"]: p for p in pool}, votes)
     workbench(env, "merge-feedback")
     out = {"votes": votes, "seed": seed}
@@ -87,19 +79,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="wb-few-votes-"))
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    base_env.update(WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    if args.model:
-        base_env["WORKBENCH_BASE_MODEL"] = args.model
-    else:
-        provision = root / "provision"
-        workbench(dict(base_env, WORKBENCH_HOME=str(provision)), "models", "pull")
-        base_env["WORKBENCH_BASE_MODEL"] = str(provision / "models" / "base")
+    base_env = commands_env(root, args.model)
     os.environ.update({k: v for k, v in base_env.items() if k.startswith(("WORKBENCH_", "HF_"))})
-    test = []
-    for t in make_pool(args.test, random.Random(10_000)):
-        chosen, rejected = (t["a"], t["b"]) if RANK[t["kind_a"]] > RANK[t["kind_b"]] else (t["b"], t["a"])
-        test.append({"prompt": t["prompt"], "chosen": chosen, "rejected": rejected})
+    test = [as_preference(t) for t in make_pool(args.test, random.Random(10_000))]
     runs = [one(root, base_env, int(v), int(s), test) for v in args.votes.split(",") for s in args.seeds.split(",")]
     mean = {f"{v} votes": {arm: round(sum(r[arm]["accuracy"] for r in runs if r["votes"] == int(v))
                                      / len(args.seeds.split(",")), 3) for arm in ARMS}

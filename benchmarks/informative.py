@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import sys
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from learning import wilson, workbench  # noqa: E402
+from common import commands_env, wilson, workbench  # noqa: E402
 
 SERVERS = ["atlas", "boreal", "cobalt", "delta", "ember", "fjord", "garnet", "helix", "iris", "jade", "krill",
            "lumen", "mistral", "nadir", "onyx", "pollux"]
@@ -71,6 +70,27 @@ def make_pool(count: int, rng: random.Random) -> list[dict]:
         prompt = f"{question.format(s=asked)} (#{i})\n\nContext:\n{context}"
         pool.append({"prompt": prompt, "a": answers[first], "b": answers[second], "kind_a": first, "kind_b": second})
     return pool
+
+
+def as_preference(pair_record: dict) -> dict:
+    """A pool pair as the rule ranks it: prompt, chosen, rejected."""
+    a_wins = RANK[pair_record["kind_a"]] > RANK[pair_record["kind_b"]]
+    return {"prompt": pair_record["prompt"], "chosen": pair_record["a"] if a_wins else pair_record["b"],
+            "rejected": pair_record["b"] if a_wins else pair_record["a"]}
+
+
+def pool_workspace(home: Path, pool: list[dict]):
+    """A fresh workspace whose pair set ``pool`` holds the pool's pairs, answered."""
+    from storage import Workspace
+    from workbench.feedback.pairs import Side, make_pair, pair_store
+    from workbench.feedback.sets import save_set
+
+    shutil.rmtree(home, ignore_errors=True)
+    workspace = Workspace(home).ensure()
+    save_set(workspace, "pool", 1)
+    pair_store(workspace).add([make_pair(p["prompt"], "typed", Side("writer-a", 0.0, answer=p["a"]),
+                                         Side("writer-b", 0.0, answer=p["b"]), set_name="pool") for p in pool])
+    return workspace
 
 
 def preferred(pair_record: dict, shown_a: str) -> str:
@@ -110,23 +130,16 @@ def train_and_measure(env: dict[str, str], name: str, held_out: int) -> dict:
 
 def one_seed(root: Path, base_env: dict[str, str], seed: int, args) -> dict:
     from storage import Workspace
-    from workbench.feedback.pairs import Side, make_pair, pair_store
     from workbench.feedback.sets import save_set
 
     rng = random.Random(seed)
     pool, test = make_pool(args.pool, rng), make_pool(args.held_out, random.Random(10_000 + seed))
     by_prompt = {p["prompt"]: p for p in pool}
     home = root / f"seed{seed}-random"
-    shutil.rmtree(home, ignore_errors=True)
     env = dict(base_env, WORKBENCH_HOME=str(home))
-    workspace = Workspace(home).ensure()
-    save_set(workspace, "pool", 1)
-    pair_store(workspace).add([make_pair(p["prompt"], "typed", Side("writer-a", 0.0, answer=p["a"]),
-                                         Side("writer-b", 0.0, answer=p["b"]), set_name="pool") for p in pool])
-    (workspace.data / "dataset_rlhf_test.jsonl").write_text("".join(json.dumps(
-        {"prompt": t["prompt"], "chosen": t["a"] if RANK[t["kind_a"]] > RANK[t["kind_b"]] else t["b"],
-         "rejected": t["b"] if RANK[t["kind_a"]] > RANK[t["kind_b"]] else t["a"]}, ensure_ascii=False) + "\n"
-        for t in test))
+    workspace = pool_workspace(home, pool)
+    (workspace.data / "dataset_rlhf_test.jsonl").write_text(
+        "".join(json.dumps(as_preference(t), ensure_ascii=False) + "\n" for t in test))
     annotate(home, by_prompt, args.seed_votes)
     seed_model = train_and_measure(env, "rm-seed", args.held_out)
     informative_home = root / f"seed{seed}-informative"
@@ -164,14 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="wb-informative-"))
     root.mkdir(parents=True, exist_ok=True)
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    base_env.update(WORKBENCH_AUTO_PULL="0", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    if args.model:
-        base_env["WORKBENCH_BASE_MODEL"] = args.model
-    else:
-        provision = root / "provision"
-        workbench(dict(base_env, WORKBENCH_HOME=str(provision)), "models", "pull")
-        base_env["WORKBENCH_BASE_MODEL"] = str(provision / "models" / "base")
+    base_env = commands_env(root, args.model)
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         runs.append(one_seed(root, base_env, seed, args))

@@ -29,12 +29,10 @@ import argparse
 import csv
 import hashlib
 import json
-import math
 import os
 import random
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -43,18 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from common import wilson, workbench  # noqa: E402
 from fetch_docs import fetch  # noqa: E402
 
 HELD_OUT_PAGES = 0.3
 SECTION_QUESTION = {"fr": "Que dit la documentation sur « {} » ?", "en": "What does the documentation say about {}?"}
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if not n:
-        return 0.0, 1.0
-    p = successes / n
-    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - half) / (1 + z * z / n)), min(1.0, (centre + half) / (1 + z * z / n))
 
 
 # the simulated annotators ---------------------------------------------------------------------
@@ -95,14 +86,6 @@ def judge(rule, prompt: str, a: str, b: str) -> str | None:
 
 
 # the loop, through the CLI ------------------------------------------------------------------
-def workbench(env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"workbench {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout
-
-
 def held_out_page(page: str) -> bool:
     return int(hashlib.sha256(page.encode()).hexdigest()[:8], 16) / 2**32 < HELD_OUT_PAGES
 
