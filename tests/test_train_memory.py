@@ -84,3 +84,17 @@ def test_long_rag_prompts_lose_their_context_end_and_tiny_splits_are_refused(tra
     code, out, err = wb("train", "dpo", "--max-steps", "1")
     assert code == 2 and "8 prompts with pairs: holding some out needs at least 10" in err and "collect 2 more" in err
     assert wb("train", "dpo", "--max-steps", "1", "--eval-dataset", "none", "--output-name", "no-eval")[0] == 0
+
+
+def test_the_train_tab_says_when_there_are_too_few_votes(settings):
+    """Under the votes that taught a reward model in the benchmark, the Train tab says so."""
+    from workbench.train.overview import dataset_summary, needs_text
+    from workbench.train.reward import WORTH_RUNNING
+
+    ws = settings.workspace.ensure()
+    write_jsonl(ws.data / "few.jsonl", preference_pairs(10))
+    write_jsonl(ws.data / "enough.jsonl", preference_pairs(WORTH_RUNNING))
+    assert dataset_summary("reward", ws, "few.jsonl").startswith(f"**Only 10 pairs:** under the {WORTH_RUNNING}")
+    assert "Only" not in dataset_summary("reward", ws, "enough.jsonl")
+    assert "Only" not in dataset_summary("dpo", ws, "few.jsonl")  # no measurement for DPO: nothing claimed
+    assert f"about {WORTH_RUNNING} votes" in needs_text("reward")
