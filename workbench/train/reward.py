@@ -21,9 +21,9 @@ METHOD = "reward"
 WATCH = Watch(("loss", "eval_accuracy", "eval_margin"), "accuracy", "held-out accuracy", items="pairs")
 NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.jsonl`, written by Annotate → Merge); "
          "held-out pairs from `dataset_rlhf_test.jsonl` or a split. Worth running from about 24 votes on a clear "
-         "rule: at the defaults, 24 votes taught it one to 0.99 on unseen pairs, where one pass over them gave "
-         "0.63 and 0.78 (`benchmarks/few_votes.py`); a subtler rule (faithfulness to the context) did not learn "
-         "from 25 (`benchmarks/learning.py`): collect more before judging it.")
+         "rule: at the defaults, 24 votes taught it one to 0.99 and 1.0 on unseen pairs (two draws), where one "
+         "pass over them gave 0.63 and 0.78 (`benchmarks/few_votes.py`); a subtler rule (faithfulness to the "
+         "context) did not learn from 25 (`benchmarks/learning.py`): collect more before judging it.")
 WORTH_RUNNING = 24  # pairs: fewer, and the Train tab says so (the measurement above)
 
 
