@@ -259,8 +259,11 @@ def test_a_supervisor_whose_parent_dies_goes_and_its_consumers_with_it(env, tmp_
     finally:
         parent.kill()
         parent.wait()
+    assert own[1] is not None and len(consumers) == 2 and all(began is not None for _, began in consumers)
     wait_for(lambda: _started(own[0]) != own[1], 60, what="the supervisor to exit")
+    assert _started(own[0]) != own[1], "the supervisor outlived its parent"
     wait_for(lambda: not [pid for pid, began in consumers if _started(pid) == began], 60, what="its consumers to exit")
+    assert [pid for pid, began in consumers if _started(pid) == began] == [], "a consumer outlived its supervisor"
 
 
 def _children(pid: int) -> list[tuple[int, int | None]]:
