@@ -388,11 +388,11 @@ def with_openmp_pool(name: str, work) -> dict:
 
 
 def fill_field(page, selector: str, value) -> None:
-    """Type ``value`` into the input under ``selector`` and move the focus on: a Gradio field sends
+    """Type ``value`` into the input or text area under ``selector`` and move the focus on: a Gradio field sends
     its value when it loses focus, and a click on Launch right after typing may come first."""
     from playwright.sync_api import expect
 
-    box = page.locator(f"{selector} input")
+    box = page.locator(f"{selector} input, {selector} textarea")
     box.fill(str(value))
     box.press("Tab")
     expect(box).to_have_value(str(value))

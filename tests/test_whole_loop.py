@@ -164,7 +164,7 @@ def chat_and_send_to_annotate(page, ws: Path) -> None:
     # the team's system prompt, in French, told to the model before every question from now on
     page.get_by_text("System prompt (this workspace)").click()
     expect(page.locator("#chat-system-message")).to_contain_text("No system prompt yet", timeout=30 * SECONDS)
-    page.locator("#chat-system-text textarea").fill(SYSTEM_PROMPT)
+    fill_field(page, "#chat-system-text", SYSTEM_PROMPT)
     page.locator("#chat-system-save").click()
     expect(page.locator("#chat-system-message")).to_contain_text("System prompt saved", timeout=30 * SECONDS)
     # sampled: the tiny random model's greedy answer is a run of newlines, which the loop guard cuts to nothing
@@ -225,7 +225,7 @@ def create_pairs(page, ws: Path) -> None:
     run_id = re.search(r"by run (\S+)", added.inner_text()).group(1)
     # the trainer's panel: guidelines for the annotators, in French
     page.get_by_text("Team: guidelines, sets, agreement, merge").click()
-    page.locator("#team-guidelines textarea").fill(GUIDELINES)
+    fill_field(page, "#team-guidelines", GUIDELINES)
     page.locator("#team-guidelines-save").click()
     expect(page.locator("#team-guidelines-message")).to_contain_text("Guidelines saved", timeout=30 * SECONDS)
     # a pair shows by itself once the job has written both of its answers

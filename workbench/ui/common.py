@@ -126,7 +126,10 @@ class UiContext:
         except PermissionDenied:
             user = None
         can = (lambda action: user is not None and user.can(action))
-        # a Tab ignores visible=False once the page is drawn; "hidden" takes its button away
-        return ([gr.update(visible=True if can(action) else ("hidden" if isinstance(c, gr.Tab) else False))
+        # What the user may use is built visible and left alone: an update re-draws a container's
+        # children from the server's copy, and what a person typed there meanwhile was lost (a
+        # system prompt saved empty, a step count back to 0). A Tab ignores visible=False once
+        # the page is drawn; "hidden" takes its button away.
+        return ([gr.skip() if can(action) else gr.update(visible="hidden" if isinstance(c, gr.Tab) else False)
                  for action, c in self.gated]
-                + [gr.Timer(active=can(action)) for action, _ in self.timers])
+                + [gr.skip() if can(action) else gr.Timer(active=False) for action, _ in self.timers])
