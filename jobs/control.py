@@ -3,6 +3,7 @@ Each is written to the audit log with the user who asked."""
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 from jobs.queues import get_huey, task_for
@@ -22,9 +23,9 @@ def create(settings: Settings, kind: str, config: dict[str, Any] | None = None,
     """Validate the config, run the kind's preflight checks against the workspace, and write the
     run folder (status ``queued``) with a copy of its input files; nothing is enqueued."""
     spec = get_kind(kind)
-    values = spec.validate(config)
-    checked = spec.preflight(values, settings)
-    run = store(settings).create(spec.name, values, spec.queue, user)
+    typed = spec.config(config)
+    checked = spec.preflight(typed, settings)
+    run = store(settings).create(spec.name, asdict(typed), spec.queue, user)
     audit.record(settings.workspace, user, "launch", run.id, detail=spec.name)
     if checked is not None:
         for role, path in checked.inputs.items():

@@ -1,5 +1,5 @@
 """The one runner every job kind goes through: queued -> (its GPUs reserved) -> running (pid, host,
-heartbeat, GPUs) -> the core function with a reporter -> succeeded / failed (with the error) /
+heartbeat, GPUs) -> the core function with its JobContext -> succeeded / failed (with the error) /
 cancelled."""
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
-from storage import RunRecord, RunStore, Unreadable
 from jobs import gpus as gpu_reservation
 from jobs.reaper import process_start_time
+from storage import RunRecord, RunStore, Unreadable
 from storage.runs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, now_iso
 from workbench.configs import config_from_dict
 from workbench.errors import WorkbenchError
+from workbench.job_context import JobContext
 from workbench.kinds import get_kind
-from workbench.reporting import Cancelled, RunReporter
+from workbench.reporting import Cancelled
 from workbench.runtime import release_openmp_pool
 from workbench.settings import Settings
 
@@ -109,8 +109,7 @@ def _execute(settings: Settings, run: RunRecord, status: dict, gpus: list[int], 
                           host=socket.gethostname(), gpus=gpus, message=None, waiting_pid=None,
                           started=now_iso(), started_at=time.time(), finished=None, error=None):
         return run.status()  # cancelled while queued, or already taken
-    resume = status.get("resume_from")
-    reporter = RunReporter(run, settings, resume_from=Path(resume) if resume else None, echo=echo, gpus=gpus)
+    context = JobContext.of(run, settings, resume_from=status.get("resume_from"), gpus=gpus, echo=echo)
     with Heartbeat(run, settings.heartbeat_s):
         try:
             kind = get_kind(status["kind"])
@@ -121,7 +120,7 @@ def _execute(settings: Settings, run: RunRecord, status: dict, gpus: list[int], 
             config = config_from_dict(config_cls, stored.get("config"))
             run.log(f"attempt {status.get('attempt', 1)} of {kind.name} started on "
                     f"{socket.gethostname()} (pid {os.getpid()})")
-            result = function(config, reporter)
+            result = function(config, context)
             run.log("succeeded")
             run.transition({RUNNING}, SUCCEEDED, finished=now_iso(), result=result, resumable=False)
             _follow_up(settings, run, kind.name, stored.get("config") or {}, status.get("user"))
@@ -140,7 +139,7 @@ def _execute(settings: Settings, run: RunRecord, status: dict, gpus: list[int], 
             run.transition({RUNNING}, FAILED, finished=now_iso(), error=said,
                            resumable=run.latest_checkpoint() is not None)
         finally:
-            reporter.close()
+            context.reporter.close()
             _release_memory()
     return run.status()
 

@@ -89,3 +89,22 @@ def test_the_index_stands_below_the_corpus_and_the_models():
         bad = sorted(name for name in _project_imports(path) if name.startswith(above))
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
     assert _project_imports(ROOT / "workbench" / "runtime.py") == set()
+
+
+def test_every_job_is_handed_its_context_and_reads_no_environment():
+    """Each kind's ``run(config, context)`` takes a ``JobContext`` (settings, run, reporter, GPUs);
+    no job module rebuilds settings or reads a variable from the environment."""
+    import inspect
+
+    from workbench.job_context import JobContext
+    from workbench.kinds import KINDS
+
+    for kind in KINDS.values():
+        config_cls, run = kind.load()
+        params = list(inspect.signature(run).parameters.values())
+        assert [p.name for p in params] == ["config", "context"], (kind.name, params)
+        assert inspect.get_annotations(run, eval_str=True)["context"] is JobContext, kind.name
+        path = ROOT / (kind.module.replace(".", "/") + ".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in {"from_env", "environ", "getenv"}, f"{path.relative_to(ROOT)} reads {node.attr}"

@@ -3,7 +3,7 @@ and its config class. The worker, the CLI and the UI all look kinds up here."""
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +36,7 @@ class Watch:
 class JobKind:
     name: str
     queue: str  # "gpu": heavy model work, one at a time per GPU; "cpu": short work beside it
-    module: str  # the module holds ``Config`` and ``run(config, reporter)``
+    module: str  # the module holds ``Config`` and ``run(config, context)`` (a ``JobContext``)
     description: str
 
     def load(self) -> tuple[type, Callable[..., Any]]:
@@ -53,21 +53,22 @@ class JobKind:
         except (TypeError, ValueError):
             return 1
 
-    def validate(self, config: dict[str, Any] | None) -> dict[str, Any]:
-        """The config with defaults filled in; raises ``ConfigError`` naming what is wrong."""
+    def config(self, values: dict[str, Any] | None):
+        """The kind's typed ``Config`` from a form's or a command line's values, defaults filled
+        in; raises ``ConfigError`` naming what is wrong. It is a dict again only on disk."""
         config_cls, _ = self.load()
-        return asdict(config_from_dict(config_cls, config))
+        return config_from_dict(config_cls, values)
 
     def watch(self) -> Watch | None:
         """The module's ``WATCH``, or None for kinds whose runs draw no curves of their own."""
         return getattr(importlib.import_module(self.module), "WATCH", None)
 
-    def preflight(self, config: dict[str, Any], settings) -> Any:
-        """The module's checks against the workspace (data, models, names) before anything is
-        queued: a ``Preflight`` with the files to copy into the run, or None for kinds without."""
-        module = importlib.import_module(self.module)
-        check = getattr(module, "preflight", None)
-        return None if check is None else check(config_from_dict(module.Config, config), settings)
+    def preflight(self, config, settings) -> Any:
+        """The module's checks of its typed ``config`` against the workspace (data, models, names)
+        before anything is queued: a ``Preflight`` with the files to copy into the run, or None
+        for kinds without."""
+        check = getattr(importlib.import_module(self.module), "preflight", None)
+        return None if check is None else check(config, settings)
 
 
 KINDS: dict[str, JobKind] = {k.name: k for k in [

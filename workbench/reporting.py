@@ -1,15 +1,13 @@
-"""The reporter a job's core function talks to, and the context it is handed: the settings it
-runs under (a job never reads them from the environment), its run, the checkpoint it resumes
-from and the GPUs reserved for it; log lines, metrics, progress, cancel checks, checkpoints.
-``RunReporter`` writes them into the run folder; a terminal bar can echo them."""
+"""The reporter a job talks to: log lines, metrics, progress, cancel checks and checkpoints.
+``RunReporter`` writes them into the run folder; a terminal bar can echo them. The runner hands
+it to the job inside its ``JobContext`` (``workbench/job_context.py``)."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 from typing import Any
 
-from storage import RunRecord, Workspace
-from workbench.settings import Settings
+from storage import RunRecord
 
 
 class Cancelled(Exception):
@@ -17,12 +15,8 @@ class Cancelled(Exception):
 
 
 class RunReporter:
-    def __init__(self, run: RunRecord, settings: Settings, resume_from: Path | None = None, echo: bool = False,
-                 gpus: list[int] | None = None):
+    def __init__(self, run: RunRecord, echo: bool = False):
         self.run = run
-        self.settings = settings
-        self.resume_from = resume_from
-        self.gpus = list(gpus or [])  # the GPUs reserved for this job (empty: none, or no GPU)
         self._bar = None
         self._echo = echo
 
@@ -30,10 +24,6 @@ class RunReporter:
     def echo(self) -> bool:
         """Whether messages and progress are also shown in this terminal."""
         return self._echo
-
-    @property
-    def workspace(self) -> Workspace:
-        return self.settings.workspace
 
     def log(self, message: str) -> None:
         self.run.log(message)

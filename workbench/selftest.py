@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from workbench.job_context import JobContext
 from workbench.safe_text import counted
 
 
@@ -28,7 +29,8 @@ class Config:
             raise ValueError("step_seconds and checkpoint_every must be >= 0 and lr > 0")
 
 
-def run(config: Config, reporter) -> dict:
+def run(config: Config, context: JobContext) -> dict:
+    reporter = context.reporter
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -36,11 +38,11 @@ def run(config: Config, reporter) -> dict:
     torch.manual_seed(config.seed)
     model = torch.nn.Linear(1, 1).to(device)
     start = 0
-    if reporter.resume_from is not None:
-        state = load_file(str(reporter.resume_from / "model.safetensors"), device=device)
+    if context.resume_from is not None:
+        state = load_file(str(context.resume_from / "model.safetensors"), device=device)
         start = int(state.pop("step").item())
         model.load_state_dict(state)
-        reporter.log(f"resumed from {reporter.resume_from.name} (step {start})")
+        reporter.log(f"resumed from {context.resume_from.name} (step {start})")
     reporter.log(f"selftest on {device}: {counted(config.steps, 'step')}, lr {config.lr}")
     x = torch.linspace(-1, 1, 64, device=device).unsqueeze(1)
     y = 3 * x + 1

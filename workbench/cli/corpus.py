@@ -69,9 +69,9 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from workbench.cli.common import run_kind
     from workbench.corpus.library import add_paths
 
-    config_cls, _ = get_kind("corpus.ingest").load()
-    config = arguments_to_dict(args, config_cls)
-    get_kind("corpus.ingest").preflight(config, settings)  # before any document is stored
+    kind = get_kind("corpus.ingest")
+    config = arguments_to_dict(args, kind.load()[0])
+    kind.preflight(kind.config(config), settings)  # before any document is stored
     added = add_paths(settings.workspace.ensure(), args.paths, settings.max_upload_mb * 1_000_000) if args.paths else []
     refused = [a for a in added if a.error]
     if not args.json:
@@ -156,7 +156,8 @@ def cmd_documents(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{d['id']}  {d['status']:8} {d['chunks']:5} chunks  {d['size']:>10} B  {d['name']}{extra}")
         return 0
     config = {"documents": list(args.refs)}
-    get_kind("corpus.delete").preflight(config, settings)  # unknown names: refused before any job
+    kind = get_kind("corpus.delete")
+    kind.preflight(kind.config(config), settings)  # unknown names: refused before any job
     return run_kind(settings, "corpus.delete", config, args.queue, args.json)
 
 

@@ -15,6 +15,7 @@ from workbench.corpus.ingest import compact_if_due
 from workbench.errors import WorkbenchError
 from workbench.index import store as index_store
 from workbench.index import store_writes
+from workbench.job_context import JobContext
 from workbench.safe_text import counted
 
 
@@ -40,8 +41,9 @@ def preflight(config: Config, settings) -> None:
     resolve(settings, config.documents)
 
 
-def run(config: Config, reporter) -> dict[str, Any]:
-    docs = DocumentStore(reporter.workspace)
+def run(config: Config, context: JobContext) -> dict[str, Any]:
+    reporter = context.reporter
+    docs = DocumentStore(context.workspace)
     result: dict[str, Any] = {"deleted": [], "chunks_removed": 0, "missing": []}
     for i, ref in enumerate(config.documents):
         reporter.check_cancel()
@@ -53,7 +55,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
                 reporter.log(f"{ref}: already gone")
                 continue
             removed = 0
-            db = index_store.open_db(reporter.workspace)
+            db = index_store.open_db(context.workspace)
             if db is not None:
                 with db, db.writing():
                     removed = store_writes.remove_documents(db, {doc["id"]})
@@ -61,6 +63,6 @@ def run(config: Config, reporter) -> dict[str, Any]:
         result["deleted"].append({"id": doc["id"], "name": doc["name"], "chunks_removed": removed})
         result["chunks_removed"] += removed
         reporter.log(f"{doc['name']}: deleted with its {counted(removed, 'chunk')}")
-    compact_if_due(reporter.workspace, reporter)
+    compact_if_due(context.workspace, reporter)
     reporter.progress(len(config.documents), len(config.documents), f"{len(result['deleted'])} deleted")
     return result

@@ -19,13 +19,14 @@ from storage import RunStore
 from storage.documents import FAILED, INDEXED, PENDING, DocumentStore
 from storage.runs import ACTIVE, now_iso
 from workbench.corpus.chunking import HEADING_TOKENS, chunk_blocks, document_title
-from workbench.index.chunk_text import indexed_text
-from workbench.index.lexical import ANALYSES, ANALYSIS, detect_language
 from workbench.corpus.parse import ParseError
 from workbench.corpus.sandbox import parse_isolated
 from workbench.index import faiss_index, legacy_import, store_writes
 from workbench.index import store as index_store
+from workbench.index.chunk_text import indexed_text
 from workbench.index.embedder import describe, embed, load_embedder, prompts_of
+from workbench.index.lexical import ANALYSES, ANALYSIS, detect_language
+from workbench.job_context import JobContext
 from workbench.safe_text import counted
 
 INDEXING = "indexing"
@@ -115,12 +116,13 @@ def preflight(config: Config, settings) -> None:
         index_store.same_embedding(meta, name, prompts_of(load_embedder(name), name))
 
 
-def run(config: Config, reporter) -> dict[str, Any]:
-    workspace = reporter.workspace
+def run(config: Config, context: JobContext) -> dict[str, Any]:
+    reporter = context.reporter
+    workspace = context.workspace
     docs, runs = DocumentStore(workspace), RunStore(workspace.runs)
     if not config.rebuild and legacy_import.import_saved_files(workspace):
         reporter.log("an index saved by an earlier version moved into corpus.db, its vectors as they were")
-    model_name = config.embedding_model or reporter.settings.embedding_model
+    model_name = config.embedding_model or context.settings.embedding_model
     reporter.log(f"loading embedding model {model_name}")
     model = load_embedder(model_name)
     info = describe(model, model_name)
@@ -148,7 +150,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
     if meta is not None and not config.rebuild:  # an older sparse side, or another analysis asked for
         with docs.lock(), index_store.open_db(workspace) as db, db.writing():
             store_writes.upgrade_lexical(db, config.sparse_analysis or None, reporter.log)
-    todo = _claim(docs, runs, reporter.run.id, config)
+    todo = _claim(docs, runs, context.run.id, config)
     result: dict[str, Any] = {"indexed": [], "failed": [], "chunks": 0,
                               "seconds": {"parse": 0.0, "chunk": 0.0, "embed": 0.0}}
     if not todo:
@@ -172,7 +174,7 @@ def run(config: Config, reporter) -> dict[str, Any]:
                 batch, last_commit = [], time.monotonic()
         _commit(docs, workspace, embedding, batch, result, reporter, config.index_type, config.sparse_analysis)
     finally:
-        _release(docs, reporter.run.id)
+        _release(docs, context.run.id)
     compact_if_due(workspace, reporter)
     reporter.progress(len(todo), len(todo), f"{len(result['indexed'])} indexed, {len(result['failed'])} failed")
     reporter.log(f"done: {len(result['indexed'])} indexed ({counted(result['chunks'], 'chunk')}), "

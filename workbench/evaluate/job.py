@@ -19,6 +19,7 @@ from workbench.errors import WorkbenchError
 from workbench.evaluate import units
 from workbench.evaluate.data import EvalData
 from workbench.evaluate.plan import ANSWER_SETS, JUDGE, PROMPTS, RETRIEVAL, VOTES, Config, Plan, Unit, plan
+from workbench.job_context import JobContext
 from workbench.kinds import Preflight
 from workbench.models.loading import release_memory
 from workbench.reporting import Cancelled
@@ -35,15 +36,16 @@ def preflight(config: Config, settings: Settings) -> Preflight:
                       **{k: v for k, v in p.summary.items() if k != "skipped_sets"}})
 
 
-def run(config: Config, reporter) -> dict[str, Any]:
-    settings, record = reporter.settings, reporter.run
+def run(config: Config, context: JobContext) -> dict[str, Any]:
+    reporter = context.reporter
+    settings, record = context.settings, context.run
     summary = record.status().get("preflight") or {}
     if summary.get("sets"):  # the sets found when it was queued, not a new guess
         config = dataclasses.replace(config, sets=list(summary["sets"]))
     p = plan(config, settings)
     data = EvalData(settings, config, {role: record.inputs / f"{role}.jsonl" for role in p.inputs}, summary,
                     launched_with(record.folder).text)
-    evaluation = Evaluation(config, p, data, reporter)
+    evaluation = Evaluation(config, p, data, context)
     started = time.perf_counter()
     evaluation.run()
     report = evaluation.write_report(html=True)
@@ -58,9 +60,10 @@ class Evaluation:
     """One attempt at a run's units. It alone moves the progress: a unit counts once it is saved,
     failed or found done by an earlier attempt."""
 
-    def __init__(self, config: Config, p: Plan, data: EvalData, reporter):
-        self.config, self.plan, self.data, self.reporter = config, p, data, reporter
-        self.results = reporter.run.folder / "results"
+    def __init__(self, config: Config, p: Plan, data: EvalData, context: JobContext):
+        self.config, self.plan, self.data, self.context = config, p, data, context
+        self.reporter = context.reporter
+        self.results = context.run.folder / "results"
         self.results.mkdir(exist_ok=True)
         for stale in self.results.glob("*.error.json"):  # a new attempt tries failed models again
             stale.unlink()
@@ -109,7 +112,7 @@ class Evaluation:
         """Load the model once for all its sets; a failure fails the rest of its row."""
         self.show(f"loading {model}")
         try:
-            loaded = units.load(self.reporter.settings, model)
+            loaded = units.load(self.context.settings, model)
         except Exception as exc:  # this model's row fails; the others are scored
             self.fail(model, f"{type(exc).__name__}: {exc}", f"{model}: failed to load: {type(exc).__name__}: {exc}",
                       len(group))
@@ -153,7 +156,7 @@ class Evaluation:
     def write_report(self, html: bool = False) -> dict[str, Any]:
         from workbench.evaluate.report import write_report
 
-        return write_report(self.reporter.run.folder, self.config, self.plan, self.reporter.settings, html=html)
+        return write_report(self.context.run.folder, self.config, self.plan, self.context.settings, html=html)
 
 
 def _checkpoint(reporter, results: Path) -> None:

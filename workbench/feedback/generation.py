@@ -15,6 +15,7 @@ from workbench.configs import option
 from workbench.errors import WorkbenchError
 from workbench.feedback.display import LIMIT_NOTE
 from workbench.feedback.pairs import Pair, PairStore, pair_store
+from workbench.job_context import JobContext
 from workbench.kinds import Preflight
 from workbench.models.loading import ModelNotFound, resolve
 from workbench.safe_text import counted
@@ -65,17 +66,18 @@ def preflight(config: Config, settings: Settings) -> Preflight:
                      {"sides": len(todo), "pairs": len({p.pair_id for p, _ in todo})})
 
 
-def run(config: Config, reporter) -> dict[str, Any]:
+def run(config: Config, context: JobContext) -> dict[str, Any]:
+    reporter = context.reporter
     from workbench.models.generation import context_window, generate_batch
     from workbench.models.loading import load_for_inference, release_memory
 
-    settings = reporter.settings
+    settings = context.settings
     store = pair_store(settings.workspace)
     todo = pending(store, config.pair_ids)
     check_models(settings, todo)  # an unknown model fails the job before anything loads
     total, done, generated, tokens, seconds = len(todo), 0, 0, 0, 0.0
     reporter.log(f"{counted(total, 'answer')} to generate for {counted(len({p.pair_id for p, _ in todo}), 'pair')}")
-    system = launched_with(reporter.run.folder)
+    system = launched_with(context.run.folder)
     if system.text:
         reporter.log(f"under the workspace's system prompt, version {system.version}")
     for key, items in groups(todo).items():

@@ -21,6 +21,7 @@ from workbench.errors import WorkbenchError
 from workbench.feedback.pairs import Pair, pair_store
 from workbench.feedback.sets import DEFAULT_SET, read_sets
 from workbench.feedback.tally import vote_rows, voters_by_pair
+from workbench.job_context import JobContext
 from workbench.kinds import Preflight
 from workbench.safe_text import counted
 from workbench.settings import Settings
@@ -87,12 +88,13 @@ def preflight(config: Config, settings: Settings) -> Preflight:
     return Preflight({}, [], {"reward_model": model, "pairs": len(todo)})
 
 
-def run(config: Config, reporter) -> dict[str, Any]:
+def run(config: Config, context: JobContext) -> dict[str, Any]:
+    reporter = context.reporter
     from workbench.evaluate.units import load
     from workbench.models.loading import release_memory
     from workbench.train.scoring import reward_scores
 
-    settings = reporter.settings
+    settings = context.settings
     model_name = scoring_model(settings, config.reward_model)
     todo = open_pairs(settings.workspace, config.set_name)
     reporter.log(f"scoring {len(todo)} open pairs of set {config.set_name!r} with {model_name}")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from storage.jsonl import iter_jsonl, lock_for
 from storage.runs import now_iso
 from workbench.errors import WorkbenchError
-from workbench.feedback.tally import vote_index
+from workbench.feedback.tally import VoteRow, vote_index
 from workbench.limits import ANSWER_CHARS, COMMENT_CHARS, check_text
 
 CHOICES = ("a", "b", "tie", "both_bad")
@@ -105,14 +105,14 @@ def record_votes(path: Path, votes: list[Vote],
     ids = {v.id for v in votes}
     with lock_for(path):
         index = vote_index(path)
-        entries = index.entries(strict=False)  # a broken line is for the readers to report
+        rows = [VoteRow(*entry) for entry in index.entries(strict=False)]  # a broken line is the readers' to report
         if admit is not None:
             voters: dict[str, set[str]] = {}
-            for entry in entries:
-                voters.setdefault(entry[1], set()).add(entry[2])
+            for row in rows:
+                voters.setdefault(row.pair_id, set()).add(row.annotator)
             for vote in votes:
                 admit(vote, voters.get(vote.pair_id, set()))
-        present = ids & {entry[0] for entry in entries}
+        present = ids & {row.id for row in rows}
         replaced = _rewrite_without(path, present) if present else 0
         index.append([v.to_dict() for v in votes])
     return {"written": len(votes), "replaced": replaced}

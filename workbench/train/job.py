@@ -14,14 +14,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
 
-from storage import RunRecord
 from storage.documents import sha256_file
 from workbench.chat.system_prompt import SystemPrompt, launched_with
+from workbench.job_context import JobContext
 from workbench.models.loading import ModelSpec, lineage
-from workbench.reporting import RunReporter
-from workbench.settings import Settings
 from workbench.train.callback import BestKept, RunCallback
-from workbench.train.config import TrainConfig, passes
+from workbench.train.config import TrainConfig, optimizer_steps, passes
 from workbench.train.modeling import Precision
 from workbench.train.output import publish
 
@@ -65,20 +63,12 @@ def changed_count(model, snapshot: dict[str, Any]) -> dict[str, int]:
     return {"trainable_tensors": len(snapshot), "trainable_changed": moved}
 
 
-@dataclass
-class TrainJob:
-    run: RunRecord
-    reporter: RunReporter
-    settings: Settings
-    resume_from: Path | None = None
+@dataclass(frozen=True)
+class TrainJob(JobContext):
+    """A training rank's context in the child: the job's, with the rank and what it loaded."""
     rank: int = 0
     world_size: int = 1
     models_loaded: list[str] = field(default_factory=list)  # what the memory estimate must count
-
-
-    @property
-    def workspace(self):
-        return self.settings.workspace
 
     @property
     def main(self) -> bool:
@@ -123,15 +113,20 @@ class TrainJob:
 
     # trainer arguments ------------------------------------------------------------------
     def steps(self, config: TrainConfig, rows: int) -> int:
-        """Optimizer steps of a run over ``rows`` rows: ``max_steps``, else its passes' worth."""
-        per_pass = math.ceil(rows / (config.batch_size * config.grad_accum * self.world_size))
-        return config.max_steps or max(1, math.ceil(passes(config, rows, self.world_size) * per_pass))
+        """Optimizer steps of a run over ``rows`` rows (all ranks together)."""
+        return optimizer_steps(config, rows, self.world_size)
+
+    @staticmethod
+    def best_kept(config: TrainConfig, held: list, *keys: tuple[str, bool]) -> BestKept | None:
+        """What ends the run on the weights of its best held-out evaluation by ``keys`` (see
+        ``BestKept``): with ``keep_best`` and held-out rows, else None."""
+        return BestKept(*keys) if held and config.keep_best else None
 
     def training_args(self, cls, config: TrainConfig, precision: Precision, gradient_checkpointing: bool,
-                      has_eval: bool, rows: int, keep_best: bool = False, **extra: Any):
+                      has_eval: bool, rows: int, best: BestKept | None = None, **extra: Any):
         """A TRL config (``SFTConfig``, ``DPOConfig``, ...) with the settings all methods share:
         checkpoints in the run folder, no outside reporting, the device's precision, the passes
-        over ``rows`` training rows (``config.passes``). ``keep_best``: evaluate on the held-out
+        over ``rows`` training rows (``config.passes``). With ``best``: evaluate on the held-out
         rows ``KEEP_BEST_EVALUATIONS`` times a run (unless ``eval_steps`` says otherwise)."""
         from workbench.train.modeling import cuda_available
 
@@ -140,7 +135,7 @@ class TrainJob:
             self.log(f"{epochs:g} pass(es) over {rows} rows: {self.steps(config, rows)} steps "
                      "(epochs 0: as many as the data needs)")
         eval_steps = config.eval_steps
-        if has_eval and keep_best and not eval_steps:
+        if has_eval and best is not None and not eval_steps:
             eval_steps = max(1, math.ceil(self.steps(config, rows) / KEEP_BEST_EVALUATIONS))
         evaluate = "steps" if has_eval and eval_steps else "no"
         return cls(output_dir=str(self.run.checkpoints), per_device_train_batch_size=config.batch_size,

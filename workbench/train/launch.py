@@ -12,6 +12,7 @@ import time
 
 from storage import read_json, write_json_atomic
 from workbench.errors import WorkbenchError
+from workbench.job_context import JobContext
 from workbench.reporting import Cancelled
 from workbench.subprocesses import die_with_parent, killed_by_signal_9, machine_memory_bytes, tree_rss_bytes
 from workbench.train.config import TrainConfig
@@ -44,16 +45,17 @@ def child_env(settings, processes: int, resume_from, gpus: list[int] | None = No
     return env
 
 
-def run_in_child(config: TrainConfig, reporter) -> dict:
-    run = reporter.run
+def run_in_child(config: TrainConfig, context: JobContext) -> dict:
+    reporter = context.reporter
+    run = context.run
     (run.folder / RESULT).unlink(missing_ok=True)
-    _check_devices(config.num_processes, reporter.gpus)
-    _fit_memory(config, reporter)
+    _check_devices(config.num_processes, context.gpus)
+    _fit_memory(config, context)
     args = command(run.folder, config.num_processes)
     reporter.log(f"starting {config.num_processes} training process(es)"
                  + (" with torchrun" if config.num_processes > 1 else ""))
-    proc = subprocess.Popen(args, env=child_env(reporter.settings, config.num_processes, reporter.resume_from,
-                                                reporter.gpus),
+    proc = subprocess.Popen(args, env=child_env(context.settings, config.num_processes, context.resume_from,
+                                                context.gpus),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                             bufsize=1, preexec_fn=die_with_parent)
     tail: list[str] = []
@@ -112,7 +114,7 @@ def killed_message(peak_bytes: int, total_bytes: int) -> str:
     return f"killed by the system (out of memory?){seen}; lower batch_size or max_length"
 
 
-def _fit_memory(config: TrainConfig, reporter) -> None:
+def _fit_memory(config: TrainConfig, context: JobContext) -> None:
     """Before the child starts: the micro-batch (same effective batch) and gradient checkpointing
     that fit in the memory free now, on the GPUs the job holds or on the host, written to
     ``fit.json`` for the child; a run that fits nowhere, even after the web process unloaded its
@@ -125,8 +127,8 @@ def _fit_memory(config: TrainConfig, reporter) -> None:
     from workbench.train import memory
     from workbench.train.preflight import start_name
 
-    run, settings = reporter.run, reporter.settings
-    if reporter.resume_from is not None and (run.folder / FIT).is_file():
+    run, settings, reporter = context.run, context.settings, context.reporter
+    if context.resume_from is not None and (run.folder / FIT).is_file():
         return
     (run.folder / FIT).unlink(missing_ok=True)
     status = run.status()
@@ -135,17 +137,17 @@ def _fit_memory(config: TrainConfig, reporter) -> None:
     shape = getattr(importlib.import_module(get_kind((run.config() or {}).get("kind", "")).module), "memory_shape", None)
     try:
         start = start_name(settings, config.model, summary)
-        facts = memory.model_facts(resolve(start, reporter.workspace, settings.base_model).path)
+        facts = memory.model_facts(resolve(start, context.workspace, settings.base_model).path)
     except ModelNotFound:
         return  # the child says why
     if not sequence or shape is None or not facts["parameters"]:
         return
-    visible = ",".join(map(str, reporter.gpus)) if reporter.gpus else None
+    visible = ",".join(map(str, context.gpus)) if context.gpus else None
     gpus = devices(visible)
     if gpus:
         fitted = memory.fit(facts, shape(config), config, sequence, memory.gpu_free_bytes(visible), cuda=True)
         if not fitted.fits:  # ask the web process for its GPU memory, or refuse with the estimate
-            run.update(gpu_memory=make_room(reporter.workspace, fitted.need.gib, reporter.log,
+            run.update(gpu_memory=make_room(context.workspace, fitted.need.gib, reporter.log,
                                             free=lambda: devices(visible)))
             fitted = memory.fit(facts, shape(config), config, sequence, memory.gpu_free_bytes(visible), cuda=True)
         available, where = memory.gpu_free_bytes(visible), "free on the GPU"

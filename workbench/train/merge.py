@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from storage import read_manifest
 from workbench.errors import WorkbenchError
+from workbench.job_context import JobContext
 from workbench.models.loading import lineage
 from workbench.settings import Settings
 from workbench.train.config import option
@@ -51,14 +52,15 @@ def preflight(config: Config, settings: Settings):
     return Preflight({})
 
 
-def run(config: Config, reporter) -> dict:
+def run(config: Config, context: JobContext) -> dict:
+    reporter = context.reporter
     import torch
     from transformers import AutoModelForCausalLM
 
     from workbench.models.loading import apply_adapters
     from workbench.train.modeling import load_tokenizer
 
-    settings = reporter.settings
+    settings = context.settings
     spec = start_model(settings, config.name, "model to merge")
     dtype = {"auto": "auto", "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.dtype]
     reporter.progress(0, 3, "loading")
@@ -73,7 +75,7 @@ def run(config: Config, reporter) -> dict:
     manifest = {"name": config.output_name, "kind": "model", "method": "merge", "merged_from": config.name,
                 "source_method": source.get("method"), "base": source.get("base", "base"), "parent": config.name,
                 "lineage": lineage(settings.workspace, config.name), "dataset": source.get("dataset"),
-                "config": dataclasses.asdict(config), "run_id": reporter.run.id, "metrics": source.get("metrics"),
+                "config": dataclasses.asdict(config), "run_id": context.run.id, "metrics": source.get("metrics"),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "dtype": str(model.dtype)}
     reporter.progress(2, 3, "saving")
 
@@ -81,7 +83,7 @@ def run(config: Config, reporter) -> dict:
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
 
-    target = publish(settings.workspace, config.output_name, config.overwrite, reporter.run.id, write, manifest)
+    target = publish(settings.workspace, config.output_name, config.overwrite, context.run.id, write, manifest)
     reporter.progress(3, 3, "done")
     reporter.log(f"merged {config.name} into {target}")
     return {"output": str(target), "name": config.output_name}

@@ -58,16 +58,15 @@ def train(config: Config, job) -> dict:
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    from workbench.train.callback import BestKept
     from workbench.train.job import changed_count, trainable_snapshot
     from workbench.train.modeling import lora_config
     from workbench.train.scoring import pair_metrics
 
     precision, spec, tokenizer, pairs, held, model, max_length, checkpointing = pair_setup(config, job, "classifier")
-    args = job.training_args(RewardConfig, config, precision, checkpointing, bool(held), len(pairs), config.keep_best,
+    best = job.best_kept(config, held, ("eval_accuracy", True), ("eval_loss", False))
+    args = job.training_args(RewardConfig, config, precision, checkpointing, bool(held), len(pairs), best,
                              max_length=max_length)
     callback = job.callback(config)
-    best = BestKept(("eval_accuracy", True), ("eval_loss", False)) if held and config.keep_best else None
     trainer = RewardTrainer(model=model, args=args,
                             train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
                             eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])

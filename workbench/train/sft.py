@@ -74,7 +74,6 @@ def train(config: Config, job) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from workbench.train.chat_template import training_template
-    from workbench.train.callback import BestKept
     from workbench.train.job import changed_count, trainable_snapshot
     from workbench.train.modeling import (choose_precision, count_parameters, load_tokenizer, lora_config,
                                           use_gradient_checkpointing)
@@ -102,10 +101,10 @@ def train(config: Config, job) -> dict:
         max_length = data_max_length(tokenizer, sample, model.config)
     checkpointing = use_gradient_checkpointing(config, count_parameters(model))
     job.log_start(config, model, precision, checkpointing, max_length=max_length)
+    best = job.best_kept(config, held, ("eval_loss", False))
     args = job.training_args(SFTConfig, config, precision, checkpointing, held is not None, len(rows),
-                             config.keep_best, max_length=max_length, assistant_only_loss=assistant_only, packing=False)
+                             best, max_length=max_length, assistant_only_loss=assistant_only, packing=False)
     callback = job.callback(config)
-    best = BestKept(("eval_loss", False)) if held and config.keep_best else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          eval_dataset=Dataset.from_list(held) if held else None, processing_class=tokenizer,
                          peft_config=lora_config(config, model.config), callbacks=[callback, *filter(None, [best])])
