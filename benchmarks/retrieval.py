@@ -11,15 +11,16 @@ questions, written the way a user asks, are ``benchmarks/data/retrieval_<set>.ts
   ``workbench eval-retrieval`` (dense and hybrid), and hybrid again for every analysis of the
   sparse side x every fusion (``ANALYSES`` x ``FUSIONS``) on the same index; with ``--rerank
   MODEL_DIR``, hybrid reranked by that causal LM's likelihood of the question
-  (``workbench.index.rerank``). With several sets, the hybrid setting is chosen leaving one set
-  out at a time (``leave_one_set_out``).
+  (``workbench.index.rerank``); with ``--chunk-size N`` (repeated), the grid again on chunks of N
+  tokens. With several sets, the hybrid setting is chosen leaving one set out at a time
+  (``leave_one_set_out``).
 
 Each prints hit@1, hit@5 and MRR by page (a question is answered when a chunk of one of its
 expected pages is retrieved; ranks are looked at to 10), plus the chunk counts and the share of
 chunks under 200 characters. ``--misses`` lists the questions each pipeline got wrong at hit@1.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py [--set postgres --set django]
-        [--misses] [--rerank MODEL_DIR] [--json PATH]
+        [--misses] [--rerank MODEL_DIR] [--chunk-size 120 --chunk-size 160] [--json PATH]
 """
 from __future__ import annotations
 
@@ -119,7 +120,11 @@ def scores(questions: list[dict], ranked_pages: list[list[str]]) -> dict:
     return out
 
 
-def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: bool = False) -> dict:
+def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: bool = False,
+                       chunk_size: int | None = None) -> dict:
+    """``workbench ingest`` of ``folder`` into the workspace of ``WORKBENCH_HOME`` (chunks of
+    ``chunk_size`` tokens, a fifth of them shared with the next, or the default), then every
+    search mode and the hybrid grid."""
     from storage.documents import DocumentStore
     from workbench.evaluate.retrieval import run_retrieval
     from workbench.index import store
@@ -127,7 +132,8 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: bool = 
 
     settings = Settings.from_env()
     started = time.perf_counter()
-    quiet(cli, "ingest", str(folder))
+    sized = ["--chunk-size", str(chunk_size), "--chunk-overlap", str(chunk_size // 5)] if chunk_size else []
+    quiet(cli, "ingest", str(folder), *sized)
     ingest_s = time.perf_counter() - started
     names = {d["id"]: d["name"] for d in DocumentStore(settings.workspace).list()}
     found = run_retrieval(settings, questions, depth=DEPTH)
@@ -200,6 +206,9 @@ def main() -> int:
     parser.add_argument("--set", action="append", choices=RETRIEVAL_SETS, dest="sets")
     parser.add_argument("--misses", action="store_true", help="list each pipeline's misses at hit@1")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument("--chunk-size", type=int, action="append", dest="chunk_sizes", metavar="TOKENS",
+                        help="also index at this chunk size (a fifth shared with the next chunk) and add its "
+                             "hybrid settings to the grid; repeat for several")
     parser.add_argument("--rerank", metavar="MODEL_DIR",
                         help="also rerank the hybrid top 10 with this causal LM (workbench.index.rerank), "
                              "e.g. a workspace's models/base")
@@ -232,6 +241,12 @@ def main() -> int:
             rows["workbench hybrid + rerank"] = scores(questions, ours["hybrid + rerank"])
         fusion = {label: scores(questions, ranked) for label, ranked in ours.items()
                   if label.startswith("hybrid ") and label != "hybrid + rerank"}
+        for size in args.chunk_sizes or []:  # the same grid on chunks of another size
+            os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix=f"wb-retrieval-{name}-{size}-")
+            sized = workbench_pipeline(folder, questions, cli, chunk_size=size)
+            rows[f"workbench dense, chunks {size}"] = scores(questions, sized["dense"])
+            fusion.update({f"{label}, chunks {size}": scores(questions, ranked) for label, ranked in sized.items()
+                           if label.startswith("hybrid ")})
         pages = len(pages_words)
         print(f"\n== {name}: {pages} pages, {len(questions)} questions ==")
         print(f"chunks: plain {plain['chunks']} ({plain['short']:.1%} under 200 characters), "
