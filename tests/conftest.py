@@ -387,6 +387,15 @@ def with_openmp_pool(name: str, work) -> dict:
     return seen
 
 
+def drawn(page) -> None:
+    """Wait for the frame in which Gradio draws what was just opened for the first time (a tab,
+    an accordion, a method's section): an animation frame after the opening it sets the fields
+    inside from the values it holds (``render_previously_invisible_children`` in its front end),
+    over anything typed meanwhile. The page's own frames, not a clock: its callback was asked
+    for before this one, so it has run when the second of these frames comes."""
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done())))")
+
+
 def fill_field(page, selector: str, value) -> None:
     """Type ``value`` into the input or text area under ``selector`` and move the focus on: a Gradio field sends
     its value when it loses focus, and a click on Launch right after typing may come first."""

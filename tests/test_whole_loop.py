@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fill_field, start_app_with_users, wait_for
+from tests.conftest import drawn, fill_field, start_app_with_users, wait_for
 
 PEOPLE = {"alice": "admin", "ann": "annotator"}
 DOCUMENTS = {
@@ -96,6 +96,13 @@ def sign_in(browser, url: str, name: str):
 
 def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
+    drawn(page)
+
+
+def open_section(page, title: str, exact: bool = False) -> None:
+    """Open the accordion titled ``title`` and wait until its fields are drawn."""
+    page.get_by_text(title, exact=exact).filter(visible=True).click()
+    drawn(page)
 
 
 def set_slider(page, label: str, value: float) -> None:
@@ -126,7 +133,8 @@ def fill_training_form(page, method: str, **values) -> None:
 
     page.locator("#train-method").get_by_label(method, exact=True).check()
     expect(page.locator(f"#train-{method}-output_name")).to_be_visible(timeout=30 * SECONDS)
-    page.get_by_text("Training", exact=True).filter(visible=True).click()
+    drawn(page)
+    open_section(page, "Training", exact=True)
     for name, value in values.items():
         fill_field(page, f"#train-{method}-{name}", value)
 
@@ -162,7 +170,7 @@ def chat_and_send_to_annotate(page, ws: Path) -> None:
 
     open_tab(page, "Chat")
     # the team's system prompt, in French, told to the model before every question from now on
-    page.get_by_text("System prompt (this workspace)").click()
+    open_section(page, "System prompt (this workspace)")
     expect(page.locator("#chat-system-message")).to_contain_text("No system prompt yet", timeout=30 * SECONDS)
     fill_field(page, "#chat-system-text", SYSTEM_PROMPT)
     page.locator("#chat-system-save").click()
@@ -224,7 +232,7 @@ def create_pairs(page, ws: Path) -> None:
     expect(added).to_contain_text("generated in batches by run")
     run_id = re.search(r"by run (\S+)", added.inner_text()).group(1)
     # the trainer's panel: guidelines for the annotators, in French
-    page.get_by_text("Team: guidelines, sets, agreement, merge").click()
+    open_section(page, "Team: guidelines, sets, agreement, merge")
     fill_field(page, "#team-guidelines", GUIDELINES)
     page.locator("#team-guidelines-save").click()
     expect(page.locator("#team-guidelines-message")).to_contain_text("Guidelines saved", timeout=30 * SECONDS)
@@ -347,7 +355,7 @@ def evaluate_against_base(page, ws: Path) -> None:
     assert page.locator("#eval-scoreboard table").first.evaluate("t => t.scrollWidth") <= 1400
     expect(page.locator("#eval-models-table")).to_contain_text("llama-dpo ← base")
     # the two models' answers side by side
-    page.get_by_text("Two models side by side").click()
+    open_section(page, "Two models side by side")
     for picker, name in (("#eval-first", "base"), ("#eval-second", "llama-dpo")):
         page.locator(f"{picker} input").fill(name)
         page.locator(f"{picker} [role=option]", has_text=name).first.click()  # waits for the option
@@ -357,11 +365,11 @@ def evaluate_against_base(page, ws: Path) -> None:
     width = page.locator("#eval-answers table").first.evaluate("t => t.scrollWidth")
     assert width <= 1400, width
     # a metric along the lineage
-    page.get_by_text("A metric along the lineage").click()
+    open_section(page, "A metric along the lineage")
     page.locator("#eval-metric input").fill("win-rate vs base")
     page.locator("#eval-metric [role=option]", has_text="win-rate vs base").first.click()
     expect(page.locator("#eval-lineage-plot .js-plotly-plot")).to_be_visible(timeout=30 * SECONDS)
-    page.get_by_text("Reports", exact=True).click()
+    open_section(page, "Reports", exact=True)
     expect(page.locator("#eval-report-run input")).to_have_value(f"{run_id} — succeeded", timeout=30 * SECONDS)
     page.locator("#eval-report-open").click()
     summary = page.locator("#eval-report-summary")
