@@ -120,7 +120,7 @@ def scores(questions: list[dict], ranked_pages: list[list[str]]) -> dict:
     return out
 
 
-def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: bool = False,
+def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: tuple[int, ...] = (),
                        chunk_size: int | None = None) -> dict:
     """``workbench ingest`` of ``folder`` into the workspace of ``WORKBENCH_HOME`` (chunks of
     ``chunk_size`` tokens, a fifth of them shared with the next, or the default), then every
@@ -144,12 +144,39 @@ def workbench_pipeline(folder: Path, questions: list[dict], cli, rerank: bool = 
     for mode, hits in found.ranked.items():
         out[mode] = [[names[h.doc_id] for h in row] for row in hits]
     texts = [q["question"] for q in questions]
-    if rerank:  # what `workbench eval-retrieval --rerank` runs, with the base model
-        started = time.perf_counter()
-        reranked = run_retrieval(settings, questions, ("hybrid",), depth=DEPTH, rerank_with="base")
-        out["hybrid + rerank"] = [[names[h.doc_id] for h in row] for row in reranked.ranked["hybrid+rerank"]]
-        out["rerank_s_per_question"] = round((time.perf_counter() - started) / len(texts), 2)
+    if rerank:
+        out.update(reranked_at(settings, questions, names, rerank))
     out.update(hybrid_grid(settings, chunks, texts, names))
+    return out
+
+
+def reranked_at(settings, questions: list[dict], names: dict, depths: tuple[int, ...]) -> dict:
+    """Hybrid search reranked by the base model (``workbench.index.rerank``, what
+    ``workbench eval-retrieval --rerank`` and Chat run) over its top ``d`` chunks for each
+    ``d`` in ``depths``, the chunks below in the search's order: each question's chunks scored
+    once, to the deepest. ``hybrid + rerank`` is the product's depth (``RERANK_DEPTH``)."""
+    from workbench.chat.session import RERANK_DEPTH
+    from workbench.index.rerank import fused_order, question_log_likelihoods
+    from workbench.models.loading import load_for_inference, resolve
+
+    model, tokenizer, _ = load_for_inference(resolve("base", settings.workspace, settings.base_model),
+                                             workspace=settings.workspace)
+    from workbench.evaluate.retrieval import run_retrieval
+
+    deepest = max(depths)
+    hybrid = run_retrieval(settings, questions, ("hybrid",), depth=max(deepest, DEPTH)).ranked["hybrid"]
+    started = time.perf_counter()
+    scored = [question_log_likelihoods(model, tokenizer, q["question"], hits[:deepest])
+              for q, hits in zip(questions, hybrid)]
+    out: dict = {"rerank_s_per_question": round((time.perf_counter() - started) / len(questions), 2),
+                 "rerank_passages_per_question": deepest}
+    for depth in sorted(set(depths) | {RERANK_DEPTH}):
+        rows = []
+        for hits, scores in zip(hybrid, scored):
+            top = hits[:depth]
+            rows.append(([names[top[i].doc_id] for i in fused_order(scores[:len(top)])]
+                         + [names[h.doc_id] for h in hits[depth:]])[:DEPTH])
+        out["hybrid + rerank" if depth == RERANK_DEPTH else f"hybrid + rerank of {depth}"] = rows
     return out
 
 
@@ -209,6 +236,9 @@ def main() -> int:
     parser.add_argument("--chunk-size", type=int, action="append", dest="chunk_sizes", metavar="TOKENS",
                         help="also index at this chunk size (a fifth shared with the next chunk) and add its "
                              "hybrid settings to the grid; repeat for several")
+    parser.add_argument("--rerank-depth", type=int, action="append", dest="rerank_depths", metavar="CHUNKS",
+                        help="with --rerank: also rerank the top CHUNKS (repeat for several; each question's "
+                             "chunks are scored once, to the deepest)")
     parser.add_argument("--rerank", metavar="MODEL_DIR",
                         help="also rerank the hybrid top 10 with this causal LM (workbench.index.rerank), "
                              "e.g. a workspace's models/base")
@@ -232,15 +262,16 @@ def main() -> int:
         model = load_embedder(Settings.from_env().embedding_model)
         pages_words = {page.name: page_words(page) for page in page_files(folder)}
         plain = plain_pipeline(folder, questions, model, pages_words)
-        ours = workbench_pipeline(folder, questions, cli, bool(args.rerank))
+        depths = tuple(args.rerank_depths or ()) + (DEPTH,) if args.rerank else ()
+        ours = workbench_pipeline(folder, questions, cli, depths)
         rows = {"tf-idf of whole pages": scores(questions, tfidf_pages(questions, pages_words)),
                 "plain": scores(questions, plain["ranked"]),
                 "workbench dense": scores(questions, ours["dense"]),
                 "workbench hybrid": scores(questions, ours["hybrid"])}
-        if args.rerank:
-            rows["workbench hybrid + rerank"] = scores(questions, ours["hybrid + rerank"])
+        for label in (label for label in ours if label.startswith("hybrid + rerank")):
+            rows[f"workbench {label}"] = scores(questions, ours[label])
         fusion = {label: scores(questions, ranked) for label, ranked in ours.items()
-                  if label.startswith("hybrid ") and label != "hybrid + rerank"}
+                  if label.startswith("hybrid ") and not label.startswith("hybrid + rerank")}
         for size in args.chunk_sizes or []:  # the same grid on chunks of another size
             os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix=f"wb-retrieval-{name}-{size}-")
             sized = workbench_pipeline(folder, questions, cli, chunk_size=size)

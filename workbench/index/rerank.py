@@ -52,12 +52,17 @@ def question_log_likelihoods(model: Any, tokenizer: Any, question: str, hits: li
     return scores
 
 
+def fused_order(scores: list[float]) -> list[int]:
+    """The positions of hits listed best first by the search, in the order that fuses the
+    search's ranks with the ranks of the model's ``scores`` (one per hit) by reciprocal rank."""
+    by_model = sorted(range(len(scores)), key=lambda i: -scores[i])
+    model_rank = {index: rank for rank, index in enumerate(by_model)}
+    return sorted(range(len(scores)), key=lambda i: -(1 / (RRF_K + i) + 1 / (RRF_K + model_rank[i])))
+
+
 def rerank(model: Any, tokenizer: Any, question: str, hits: list[Hit]) -> list[Hit]:
     """``hits`` (best first) in the fused order, ranks renumbered from 1."""
     if len(hits) < 2:
         return list(hits)
-    scores = question_log_likelihoods(model, tokenizer, question, hits)
-    by_model = sorted(range(len(hits)), key=lambda i: -scores[i])
-    model_rank = {index: rank for rank, index in enumerate(by_model)}
-    fused = sorted(range(len(hits)), key=lambda i: -(1 / (RRF_K + i) + 1 / (RRF_K + model_rank[i])))
+    fused = fused_order(question_log_likelihoods(model, tokenizer, question, hits))
     return [dataclasses.replace(hits[i], rank=rank) for rank, i in enumerate(fused, start=1)]
