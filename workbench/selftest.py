@@ -30,10 +30,10 @@ class Config:
 
 
 def run(config: Config, context: JobContext) -> dict:
-    reporter = context.reporter
     import torch
     from safetensors.torch import load_file, save_file
 
+    reporter = context.reporter
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(config.seed)
     model = torch.nn.Linear(1, 1).to(device)

@@ -67,10 +67,10 @@ def preflight(config: Config, settings: Settings) -> Preflight:
 
 
 def run(config: Config, context: JobContext) -> dict[str, Any]:
-    reporter = context.reporter
     from workbench.models.generation import context_window, generate_batch
     from workbench.models.loading import load_for_inference, release_memory
 
+    reporter = context.reporter
     settings = context.settings
     store = pair_store(settings.workspace)
     todo = pending(store, config.pair_ids)

@@ -89,11 +89,11 @@ def preflight(config: Config, settings: Settings) -> Preflight:
 
 
 def run(config: Config, context: JobContext) -> dict[str, Any]:
-    reporter = context.reporter
     from workbench.evaluate.units import load
     from workbench.models.loading import release_memory
     from workbench.train.scoring import reward_scores
 
+    reporter = context.reporter
     settings = context.settings
     model_name = scoring_model(settings, config.reward_model)
     todo = open_pairs(settings.workspace, config.set_name)

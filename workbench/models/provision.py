@@ -121,9 +121,9 @@ def load_gguf(gguf_file: Path):
 
 
 def run(config: Config, context: JobContext) -> dict:
-    reporter = context.reporter
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    reporter = context.reporter
     workspace = context.workspace.ensure()
     target = workspace.base_model
     if is_provisioned(workspace) and not config.force:

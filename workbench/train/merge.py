@@ -53,10 +53,10 @@ def preflight(config: Config, settings: Settings):
 
 
 def run(config: Config, context: JobContext) -> dict:
-    reporter = context.reporter
     import torch
     from transformers import AutoModelForCausalLM
 
+    reporter = context.reporter
     from workbench.models.loading import apply_adapters
     from workbench.train.modeling import load_tokenizer
 
