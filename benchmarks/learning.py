@@ -1,6 +1,5 @@
 """Do votes teach at the defaults? A team's loop on a real documentation set, through the commands
-a user runs, with simulated annotators whose rules real teams have; the reward model's held-out
-accuracy at 25, 50, 100 and 200 votes.
+a user runs, with simulated annotators whose rules real teams have (``learning_rules.py``).
 
 1. ``workbench ingest`` the set's pages (``fetch_docs.py``, the retrieval benchmark's sets);
 2. prompts: the set's user questions (``data/retrieval_<set>.tsv``) and one question per section
@@ -8,20 +7,28 @@ accuracy at 25, 50, 100 and 200 votes.
    the pages are split by a hash of their name, and a question goes to the held-out side when its
    page does, so the held-out questions are about pages no training prompt was asked about;
 3. ``workbench pairs create --rag`` answers each prompt twice (two sampled sides, the defaults);
-4. each rule votes (a few lines each, below): ``faithful`` prefers the answer whose words are in
-   the retrieved context, ``concise`` the shorter answer that still says something,
-   ``language`` the answer in the question's language; ties are skipped, as an annotator skips;
-   ``--noise`` flips that share of the training votes;
-5. per rule, vote count and seed: ``workbench feedback import`` of that many training votes (drawn
-   by the seed), ``workbench merge-feedback``, the held-out pairs judged by the rule itself in
-   ``data/dataset_rlhf_test.jsonl``, ``workbench train reward`` at its defaults; its held-out
-   accuracy with a 95 % Wilson interval.
+4. each rule votes: ``faithful`` prefers the answer whose words are in the retrieved context,
+   ``concise`` the shorter answer that still says something, ``language`` the answer in the
+   question's language; ties are skipped, as an annotator skips; ``--noise`` flips that share of
+   the training votes;
+5. per rule, vote count, seed and setting (the defaults, and each value of ``--try`` alone):
+   ``workbench feedback import`` of that many training votes (drawn by the seed), ``workbench
+   merge-feedback``, the held-out pairs judged by the rule itself in
+   ``data/dataset_rlhf_test.jsonl``, then ``workbench train reward`` (its held-out accuracy, 95 %
+   Wilson interval) or ``workbench train dpo`` (the trained model and the base answer the held-out
+   prompts as a pair set; the rule judges: win rate over the pairs it does not tie, and the rule's
+   mean score of each);
+6. with ``--try``, each rule is left out in turn: the setting with the best mean on the other rules
+   is chosen, and its figure on the rule left out is printed beside the defaults'.
 
-    python benchmarks/learning.py [--set rust-book] [--votes 25,50,100,200] [--rules faithful,concise,language]
-                                  [--seeds 0,1,2] [--noise 0.0] [-k 2] [--max-new-tokens 64] [--keep DIR]
+    python benchmarks/learning.py [--set rust-book] [--method reward|dpo] [--votes 25,50,100,200]
+                                  [--rules faithful,concise,language] [--seeds 0,1,2] [--noise 0.0]
+                                  [--try learning_rate=5e-5,3e-4 --try lora_r=8,32] [--jobs N]
+                                  [-k 2] [--max-new-tokens 64] [--keep DIR] [--out RESULTS.jsonl] [--pairs-only]
 
-On a CPU every reward model at ~600-token rows takes tens of seconds a step: the whole table is a
-run for a GPU machine; ``--votes 25 --rules concise --seeds 0`` checks the loop in minutes.
+On a CPU a reward model at ~600-token rows takes seconds a step: the whole table is a run for a
+GPU machine (``--jobs 12`` on one H200); ``--votes 25 --rules concise --seeds 0`` checks the loop
+in minutes.
 """
 from __future__ import annotations
 
@@ -31,7 +38,8 @@ import hashlib
 import json
 import os
 import random
-import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 import shutil
 import sys
 import tempfile
@@ -43,46 +51,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import wilson, workbench  # noqa: E402
 from fetch_docs import fetch  # noqa: E402
+from learning_rules import RULES, judge, score  # noqa: E402
 
 HELD_OUT_PAGES = 0.3
 SECTION_QUESTION = {"fr": "Que dit la documentation sur « {} » ?", "en": "What does the documentation say about {}?"}
-
-
-# the simulated annotators ---------------------------------------------------------------------
-def _words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[^\W\d_]{4,}", text.lower())]
-
-
-def faithful(question: str, context: str, answer: str) -> float:
-    """Share of the answer's words found in the retrieved context."""
-    words, known = _words(answer), set(_words(context))
-    return sum(w in known for w in words) / len(words) if words else 0.0
-
-
-def concise(question: str, context: str, answer: str) -> float:
-    """Shorter is better, once the answer says something (three words or more)."""
-    n = len(answer.split())
-    return -n if n >= 3 else -10_000
-
-
-def language(question: str, context: str, answer: str) -> float:
-    """The answer in the question's language wins; between two that are, the more faithful."""
-    from workbench.language import question_language
-
-    asked, said = question_language(question), question_language(answer[:500])
-    return (asked is not None and said == asked) + 0.01 * faithful(question, context, answer)
-
-
-RULES = {"faithful": faithful, "concise": concise, "language": language}
-
-
-def judge(rule, prompt: str, a: str, b: str) -> str | None:
-    """"a", "b", or None on a tie (skipped)."""
-    from workbench.chat.prompt import split_prompt
-
-    question, context = split_prompt(prompt)
-    sa, sb = rule(question, context, a), rule(question, context, b)
-    return None if sa == sb else ("a" if sa > sb else "b")
 
 
 # the loop, through the CLI ------------------------------------------------------------------
@@ -110,22 +82,62 @@ def prompts_of(set_name: str, home: Path) -> list[dict]:
     return out
 
 
+def votes_of(rule, pairs: list[dict], side: dict[str, bool]) -> dict[bool, list[dict]]:
+    """The rule's votes on the answered pairs, by side (True: held out); ties are skipped."""
+    voted: dict[bool, list[dict]] = {True: [], False: []}
+    for pair in pairs:
+        question = pair["prompt"].split("\n\nContext:\n")[0]
+        a, b = pair["a"]["answer"], pair["b"]["answer"]
+        if question not in side or not a or not b:
+            continue
+        choice = judge(rule, pair["prompt"], a, b)
+        if choice:
+            chosen, rejected = (a, b) if choice == "a" else (b, a)
+            voted[side[question]].append({"prompt": pair["prompt"], "chosen": chosen, "rejected": rejected})
+    return voted
+
+
+def settings_of(tries: list[str]) -> list[dict[str, str]]:
+    """The defaults, then each value of each ``KEY=V1,V2`` option alone, the rest at the defaults
+    (a grid of every combination outgrows a GPU's hour at a few seeds and rules); a LoRA rank
+    brings its alpha (twice the rank, as the defaults have it)."""
+    out = [{}]
+    for key, _, values in (t.partition("=") for t in tries):
+        for value in values.split(","):
+            setting = {key.strip(): value.strip()}
+            if "lora_r" in setting:
+                setting["lora_alpha"] = str(2 * int(setting["lora_r"]))
+            out.append(setting)
+    return out
+
+
+def label(setting: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in setting.items() if k != "lora_alpha") or "defaults"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", default="rust-book")
+    parser.add_argument("--method", choices=("reward", "dpo"), default="reward")
     parser.add_argument("--votes", default="25,50,100,200")
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--try", dest="tries", action="append", default=[], metavar="KEY=V1,V2",
+                        help="an option's values tried beside the defaults, one at a time (repeatable)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (each its own workspace and process)")
     parser.add_argument("--noise", type=float, default=0.0)
     parser.add_argument("--held-out", type=int, default=40, help="held-out pairs (at most)")
     parser.add_argument("-k", type=int, default=2, help="chunks of context per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--keep", type=Path, help="keep the workspaces here")
+    parser.add_argument("--pairs-only", action="store_true", help="stop once the pairs are answered")
+    parser.add_argument("--out", type=Path, help="append each run's result to this JSONL file as it ends")
     parser.add_argument("--base-model", default=os.environ.get("WORKBENCH_BASE_MODEL", ""))
     args = parser.parse_args()
     votes = sorted(int(v) for v in args.votes.split(","))
     rules = [r.strip() for r in args.rules.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
+    settings = settings_of(args.tries)
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="learning-"))
     home = root / "pairs"
@@ -149,57 +161,111 @@ def main() -> None:
     pairs = json.loads(workbench(env, "pairs", "list", "--json"))
     side = {p["prompt"]: p["held_out"] for p in wanted}
     print(f"{args.set}: {len(prompts)} prompts ({len(held)} on held-out pages); {len(pairs)} pairs answered", flush=True)
+    if args.pairs_only:
+        return
 
-    table = []
+    plan = []
     for rule_name in rules:
-        rule = RULES[rule_name]
-        voted = {True: [], False: []}
-        for pair in pairs:
-            question = pair["prompt"].split("\n\nContext:\n")[0]
-            a, b = pair["a"]["answer"], pair["b"]["answer"]
-            if question not in side or not a or not b:
-                continue
-            choice = judge(rule, pair["prompt"], a, b)
-            if choice:
-                chosen, rejected = (a, b) if choice == "a" else (b, a)
-                voted[side[question]].append({"prompt": pair["prompt"], "chosen": chosen, "rejected": rejected,
-                                              "annotator": rule_name})
+        voted = votes_of(RULES[rule_name], pairs, side)
         test = voted[True][:args.held_out]
         for n in votes:
             if n > len(voted[False]):
                 print(f"  {rule_name}: {len(voted[False])} training votes, fewer than {n}: skipped", flush=True)
                 continue
-            for seed in seeds:
-                result = one_run(root, env, rule_name, voted[False], test, n, seed, args.noise)
-                table.append(result)
-                print(f"  {rule_name:9} {n:4} votes seed {seed}: held-out accuracy {result['accuracy']:.2f} "
-                      f"[{result['low']:.2f}, {result['high']:.2f}] on {result['held_out']} pairs "
-                      f"(before training {result['before']:.2f}), {result['steps']} steps", flush=True)
-    print(json.dumps({"set": args.set, "noise": args.noise, "runs": table}))
+            plan += [(rule_name, voted[False], test, n, seed, setting) for setting in settings for seed in seeds]
+
+    lock, table = threading.Lock(), []
+
+    def run(task) -> None:
+        rule_name, voted, test, n, seed, setting = task
+        result = one_run(root, env, args.method, rule_name, voted, test, n, seed, args.noise, setting,
+                         args.max_new_tokens)
+        with lock:
+            table.append(result)
+            if args.out:
+                with open(args.out, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(result) + "\n")
+            print(f"  {rule_name:9} {n:4} votes seed {seed} {label(setting)}: {result['figure']}", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        list(pool.map(run, plan))
+    print(json.dumps({"set": args.set, "method": args.method, "noise": args.noise, "runs": table,
+                      "chosen": leave_one_rule_out(table, rules)}))
 
 
-def one_run(root: Path, env: dict[str, str], rule: str, train: list[dict], test: list[dict], n: int, seed: int,
-            noise: float) -> dict:
+def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list[dict], test: list[dict], n: int,
+            seed: int, noise: float, setting: dict[str, str], max_new_tokens: int) -> dict:
     rng = random.Random(seed)
     chosen = rng.sample(train, n)
     votes = [dict(v, chosen=v["rejected"], rejected=v["chosen"]) if rng.random() < noise else v for v in chosen]
-    home = root / f"{rule}-{n}-{seed}"
+    slug = "-".join(f"{k}{v}" for k, v in setting.items() if k != "lora_alpha") or "defaults"
+    home = root / f"{method}-{rule}-{n}-{seed}-{slug}"
     shutil.rmtree(home, ignore_errors=True)
     (home / "data").mkdir(parents=True)
     run_env = dict(env, WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0")
     run_env.setdefault("WORKBENCH_BASE_MODEL", str(root / "pairs" / "models" / "base"))
-    (home / "votes.jsonl").write_text("".join(json.dumps(v) + "\n" for v in votes))
+    (home / "votes.jsonl").write_text("".join(json.dumps(dict(v, annotator=rule)) + "\n" for v in votes))
     workbench(run_env, "feedback", "import", str(home / "votes.jsonl"))
     workbench(run_env, "merge-feedback")
     (home / "data" / "dataset_rlhf_test.jsonl").write_text(
         "".join(json.dumps({k: t[k] for k in ("prompt", "chosen", "rejected")}) + "\n" for t in test))
-    out = json.loads(workbench(run_env, "train", "reward", "--json"))
+    options = [arg for key, value in setting.items() for arg in ("--set", f"{key}={value}")]
+    out = json.loads(workbench(run_env, "train", method, *options, "--json"))
     result = out.get("result") or {}
-    correct = round(result.get("eval_accuracy", 0.0) * len(test))
-    low, high = wilson(correct, len(test))
-    return {"rule": rule, "votes": n, "seed": seed, "accuracy": result.get("eval_accuracy", 0.0), "low": low,
-            "high": high, "held_out": len(test), "before": result.get("before_accuracy", 0.0),
-            "steps": result.get("global_step"), "seconds": result.get("train_seconds")}
+    row = {"method": method, "rule": rule, "votes": n, "seed": seed, "setting": label(setting),
+           "held_out": len(test), "steps": result.get("global_step"), "kept_step": result.get("kept_step"),
+           "seconds": result.get("train_seconds")}
+    if method == "reward":
+        accuracy = result.get("eval_accuracy", 0.0)
+        low, high = wilson(round(accuracy * len(test)), len(test))
+        row.update(accuracy=accuracy, low=low, high=high, before=result.get("before_accuracy", 0.0))
+        row["figure"] = (f"held-out accuracy {accuracy:.2f} [{low:.2f}, {high:.2f}] on {len(test)} pairs "
+                         f"(before {row['before']:.2f}), {row['steps']} steps")
+        return row
+    row.update(against_base(home, run_env, rule, test, result.get("output_name") or "llama-dpo", max_new_tokens))
+    row["figure"] = (f"wins {row['wins']}, loses {row['losses']}, ties {row['ties']} against the base: "
+                     f"{row['win_rate']:.2f} [{row['low']:.2f}, {row['high']:.2f}]; the rule's score "
+                     f"{row['score_base']:.3f} -> {row['score_trained']:.3f}")
+    return row
+
+
+def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], model: str, max_new_tokens: int) -> dict:
+    """The trained model (side a) and the base (side b) answer the held-out prompts, as a pair set
+    would; the rule judges each pair. Win rate over the pairs it does not tie, 95 % Wilson interval."""
+    (home / "held_out_prompts.jsonl").write_text("".join(json.dumps({"prompt": t["prompt"]}) + "\n" for t in test))
+    workbench(env, "pairs", "create", str(home / "held_out_prompts.jsonl"), "--model-a", model, "--model-b", "base",
+              "--set", "held-out", "--max-new-tokens", str(max_new_tokens))
+    pairs = [p for p in json.loads(workbench(env, "pairs", "list", "--json")) if p.get("set_name", "held-out") == "held-out"]
+    verdicts = [judge(RULES[rule], p["prompt"], p["a"]["answer"], p["b"]["answer"]) for p in pairs]
+    wins, losses = verdicts.count("a"), verdicts.count("b")
+    low, high = wilson(wins, wins + losses)
+    mean = lambda side: sum(score(RULES[rule], p["prompt"], p[side]["answer"]) for p in pairs) / max(1, len(pairs))  # noqa: E731
+    return {"wins": wins, "losses": losses, "ties": len(pairs) - wins - losses,
+            "win_rate": wins / max(1, wins + losses), "low": low, "high": high,
+            "score_trained": mean("a"), "score_base": mean("b")}
+
+
+def leave_one_rule_out(table: list[dict], rules: list[str]) -> list[dict]:
+    """For each rule in turn, the setting with the best mean figure on the other rules (every vote
+    count and seed run), and what it and the defaults score on the rule left out."""
+    key = "accuracy" if table and table[0]["method"] == "reward" else "win_rate"
+
+    def mean(setting: str, among: set[str]) -> float | None:
+        values = [r[key] for r in table if r["setting"] == setting and r["rule"] in among]
+        return sum(values) / len(values) if values else None
+
+    labels = sorted({r["setting"] for r in table})
+    out = []
+    for left in rules:
+        others = set(rules) - {left}
+        scored = [(mean(s, others), s) for s in labels]
+        scored = [(m, s) for m, s in scored if m is not None]
+        if not scored or len(labels) < 2:
+            continue
+        best = max(scored)[1]
+        out.append({"left_out": left, "chosen": best, "chosen_on_others": round(max(scored)[0], 3),
+                    "left_out_with_chosen": mean(best, {left}), "left_out_with_defaults": mean("defaults", {left})})
+    return out
 
 
 if __name__ == "__main__":

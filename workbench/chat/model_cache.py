@@ -21,6 +21,7 @@ class LoadedModel:
     loaded_at: float
     load_seconds: float
     weights: str = ""  # e.g. "int8 weights, bfloat16 activations"
+    rerank_seconds: float | None = None  # what its last rerank of a question's chunks cost
 
 
 class ModelCache:

@@ -35,7 +35,8 @@ class ChatRequest:
     max_new_tokens: int = 256
     repetition_penalty: float | None = None  # None: the model's default (models.generation)
     stop_loops: bool = True
-    rerank: bool = False  # rerank the retrieved chunks with the chat model (workbench.index.rerank)
+    rerank: bool | None = None  # rerank the retrieved chunks with the chat model (workbench.index.rerank);
+    # None: where it pays (on a GPU, while it costs under rerank.BUDGET_S a question)
 
     def sampling(self) -> Sampling:
         return Sampling(self.temperature, self.max_new_tokens, self.repetition_penalty, self.stop_loops)
@@ -85,21 +86,31 @@ RERANK_DEPTH = 10  # chunks the model reranks before the top k are kept
 
 
 def retrieve(settings: Settings, request: ChatRequest, loaded=None) -> tuple[list[Hit], str | None]:
-    """The request's top k chunks; with ``request.rerank``, the top ``RERANK_DEPTH`` reranked by
-    ``loaded`` (the chat model) first."""
+    """The request's top k chunks; reranked (``request.rerank``, or where it pays when that is
+    None) from the top ``RERANK_DEPTH`` by ``loaded`` (the chat model), whose ``rerank_seconds``
+    keeps what the last rerank cost."""
     if not request.rag:
         return [], None
-    reranking = request.rerank and loaded is not None
+    from workbench.index import rerank as reranker
+
+    notes = []
+    wanted = request.rerank
+    if wanted is None and loaded is not None:
+        wanted, why = reranker.pays(loaded.device, loaded.rerank_seconds)
+        notes += [why] if why else []
+    reranking = bool(wanted) and loaded is not None
     depth = max(request.k, RERANK_DEPTH) if reranking else request.k
     retriever = retriever_for(settings.workspace, settings.embedding_model)
     hits = retriever.search(request.question, depth, request.mode)
-    if reranking:
-        from workbench.index.rerank import rerank
-
-        hits = rerank(loaded.model, loaded.tokenizer, request.question, hits)[:request.k]
+    if reranking and hits:
+        started = time.perf_counter()
+        hits = reranker.rerank(loaded.model, loaded.tokenizer, request.question, hits)[:request.k]
+        loaded.rerank_seconds = time.perf_counter() - started
     if not hits:
         return hits, "no documents indexed yet: answered without context"
-    return hits, retriever.lexical_note(request.question) if request.mode == "hybrid" else None
+    if request.mode == "hybrid":
+        notes += [note for note in [retriever.lexical_note(request.question)] if note]
+    return hits, "; ".join(notes) or None
 
 
 def stream_generate(loaded, prompt: str, sampling: Sampling, system: str = "") -> Iterator[tuple[str, int]]:

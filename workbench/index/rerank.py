@@ -22,6 +22,7 @@ from typing import Any
 
 from workbench.index.search import Hit
 
+BUDGET_S = 0.1  # on by default where a question's rerank costs less than this
 RRF_K = 10  # small: the lists are ten long, and the top of each should count
 PASSAGE_CHARS = 1500
 INSTRUCTION = "Write a question that this passage answers."
@@ -33,23 +34,47 @@ def passage_prompt(tokenizer: Any, hit: Hit) -> str:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def question_log_likelihoods(model: Any, tokenizer: Any, question: str, hits: list[Hit]) -> list[float]:
-    """Mean log-probability of the question's tokens after each hit's passage prompt. One pass per
-    passage, unpadded: a padded batch scores a little differently in bf16, and it moved hit@1."""
+def question_log_likelihoods(model: Any, tokenizer: Any, question: str, hits: list[Hit],
+                             batched: bool | None = None) -> list[float]:
+    """Mean log-probability of the question's tokens after each hit's passage prompt.
+
+    On a GPU the passages go in one left-padded batch (their own positions, the padding masked);
+    elsewhere (``batched`` None) one pass per passage, unpadded: on a CPU a padded batch scored a
+    little differently in bf16, and it moved hit@1, and batching gains little there."""
     import torch
 
     question_ids = tokenizer(question, add_special_tokens=False)["input_ids"]
     asked = len(question_ids)
     device = next(model.parameters()).device
+    rows = [tokenizer(passage_prompt(tokenizer, hit), add_special_tokens=False)["input_ids"] + question_ids
+            for hit in hits]
+    if batched is None:
+        batched = device.type == "cuda"
+    groups = [rows] if batched else [[row] for row in rows]
     scores = []
-    for hit in hits:
-        prompt = tokenizer(passage_prompt(tokenizer, hit), add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([prompt + question_ids], device=device)
+    for group in groups:
+        width = max(len(row) for row in group)
+        ids = torch.tensor([[0] * (width - len(row)) + row for row in group], device=device)
+        mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in group], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():  # logits only where they predict the question, not a vocabulary per token
-            logits = model(input_ids=ids, logits_to_keep=asked + 1).logits.float()
-        log_probs = torch.log_softmax(logits[0, :asked], dim=-1).gather(-1, ids[0, -asked:, None])[..., 0]
-        scores.append(float(log_probs.mean()))
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                           logits_to_keep=asked + 1).logits.float()
+        log_probs = torch.log_softmax(logits[:, :asked], dim=-1).gather(-1, ids[:, -asked:, None])[..., 0]
+        scores += [float(v) for v in log_probs.mean(dim=-1)]
     return scores
+
+
+def pays(device: str, seconds: float | None) -> tuple[bool, str | None]:
+    """Whether a chat turn reranks when the asker did not say, and why not when it was on offer:
+    on a GPU, until a rerank with this model has cost ``BUDGET_S`` or more; never on a CPU (3-4 s a
+    question with the default model on two cores)."""
+    if not device.startswith("cuda"):
+        return False, None
+    if seconds is not None and seconds >= BUDGET_S:
+        return False, (f"sources not reranked: the last rerank with this model took {1000 * seconds:.0f} ms "
+                       f"(over {1000 * BUDGET_S:.0f} ms); tick Rerank to have it anyway")
+    return True, None
 
 
 def fused_order(scores: list[float]) -> list[int]:
