@@ -23,7 +23,7 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
 
     python benchmarks/learning.py [--set rust-book] [--method reward|dpo] [--votes 25,50,100,200]
                                   [--rules faithful,concise,language] [--seeds 0,1,2] [--noise 0.0]
-                                  [--try learning_rate=5e-5,3e-4 --try lora_r=8,32] [--jobs N]
+                                  [--try learning_rate=5e-5,3e-4 --try lora_r=8,32] [--option KEY=VALUE] [--jobs N]
                                   [-k 2] [--max-new-tokens 64] [--keep DIR] [--out RESULTS.jsonl] [--pairs-only]
 
 On a CPU a reward model at ~600-token rows takes seconds a step: the whole table is a run for a
@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import wilson, workbench  # noqa: E402
 from fetch_docs import fetch  # noqa: E402
+from learning_report import leave_one_rule_out  # noqa: E402
 from learning_rules import RULES, judge, score  # noqa: E402
 
 HELD_OUT_PAGES = 0.3
@@ -124,6 +125,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--try", dest="tries", action="append", default=[], metavar="KEY=V1,V2",
                         help="an option's values tried beside the defaults, one at a time (repeatable)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option every run gets (repeatable), e.g. max_steps=2 to check the loop")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each its own workspace and process)")
     parser.add_argument("--noise", type=float, default=0.0)
     parser.add_argument("--held-out", type=int, default=40, help="held-out pairs (at most)")
@@ -164,22 +167,22 @@ def main() -> None:
     if args.pairs_only:
         return
 
-    plan = []
+    voted = {rule_name: votes_of(RULES[rule_name], pairs, side) for rule_name in rules}
     for rule_name in rules:
-        voted = votes_of(RULES[rule_name], pairs, side)
-        test = voted[True][:args.held_out]
-        for n in votes:
-            if n > len(voted[False]):
-                print(f"  {rule_name}: {len(voted[False])} training votes, fewer than {n}: skipped", flush=True)
-                continue
-            plan += [(rule_name, voted[False], test, n, seed, setting) for setting in settings for seed in seeds]
+        print(f"  {rule_name}: {len(voted[rule_name][False])} training votes, "
+              f"{len(voted[rule_name][True][:args.held_out])} held out", flush=True)
+    # every rule of a vote count, seed and setting before the next: a run cut short still has them side by side
+    plan = [(rule_name, voted[rule_name][False], voted[rule_name][True][:args.held_out], n, seed, setting)
+            for n in votes for seed in seeds for setting in settings for rule_name in rules
+            if n <= len(voted[rule_name][False])]
 
     lock, table = threading.Lock(), []
 
     def run(task) -> None:
         rule_name, voted, test, n, seed, setting = task
         result = one_run(root, env, args.method, rule_name, voted, test, n, seed, args.noise, setting,
-                         args.max_new_tokens)
+                         args.max_new_tokens, args.option)
+        result = {"set": args.set, **result}
         with lock:
             table.append(result)
             if args.out:
@@ -190,11 +193,11 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         list(pool.map(run, plan))
     print(json.dumps({"set": args.set, "method": args.method, "noise": args.noise, "runs": table,
-                      "chosen": leave_one_rule_out(table, rules)}))
+                      "chosen": leave_one_rule_out(table)}))
 
 
 def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list[dict], test: list[dict], n: int,
-            seed: int, noise: float, setting: dict[str, str], max_new_tokens: int) -> dict:
+            seed: int, noise: float, setting: dict[str, str], max_new_tokens: int, always: list[str]) -> dict:
     rng = random.Random(seed)
     chosen = rng.sample(train, n)
     votes = [dict(v, chosen=v["rejected"], rejected=v["chosen"]) if rng.random() < noise else v for v in chosen]
@@ -209,7 +212,8 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
     workbench(run_env, "merge-feedback")
     (home / "data" / "dataset_rlhf_test.jsonl").write_text(
         "".join(json.dumps({k: t[k] for k in ("prompt", "chosen", "rejected")}) + "\n" for t in test))
-    options = [arg for key, value in setting.items() for arg in ("--set", f"{key}={value}")]
+    options = [arg for option in always for arg in ("--set", option)]
+    options += [arg for key, value in setting.items() for arg in ("--set", f"{key}={value}")]
     out = json.loads(workbench(run_env, "train", method, *options, "--json"))
     result = out.get("result") or {}
     row = {"method": method, "rule": rule, "votes": n, "seed": seed, "setting": label(setting),
@@ -243,29 +247,6 @@ def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], m
     return {"wins": wins, "losses": losses, "ties": len(pairs) - wins - losses,
             "win_rate": wins / max(1, wins + losses), "low": low, "high": high,
             "score_trained": mean("a"), "score_base": mean("b")}
-
-
-def leave_one_rule_out(table: list[dict], rules: list[str]) -> list[dict]:
-    """For each rule in turn, the setting with the best mean figure on the other rules (every vote
-    count and seed run), and what it and the defaults score on the rule left out."""
-    key = "accuracy" if table and table[0]["method"] == "reward" else "win_rate"
-
-    def mean(setting: str, among: set[str]) -> float | None:
-        values = [r[key] for r in table if r["setting"] == setting and r["rule"] in among]
-        return sum(values) / len(values) if values else None
-
-    labels = sorted({r["setting"] for r in table})
-    out = []
-    for left in rules:
-        others = set(rules) - {left}
-        scored = [(mean(s, others), s) for s in labels]
-        scored = [(m, s) for m, s in scored if m is not None]
-        if not scored or len(labels) < 2:
-            continue
-        best = max(scored)[1]
-        out.append({"left_out": left, "chosen": best, "chosen_on_others": round(max(scored)[0], 3),
-                    "left_out_with_chosen": mean(best, {left}), "left_out_with_defaults": mean("defaults", {left})})
-    return out
 
 
 if __name__ == "__main__":

@@ -1,0 +1,106 @@
+"""The tables of ``benchmarks/learning.py``'s results (the JSONL files its ``--out`` writes, one
+run a line): the learning curve at the defaults, each setting's figure by rule, and each rule left
+out in turn while a setting is chosen on the others.
+
+    python benchmarks/learning_report.py RESULTS.jsonl [MORE.jsonl ...]
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import wilson  # noqa: E402
+
+
+def figure_of(row: dict) -> str:
+    return "accuracy" if row["method"] == "reward" else "win_rate"
+
+
+def pooled(rows: list[dict]) -> str:
+    """Mean over the runs, and one Wilson interval over all their held-out items (or judged pairs)."""
+    key = figure_of(rows[0])
+    if key == "accuracy":
+        hits, n = sum(round(r["accuracy"] * r["held_out"]) for r in rows), sum(r["held_out"] for r in rows)
+    else:
+        hits, n = sum(r["wins"] for r in rows), sum(r["wins"] + r["losses"] for r in rows)
+    low, high = wilson(hits, n)
+    return f"{statistics.mean(r[key] for r in rows):.2f} [{low:.2f}, {high:.2f}] ({len(rows)} run{'s' * (len(rows) > 1)})"
+
+
+def curve(rows: list[dict]) -> list[str]:
+    """At the defaults: a line per set, method and rule, a column per vote count."""
+    cells = defaultdict(list)
+    for r in rows:
+        if r["setting"] == "defaults":
+            cells[(r.get("set", ""), r["method"], r["rule"], r["votes"])].append(r)
+    counts = sorted({key[3] for key in cells})
+    out = ["| set | method | rule | " + " | ".join(f"{n} votes" for n in counts) + " |",
+           "|---|---|---|" + "---|" * len(counts)]
+    for line in sorted({key[:3] for key in cells}):
+        out.append(f"| {' | '.join(line)} | " + " | ".join(pooled(cells[(*line, n)]) if cells[(*line, n)] else "" for n in counts) + " |")
+    return out
+
+
+def by_setting(rows: list[dict]) -> list[str]:
+    cells = defaultdict(list)
+    for r in rows:
+        cells[(r["setting"], r["rule"])].append(r)
+    rules = sorted({r["rule"] for r in rows})
+    out = ["| setting | " + " | ".join(rules) + " | mean |", "|---|" + "---|" * (len(rules) + 1)]
+    for setting in sorted({key[0] for key in cells}, key=lambda s: (s != "defaults", s)):
+        means = [statistics.mean(r[figure_of(r)] for r in cells[(setting, rule)]) if cells[(setting, rule)] else None
+                 for rule in rules]
+        known = [m for m in means if m is not None]
+        overall = f"{statistics.mean(known):.3f}" if known else ""
+        out.append(f"| {setting} | " + " | ".join("" if m is None else f"{m:.3f}" for m in means) + f" | {overall} |")
+    return out
+
+
+def leave_one_rule_out(rows: list[dict]) -> list[dict]:
+    """For each rule in turn, the setting with the best mean figure on the other rules (every vote
+    count and seed run), and what it and the defaults score on the rule left out."""
+    rules = sorted({r["rule"] for r in rows})
+    labels = sorted({r["setting"] for r in rows})
+
+    def mean(setting: str, among: set[str]) -> float | None:
+        values = [r[figure_of(r)] for r in rows if r["setting"] == setting and r["rule"] in among]
+        return round(statistics.mean(values), 3) if values else None
+
+    out = []
+    for left in rules:
+        others = set(rules) - {left}
+        scored = [(m, s) for s in labels if (m := mean(s, others)) is not None]
+        if len(scored) < 2:
+            continue
+        best_mean, best = max(scored, key=lambda ms: (ms[0], ms[1] == "defaults"))  # a tie keeps the defaults
+        out.append({"left_out": left, "chosen": best, "chosen_on_others": best_mean,
+                    "left_out_with_chosen": mean(best, {left}), "left_out_with_defaults": mean("defaults", {left})})
+    return out
+
+
+def main() -> None:
+    rows = [json.loads(line) for path in sys.argv[1:] for line in Path(path).read_text().splitlines() if line.strip()]
+    for (set_name, method), group in sorted(_groups(rows).items()):
+        print(f"\n## {set_name or 'the set'}: {method}\n")
+        print("\n".join(curve(group)))
+        if len({r["setting"] for r in group}) > 1:
+            print()
+            print("\n".join(by_setting(group)))
+            for line in leave_one_rule_out(group):
+                print(json.dumps(line))
+
+
+def _groups(rows: list[dict]) -> dict:
+    out = defaultdict(list)
+    for r in rows:
+        out[(r.get("set", ""), r["method"])].append(r)
+    return out
+
+
+if __name__ == "__main__":
+    main()
