@@ -2,4 +2,14 @@
 
 The core package holds the domain logic; it never imports gradio, huey or ``jobs``.
 """
+import os
+
 __version__ = "0.1.0"
+
+# transformers (5.2x) kernelizes every model it loads on a GPU with kernels fetched from the Hub
+# whenever the ``kernels`` package is installed (bitsandbytes brings it). On a box without Hub
+# access the load then fails ("Version 2 of 'kernels-community/rotary' is not available in the
+# local cache"), and code fetched at load time is remote code, which a shared box does not run.
+# Off unless the machine's owner sets USE_HUB_KERNELS=YES; every process the workbench starts
+# inherits it.
+os.environ.setdefault("USE_HUB_KERNELS", "NO")
