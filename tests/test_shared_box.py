@@ -456,3 +456,21 @@ def test_typed_input_and_names_have_limits_and_nothing_is_saved_past_them(settin
     doc.write_text("Du texte.")
     added = add_paths(ws, [doc], 10**6, names=["rapport\u202etxt.exe.txt"])
     assert added[0].doc["name"] == "rapporttxt.exe.txt"
+
+
+def test_no_code_is_fetched_from_the_hub_when_a_model_loads():
+    """transformers kernelizes a model on a GPU with kernels fetched from the Hub when the kernels
+    package is there (it is here: bitsandbytes brings it); the workbench turns that off unless
+    the machine's owner turns it on."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, workbench; from transformers.integrations.hub_kernels import _kernels_enabled; "
+            "print(os.environ['USE_HUB_KERNELS'], _kernels_enabled())")
+    env = {k: v for k, v in os.environ.items() if k != "USE_HUB_KERNELS"}
+    run = lambda: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,  # noqa: E731
+                                 check=True).stdout.split()
+    assert run() == ["NO", "False"]
+    env["USE_HUB_KERNELS"] = "YES"
+    assert run() == ["YES", "True"]
