@@ -96,5 +96,11 @@ def test_the_train_tab_says_when_there_are_too_few_votes(settings):
     write_jsonl(ws.data / "enough.jsonl", preference_pairs(WORTH_RUNNING))
     assert dataset_summary("reward", ws, "few.jsonl").startswith(f"**Only 10 pairs:** under the {WORTH_RUNNING}")
     assert "Only" not in dataset_summary("reward", ws, "enough.jsonl")
-    assert "Only" not in dataset_summary("dpo", ws, "few.jsonl")  # no measurement for DPO: nothing claimed
+    assert "Only" not in dataset_summary("grpo", ws, "few.jsonl")  # no measurement for GRPO: nothing claimed
+    assert "prompts" in dataset_summary("grpo", ws, "few.jsonl")
     assert f"about {WORTH_RUNNING} votes" in needs_text("reward")
+    from workbench.train import dpo
+
+    assert dataset_summary("dpo", ws, "enough.jsonl").startswith(f"**Only {WORTH_RUNNING} pairs:** under the "
+                                                                 f"{dpo.WORTH_RUNNING}")
+    assert f"about {dpo.WORTH_RUNNING} votes" in needs_text("dpo")

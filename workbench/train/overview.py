@@ -40,8 +40,8 @@ def dataset_summary(method: str, workspace: Workspace, name: str, samples: int =
     lines = [f"**{len(rows)} {module.ROWS}** in `{name}`, read as {method} needs them. First {min(samples, len(rows))}:"]
     worth = getattr(module, "WORTH_RUNNING", 0)
     if len(rows) < worth:
-        lines.insert(0, f"**Only {len(rows)} {module.ROWS}:** under the {worth} that taught this method a clear rule "
-                        "in the benchmark; collect more votes (Annotate) before reading much into the result.")
+        lines.insert(0, f"**Only {len(rows)} {module.ROWS}:** under the {worth} that taught this method in the "
+                        "benchmark; collect more votes (Annotate) before reading much into the result.")
     for row in rows[:samples]:
         text = row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)
         lines.append(f"- `{text[:300]}{'…' if len(text) > 300 else ''}`")
