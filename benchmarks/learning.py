@@ -53,6 +53,7 @@ from common import wilson, workbench  # noqa: E402
 from fetch_docs import fetch  # noqa: E402
 from learning_report import leave_one_rule_out  # noqa: E402
 from learning_rules import RULES, judge, score  # noqa: E402
+from workbench.chat.prompt import split_prompt  # noqa: E402
 
 HELD_OUT_PAGES = 0.3
 SECTION_QUESTION = {"fr": "Que dit la documentation sur « {} » ?", "en": "What does the documentation say about {}?"}
@@ -87,7 +88,7 @@ def votes_of(rule, pairs: list[dict], side: dict[str, bool]) -> dict[bool, list[
     """The rule's votes on the answered pairs, by side (True: held out); ties are skipped."""
     voted: dict[bool, list[dict]] = {True: [], False: []}
     for pair in pairs:
-        question = pair["prompt"].split("\n\nContext:\n")[0]
+        question = split_prompt(pair["prompt"])[0]
         a, b = pair["a"]["answer"], pair["b"]["answer"]
         if question not in side or not a or not b:
             continue
@@ -243,7 +244,10 @@ def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], m
     verdicts = [judge(RULES[rule], p["prompt"], p["a"]["answer"], p["b"]["answer"]) for p in pairs]
     wins, losses = verdicts.count("a"), verdicts.count("b")
     low, high = wilson(wins, wins + losses)
-    mean = lambda side: sum(score(RULES[rule], p["prompt"], p[side]["answer"]) for p in pairs) / max(1, len(pairs))  # noqa: E731
+
+    def mean(side: str) -> float:
+        return sum(score(RULES[rule], p["prompt"], p[side]["answer"]) for p in pairs) / max(1, len(pairs))
+
     return {"wins": wins, "losses": losses, "ties": len(pairs) - wins - losses,
             "win_rate": wins / max(1, wins + losses), "low": low, "high": high,
             "score_trained": mean("a"), "score_base": mean("b")}

@@ -43,7 +43,8 @@ def save(home: Path, set_name: str, out: Path) -> None:
     names = {d["id"]: d["name"] for d in DocumentStore(settings.workspace).list()}
     ranked = run_retrieval(settings, questions, ("hybrid",), depth=RERANK_DEPTH).ranked["hybrid"]
     rows = [{"question": q["question"], "sources": q["sources"],
-             "hits": [dict(h.to_dict(), page_name=names[h.doc_id]) for h in hits]} for q, hits in zip(questions, ranked)]
+             "pages": [names[h.doc_id] for h in hits], "hits": [h.to_dict() for h in hits]}
+            for q, hits in zip(questions, ranked)]
     out.write_text(json.dumps({"set": set_name, "questions": rows}, ensure_ascii=False))
     print(f"{set_name}: {len(rows)} questions, their top {RERANK_DEPTH} saved to {out}")
 
@@ -52,6 +53,7 @@ def measure(files: list[Path], model_dir: str) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from workbench.evaluate.metrics import first_relevant_rank
     from workbench.index.rerank import BUDGET_S, fused_order, question_log_likelihoods
     from workbench.index.search import Hit
     from workbench.models.loading import pick_device_dtype
@@ -66,18 +68,18 @@ def measure(files: list[Path], model_dir: str) -> dict:
         seconds = {"one pass per passage": [], "one batch": []}
         firsts = {"search": [], "one pass per passage": [], "one batch": []}
         gaps = []
-        question_log_likelihoods(model, tokenizer, "warm up", [Hit(**{k: v for k, v in h.items() if k != "page_name"})
-                                                                for h in data["questions"][0]["hits"]], batched=True)
+        question_log_likelihoods(model, tokenizer, "warm up", [Hit(**h) for h in data["questions"][0]["hits"]],
+                                 batched=True)
         for row in data["questions"]:
-            hits = [Hit(**{k: v for k, v in h.items() if k != "page_name"}) for h in row["hits"]]
-            pages = [h["page_name"] for h in row["hits"]]
-            firsts["search"].append(pages[0] in row["sources"])
+            hits, pages = [Hit(**h) for h in row["hits"]], row["pages"]
+            firsts["search"].append(first_relevant_rank(pages, set(row["sources"])) == 1)
             scored = {}
             for way, batched in (("one pass per passage", False), ("one batch", True)):
                 started = time.perf_counter()
                 scored[way] = question_log_likelihoods(model, tokenizer, row["question"], hits, batched=batched)
                 seconds[way].append(time.perf_counter() - started)
-                firsts[way].append(pages[fused_order(scored[way])[0]] in row["sources"])
+                reranked = [pages[i] for i in fused_order(scored[way])]
+                firsts[way].append(first_relevant_rank(reranked, set(row["sources"])) == 1)
             gaps.append(max(abs(a - b) for a, b in zip(*scored.values())))
         n = len(data["questions"])
         report["sets"][data["set"]] = {

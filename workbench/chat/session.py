@@ -97,7 +97,7 @@ def retrieve(settings: Settings, request: ChatRequest, loaded=None) -> tuple[lis
     wanted = request.rerank
     if wanted is None and loaded is not None:
         wanted, why = reranker.pays(loaded.device, loaded.rerank_seconds)
-        notes += [why] if why else []
+        notes.append(why)
     reranking = bool(wanted) and loaded is not None
     depth = max(request.k, RERANK_DEPTH) if reranking else request.k
     retriever = retriever_for(settings.workspace, settings.embedding_model)
@@ -109,8 +109,8 @@ def retrieve(settings: Settings, request: ChatRequest, loaded=None) -> tuple[lis
     if not hits:
         return hits, "no documents indexed yet: answered without context"
     if request.mode == "hybrid":
-        notes += [note for note in [retriever.lexical_note(request.question)] if note]
-    return hits, "; ".join(notes) or None
+        notes.append(retriever.lexical_note(request.question))
+    return hits, "; ".join(filter(None, notes)) or None
 
 
 def stream_generate(loaded, prompt: str, sampling: Sampling, system: str = "") -> Iterator[tuple[str, int]]:
