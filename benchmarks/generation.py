@@ -14,7 +14,8 @@ On the default 135M model (or ``--model``), in one process:
   dtype (full) and with int8 weights; decoding tokens/s after the first token, against the bound
   of reading every byte one token needs once (``decode_bytes``) at the measured read bandwidth (a
   torch sum over 512 MiB on every thread, best of 3), and the perplexity of 1,024 tokens of the
-  README with each;
+  README with each; chat and the two bare calls alternate over ``--repeats`` rounds, and each
+  figure is their median with its range (chat's ratio to the defaults is taken within a round);
 - loops: 40 questions over the PostgreSQL tutorial (fetched from Debian by ``fetch_docs.py``),
   RAG prompts, greedy, share of answers that end in a loop without guards and with the defaults
   (repetition penalty and the loop stop; answers the stop cut are counted apart);
@@ -22,7 +23,7 @@ On the default 135M model (or ``--model``), in one process:
   pick the next ready one, count progress) with 500 pairs and 300 votes on disk.
 
     python benchmarks/generation.py [--model DIR] [--pairs 16] [--batch-size 16] [--loop-tokens 160]
-                                    [--chat-tokens 128]
+                                    [--chat-tokens 128] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -67,6 +69,12 @@ def decode_rate(model, enc, kwargs, extra) -> tuple[float, float]:
     return (out.shape[-1] - enc["input_ids"].shape[-1] - 1) / (time.perf_counter() - began - first), first
 
 
+def spread(values: list[float], digits: int = 1) -> dict[str, float]:
+    """The median of ``values`` and their range, the run-to-run spread a figure is quoted with."""
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits)}
+
+
 def on_new_thread(fn, *args):
     """``fn(*args)`` run on a thread of its own, as a web request's generation is."""
     from concurrent.futures import ThreadPoolExecutor
@@ -87,6 +95,7 @@ def main() -> int:
     parser.add_argument("--pair-tokens", type=int, default=64)
     parser.add_argument("--loop-tokens", type=int, default=160)
     parser.add_argument("--chat-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of the chat comparison (median and range)")
     args = parser.parse_args()
 
     from common import summary_ms, temporary_workspace
@@ -159,12 +168,8 @@ def main() -> int:
     figures["chat"] = {"read_bandwidth_gb_s": round(bandwidth, 1), "max_new_tokens": args.chat_tokens}
     for weights in ("full", "int8") if kernel_available() else ("full",):
         chat_settings = dataclasses.replace(settings, decode_weights=weights)
-        turn = None
-        for _ in range(2):  # the second one counts: the first loads and warms up
-            for turn in answer_stream(chat_settings, request):
-                pass
-        decoding_s = max(turn.seconds - (turn.ttft_s or 0), 1e-9)
-        chat_tps = (turn.new_tokens - 1) / decoding_s if turn.new_tokens > 1 else 0.0
+        for turn in answer_stream(chat_settings, request):  # loads and warms up; not counted
+            pass
         chat_model = CACHE.get("base", settings.workspace, settings.base_model, weights)
         enc = tokenizer.apply_chat_template(chat_messages(turn.prompt), add_generation_prompt=True,
                                             return_tensors="pt", return_dict=True)
@@ -174,35 +179,44 @@ def main() -> int:
         def same():  # what chat adds: a static cache on CPU, made for each call
             return one_stream_kwargs(chat_model.model, chat_model.device, prompt_tokens + request.max_new_tokens)
 
-        bare = {"same_settings": decode_rate(chat_model.model, enc, kwargs, same),  # on this thread,
-                "transformers_defaults": decode_rate(chat_model.model, enc, kwargs, dict)}  # as a script would
+        # Rounds alternate chat, bare generate with chat's settings on this thread, and bare generate
+        # with transformers' defaults (as a script would): a busy moment weighs on all three alike,
+        # and each round's ratio is taken within the round.
+        rounds = {"chat": [], "bare_same_settings": [], "bare_transformers_defaults": [], "ttft": []}
+        for _ in range(args.repeats):
+            for turn in answer_stream(chat_settings, request):
+                pass
+            decoding_s = max(turn.seconds - (turn.ttft_s or 0), 1e-9)
+            rounds["chat"].append((turn.new_tokens - 1) / decoding_s if turn.new_tokens > 1 else 0.0)
+            rounds["ttft"].append(turn.ttft_s or 0.0)
+            rounds["bare_same_settings"].append(decode_rate(chat_model.model, enc, kwargs, same)[0])
+            rounds["bare_transformers_defaults"].append(decode_rate(chat_model.model, enc, kwargs, dict)[0])
+        ratios = [c / max(d, 1e-9) for c, d in zip(rounds["chat"], rounds["bare_transformers_defaults"])]
         # What the web process did before each thread gave its OpenMP pool back: generating on a
         # second thread while this one keeps the pool its own work made, then after releasing it.
-        bare["pool_kept"] = on_new_thread(decode_rate, chat_model.model, enc, kwargs, same)
+        pool_kept = on_new_thread(decode_rate, chat_model.model, enc, kwargs, same)
         release_openmp_pool()
-        bare["pool_released"] = on_new_thread(decode_rate, chat_model.model, enc, kwargs, same)
+        pool_released = on_new_thread(decode_rate, chat_model.model, enc, kwargs, same)
         text_ids = tokenizer(README.read_text(), return_tensors="pt")["input_ids"][:, :1024]
         with torch.inference_mode():
             perplexity = float(torch.exp(chat_model.model(input_ids=text_ids, labels=text_ids).loss))
         weight_bytes = decode_bytes(chat_model.model)
         bound = bandwidth * 1e9 / weight_bytes
+        chat_tps = statistics.median(rounds["chat"])
         figures["chat"][weights] = {
             "weights": chat_model.weights, "perplexity_readme": round(perplexity, 2), "prompt_tokens": prompt_tokens,
-            "tokens": turn.new_tokens, "ttft_s": turn.ttft_s, "chat_tok_s": round(chat_tps, 1),
-            "bare_generate_tok_s": round(bare["same_settings"][0], 1),
-            "bare_generate_transformers_defaults_tok_s": round(bare["transformers_defaults"][0], 1),
-            "bare_ttft_s": round(bare["same_settings"][1], 3),
-            "bare_ttft_transformers_defaults_s": round(bare["transformers_defaults"][1], 3),
-            "chat_vs_transformers_defaults": round(chat_tps / bare["transformers_defaults"][0], 2),
-            "second_thread_while_this_one_keeps_its_pool_tok_s": round(bare["pool_kept"][0], 1),
-            "second_thread_after_this_one_released_it_tok_s": round(bare["pool_released"][0], 1),
+            "rounds": args.repeats, **{f"{name}_tok_s": spread(values) for name, values in rounds.items()
+                                       if name != "ttft"},
+            "chat_ttft_s": spread(rounds["ttft"], 3), "chat_vs_transformers_defaults": spread(ratios, 2),
+            "second_thread_while_this_one_keeps_its_pool_tok_s": round(pool_kept[0], 1),
+            "second_thread_after_this_one_released_it_tok_s": round(pool_released[0], 1),
             "bytes_per_token_mb": round(weight_bytes / 1e6, 1), "bandwidth_bound_tok_s": round(bound, 1),
             "chat_of_bound": round(chat_tps / bound, 2)}
         CACHE.unload()
     if "int8" in figures["chat"]:
         full, int8 = figures["chat"]["full"], figures["chat"]["int8"]
-        figures["chat"]["int8_vs_full"] = round(int8["chat_tok_s"] / max(full["chat_tok_s"], 1e-9), 2)
-        figures["chat"]["int8_of_full_weights_bound"] = round(int8["chat_tok_s"] / full["bandwidth_bound_tok_s"], 2)
+        figures["chat"]["int8_vs_full"] = round(int8["chat_tok_s"]["median"] / max(full["chat_tok_s"]["median"], 1e-9), 2)
+        figures["chat"]["int8_of_full_weights_bound"] = round(int8["chat_tok_s"]["median"] / full["bandwidth_bound_tok_s"], 2)
 
     # loops: 40 RAG questions over a real manual, without and with the guards ----------------------
     retriever = retriever_for(settings.workspace, settings.embedding_model)
