@@ -3,11 +3,12 @@ the model finds the question after reading it (query likelihood, as in UPR: Sach
 "Improving Passage Retrieval with Zero-Shot Question Generation", 2022), and that order is fused
 with the first-stage order by reciprocal rank.
 
-On the two documentation sets of ``benchmarks/retrieval.py``, the default chat model reranking
-the hybrid top 10 this way lifts hit@1 by page from 0.70 to 0.78 (PostgreSQL) and from 0.76 to
-0.82 (Django); the model's order alone was no better than the first stage's (0.72 and 0.68), so
-both are kept. It costs a forward pass over each chunk and the question: about 3 s per question
-on two CPU cores.
+On the five documentation sets of ``benchmarks/retrieval.py``, the default chat model reranking
+the hybrid top 10 this way lifts hit@1 by page from 0.72 to 0.84 (PostgreSQL), 0.885 to 0.936
+(Rust's book) and 0.898 to 0.918 (Erlang's PDFs), and leaves Django's at 0.76; the model's order
+alone was no better than the first stage's (0.72 and 0.68 on PostgreSQL and Django, an earlier
+run), so both are kept. It costs a forward pass over each chunk and the question: 3.1 to 3.5 s
+per question on two CPU cores.
 
 The default model is English, yet on the French LilyPond manual its rerank lifts hybrid search
 from 0.51 to 0.60 at hit@1 (47 of 78 questions first; 3.8 s a question on two cores:
@@ -71,7 +72,7 @@ def question_log_likelihoods(model: Any, tokenizer: Any, question: str, hits: li
 
 def pays(device: str, seconds: float | None) -> tuple[bool, str | None]:
     """Whether a chat turn reranks when the asker did not say, and why not when it was on offer:
-    on a GPU, until a rerank with this model has cost ``BUDGET_S`` or more; never on a CPU (3-4 s a
+    on a GPU, until a rerank with this model has cost ``BUDGET_S`` or more; never on a CPU (3-3.5 s a
     question with the default model on two cores)."""
     if not device.startswith("cuda"):
         return False, None
