@@ -1,0 +1,124 @@
+"""How long a team's loop takes at the defaults on this machine: the reward model, DPO and the
+evaluation on ``--votes`` votes whose prompts are RAG prompts of about ``--prompt-tokens`` tokens.
+
+The rows are real text of a documentation set (``fetch_docs.py``; Rust's book by default): each
+prompt is a question on a page with passages of that page as its context (``build_prompt``), cut
+to ``--prompt-tokens`` tokens; chosen and rejected are two other passages of about 50 words (a
+step's time follows the rows' lengths, not what the answers say). Each method runs ``--steps``
+optimizer steps at its defaults otherwise (``workbench train METHOD --max-steps``, its held-out
+split and evaluations included), and its run at the defaults is estimated as what the short run
+spent outside its steps plus its seconds per step times the defaults' step count for these rows
+(``train.config.optimizer_steps``). The evaluation (``workbench eval --models base,llama-dpo
+--sets preferences``, judged by the reward model) runs whole. Prints each part and the total.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/loop_time.py [--votes 100] [--prompt-tokens 800]
+        [--steps 2] [--set rust-book] [--model DIR] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import commands_env, emit, workbench  # noqa: E402
+from fetch_docs import fetch  # noqa: E402
+from retrieval_baselines import page_files, page_words  # noqa: E402
+
+
+def rows_of(set_name: str, votes: int, prompt_tokens: int, tokenizer, seed: int = 0) -> list[dict]:
+    """``votes`` preference rows from the set's pages: a question and passages of one page as the
+    context, cut to ``prompt_tokens`` tokens; two other passages of the page as the answers."""
+    from workbench.chat.prompt import build_prompt
+
+    rng = random.Random(seed)
+    pages = [words for words in (page_words(p) for p in page_files(fetch(set_name))) if len(words) > 900]
+    rows = []
+    while len(rows) < votes:
+        words = rng.choice(pages)
+        start = rng.randrange(0, len(words) - 900)
+        question = f"What does the documentation say about {' '.join(words[start:start + 6])}?"
+        context = " ".join(words[start + 200:start + 900])
+        ids = tokenizer(context, add_special_tokens=False)["input_ids"][:prompt_tokens]
+        rows.append({"prompt": build_prompt(question, [tokenizer.decode(ids)]),
+                     "chosen": " ".join(words[start:start + 50]), "rejected": " ".join(words[start + 100:start + 150]),
+                     "annotator_comment": "", "timestamp": "2026-01-01T00:00:00Z"})
+    return rows
+
+
+def timed_run(env: dict[str, str], home: Path, method: str, steps: int, default_steps: int) -> dict:
+    """``workbench train METHOD --max-steps STEPS`` timed, and its run at ``default_steps``
+    estimated: what the short run spent outside its steps (loading, the held-out evaluations before
+    and after, saving), plus a step's time for each default step, plus a held-out evaluation's time
+    for each of the ``KEEP_BEST_EVALUATIONS`` a default run makes while it trains."""
+    from workbench.train.job import KEEP_BEST_EVALUATIONS
+
+    began = time.perf_counter()
+    status = json.loads(workbench(env, "train", method, "--max-steps", str(steps), "--json"))
+    wall = time.perf_counter() - began
+    result = status.get("result") or {}
+    metrics = [json.loads(line) for line in (home / "runs" / status["id"] / "metrics.jsonl").read_text().splitlines()
+               if line.strip()]
+    evaluation_s = statistics.median(m["eval_runtime"] for m in metrics if "eval_runtime" in m)
+    every = math.ceil(steps / KEEP_BEST_EVALUATIONS)  # the short run's evaluations while it trains
+    step_s = (result["train_seconds"] - steps // every * evaluation_s) / result["global_step"]
+    outside_s = wall - result["train_seconds"]
+    return {"wall_s": round(wall, 1), "steps": result["global_step"], "step_s": round(step_s, 1),
+            "evaluation_s": round(evaluation_s, 1), "outside_steps_s": round(outside_s, 1),
+            "default_steps": default_steps,
+            "estimated_default_s": round(outside_s + default_steps * step_s + KEEP_BEST_EVALUATIONS * evaluation_s, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--set", default="rust-book")
+    parser.add_argument("--votes", type=int, default=100)
+    parser.add_argument("--prompt-tokens", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=2, help="optimizer steps each method runs")
+    parser.add_argument("--model", help="base model folder (default: the default model, provisioned offline)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    from transformers import AutoTokenizer
+
+    from workbench.train import dpo, reward
+    from workbench.train.config import optimizer_steps
+    from workbench.train.data import held_out_split
+
+    root = Path(tempfile.mkdtemp(prefix="wb-loop-time-"))
+    env = commands_env(root, args.model)
+    home = root / "workspace"
+    env["WORKBENCH_HOME"] = str(home)
+    (home / "data").mkdir(parents=True)
+    tokenizer = AutoTokenizer.from_pretrained(env["WORKBENCH_BASE_MODEL"])
+    rows = rows_of(args.set, args.votes, args.prompt_tokens, tokenizer)
+    (home / "data" / "dataset_rlhf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prompt_tokens = sorted(len(tokenizer(r["prompt"])["input_ids"]) for r in rows)
+
+    report: dict = {"set": args.set, "votes": args.votes, "prompt_tokens_median": prompt_tokens[len(rows) // 2]}
+    total = 0.0
+    for method, config in (("reward", reward.Config()), ("dpo", dpo.Config())):
+        trained, _ = held_out_split(rows, config.eval_fraction, config.seed)  # what the run holds out
+        run = timed_run(env, home, method, args.steps, optimizer_steps(config, len(trained)))
+        report[method] = run
+        total += run["estimated_default_s"]
+        print(f"{method}: {run}", flush=True)
+    began = time.perf_counter()
+    workbench(env, "eval", "--models", "base,llama-dpo", "--sets", "preferences", "--json")
+    report["evaluation_s"] = round(time.perf_counter() - began, 1)
+    report["estimated_loop_minutes"] = round((total + report["evaluation_s"]) / 60, 1)
+    emit(report, args.json)
+    shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
