@@ -12,7 +12,7 @@ spent outside its steps plus its seconds per step times the defaults' step count
 --sets preferences``, judged by the reward model) runs whole. Prints each part and the total.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/loop_time.py [--votes 100] [--prompt-tokens 800]
-        [--steps 2] [--set rust-book] [--model DIR] [--json PATH]
+        [--steps 2] [--set rust-book] [--model DIR] [--option KEY=VALUE] [--json PATH]
 """
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def rows_of(set_name: str, votes: int, prompt_tokens: int, tokenizer, seed: int 
     return rows
 
 
-def timed_run(env: dict[str, str], home: Path, method: str, steps: int, default_steps: int) -> dict:
+def timed_run(env: dict[str, str], home: Path, method: str, steps: int, default_steps: int,
+              options: list[str]) -> dict:
     """``workbench train METHOD --max-steps STEPS`` timed, and its run at ``default_steps``
     estimated: what the short run spent outside its steps (loading, the held-out evaluations before
     and after, saving), plus a step's time for each default step, plus a held-out evaluation's time
@@ -62,7 +63,8 @@ def timed_run(env: dict[str, str], home: Path, method: str, steps: int, default_
     from workbench.train.job import KEEP_BEST_EVALUATIONS
 
     began = time.perf_counter()
-    status = json.loads(workbench(env, "train", method, "--max-steps", str(steps), "--json"))
+    sets = [arg for option in options for arg in ("--set", option)]
+    status = json.loads(workbench(env, "train", method, *sets, "--max-steps", str(steps), "--json"))
     wall = time.perf_counter() - began
     result = status.get("result") or {}
     metrics = [json.loads(line) for line in (home / "runs" / status["id"] / "metrics.jsonl").read_text().splitlines()
@@ -84,6 +86,8 @@ def main() -> int:
     parser.add_argument("--prompt-tokens", type=int, default=800)
     parser.add_argument("--steps", type=int, default=2, help="optimizer steps each method runs")
     parser.add_argument("--model", help="base model folder (default: the default model, provisioned offline)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option both trainings get (repeatable), e.g. precision=bf16")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -103,11 +107,12 @@ def main() -> int:
     (home / "data" / "dataset_rlhf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     prompt_tokens = sorted(len(tokenizer(r["prompt"])["input_ids"]) for r in rows)
 
-    report: dict = {"set": args.set, "votes": args.votes, "prompt_tokens_median": prompt_tokens[len(rows) // 2]}
+    report: dict = {"set": args.set, "votes": args.votes, "options": args.option,
+                    "prompt_tokens_median": prompt_tokens[len(rows) // 2]}
     total = 0.0
     for method, config in (("reward", reward.Config()), ("dpo", dpo.Config())):
         trained, _ = held_out_split(rows, config.eval_fraction, config.seed)  # what the run holds out
-        run = timed_run(env, home, method, args.steps, optimizer_steps(config, len(trained)))
+        run = timed_run(env, home, method, args.steps, optimizer_steps(config, len(trained)), args.option)
         report[method] = run
         total += run["estimated_default_s"]
         print(f"{method}: {run}", flush=True)
