@@ -60,6 +60,7 @@ def timed_run(env: dict[str, str], home: Path, method: str, steps: int, default_
     estimated: what the short run spent outside its steps (loading, the held-out evaluations before
     and after, saving), plus a step's time for each default step, plus a held-out evaluation's time
     for each of the ``KEEP_BEST_EVALUATIONS`` a default run makes while it trains."""
+    from storage import RunStore
     from workbench.train.job import KEEP_BEST_EVALUATIONS
 
     began = time.perf_counter()
@@ -67,8 +68,7 @@ def timed_run(env: dict[str, str], home: Path, method: str, steps: int, default_
     status = json.loads(workbench(env, "train", method, *sets, "--max-steps", str(steps), "--json"))
     wall = time.perf_counter() - began
     result = status.get("result") or {}
-    metrics = [json.loads(line) for line in (home / "runs" / status["id"] / "metrics.jsonl").read_text().splitlines()
-               if line.strip()]
+    metrics = RunStore(home / "runs").get(status["id"]).metrics()
     evaluation_s = statistics.median(m["eval_runtime"] for m in metrics if "eval_runtime" in m)
     every = math.ceil(steps / KEEP_BEST_EVALUATIONS)  # the short run's evaluations while it trains
     step_s = (result["train_seconds"] - steps // every * evaluation_s) / result["global_step"]

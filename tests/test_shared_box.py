@@ -469,8 +469,11 @@ def test_no_code_is_fetched_from_the_hub_when_a_model_loads():
     code = ("import os, workbench; from transformers.integrations.hub_kernels import _kernels_enabled; "
             "print(os.environ['USE_HUB_KERNELS'], _kernels_enabled())")
     env = {k: v for k, v in os.environ.items() if k != "USE_HUB_KERNELS"}
-    run = lambda: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,  # noqa: E731
-                                 check=True).stdout.split()
+
+    def run() -> list[str]:
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True).stdout.split()
+
     assert run() == ["NO", "False"]
     env["USE_HUB_KERNELS"] = "YES"
     assert run() == ["YES", "True"]

@@ -11,7 +11,7 @@ run), so both are kept. It costs a forward pass over each chunk and the question
 per question on two CPU cores.
 
 The default model is English, yet on the French LilyPond manual its rerank lifts hybrid search
-from 0.51 to 0.60 at hit@1 (47 of 78 questions first; 3.8 s a question on two cores:
+from 0.51 to 0.60 at hit@1 (47 of 78 questions first; 3.5 s a question on two cores:
 ``benchmarks/retrieval.py --set lilypond-fr --rerank MODEL_DIR``): the question's words are in
 the passage that answers it, and the model's likelihood follows them in French too. So a
 document's language is no reason to skip it.
