@@ -104,3 +104,28 @@ def test_the_train_tab_says_when_there_are_too_few_votes(settings):
     assert dataset_summary("dpo", ws, "enough.jsonl").startswith(f"**Only {WORTH_RUNNING} pairs:** under the "
                                                                  f"{dpo.WORTH_RUNNING}")
     assert f"about {dpo.WORTH_RUNNING} votes" in needs_text("dpo")
+
+
+@pytest.mark.slow(20)
+def test_a_cpu_trains_in_the_precision_its_workspace_recorded(train_env, wb, settings):
+    """On a CPU, ``precision=auto`` follows the decision inference follows (``precision.json``):
+    bf16 where it was recorded as paying, else fp32; the memory estimate before the run reads the
+    same record."""
+    from workbench.models.precision import device_name
+    from workbench.train.modeling import cuda_available
+
+    if cuda_available():
+        pytest.skip("a GPU trains in bf16 or fp16 whatever a CPU's record says")
+    ws = settings.workspace.ensure()
+    write_jsonl(ws.data / "dataset_rlhf.jsonl", preference_pairs(24))
+    for dtype, name in (("bfloat16", "bf16"), ("float32", "fp32")):
+        decision = {"device": "cpu", "dtype": dtype, "int8_decode": False, "device_name": device_name(),
+                    "decided": "2026-01-01T00:00:00Z"}
+        (ws.home / "precision.json").write_text(json.dumps({"devices": {device_name(): decision}}))
+        code, out, err = wb("train", "dpo", "--max-steps", "1", "--max-length", "128", "--output-name", f"dpo-{name}",
+                            "--json")
+        data = json.loads(out)
+        assert data["status"] == "succeeded", (data, err)
+        assert f"), {name}, gradient checkpointing" in Path(data["folder"], "log.txt").read_text()
+        assert json.loads((ws.models / f"dpo-{name}" / "manifest.json").read_text())["precision"] == name
+        assert memory.precision_of(DpoConfig(), False, ws) == name  # what the estimate before the run used

@@ -44,7 +44,9 @@ class TrainConfig:
     lora_dropout: float = option(0.05, "LoRA dropout", "lora")
     lora_targets: list[str] = option([], "modules LoRA adapts (empty = the architecture's attention and MLP projections)", "lora")
     quantization: str = option("none", "4bit = QLoRA (NF4 through bitsandbytes; CUDA GPU)", "lora", QUANTIZATIONS)
-    precision: str = option("auto", "auto = bf16 where the GPU supports it, else fp16 on GPU, fp32 on CPU", "device", PRECISIONS)
+    precision: str = option("auto", "auto = bf16 where the GPU supports it, else fp16 on GPU; on CPU bf16 where "
+                                         "the workspace's recorded choice for this CPU says it pays, else fp32",
+                                 "device", PRECISIONS)
     gradient_checkpointing: str = option("auto", "auto = on for QLoRA and for models over 1B parameters on a GPU", "device", SWITCH)
     num_processes: int = option(1, "training processes (torchrun; data parallel over GPUs, or gloo on CPU)", "device")
     save_steps: int = option(50, "steps between checkpoints (resume points)", "checkpoints")

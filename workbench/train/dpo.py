@@ -71,8 +71,10 @@ def train(config: Config, job) -> dict:
 
     precision, spec, tokenizer, pairs, held, model, max_length, checkpointing = pair_setup(config, job)
     best = job.best_kept(config, held, ("eval_loss", False))
+    # The reference (the start model, adapter off) never changes: its log-probabilities are computed
+    # once, before the first step, instead of in every step and every held-out evaluation.
     args = job.training_args(DPOConfig, config, precision, checkpointing, bool(held), len(pairs), best,
-                             max_length=max_length, beta=config.beta)
+                             max_length=max_length, beta=config.beta, precompute_ref_log_probs=True)
     callback = job.callback(config)
     trainer = DPOTrainer(model=model, ref_model=None, args=args,
                          train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),

@@ -37,8 +37,8 @@ def estimate(kind: str, config, model_path: str, rows: int, workspace: Workspace
     params = facts["parameters"]
     if not params:
         return {"text": "No estimate: the start model's weights are not in a local folder."}
-    fitted = memory.fit(facts, shape, config, sequence, available, cuda=cuda)
-    precision = memory.precision_of(config, cuda)
+    fitted = memory.fit(facts, shape, config, sequence, available, cuda=cuda, workspace=workspace)
+    precision = memory.precision_of(config, cuda, workspace)
     batch = config.batch_size
     steps = optimizer_steps(config, rows, config.num_processes)
     measured = measured_step_seconds(workspace, kind, config.model)

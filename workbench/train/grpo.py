@@ -69,7 +69,7 @@ def train(config: Config, job) -> dict:
     from workbench.train.modeling import (choose_precision, count_parameters, load_tokenizer, lora_config,
                                           use_gradient_checkpointing)
 
-    precision = choose_precision(config.precision)
+    precision = choose_precision(config.precision, job.settings.workspace)
     spec = start_model(job.settings, config.model)
     tokenizer = load_tokenizer(spec)
     prompts = cut_prompts(config, tokenizer, rows_of.prompts(job.input("train")), job.log, job.system)

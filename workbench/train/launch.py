@@ -155,7 +155,8 @@ def _fit_memory(config: TrainConfig, context: JobContext) -> None:
         # every rank holds a whole copy of the model in the same RAM
         available = memory.host_memory(free=True, cap_gb=settings.train_memory_gb) // config.num_processes
         where = "of RAM available" + (f" to each of {config.num_processes} processes" if config.num_processes > 1 else "")
-        fitted = memory.fit(facts, shape(config), config, sequence, available, cuda=False)
+        fitted = memory.fit(facts, shape(config), config, sequence, available, cuda=False,
+                            workspace=context.workspace)
         if not fitted.fits:
             raise WorkbenchError(f"not enough memory free to start: this run needs {memory.describe(fitted, available, where)}; "
                                  "wait for the other jobs to finish, or lower max_length or max_prompt_length")

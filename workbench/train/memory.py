@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from storage import Workspace
+
 GIB = 1024 ** 3
 LOGIT_COPIES = 4  # fp32 logits, their log-softmax, its gradient, and the reference's or a cast's
 HEADROOM = 1.2  # allocator slack and short-lived copies (fitted on the runs above)
@@ -110,12 +112,13 @@ def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *,
     return Need(int(total), parts)
 
 
-def fit(facts: dict[str, Any], shape: Shape, config, sequence: int, available: int, *, cuda: bool) -> Fit:
+def fit(facts: dict[str, Any], shape: Shape, config, sequence: int, available: int, *, cuda: bool,
+        workspace: Workspace | None = None) -> Fit:
     """The largest micro-batch (halving from ``batch_size``, the accumulation growing to keep
     the effective batch) that fits in ``available`` bytes, without gradient checkpointing when
     possible; at micro-batch 1 with checkpointing, the fit that does not fit (``fits`` False).
-    ``config``: the method's ``TrainConfig``."""
-    precision = precision_of(config, cuda)
+    ``config``: the method's ``TrainConfig``; ``workspace``: whose recorded CPU precision ``auto`` follows."""
+    precision = precision_of(config, cuda, workspace)
     options = {"on": [True], "off": [False]}.get(config.gradient_checkpointing, [False, True])
     effective = config.batch_size * config.grad_accum
     last = None
@@ -135,9 +138,18 @@ def fit(facts: dict[str, Any], shape: Shape, config, sequence: int, available: i
     return last
 
 
-def precision_of(config, cuda: bool) -> str:
-    """The precision a ``TrainConfig`` trains in: ``auto`` is bf16 on a GPU, fp32 on a CPU."""
-    return ("bf16" if cuda else "fp32") if config.precision == "auto" else config.precision
+def precision_of(config, cuda: bool, workspace: Workspace | None = None) -> str:
+    """The precision a ``TrainConfig`` trains in: ``auto`` is bf16 on a GPU; on a CPU, bf16 where
+    the workspace's recorded decision for this CPU says so (``modeling.choose_precision``), else
+    fp32 (also before any decision is recorded: the larger estimate). Reads only."""
+    if config.precision != "auto":
+        return config.precision
+    if cuda:
+        return "bf16"
+    from workbench.models.precision import recorded
+
+    decision = recorded(workspace) if workspace is not None else None
+    return "bf16" if decision is not None and decision.dtype == "bfloat16" else "fp32"
 
 
 def gpu_free_bytes(visible: str | None = None) -> int | None:

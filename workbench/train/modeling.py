@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from storage import Workspace
 from workbench.models.loading import ModelSpec, apply_adapters
 from workbench.train.config import TrainConfig
 
@@ -32,14 +33,23 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def choose_precision(setting: str) -> Precision:
-    """bf16 only where the device supports it: a GPU that has it; fp16 on older GPUs; fp32 on CPU
-    (bf16 on a CPU without native support is several times slower) unless asked for."""
+def choose_precision(setting: str, workspace: Workspace | None = None) -> Precision:
+    """bf16 only where the device supports it: a GPU that has it; fp16 on older GPUs. On a CPU,
+    ``auto`` follows the workspace's recorded decision for this CPU (``models.precision``), the
+    one inference follows: bf16 where the CPU has native bf16 and a timing showed it pays (a
+    reward step of 800-token pairs took 33 s instead of 60 on such a CPU, a DPO step 61 s instead
+    of 83: ``benchmarks/loop_time.py``), else fp32 (bf16 without native support is several times
+    slower). Without a workspace, fp32 on a CPU unless asked for."""
     import torch
 
     on_gpu = torch.cuda.is_available()
     if setting == "auto":
-        setting = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "fp32"
+        if on_gpu:
+            setting = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            from workbench.models.precision import decide
+
+            setting = "bf16" if workspace is not None and decide(workspace).dtype == "bfloat16" else "fp32"
     if setting == "fp16" and not on_gpu:
         raise ValueError("fp16 training needs a CUDA GPU; use precision=fp32 or bf16 on CPU")
     if setting == "bf16":

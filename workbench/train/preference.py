@@ -67,7 +67,7 @@ def pair_setup(config, job, head: str = "causal-lm"):
     training and held-out pairs, the model (with ``head``), max length and checkpointing."""
     from workbench.train.modeling import choose_precision, count_parameters, load_tokenizer, use_gradient_checkpointing
 
-    precision = choose_precision(config.precision)
+    precision = choose_precision(config.precision, job.settings.workspace)
     spec = start_model(job.settings, config.model)
     tokenizer = load_tokenizer(spec)
     pairs, held = split_pairs(config, job)

@@ -166,9 +166,9 @@ def memory_fits(config: TrainConfig, settings: Settings, spec: ModelSpec, shape,
         if gpus:
             total, where = int(min(d.total_gib for d in gpus) * GIB), "on the GPU"
     asked = memory.need(facts, shape, config.batch_size, sequence, cuda=cuda,
-                        precision=memory.precision_of(config, cuda),
+                        precision=memory.precision_of(config, cuda, settings.workspace),
                         quantization=config.quantization, checkpointing=config.gradient_checkpointing == "on")
-    fitted = memory.fit(facts, shape, config, sequence, total, cuda=cuda)
+    fitted = memory.fit(facts, shape, config, sequence, total, cuda=cuda, workspace=settings.workspace)
     if not fitted.fits:
         raise WorkbenchError(f"this run does not fit on this machine even at micro-batch 1 with gradient checkpointing: "
                              f"it needs {memory.describe(fitted, total, where)}; lower max_length or max_prompt_length, "

@@ -78,7 +78,7 @@ def train(config: Config, job) -> dict:
     from workbench.train.modeling import (choose_precision, count_parameters, load_tokenizer, lora_config,
                                           use_gradient_checkpointing)
 
-    precision = choose_precision(config.precision)
+    precision = choose_precision(config.precision, job.settings.workspace)
     spec = start_model(job.settings, config.model)
     tokenizer = load_tokenizer(spec)
     own_template = tokenizer.chat_template
