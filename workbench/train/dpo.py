@@ -11,7 +11,7 @@ from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
-from workbench.train.preference import HELD_OUT, pair_setup, preference_preflight
+from workbench.train.preference import HELD_OUT, SHARE_PROMPT, pair_setup, preference_preflight
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 read_rows = rows_of.preference_pairs  # how the method reads its data file (the Train tab's preview too)
@@ -34,6 +34,7 @@ class Config(TrainConfig):
     output_name: str = option("llama-dpo", "folder under models/ for the adapter", "output")
     learning_rate: float = option(5e-5, "peak learning rate")
     beta: float = option(0.1, "DPO beta: how far the policy may move from the reference", "method")
+    share_prompt: bool = option(True, SHARE_PROMPT, "method")
 
     def validate(self) -> None:
         super().validate()
@@ -68,6 +69,7 @@ def train(config: Config, job) -> dict:
 
     from workbench.train.job import changed_count, trainable_snapshot
     from workbench.train.modeling import lora_config
+    from workbench.train.shared_prompt import dpo_trainer
 
     precision, spec, tokenizer, pairs, held, model, max_length, checkpointing = pair_setup(config, job)
     best = job.best_kept(config, held, ("eval_loss", False))
@@ -76,12 +78,13 @@ def train(config: Config, job) -> dict:
     args = job.training_args(DPOConfig, config, precision, checkpointing, bool(held), len(pairs), best,
                              max_length=max_length, beta=config.beta, precompute_ref_log_probs=True)
     callback = job.callback(config)
-    trainer = DPOTrainer(model=model, ref_model=None, args=args,
-                         train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
-                         eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])
-                         if held else None,
-                         processing_class=tokenizer, peft_config=lora_config(config, model.config),
-                         callbacks=[callback, *filter(None, [best])])
+    trainer_class = dpo_trainer() if config.share_prompt else DPOTrainer
+    trainer = trainer_class(model=model, ref_model=None, args=args,
+                            train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
+                            eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])
+                            if held else None,
+                            processing_class=tokenizer, peft_config=lora_config(config, model.config),
+                            callbacks=[callback, *filter(None, [best])])
     metrics: dict = {}
     if held and not job.resume_from:
         job.quiet(trainer)

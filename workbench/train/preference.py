@@ -13,6 +13,8 @@ from workbench.train.preflight import (batch_fits, cut_prompts, device_notes, ev
                                        prompts_fit, start_and_output, start_model)
 
 HELD_OUT = "dataset_rlhf_test.jsonl"
+SHARE_PROMPT = ("run each pair as one sequence, its prompt once with chosen and rejected after it, kept apart by "
+                "the attention mask (train.shared_prompt: about half the tokens on RAG prompts); off: two rows a pair")
 
 
 def preference_preflight(config, settings: Settings, shape_of) -> Preflight:

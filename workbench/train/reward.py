@@ -12,7 +12,7 @@ from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
-from workbench.train.preference import HELD_OUT, pair_setup, preference_preflight
+from workbench.train.preference import HELD_OUT, SHARE_PROMPT, pair_setup, preference_preflight
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 read_rows = rows_of.preference_pairs  # how the method reads its data file (the Train tab's preview too)
@@ -39,6 +39,7 @@ class Config(TrainConfig):
     # every rule left out (held-out accuracy 0.60 / 0.59 / 0.60 against 0.56 / 0.53 / 0.53 in
     # English, 0.60 / 0.90 / 0.83 against 0.45 / 0.45 / 0.48 in French); 5e-5 was worse.
     learning_rate: float = option(3e-4, "peak learning rate")
+    share_prompt: bool = option(True, SHARE_PROMPT, "method")
     model: str = option("auto", "start model: auto (the newest SFT model, else base), base, or a trained "
                                 "model's name", "model")
 
@@ -66,13 +67,15 @@ def train(config: Config, job) -> dict:
     from workbench.train.job import changed_count, trainable_snapshot
     from workbench.train.modeling import lora_config
     from workbench.train.scoring import pair_metrics
+    from workbench.train.shared_prompt import reward_trainer
 
     precision, spec, tokenizer, pairs, held, model, max_length, checkpointing = pair_setup(config, job, "classifier")
     best = job.best_kept(config, held, ("eval_accuracy", True), ("eval_loss", False))
     args = job.training_args(RewardConfig, config, precision, checkpointing, bool(held), len(pairs), best,
                              max_length=max_length)
     callback = job.callback(config)
-    trainer = RewardTrainer(model=model, args=args,
+    trainer_class = reward_trainer() if config.share_prompt else RewardTrainer
+    trainer = trainer_class(model=model, args=args,
                             train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
                             eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])
                             if held else None,
