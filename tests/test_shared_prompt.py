@@ -1,12 +1,13 @@
 """A preference pair run as one sequence (its prompt once, chosen and rejected after it) gives
-what two forward passes give: the causal LM's logits and their gradients, the reward model's
-scores, with both attention implementations that take a custom mask."""
+what two forward passes give: the log-probabilities of the completions (computed from logits
+over the completions only) and their gradients, the reward model's scores, with both attention
+implementations that take a custom mask."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from workbench.train.shared_prompt import CausalLMPairs, ClassifierPairs, pack, supported
+from workbench.train.shared_prompt import ClassifierPairs, pack, supported, windowed
 
 PAD = 0
 
@@ -33,36 +34,46 @@ def pair_batch():
     prompts = [tokens(11), tokens(5), tokens(8)]
     answers = [(tokens(4), tokens(7)), ([7, 8] + tokens(3), [7, 8] + tokens(1)), ([9, 9], [9, 9, 4, 5])]
     rows = [p + c for p, (c, _) in zip(prompts, answers)] + [p + r for p, (_, r) in zip(prompts, answers)]
+    completions = [[0] * len(p) + [1] * len(c) for p, (c, _) in zip(prompts, answers)] + \
+        [[0] * len(p) + [1] * len(r) for p, (_, r) in zip(prompts, answers)]
     length = max(map(len, rows)) + 2  # padding past the longest row too
     input_ids = torch.tensor([r + [PAD] * (length - len(r)) for r in rows])
     attention_mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows])
-    return input_ids, attention_mask
+    completion_mask = torch.tensor([m + [0] * (length - len(m)) for m in completions])
+    return input_ids, attention_mask, completion_mask
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_a_pair_run_packed_gives_the_logits_and_gradients_of_two_rows(attention):
+def test_a_pair_run_packed_gives_the_completions_log_probabilities_and_gradients_of_two_rows(attention):
+    """What DPO reads (each row's log-probability of its completion, as TRL computes it from the
+    logits it is handed) and its gradients, from two rows a pair and from the packed run."""
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(tiny_config(attention)).eval()
     assert supported(model)
-    input_ids, attention_mask = pair_batch()
-    real = attention_mask.bool()
-    weights = torch.randn(*input_ids.shape, 96)
+    input_ids, attention_mask, completion_mask = pair_batch()
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
+    weights = torch.randn(input_ids.shape[0])
 
-    def run(forward):
+    def run(forward, batch):
         model.zero_grad()
-        logits = forward(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-        (logits[real] * weights[real]).sum().backward()
-        return logits[real].detach(), [p.grad.clone() for p in model.parameters()]
+        logits = forward(input_ids=batch["input_ids"], attention_mask=attention_mask, use_cache=False).logits
+        labels = batch["input_ids"][:, 1:]
+        per_token = torch.log_softmax(logits[:, :-1], -1).gather(-1, labels[..., None])[..., 0]
+        logps = (per_token * batch["completion_mask"][:, 1:]).sum(dim=1)
+        (logps * weights).sum().backward()
+        return logps.detach(), logits.shape[1], [p.grad.clone() for p in model.parameters()]
 
-    separate, separate_grads = run(model)
-    packed, packed_grads = run(CausalLMPairs(model))
-    assert torch.allclose(packed, separate, atol=1e-5)
+    separate, full_width, separate_grads = run(model, inputs)
+    stand_in, cut = windowed(model, inputs)
+    packed, window_width, packed_grads = run(stand_in, cut)
+    assert torch.allclose(packed, separate, atol=1e-4)
     for a, b in zip(packed_grads, separate_grads):
         assert torch.allclose(a, b, atol=1e-4)
-    batch = pack(input_ids, attention_mask, torch.float32)
-    assert batch.shared[0] >= 11 and batch.shared[1:] == [7, 10] and batch.chosen[2] == 0 and batch.input_ids.shape[1] < input_ids.shape[1] * 2
+    assert window_width == 8 < full_width  # logits over the longest completion and the token before it
+    batch = pack(input_ids, attention_mask)
+    assert batch.shared[0] >= 11 and batch.shared[1:] == [7, 10] and batch.chosen[2] == 0
     packed_tokens = sum(p + c + r for p, c, r in zip(batch.shared, batch.chosen, batch.rejected))
     assert packed_tokens < 0.7 * int(attention_mask.sum())  # each prompt is run once
 
@@ -74,7 +85,7 @@ def test_the_reward_model_scores_each_row_at_its_last_token_as_it_would_alone():
     config = tiny_config("sdpa")
     config.num_labels = 1
     model = LlamaForSequenceClassification(config).eval()
-    input_ids, attention_mask = pair_batch()
+    input_ids, attention_mask, _ = pair_batch()
     alone = model(input_ids=input_ids, attention_mask=attention_mask).logits
     packed = ClassifierPairs(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     assert packed.shape == alone.shape == (6, 1)
@@ -82,13 +93,16 @@ def test_the_reward_model_scores_each_row_at_its_last_token_as_it_would_alone():
 
 
 def test_a_batch_not_laid_out_as_pairs_runs_as_it_is():
-    input_ids, attention_mask = pair_batch()
-    assert pack(input_ids[:5], attention_mask[:5], torch.float32) is None  # an odd row count
-    assert pack(input_ids.flip(1), attention_mask.flip(1), torch.float32) is None  # left padding
     from transformers import LlamaForCausalLM
 
+    input_ids, attention_mask, completion_mask = pair_batch()
+    assert pack(input_ids[:5], attention_mask[:5]) is None  # an odd row count
+    assert pack(input_ids.flip(1), attention_mask.flip(1)) is None  # left padding
     model = LlamaForCausalLM(tiny_config("sdpa")).eval()
-    left = CausalLMPairs(model)(input_ids=input_ids.flip(1), attention_mask=attention_mask.flip(1)).logits
-    assert torch.equal(left, model(input_ids=input_ids.flip(1), attention_mask=attention_mask.flip(1)).logits)
+    left = {"input_ids": input_ids.flip(1), "attention_mask": attention_mask.flip(1),
+            "completion_mask": completion_mask.flip(1)}
+    assert windowed(model, left) is None
     model.config._attn_implementation = "flash_attention_2"  # takes no custom mask
     assert not supported(model)
+    assert windowed(model, {"input_ids": input_ids, "attention_mask": attention_mask,
+                            "completion_mask": completion_mask}) is None

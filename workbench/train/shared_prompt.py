@@ -38,16 +38,18 @@ def _unwrap(model):
 class Packed:
     input_ids: Any  # [pairs, S]: shared tokens, the chosen row's rest, the rejected row's rest, padding
     position_ids: Any  # [pairs, S]
-    mask: Any  # [pairs, 1, S, S], additive: 0 where a token may attend, the dtype's minimum elsewhere
+    mask: Any  # [pairs, 1, S, S]: True where a token may attend; additive (0, else the dtype's minimum) with a dtype
     shared: list[int]  # tokens the two rows of each pair share from their start
     chosen: list[int]  # the chosen row's tokens after them
     rejected: list[int]  # the rejected row's tokens after them
     length: int  # the rows' padded length
 
 
-def pack(input_ids, attention_mask, dtype) -> Packed | None:
+def pack(input_ids, attention_mask, dtype=None) -> Packed | None:
     """The packed form of a pair batch: rows ``i`` (chosen) and ``pairs + i`` (rejected),
-    right-padded. None when the batch is not of that form (an odd row count, left padding)."""
+    right-padded. None when the batch is not of that form (an odd row count, left padding). The
+    mask is boolean (what SDPA takes, whatever the autocast dtype), or additive in ``dtype``
+    (what eager attention adds to its scores)."""
     import torch
 
     rows, length = input_ids.shape
@@ -82,23 +84,9 @@ def pack(input_ids, attention_mask, dtype) -> Packed | None:
         allowed[i, 0, p + c:end, p:p + c] = False  # the rejected tokens do not see the chosen ones
         padding = torch.arange(end, size, device=device)
         allowed[i, 0, padding, padding] = True  # padding attends to itself only: no empty softmax row
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+    mask = allowed if dtype is None else \
+        torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
     return Packed(ids, positions, mask, shared, chosen, rejected, length)
-
-
-def unpack(out, packed: Packed):
-    """``out`` ([pairs, S, ...], per packed position) as the trainer's rows ([2 x pairs, length,
-    ...]): the chosen row is the shared part and the chosen part, the rejected row the shared part
-    and the rejected part; padding is zeros."""
-    import torch
-
-    pieces = [out[i, :p + c] for i, (p, c) in enumerate(zip(packed.shared, packed.chosen))]
-    pieces += [torch.cat([out[i, :p], out[i, p + c:p + c + r]])
-               for i, (p, c, r) in enumerate(zip(packed.shared, packed.chosen, packed.rejected))]
-    rows = torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True)
-    if rows.shape[1] < packed.length:
-        rows = torch.nn.functional.pad(rows, (0, 0) * (rows.dim() - 2) + (0, packed.length - rows.shape[1]))
-    return rows
 
 
 def last_tokens(packed: Packed) -> tuple[list[int], list[int]]:
@@ -111,34 +99,94 @@ def last_tokens(packed: Packed) -> tuple[list[int], list[int]]:
     return [i for i, _ in pairs], [j for _, j in pairs]
 
 
-def _dtype(model):
+def _mask_dtype(model):
+    """None (a boolean mask) for SDPA; for eager attention the dtype of the model's floating weights."""
     import torch
 
-    for parameter in _unwrap(model).parameters():
+    model = _unwrap(model)
+    if model.config._attn_implementation == "sdpa":
+        return None
+    for parameter in model.parameters():
         if parameter.is_floating_point():
-            return parameter.dtype if parameter.dtype in (torch.float16, torch.bfloat16) else torch.float32
+            return parameter.dtype
     return torch.float32
 
 
-class CausalLMPairs:
-    """Stands in for a causal LM in one loss computation: called with a pair batch, it runs the
-    batch packed and returns the logits of the rows as the trainer laid them out."""
+@dataclass
+class Window:
+    """Each row of a pair batch cut to what its loss reads: from the token before its first
+    completion token to its end (a causal LM's logits at a position predict the next token)."""
+    starts: list[int]  # where each row's window starts in the row
+    lengths: list[int]  # its length
+    input_ids: Any  # [rows, W], right-padded
+    completion_mask: Any  # [rows, W]
 
-    def __init__(self, model):
-        self._model = model
 
-    def __call__(self, input_ids=None, attention_mask=None, **kwargs):
-        packed = pack(input_ids, attention_mask, _dtype(self._model))
-        if packed is None or set(kwargs) - {"use_cache"}:
-            return self._model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        out = self._model(input_ids=packed.input_ids, attention_mask=packed.mask, position_ids=packed.position_ids,
-                          use_cache=False)
+def completion_window(input_ids, attention_mask, completion_mask) -> Window:
+    import torch
+
+    lengths = attention_mask.sum(dim=1).tolist()
+    starts, sizes = [], []
+    for row, length in enumerate(lengths):
+        marked = completion_mask[row, :length].nonzero()
+        first = int(marked[0]) if len(marked) else length
+        starts.append(max(0, min(first, length) - 1))
+        sizes.append(length - starts[-1])
+    width = max(sizes)
+    ids = torch.zeros(len(lengths), width, dtype=input_ids.dtype, device=input_ids.device)
+    completion = torch.zeros(len(lengths), width, dtype=completion_mask.dtype, device=completion_mask.device)
+    for row, (start, size) in enumerate(zip(starts, sizes)):
+        ids[row, :size] = input_ids[row, start:start + size]
+        completion[row, :size] = completion_mask[row, start:start + size]
+    return Window(starts, sizes, ids, completion)
+
+
+class CompletionLogits:
+    """Stands in for a causal LM in one loss computation over a pair batch: runs the batch packed
+    (whatever it is then called with), computes logits only where the rows' windows need them
+    (``logits_to_keep``: the vocabulary projection and its log-softmax over the prompts were most
+    of a DPO step's backward pass), and returns them laid out as the windows (``Window``), which
+    the trainer reads in place of the rows."""
+
+    def __init__(self, model, input_ids, attention_mask, window: Window):
+        self._model, self._ids, self._attention, self._window = model, input_ids, attention_mask, window
+
+    def __call__(self, **ignored):
+        import torch
         from transformers.modeling_outputs import CausalLMOutput
 
-        return CausalLMOutput(logits=unpack(out.logits, packed))
+        packed = pack(self._ids, self._attention, _mask_dtype(self._model))
+        window, pairs = self._window, len(packed.shared)
+        places = []  # each row's window as positions of its pair's packed sequence
+        for row, (start, size) in enumerate(zip(window.starts, window.lengths)):
+            i = row % pairs
+            t = torch.arange(start, start + size)
+            if row >= pairs:  # a rejected row: its tokens after the shared ones follow the chosen ones
+                t = torch.where(t < packed.shared[i], t, t + packed.chosen[i])
+            places.append(t)
+        first = [min(int(places[i][0]), int(places[pairs + i][0])) for i in range(pairs)]
+        span = max(int(torch.max(places[i].max(), places[pairs + i].max())) - first[i] + 1 for i in range(pairs))
+        last = packed.input_ids.shape[1] - 1
+        keep = torch.stack([torch.clamp(torch.arange(first[i], first[i] + span), max=last) for i in range(pairs)])
+        out = self._model(input_ids=packed.input_ids, attention_mask=packed.mask, position_ids=packed.position_ids,
+                          use_cache=False, logits_to_keep=keep.to(packed.input_ids.device))
+        device = out.logits.device
+        rows = [out.logits[row % pairs, (place - first[row % pairs]).to(device)] for row, place in enumerate(places)]
+        return CausalLMOutput(logits=torch.nn.utils.rnn.pad_sequence(rows, batch_first=True))
 
     def __getattr__(self, name):
         return getattr(self._model, name)
+
+
+def windowed(model, inputs) -> tuple[Any, dict] | None:
+    """(stand-in model, inputs cut to their windows) for a DPO loss or reference pass over a pair
+    batch, or None where the batch runs as it is (a model that cannot run packed, a batch not laid
+    out as pairs). The attention mask stays whole: the trainer only counts tokens with it."""
+    if not supported(model) or pack(inputs["input_ids"], inputs.get("attention_mask")) is None:
+        return None
+    window = completion_window(inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"])
+    cut = {**inputs, "input_ids": window.input_ids, "completion_mask": window.completion_mask}
+    return CompletionLogits(model, inputs["input_ids"], inputs["attention_mask"], window), cut
 
 
 class ClassifierPairs:
@@ -155,7 +203,7 @@ class ClassifierPairs:
         return inner.score
 
     def __call__(self, input_ids=None, attention_mask=None, **kwargs):
-        packed = pack(input_ids, attention_mask, _dtype(self._model))
+        packed = pack(input_ids, attention_mask, _mask_dtype(self._model))
         if packed is None or set(kwargs) - {"use_cache"}:
             return self._model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         seen = []
@@ -187,13 +235,17 @@ def reward_trainer():
 
 
 def dpo_trainer():
-    """TRL's ``DPOTrainer``, its policy's pairs run packed where the model supports it (the
-    reference's log-probabilities are computed before training, unpacked, once)."""
+    """TRL's ``DPOTrainer``, its pairs run packed and their logits computed over the completions
+    only, where the model supports it: in training, in held-out evaluations and in the reference's
+    pass before training (``precompute_ref_log_probs``, which the loss needs to run packed)."""
     from trl import DPOTrainer
 
     class SharedPromptDPOTrainer(DPOTrainer):
         def _compute_loss(self, model, inputs, return_outputs):
-            packed = self.precompute_ref_logps and not self.aux_loss_enabled and supported(model)
-            return super()._compute_loss(CausalLMPairs(model) if packed else model, inputs, return_outputs)
+            cut = windowed(model, inputs) if self.precompute_ref_logps and not self.aux_loss_enabled else None
+            return super()._compute_loss(*(cut or (model, inputs)), return_outputs)
+
+        def compute_ref_log_probs(self, model, inputs):
+            return super().compute_ref_log_probs(*(windowed(model, inputs) or (model, inputs)))
 
     return SharedPromptDPOTrainer
