@@ -10,7 +10,8 @@ does by default (a tenth by a hash of the prompt, never fewer than 5: 5 of 24, 9
 chooses its step by them. The figure is the accuracy on ``--test`` other pairs that no run saw,
 with a 95 % Wilson interval.
 
-    python benchmarks/few_votes.py [--votes 24,48] [--seeds 0,1] [--test 120]
+    python benchmarks/few_votes.py [--votes 24,48] [--seeds 0,1] [--test 120] [--defaults-only]
+        [--option KEY=VALUE]
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def accuracy_on(home: Path, model: str, test: list[dict]) -> float:
     return accuracy
 
 
-def one(root: Path, base_env: dict[str, str], votes: int, seed: int, test: list[dict]) -> dict:
+def one(root: Path, base_env: dict[str, str], votes: int, seed: int, test: list[dict], arms: dict[str, list[str]],
+        options: list[str]) -> dict:
     pool = make_pool(votes, random.Random(seed))
     home = root / f"v{votes}-s{seed}"
     env = dict(base_env, WORKBENCH_HOME=str(home))
@@ -60,9 +62,10 @@ def one(root: Path, base_env: dict[str, str], votes: int, seed: int, test: list[
     annotate(home, {p["prompt"]: p for p in pool}, votes)
     workbench(env, "merge-feedback")
     out = {"votes": votes, "seed": seed}
-    for n, (arm, flags) in enumerate(ARMS.items()):
+    sets = [arg for option in options for arg in ("--set", option)]
+    for n, (arm, flags) in enumerate(arms.items()):
         name = f"rm{n}"
-        result = json.loads(workbench(env, "train", "reward", "--output-name", name, *flags, "--json"))["result"]
+        result = json.loads(workbench(env, "train", "reward", "--output-name", name, *flags, *sets, "--json"))["result"]
         right = round(accuracy_on(home, name, test) * len(test))
         low, high = wilson(right, len(test))
         out[arm] = {"accuracy": round(right / len(test), 3), "interval": [round(low, 3), round(high, 3)],
@@ -78,17 +81,21 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--test", type=int, default=120)
     parser.add_argument("--model", help="base model folder (default: the provisioned default)")
+    parser.add_argument("--defaults-only", action="store_true", help="only the arm of the defaults")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option every run gets (repeatable), e.g. precision=fp32")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    arms = {arm: flags for arm, flags in ARMS.items() if not flags} if args.defaults_only else ARMS
     root = Path(tempfile.mkdtemp(prefix="wb-few-votes-"))
     base_env = commands_env(root, args.model)
     os.environ.update({k: v for k, v in base_env.items() if k.startswith(("WORKBENCH_", "HF_"))})
     test = [as_preference(t) for t in make_pool(args.test, random.Random(10_000))]
-    runs = [one(root, base_env, int(v), int(s), test) for v in args.votes.split(",") for s in args.seeds.split(",")]
+    runs = [one(root, base_env, int(v), int(s), test, arms, args.option) for v in args.votes.split(",") for s in args.seeds.split(",")]
     mean = {f"{v} votes": {arm: round(sum(r[arm]["accuracy"] for r in runs if r["votes"] == int(v))
-                                     / len(args.seeds.split(",")), 3) for arm in ARMS}
+                                     / len(args.seeds.split(",")), 3) for arm in arms}
             for v in args.votes.split(",")}
-    report = {"test_pairs": args.test, "runs": runs, "mean": mean}
+    report = {"test_pairs": args.test, "options": args.option, "runs": runs, "mean": mean}
     print(json.dumps(report, indent=2, ensure_ascii=False))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))

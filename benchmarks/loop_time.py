@@ -8,11 +8,12 @@ step's time follows the rows' lengths, not what the answers say). Each method ru
 optimizer steps at its defaults otherwise (``workbench train METHOD --max-steps``, its held-out
 split and evaluations included), and its run at the defaults is estimated as what the short run
 spent outside its steps plus its seconds per step times the defaults' step count for these rows
-(``train.config.optimizer_steps``). The evaluation (``workbench eval --models base,llama-dpo
---sets preferences``, judged by the reward model) runs whole. Prints each part and the total.
+(``train.config.optimizer_steps``); ``--steps 0`` runs them whole and reports what they took.
+The evaluation (``workbench eval --models base,llama-dpo --sets preferences``, judged by the
+reward model) runs whole. Prints each part and the total.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/loop_time.py [--votes 100] [--prompt-tokens 800]
-        [--steps 2] [--set rust-book] [--model DIR] [--option KEY=VALUE] [--json PATH]
+        [--steps 2 | --steps 0] [--set rust-book] [--model DIR] [--option KEY=VALUE] [--json PATH]
 """
 from __future__ import annotations
 
@@ -65,18 +66,27 @@ def timed_run(env: dict[str, str], home: Path, method: str, steps: int, default_
 
     began = time.perf_counter()
     sets = [arg for option in options for arg in ("--set", option)]
-    status = json.loads(workbench(env, "train", method, *sets, "--max-steps", str(steps), "--json"))
+    short = ["--max-steps", str(steps)] if steps else []
+    status = json.loads(workbench(env, "train", method, *sets, *short, "--json"))
     wall = time.perf_counter() - began
     result = status.get("result") or {}
-    metrics = RunStore(home / "runs").get(status["id"]).metrics()
+    record = RunStore(home / "runs").get(status["id"])
+    metrics = record.metrics()
     evaluation_s = statistics.median(m["eval_runtime"] for m in metrics if "eval_runtime" in m)
-    every = math.ceil(steps / KEEP_BEST_EVALUATIONS)  # the short run's evaluations while it trains
-    step_s = (result["train_seconds"] - steps // every * evaluation_s) / result["global_step"]
+    run_steps = steps or result["global_step"]
+    every = math.ceil(run_steps / KEEP_BEST_EVALUATIONS)  # the run's evaluations while it trains
+    step_s = (result["train_seconds"] - run_steps // every * evaluation_s) / result["global_step"]
     outside_s = wall - result["train_seconds"]
+    fit = (record.status() or {}).get("memory_fit") or {}
     return {"wall_s": round(wall, 1), "steps": result["global_step"], "step_s": round(step_s, 1),
             "evaluation_s": round(evaluation_s, 1), "outside_steps_s": round(outside_s, 1),
+            "micro_batch": fit.get("batch_size", 4), "estimated_gib": fit.get("gib"),
+            "peak_rss_gib": round(result.get("peak_rss_mib", 0) / 1024, 2),
             "default_steps": default_steps,
-            "estimated_default_s": round(outside_s + default_steps * step_s + KEEP_BEST_EVALUATIONS * evaluation_s, 1)}
+            "estimated_default_s": round(wall if not steps else
+                                         outside_s + default_steps * step_s + KEEP_BEST_EVALUATIONS * evaluation_s, 1),
+            **({"held_out": {k: result.get(k) for k in ("eval_accuracy", "eval_logp_margin", "kept_step")}}
+               if not steps else {})}
 
 
 def main() -> int:
@@ -84,7 +94,8 @@ def main() -> int:
     parser.add_argument("--set", default="rust-book")
     parser.add_argument("--votes", type=int, default=100)
     parser.add_argument("--prompt-tokens", type=int, default=800)
-    parser.add_argument("--steps", type=int, default=2, help="optimizer steps each method runs")
+    parser.add_argument("--steps", type=int, default=2,
+                        help="optimizer steps each method runs (0: the whole default runs, measured, not estimated)")
     parser.add_argument("--model", help="base model folder (default: the default model, provisioned offline)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an option both trainings get (repeatable), e.g. precision=bf16")

@@ -102,6 +102,9 @@ def test_a_batch_not_laid_out_as_pairs_runs_as_it_is():
     left = {"input_ids": input_ids.flip(1), "attention_mask": attention_mask.flip(1),
             "completion_mask": completion_mask.flip(1)}
     assert windowed(model, left) is None
+    model.config.sliding_window = 4  # attends through a window, which the packed mask does not draw
+    assert not supported(model)
+    model.config.sliding_window = None
     model.config._attn_implementation = "flash_attention_2"  # takes no custom mask
     assert not supported(model)
     assert windowed(model, {"input_ids": input_ids, "attention_mask": attention_mask,
