@@ -10,7 +10,7 @@ does by default (a tenth by a hash of the prompt, never fewer than 5: 5 of 24, 9
 chooses its step by them. The figure is the accuracy on ``--test`` other pairs that no run saw,
 with a 95 % Wilson interval.
 
-    python benchmarks/few_votes.py [--votes 24,48] [--seeds 0,1] [--test 120] [--defaults-only]
+    python benchmarks/few_votes.py [--votes 24,48] [--seeds 0,1] [--test 120] [--arm PREFIX]
         [--option KEY=VALUE]
 """
 from __future__ import annotations
@@ -81,12 +81,13 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--test", type=int, default=120)
     parser.add_argument("--model", help="base model folder (default: the provisioned default)")
-    parser.add_argument("--defaults-only", action="store_true", help="only the arm of the defaults")
+    parser.add_argument("--arm", action="append", default=[], metavar="PREFIX",
+                        help="only the arms whose name starts so (repeatable), e.g. 'one pass'")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an option every run gets (repeatable), e.g. precision=fp32")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    arms = {arm: flags for arm, flags in ARMS.items() if not flags} if args.defaults_only else ARMS
+    arms = {arm: flags for arm, flags in ARMS.items() if not args.arm or arm.startswith(tuple(args.arm))}
     root = Path(tempfile.mkdtemp(prefix="wb-few-votes-"))
     base_env = commands_env(root, args.model)
     os.environ.update({k: v for k, v in base_env.items() if k.startswith(("WORKBENCH_", "HF_"))})
