@@ -49,7 +49,9 @@ def preflight(config: Config, settings: Settings) -> Preflight:
 
 
 def memory_shape(config: Config) -> Shape:
-    return Shape(sequences_per_row=2)  # chosen and rejected; the reference is the model with its adapter off
+    # chosen and rejected; the reference is the model with its adapter off, its log-probabilities
+    # computed before training; packed pairs compute logits over the completions only
+    return Shape(sequences_per_row=2, vocab_logits=not config.share_prompt)
 
 
 def _numbers(metrics: dict, prefix: str) -> dict:

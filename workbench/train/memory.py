@@ -13,6 +13,9 @@ step, peak RSS of the training process) against this model: reward 4.1 / 7.8 GiB
 1 / 2 (estimated 4.4 / 7.4), DPO 5.1 / 10.1 GiB (5.8 / 10.1); the reward model reported at 14.4 GB
 at batch 4 with 832-token rows is estimated at 14.4 GiB. PyTorch's CPU attention keeps no
 sequence-squared scores for the backward pass (the batch-2 runs would have needed 1.3 GiB more).
+In bf16 on the same CPU (native bf16), micro-batch 4, 1,088-token pairs (``benchmarks/loop_time.py``,
+two steps, one run each): reward 12.2 GiB as two rows a pair and 10.1 packed (estimated 13.9), DPO
+16.5 as two rows and 10.9 packed with logits over the completions only (estimated 21.6 and 13.9).
 
 ``fit`` keeps the effective batch (micro-batch x accumulation) and halves the micro-batch, then
 turns gradient checkpointing on, until the run fits in what is free.
@@ -93,7 +96,9 @@ def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *,
     per_weight = 0.55 if quantization == "4bit" else (2 if half else 4)
     tokens = batch_size * shape.sequences_per_row * sequence
     hidden, layers, intermediate = facts["hidden"], facts["layers"], facts["intermediate"]
-    width = 2 if half else 4
+    # bf16 autocast on a CPU keeps fp32 copies beside the bf16 activations (RMSNorm's upcast, LoRA's
+    # fp32 adapters): 3 bytes an element fits the bf16 peaks measured (module docstring)
+    width = (2 if cuda else 3) if half else 4
     # per token and layer: six hidden-wide and four intermediate-wide tensors, and LoRA's dropped-out
     # inputs of the seven projections (six hidden-wide, one intermediate-wide)
     per_layer = width * (6 * hidden + 4 * intermediate) + width * (6 * hidden + intermediate)

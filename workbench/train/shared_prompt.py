@@ -47,7 +47,6 @@ class Packed:
     shared: list[int]  # tokens the two rows of each pair share from their start
     chosen: list[int]  # the chosen row's tokens after them
     rejected: list[int]  # the rejected row's tokens after them
-    length: int  # the rows' padded length
 
 
 def pack(input_ids, attention_mask, dtype=None) -> Packed | None:
@@ -91,7 +90,7 @@ def pack(input_ids, attention_mask, dtype=None) -> Packed | None:
         allowed[i, 0, padding, padding] = True  # padding attends to itself only: no empty softmax row
     mask = allowed if dtype is None else \
         torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
-    return Packed(ids, positions, mask, shared, chosen, rejected, length)
+    return Packed(ids, positions, mask, shared, chosen, rejected)
 
 
 def last_tokens(packed: Packed) -> tuple[list[int], list[int]]:
@@ -128,6 +127,7 @@ class Window:
 
 
 def completion_window(input_ids, attention_mask, completion_mask) -> Window:
+    """The windows of a right-padded batch whose ``completion_mask`` marks each row's completion."""
     import torch
 
     lengths = attention_mask.sum(dim=1).tolist()
