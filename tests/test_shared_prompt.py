@@ -22,10 +22,10 @@ def tiny_config(attention: str):
     return config
 
 
-def pair_batch():
+def pair_batch(end: list[int] = ()):
     """Three pairs laid out as TRL lays them out (chosen rows, then rejected rows, right-padded):
     prompts of different lengths, answers of different lengths, one pair whose answers begin
-    alike and one whose chosen answer is a prefix of the rejected one."""
+    alike and one whose chosen answer is a prefix of the rejected one; each answer ends with ``end``."""
     g = torch.Generator().manual_seed(0)
 
     def tokens(n):
@@ -33,6 +33,7 @@ def pair_batch():
 
     prompts = [tokens(11), tokens(5), tokens(8)]
     answers = [(tokens(4), tokens(7)), ([7, 8] + tokens(3), [7, 8] + tokens(1)), ([9, 9], [9, 9, 4, 5])]
+    answers = [(c + list(end), r + list(end)) for c, r in answers]
     rows = [p + c for p, (c, _) in zip(prompts, answers)] + [p + r for p, (_, r) in zip(prompts, answers)]
     completions = [[0] * len(p) + [1] * len(c) for p, (c, _) in zip(prompts, answers)] + \
         [[0] * len(p) + [1] * len(r) for p, (_, r) in zip(prompts, answers)]
@@ -78,14 +79,17 @@ def test_a_pair_run_packed_gives_the_completions_log_probabilities_and_gradients
     assert packed_tokens < 0.7 * int(attention_mask.sum())  # each prompt is run once
 
 
-def test_the_reward_model_scores_each_row_at_its_last_token_as_it_would_alone():
+@pytest.mark.parametrize("end", [(), (PAD,)], ids=["plain", "turns-end-with-the-pad-token"])
+def test_the_reward_model_scores_each_row_where_it_would_alone(end):
+    """At the row's last token, or, where turns end with the pad token (eos as pad), at the token
+    before it, as transformers' classifier reads a row alone."""
     from transformers import LlamaForSequenceClassification
 
     torch.manual_seed(0)
     config = tiny_config("sdpa")
     config.num_labels = 1
     model = LlamaForSequenceClassification(config).eval()
-    input_ids, attention_mask, _ = pair_batch()
+    input_ids, attention_mask, _ = pair_batch(end)
     alone = model(input_ids=input_ids, attention_mask=attention_mask).logits
     packed = ClassifierPairs(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     assert packed.shape == alone.shape == (6, 1)

@@ -20,7 +20,7 @@ from workbench.train.dpo import memory_shape as dpo_shape
 def test_the_micro_batch_halves_to_fit_and_keeps_the_effective_batch(pulled_base):
     facts = memory.model_facts(pulled_base[1])
     assert facts["vocab"] == 49152 and facts["parameters"] > 100e6
-    shape = dpo_shape(DpoConfig(share_prompt=False))  # two rows a pair, logits over every token
+    shape = dpo_shape(DpoConfig())
     config = DpoConfig(batch_size=4, grad_accum=2, gradient_checkpointing="auto")
 
     def need(batch, checkpointing=False):
@@ -28,7 +28,6 @@ def test_the_micro_batch_halves_to_fit_and_keeps_the_effective_batch(pulled_base
 
     at4 = memory.need(facts, shape, 4, 1024, cuda=False)
     assert at4.parts["activations"] > at4.parts["logits"] > 2 * at4.parts["weights"]
-    assert dpo_shape(DpoConfig()) == dataclasses.replace(shape, vocab_logits=False)  # packed: the completions' only
     assert memory.fit(facts, shape, config, 1024, need(4), cuda=False).batch_size == 4
 
     fitted = memory.fit(facts, shape, config, 1024, need(2) + 1, cuda=False)

@@ -50,8 +50,10 @@ def preflight(config: Config, settings: Settings) -> Preflight:
 
 def memory_shape(config: Config) -> Shape:
     # chosen and rejected; the reference is the model with its adapter off, its log-probabilities
-    # computed before training; packed pairs compute logits over the completions only
-    return Shape(sequences_per_row=2, vocab_logits=not config.share_prompt)
+    # computed before training. Logits over every token: packed pairs compute them over the
+    # completions only, but a model that cannot be packed (sliding-window or flash attention, a
+    # mixture of experts) runs two rows a pair, and this is known only once it is loaded.
+    return Shape(sequences_per_row=2)
 
 
 def _numbers(metrics: dict, prefix: str) -> dict:
@@ -81,6 +83,7 @@ def train(config: Config, job) -> dict:
                              max_length=max_length, beta=config.beta, precompute_ref_log_probs=True)
     callback = job.callback(config)
     trainer_class = dpo_trainer() if config.share_prompt else DPOTrainer
+    job.log(f"computing the reference's log-probabilities of {len(pairs) + len(held)} pairs")
     trainer = trainer_class(model=model, ref_model=None, args=args,
                             train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
                             eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])

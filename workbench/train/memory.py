@@ -15,7 +15,8 @@ at batch 4 with 832-token rows is estimated at 14.4 GiB. PyTorch's CPU attention
 sequence-squared scores for the backward pass (the batch-2 runs would have needed 1.3 GiB more).
 In bf16 on the same CPU (native bf16), micro-batch 4, 1,088-token pairs (``benchmarks/loop_time.py``,
 two steps, one run each): reward 12.2 GiB as two rows a pair and 10.1 packed (estimated 13.9), DPO
-16.5 as two rows and 10.9 packed with logits over the completions only (estimated 21.6 and 13.9).
+16.5 as two rows and 10.9 packed with logits over the completions only (estimated 21.6: the
+estimate counts logits over every token, as a model that cannot be packed computes them).
 
 ``fit`` keeps the effective batch (micro-batch x accumulation) and halves the micro-batch, then
 turns gradient checkpointing on, until the run fits in what is free.

@@ -93,14 +93,21 @@ def pack(input_ids, attention_mask, dtype=None) -> Packed | None:
     return Packed(ids, positions, mask, shared, chosen, rejected)
 
 
-def last_tokens(packed: Packed) -> tuple[list[int], list[int]]:
-    """(pair, packed position) of each row's last token, chosen rows first: where a sequence
-    classifier reads its score."""
-    chosen = [(i, p + c - 1) for i, (p, c) in enumerate(zip(packed.shared, packed.chosen))]
-    rejected = [(i, p + c + r - 1 if r else p - 1)
-                for i, (p, c, r) in enumerate(zip(packed.shared, packed.chosen, packed.rejected))]
-    pairs = chosen + rejected
-    return [i for i, _ in pairs], [j for _, j in pairs]
+def scored_tokens(input_ids, pad_token_id, packed: Packed) -> tuple[list[int], list[int]]:
+    """(pair, packed position) where a sequence classifier reads each row's score, chosen rows
+    first: the row's rightmost token that is not the pad token, as transformers' classifiers read
+    it (a template whose turns end with the pad token is scored at the token before it)."""
+    pairs = len(packed.shared)
+    places = []
+    for row in range(input_ids.shape[0]):
+        i = row % pairs
+        kept = (input_ids[row] != pad_token_id).nonzero() if pad_token_id is not None else None
+        t = int(kept[-1]) if kept is not None and len(kept) else packed.shared[i] + (
+            packed.chosen[i] if row < pairs else packed.rejected[i]) - 1
+        if row >= pairs and t >= packed.shared[i]:  # a rejected row's tokens after the shared ones
+            t += packed.chosen[i]
+        places.append(t)
+    return [row % pairs for row in range(input_ids.shape[0])], places
 
 
 def _mask_dtype(model):
@@ -218,10 +225,11 @@ class ClassifierPairs:
                         use_cache=False)
         finally:
             hook.remove()
-        rows, positions = last_tokens(packed)
+        pad = _unwrap(self._model).config.pad_token_id
+        rows, positions = scored_tokens(input_ids, pad, packed)
         from transformers.modeling_outputs import SequenceClassifierOutput
 
-        return SequenceClassifierOutput(logits=seen[-1][rows, positions])
+        return SequenceClassifierOutput(logits=seen[-1][rows, positions].float())
 
     def __getattr__(self, name):
         return getattr(self._model, name)
