@@ -69,7 +69,7 @@ def _numbers(metrics: dict, prefix: str) -> dict:
 
 def train(config: Config, job) -> dict:
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     from workbench.train.job import changed_count, trainable_snapshot
     from workbench.train.modeling import lora_config
@@ -82,7 +82,7 @@ def train(config: Config, job) -> dict:
     args = job.training_args(DPOConfig, config, precision, checkpointing, bool(held), len(pairs), best,
                              max_length=max_length, beta=config.beta, precompute_ref_log_probs=True)
     callback = job.callback(config)
-    trainer_class = dpo_trainer() if config.share_prompt else DPOTrainer
+    trainer_class = dpo_trainer(config.share_prompt)
     job.log(f"computing the reference's log-probabilities of {len(pairs) + len(held)} pairs")
     trainer = trainer_class(model=model, ref_model=None, args=args,
                             train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),

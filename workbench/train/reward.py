@@ -62,7 +62,7 @@ def preflight(config: Config, settings: Settings) -> Preflight:
 
 def train(config: Config, job) -> dict:
     from datasets import Dataset
-    from trl import RewardConfig, RewardTrainer
+    from trl import RewardConfig
 
     from workbench.train.job import changed_count, trainable_snapshot
     from workbench.train.modeling import lora_config
@@ -74,7 +74,7 @@ def train(config: Config, job) -> dict:
     args = job.training_args(RewardConfig, config, precision, checkpointing, bool(held), len(pairs), best,
                              max_length=max_length)
     callback = job.callback(config)
-    trainer_class = reward_trainer() if config.share_prompt else RewardTrainer
+    trainer_class = reward_trainer(config.share_prompt)
     trainer = trainer_class(model=model, args=args,
                             train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
                             eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])

@@ -101,9 +101,9 @@ def scored_tokens(input_ids, pad_token_id, packed: Packed) -> tuple[list[int], l
     places = []
     for row in range(input_ids.shape[0]):
         i = row % pairs
+        length = packed.shared[i] + (packed.chosen[i] if row < pairs else packed.rejected[i])
         kept = (input_ids[row] != pad_token_id).nonzero() if pad_token_id is not None else None
-        t = int(kept[-1]) if kept is not None and len(kept) else packed.shared[i] + (
-            packed.chosen[i] if row < pairs else packed.rejected[i]) - 1
+        t = int(kept[-1]) if kept is not None and len(kept) else length - 1
         if row >= pairs and t >= packed.shared[i]:  # a rejected row's tokens after the shared ones
             t += packed.chosen[i]
         places.append(t)
@@ -160,15 +160,15 @@ class CompletionLogits:
     of a DPO step's backward pass), and returns them laid out as the windows (``Window``), which
     the trainer reads in place of the rows."""
 
-    def __init__(self, model, input_ids, attention_mask, window: Window):
-        self._model, self._ids, self._attention, self._window = model, input_ids, attention_mask, window
+    def __init__(self, model, packed: Packed, window: Window):
+        self._model, self._packed, self._window = model, packed, window
 
     def __call__(self, **ignored):
         import torch
         from transformers.modeling_outputs import CausalLMOutput
 
-        packed = pack(self._ids, self._attention, _mask_dtype(self._model))
-        window, pairs = self._window, len(packed.shared)
+        packed, window = self._packed, self._window
+        pairs = len(packed.shared)
         places = []  # each row's window as positions of its pair's packed sequence
         for row, (start, size) in enumerate(zip(window.starts, window.lengths)):
             i = row % pairs
@@ -194,11 +194,12 @@ def windowed(model, inputs) -> tuple[Any, dict] | None:
     """(stand-in model, inputs cut to their windows) for a DPO loss or reference pass over a pair
     batch, or None where the batch runs as it is (a model that cannot run packed, a batch not laid
     out as pairs). The attention mask stays whole: the trainer only counts tokens with it."""
-    if not supported(model) or pack(inputs["input_ids"], inputs.get("attention_mask")) is None:
+    packed = pack(inputs["input_ids"], inputs.get("attention_mask"), _mask_dtype(model)) if supported(model) else None
+    if packed is None:
         return None
     window = completion_window(inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"])
     cut = {**inputs, "input_ids": window.input_ids, "completion_mask": window.completion_mask}
-    return CompletionLogits(model, inputs["input_ids"], inputs["attention_mask"], window), cut
+    return CompletionLogits(model, packed, window), cut
 
 
 class ClassifierPairs:
@@ -215,6 +216,8 @@ class ClassifierPairs:
         return inner.score
 
     def __call__(self, input_ids=None, attention_mask=None, **kwargs):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
         packed = pack(input_ids, attention_mask, _mask_dtype(self._model))
         if packed is None or set(kwargs) - {"use_cache"}:
             return self._model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
@@ -227,17 +230,19 @@ class ClassifierPairs:
             hook.remove()
         pad = _unwrap(self._model).config.pad_token_id
         rows, positions = scored_tokens(input_ids, pad, packed)
-        from transformers.modeling_outputs import SequenceClassifierOutput
-
         return SequenceClassifierOutput(logits=seen[-1][rows, positions].float())
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
 
-def reward_trainer():
-    """TRL's ``RewardTrainer``, its pairs run packed where the model supports it."""
+def reward_trainer(packed: bool = True):
+    """TRL's ``RewardTrainer``, its pairs run packed where the model supports it (``packed``:
+    the method's ``share_prompt``; False gives TRL's own class)."""
     from trl import RewardTrainer
+
+    if not packed:
+        return RewardTrainer
 
     class SharedPromptRewardTrainer(RewardTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -247,11 +252,15 @@ def reward_trainer():
     return SharedPromptRewardTrainer
 
 
-def dpo_trainer():
+def dpo_trainer(packed: bool = True):
     """TRL's ``DPOTrainer``, its pairs run packed and their logits computed over the completions
     only, where the model supports it: in training, in held-out evaluations and in the reference's
-    pass before training (``precompute_ref_log_probs``, which the loss needs to run packed)."""
+    pass before training (``precompute_ref_log_probs``, which the loss needs to run packed).
+    ``packed`` False gives TRL's own class."""
     from trl import DPOTrainer
+
+    if not packed:
+        return DPOTrainer
 
     class SharedPromptDPOTrainer(DPOTrainer):
         def _compute_loss(self, model, inputs, return_outputs):
