@@ -477,3 +477,33 @@ def test_no_code_is_fetched_from_the_hub_when_a_model_loads():
     assert run() == ["NO", "False"]
     env["USE_HUB_KERNELS"] = "YES"
     assert run() == ["YES", "True"]
+
+
+def test_libraries_fetch_no_compiled_code_from_the_hub_on_their_own():
+    """bitsandbytes asks the kernels package for a Hub kernel when it is imported (on CPUs with
+    AVX512-BF16), and transformers' GGUF loader asks for another, whatever USE_HUB_KERNELS says:
+    in a workbench process the fetch is refused before it reaches the network, and the library
+    keeps its own code; the owner's USE_HUB_KERNELS=YES gives kernels its fetchers back."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import workbench, kernels\n"
+            "try:\n    kernels.get_kernel('kernels-community/quantization-bitsandbytes', version=1)\n"
+            "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+            "print('fetcher from', kernels.get_kernel.__module__)\n"
+            "import bitsandbytes, torch\n"
+            "print('bitsandbytes', bitsandbytes.__version__)")
+    env = {k: v for k, v in os.environ.items() if k not in ("USE_HUB_KERNELS", "HF_HUB_OFFLINE")}
+
+    def run() -> str:
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return proc.stdout + proc.stderr
+
+    out = run()
+    assert "HubKernelRefused get_kernel('kernels-community/quantization-bitsandbytes') refused" in out
+    assert "USE_HUB_KERNELS=YES" in out and "fetcher from workbench.hub_kernels" in out
+    assert "bitsandbytes 0." in out  # imported, on its own code
+    env["USE_HUB_KERNELS"] = "YES"
+    code = "import workbench, kernels; print('fetcher from', kernels.get_kernel.__module__)"
+    assert "fetcher from kernels" in run()

@@ -13,3 +13,9 @@ __version__ = "0.1.0"
 # Off unless the machine's owner sets USE_HUB_KERNELS=YES; every process the workbench starts
 # inherits it.
 os.environ.setdefault("USE_HUB_KERNELS", "NO")
+
+# bitsandbytes and transformers' GGUF loader also fetch compiled kernels from the Hub on their own,
+# which USE_HUB_KERNELS does not stop: refused in every process of the workbench (hub_kernels).
+from workbench import hub_kernels  # noqa: E402
+
+hub_kernels.guard()
