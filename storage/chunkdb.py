@@ -173,6 +173,15 @@ class ChunkDB:
                 out[row[0]] = dict(zip(CHUNK_FIELDS, row[1:]))
         return out
 
+    def documents_of(self, ids: list[int]) -> dict[int, str]:
+        """The document of each of these chunk ids that still exists."""
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            part = list(ids[start:start + 500])
+            out.update(self.conn.execute(f"SELECT id, doc_id FROM chunks WHERE id IN ({', '.join('?' * len(part))})",
+                                         part).fetchall())
+        return out
+
     def iter_chunks(self) -> Iterator[dict[str, Any]]:
         """Every chunk in id order, with its id (no vector): the readable export."""
         for row in self.conn.execute(f"SELECT id, {', '.join(CHUNK_FIELDS)} FROM chunks ORDER BY id"):

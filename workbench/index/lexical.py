@@ -24,10 +24,10 @@ VERSION = 2
 # How the sparse side analyses text: ``plain`` (FTS5's own tokens: lower case, accents folded;
 # English stop words left out of questions), ``words`` (also each document's language's stop
 # words), ``stems`` (also Snowball stems). ``plain`` is the default: on five documentation sets
-# (PostgreSQL, Django, Rust's book, LilyPond's French manual, Erlang's PDFs) with the convex fusion
-# of ``index.search`` it had the best mean and the best worst-case margin over dense search and the
-# plain script; stems led on Rust's book and the PDFs but fell behind the plain script on Django
-# and found fewer French pages in the top 5 (benchmarks/retrieval.py; the README has the table).
+# (PostgreSQL, Django, Rust's book, LilyPond's French manual, Erlang's PDFs), with the fusion of
+# ``index.search``, it had the best mean margin over dense search and the plain script; stems led
+# on PostgreSQL, Rust's book and the PDFs but fell behind the plain script on Django and found
+# fewer French pages in the top 5 (benchmarks/retrieval.py; the README has the table).
 # An index keeps the analysis it was built with; ``workbench ingest --sparse-analysis`` changes it.
 ANALYSES = ("plain", "words", "stems")
 ANALYSIS = "plain"

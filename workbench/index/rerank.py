@@ -4,14 +4,14 @@ the model finds the question after reading it (query likelihood, as in UPR: Sach
 with the first-stage order by reciprocal rank.
 
 On the five documentation sets of ``benchmarks/retrieval.py``, the default chat model reranking
-the hybrid top 10 this way lifts hit@1 by page from 0.72 to 0.84 (PostgreSQL), 0.885 to 0.936
-(Rust's book) and 0.898 to 0.918 (Erlang's PDFs), and leaves Django's at 0.76; the model's order
-alone was no better than the first stage's (0.72 and 0.68 on PostgreSQL and Django, an earlier
-run), so both are kept. It costs a forward pass over each chunk and the question: 3.1 to 3.5 s
-per question on two CPU cores.
+the hybrid top 10 this way lifts hit@1 by page from 0.72 to 0.82 (PostgreSQL), 0.897 to 0.936
+(Rust's book) and 0.898 to 0.939 (Erlang's PDFs), and costs Django one question of 50 (0.80 to
+0.78); the model's order alone was no better than the first stage's (0.72 and 0.68 on PostgreSQL
+and Django, an earlier run), so both are kept. It costs a forward pass over each chunk and the
+question: 1.3 to 1.6 s per question on two CPU cores.
 
 The default model is English, yet on the French LilyPond manual its rerank lifts hybrid search
-from 0.51 to 0.60 at hit@1 (47 of 78 questions first; 3.5 s a question on two cores:
+from 0.53 to 0.62 at hit@1 (48 of 78 questions first; 1.6 s a question on two cores:
 ``benchmarks/retrieval.py --set lilypond-fr --rerank MODEL_DIR``): the question's words are in
 the passage that answers it, and the model's likelihood follows them in French too. So a
 document's language is no reason to skip it.

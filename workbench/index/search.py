@@ -1,5 +1,6 @@
 """Retrieval over the corpus index: dense (FAISS inner product), or hybrid (dense and BM25 from
-SQLite's FTS5, fused by a convex combination of normalised scores). Both read a chunk with its heading (document
+SQLite's FTS5, fused by a convex combination of normalised scores, a chunk helped by the other
+chunks of its document among the candidates). Both read a chunk with its heading (document
 title and section path) above its text, as it was indexed. The FAISS side and the embedding model
 are loaded once per process; a commit is read as what changed since the last one.
 """
@@ -19,16 +20,22 @@ from workbench.index.embedder import embed, load_embedder, prompts_of
 from workbench.runtime import release_openmp_pool
 
 # The two sides are fused by a convex combination of their min-max normalised scores, half each
-# (Bruch et al., 2023). Chosen on five documentation sets (benchmarks/retrieval.py: PostgreSQL,
-# Django, Rust's book, LilyPond's French manual, Erlang's PDFs) among reciprocal rank fusion (k 20
-# or 60, the sparse side at half or full weight) and convex weights 0.5 and 0.7: on all five it has
-# the best mean and the best worst-case margin over dense search and the plain script, by MRR and
-# by hit@1 (0.72, 0.76, 0.885, 0.513 and 0.898 where dense gets 0.70, 0.72, 0.833, 0.333 and
-# 0.837). Leaving one set out, the choice scored on it was never behind either. Reciprocal rank
-# stays (``convex_alpha=None``).
+# (Bruch et al., 2023), then each candidate gains ``SAME_DOCUMENT_WEIGHT`` x the fused scores of up
+# to ``SAME_DOCUMENT_CHUNKS`` other candidates of its document: a page that several chunks point
+# at is the likelier answer. Chosen with the sparse side's analysis (``index.lexical``) on five
+# documentation sets (benchmarks/retrieval.py: PostgreSQL, Django, Rust's book, LilyPond's French
+# manual, Erlang's PDFs) among reciprocal rank fusion (k 20 or 60, the sparse side at half or full
+# weight), convex weights 0.5 and 0.7, and same-document weights 0, 0.05, 0.1 and 0.2, by the mean
+# margin over each set's better baseline (dense search or the plain script; MRR, then hit@1). At
+# hit@1: 0.72, 0.80, 0.897, 0.526 and 0.898, where dense gets 0.70, 0.72, 0.833, 0.333 and 0.837
+# and the same fusion without the same-document evidence 0.72, 0.74, 0.885, 0.513 and 0.898.
+# Leaving one set out, the choice scored on it was ahead of both baselines on every set.
+# Reciprocal rank stays (``convex_alpha=None``).
 CONVEX_ALPHA = 0.5
 RRF_K = 20
 SPARSE_WEIGHT = 0.5
+SAME_DOCUMENT_WEIGHT = 0.05
+SAME_DOCUMENT_CHUNKS = 2
 
 
 @dataclass
@@ -70,10 +77,12 @@ class Retriever:
     ``RELOAD_WAIT_S``). Texts and the sparse side (FTS5) are read from corpus.db per search."""
 
     def __init__(self, workspace: Workspace, embedding_model: str, rrf_k: int = RRF_K,
-                 sparse_weight: float = SPARSE_WEIGHT, convex_alpha: float | None = CONVEX_ALPHA):
+                 sparse_weight: float = SPARSE_WEIGHT, convex_alpha: float | None = CONVEX_ALPHA,
+                 same_document_weight: float = SAME_DOCUMENT_WEIGHT):
         self.workspace = workspace
         self.embedding_model = embedding_model
         self.rrf_k, self.sparse_weight, self.convex_alpha = rrf_k, sparse_weight, convex_alpha
+        self.same_document_weight = same_document_weight
         self._lock = threading.Lock()
         self._local = threading.local()
         self._signature: tuple | None = None
@@ -167,7 +176,9 @@ class Retriever:
         release_openmp_pool()  # a request's thread keeps no pool to slow a generating one down
         if mode == "hybrid":
             written = store.lexical_state(db)
-            ranked = [self._fuse(db.match(query_terms(q, written), depth), dense) for q, dense in zip(queries, ranked)]
+            fused = [self._fuse(db.match(query_terms(q, written), depth), dense) for q, dense in zip(queries, ranked)]
+            document_of = db.documents_of(sorted({i for hits in fused for i, _ in hits}))
+            ranked = [self.rank(hits, document_of) for hits in fused]
         chunks = db.chunks(sorted({i for hits in ranked for i, _ in hits[:k + 10]}))
         results = []
         for hits in ranked:
@@ -183,6 +194,10 @@ class Retriever:
             for rank, (chunk, _) in enumerate(ranking, start=1):
                 fused[chunk] = fused.get(chunk, 0.0) + weight / (self.rrf_k + rank)
         return sorted(fused.items(), key=lambda item: -item[1])
+
+    def rank(self, fused: list[tuple[int, float]], document_of: dict[int, str]) -> list[tuple[int, float]]:
+        """The fused candidates in the order a search returns them (``same_document_evidence``)."""
+        return same_document_evidence(fused, document_of, self.same_document_weight)
 
     @staticmethod
     def _hit(chunk: dict[str, Any], rank: int, score: float) -> Hit:
@@ -205,6 +220,25 @@ def convex_fusion(sparse: list[tuple[int, float]], dense: list[tuple[int, float]
     d, s = normalised(dense), normalised(sparse)
     fused = {i: alpha * d.get(i, 0.0) + (1 - alpha) * s.get(i, 0.0) for i in {*d, *s}}
     return sorted(fused.items(), key=lambda item: -item[1])
+
+
+def same_document_evidence(fused: list[tuple[int, float]], document_of: dict[int, str],
+                           weight: float = SAME_DOCUMENT_WEIGHT,
+                           others: int = SAME_DOCUMENT_CHUNKS) -> list[tuple[int, float]]:
+    """Each candidate's score plus ``weight`` x the scores of the best ``others`` other candidates
+    of its document, best first. A candidate whose document is unknown (deleted since) keeps its
+    score; ``weight`` 0 keeps the fused order."""
+    if not weight:
+        return fused
+    by_document: dict[str, list[tuple[int, float]]] = {}
+    for i, score in fused:  # best first, so each document's list is too
+        if i in document_of:
+            by_document.setdefault(document_of[i], []).append((i, score))
+    out = []
+    for i, score in fused:
+        peers = by_document.get(document_of.get(i), [])
+        out.append((i, score + weight * sum([s for j, s in peers if j != i][:others])))
+    return sorted(out, key=lambda item: -item[1])
 
 
 _retrievers: dict[tuple[str, str], Retriever] = {}
