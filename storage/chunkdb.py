@@ -163,24 +163,20 @@ class ChunkDB:
         """(id, vector bytes) of the live chunks after ``after_id``, in id order."""
         yield from self.conn.execute("SELECT id, vector FROM chunks WHERE id > ? ORDER BY id", (after_id,))
 
-    def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]:
-        """The chunks of these ids that still exist, by id (text and metadata, no vector)."""
-        out: dict[int, dict[str, Any]] = {}
+    def _rows_of(self, columns: str, ids: list[int]) -> Iterator[tuple]:
+        """``SELECT id, columns`` for the chunks of these ids that still exist (500 ids a query)."""
         for start in range(0, len(ids), 500):
             part = list(ids[start:start + 500])
-            for row in self.conn.execute(f"SELECT id, {', '.join(CHUNK_FIELDS)} FROM chunks WHERE id IN "
-                                         f"({', '.join('?' * len(part))})", part):
-                out[row[0]] = dict(zip(CHUNK_FIELDS, row[1:]))
-        return out
+            yield from self.conn.execute(f"SELECT id, {columns} FROM chunks WHERE id IN ({', '.join('?' * len(part))})",
+                                         part)
+
+    def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The chunks of these ids that still exist, by id (text and metadata, no vector)."""
+        return {row[0]: dict(zip(CHUNK_FIELDS, row[1:])) for row in self._rows_of(", ".join(CHUNK_FIELDS), ids)}
 
     def documents_of(self, ids: list[int]) -> dict[int, str]:
         """The document of each of these chunk ids that still exists."""
-        out: dict[int, str] = {}
-        for start in range(0, len(ids), 500):
-            part = list(ids[start:start + 500])
-            out.update(self.conn.execute(f"SELECT id, doc_id FROM chunks WHERE id IN ({', '.join('?' * len(part))})",
-                                         part).fetchall())
-        return out
+        return dict(self._rows_of("doc_id", ids))
 
     def iter_chunks(self) -> Iterator[dict[str, Any]]:
         """Every chunk in id order, with its id (no vector): the readable export."""

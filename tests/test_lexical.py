@@ -119,14 +119,16 @@ def test_a_chunk_gains_from_the_other_chunks_of_its_document(tmp_path):
     from workbench.index.search import same_document_evidence
 
     fused = [(1, 1.0), (2, 0.9), (3, 0.8), (4, 0.5), (5, 0.4), (6, 0.3)]
-    document_of = {1: "a", 2: "b", 3: "b", 4: "b", 5: "b", 6: "c"}  # 6 deleted since: unknown below
+    document_of = {1: "a", 2: "b", 3: "b", 4: "b", 5: "b", 6: "c"}
     ranked = dict(same_document_evidence(fused, document_of, weight=0.1, others=2))
     assert ranked[2] == 0.9 + 0.1 * (0.8 + 0.5)  # its document's two best others, not itself
     assert ranked[5] == 0.4 + 0.1 * (0.9 + 0.8)
-    assert ranked[1] == 1.0  # alone in its document
+    assert ranked[1] == 1.0 and ranked[6] == 0.3  # alone in their documents
     assert [i for i, _ in same_document_evidence(fused, document_of, 0.1)][:3] == [2, 1, 3]  # b overtakes a
     assert same_document_evidence(fused, document_of, weight=0.0) == fused
-    assert dict(same_document_evidence(fused, {k: v for k, v in document_of.items() if k != 6}, 0.1))[6] == 0.3
+    deleted = dict(same_document_evidence(fused, {k: v for k, v in document_of.items() if k != 3}, 0.1))
+    assert deleted[3] == 0.8  # deleted since: no document, no evidence, and none given to the others
+    assert deleted[2] == 0.9 + 0.1 * (0.5 + 0.4)
 
     ws = Workspace(tmp_path / "ws")  # the store answers the documents of the ids that still exist
     _index(ws, {"guide-fr": FRENCH, "guide-en": ENGLISH}, {"guide-fr": "fr", "guide-en": "en"})

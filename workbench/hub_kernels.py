@@ -4,53 +4,74 @@ The ``kernels`` package (transformers requires it) downloads compiled kernels fr
 Face Hub and loads them into the process. Libraries call it on their own: bitsandbytes 0.50 asks
 for ``kernels-community/quantization-bitsandbytes`` when it is imported on a CPU with AVX512-BF16
 (and peft imports bitsandbytes, so every process that imports peft does), and transformers' GGUF
-loader asks for ``ggml-org/ggml-quantization``. ``USE_HUB_KERNELS=NO`` stops neither. On a
-shared box that is code nobody chose, fetched into the web and worker processes.
+loader asks for ``ggml-org/ggml-quantization`` and, for the architectures of its newer GGUF path,
+layer kernels (``ggml-org/ggml-norm``...). ``USE_HUB_KERNELS=NO`` stops none of them. On a shared
+box that is code nobody chose, fetched into the web and worker processes.
 
-``guard()`` wraps ``kernels``' two fetchers, as the package is imported, to refuse with a message
-that names the setting; the callers above catch the refusal and keep their own code paths. With
-``USE_HUB_KERNELS=YES`` (the owner's choice) nothing is wrapped.
+``guard()`` makes ``kernels``' Hub resolvers refuse, with a message that names the setting; every
+way in (``get_kernel``, ``get_locked_kernel``, a layer or function repository's ``load``) goes
+through one of them, and a name copied before the guard still reaches the refusal. The callers
+above catch the refusal and keep their own code paths. With ``USE_HUB_KERNELS=YES`` (the owner's
+choice) nothing is changed.
 """
 from __future__ import annotations
 
 import importlib.abc
-import importlib.machinery
 import os
 import sys
 
-FETCHERS = ("get_kernel", "get_locked_kernel")
+FETCHERS = ("get_kernel", "get_locked_kernel")  # also refused by name, for a kernels without the resolvers below
+RESOLVERS = "kernels._internals.resolver"  # its classes named *Hub*Resolver fetch from the Hub or its cache
 
 
 class HubKernelRefused(RuntimeError):
-    pass
+    """A library asked for a compiled kernel from the Hub in a workbench process."""
 
 
 def allowed() -> bool:
+    """The machine's owner allows Hub kernels (``USE_HUB_KERNELS`` set to yes)."""
     return os.environ.get("USE_HUB_KERNELS", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _refuse(name: str):
-    def refused(repo_id: str, *args, **kwargs):
-        raise HubKernelRefused(f"{name}({repo_id!r}) refused: the workbench loads no compiled code from the Hub "
-                               "(set USE_HUB_KERNELS=YES to allow it)")
-    refused.__name__ = name
-    return refused
+def _refusal(repo_id: object) -> HubKernelRefused:
+    return HubKernelRefused(f"Hub kernel {repo_id!r} refused: the workbench loads no compiled code from the Hub "
+                            "(set USE_HUB_KERNELS=YES to allow it)")
+
+
+def _refused_fetcher(repo_id: str, *args, **kwargs):
+    raise _refusal(repo_id)
+
+
+def _refused_resolve(self, *args, kernel=None, **kwargs):
+    raise _refusal(getattr(kernel, "repo_id", kernel))
 
 
 def _wrap(module) -> None:
+    """Refuse in ``kernels`` (the package, just run or already there) and in its resolvers."""
     for name in FETCHERS:
         if hasattr(module, name):
-            setattr(module, name, _refuse(name))
+            setattr(module, name, _refused_fetcher)
+    resolvers = sys.modules.get(RESOLVERS)
+    for name, cls in vars(resolvers).items() if resolvers else ():
+        if isinstance(cls, type) and "Hub" in name and name.endswith("Resolver") and hasattr(cls, "resolve"):
+            cls.resolve = _refused_resolve
 
 
 class _KernelsFinder(importlib.abc.MetaPathFinder):
-    """Finds ``kernels`` as the path finder does and wraps its fetchers once it has run."""
+    """Finds ``kernels`` as the other finders do, and refuses its fetchers once it has run."""
 
     def find_spec(self, fullname, path, target=None):
         if fullname != "kernels" or allowed():
             return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         run = spec.loader.exec_module
 
@@ -63,10 +84,10 @@ class _KernelsFinder(importlib.abc.MetaPathFinder):
 
 
 def guard() -> None:
-    """Wrap ``kernels``' fetchers in this process (every process the workbench starts imports it)."""
+    """Refuse Hub kernels in this process (every process the workbench starts imports it)."""
     if allowed():
         return
     if "kernels" in sys.modules:
         _wrap(sys.modules["kernels"])
-    elif not any(isinstance(finder, _KernelsFinder) for finder in sys.meta_path):
+    if not any(isinstance(finder, _KernelsFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _KernelsFinder())

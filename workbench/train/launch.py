@@ -107,8 +107,8 @@ def run_in_child(config: TrainConfig, context: JobContext) -> dict:
 
 
 def killed_message(peak_bytes: int, total_bytes: int) -> str:
-    """What a training child killed by SIGKILL is reported as: its last line is no cause (on CPU
-    it is bitsandbytes' warning that it has no Hub kernel, printed at every start)."""
+    """What a training child killed by SIGKILL is reported as: its last line is no cause (on a CPU
+    with AVX512-BF16 it is bitsandbytes' warning that it has no Hub kernel, printed at every start)."""
     gib = 2**30
     seen = f": peak {peak_bytes / gib:.1f} GB of {total_bytes / gib:.0f} GB" if peak_bytes and total_bytes else ""
     return f"killed by the system (out of memory?){seen}; lower batch_size or max_length"
