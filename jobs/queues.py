@@ -73,6 +73,11 @@ def _register_tasks(huey: Huey, settings: Settings, queue: str) -> None:
         huey.workbench_tasks[kind.name] = huey.task(name=f"run:{kind.name}")(task)
 
 
+def task_ids_on(huey: Huey) -> set[str]:
+    """The ids of the tasks a queue holds: waiting, and scheduled for later."""
+    return {task.id for task in huey.pending()} | {task.id for task in huey.scheduled()}
+
+
 def task_for(huey: Huey, kind: str):
     try:
         return huey.workbench_tasks[kind]

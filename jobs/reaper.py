@@ -1,15 +1,20 @@
 """The reaper: a ``running`` run whose worker is gone is marked ``failed: worker lost`` (resumable
 when a complete checkpoint exists), so no run stays ``running`` forever; so is a ``queued`` run
 whose worker died while it waited for a GPU (its queue message went with that worker). Liveness
-on this host comes from /proc (pid and start time); across hosts, from the run's heartbeat."""
+on this host comes from /proc (pid and start time); across hosts, from the run's heartbeat.
+
+A ``queued`` run whose message a consumer took off the queue and died with, before the run's
+first write (Huey's dequeue deletes the message), is found by ``lost_messages``: its task is no
+longer on the queue well after it was put there, and nobody has taken the run up."""
 from __future__ import annotations
 
 import os
 import socket
 import time
 from datetime import datetime
+from typing import Callable
 
-from storage import RunStore, Unreadable
+from storage import RunRecord, RunStore, Unreadable
 from storage.runs import FAILED, QUEUED, RUNNING, WORKER_LOST, now_iso
 
 
@@ -78,6 +83,27 @@ def reap(store: RunStore, stale_after: float) -> list[str]:
                 run.log(f"marked failed: {WORKER_LOST}" + (" (resumable)" if resumable else ""))
                 reaped.append(run.id)
     return reaped
+
+
+def lost_messages(store: RunStore, queue: str, on_queue: Callable[[], set[str]],
+                  grace: float) -> list[tuple[RunRecord, str]]:
+    """(run, its lost task id) for each ``queued`` run of ``queue`` that no worker holds (none waits
+    for a GPU with it) and whose task, put on the queue over ``grace`` seconds ago, is not among
+    ``on_queue()``, the task ids the queue holds (asked only when some run is that old). A consumer
+    between its dequeue and the run's first write holds a message for milliseconds; ``grace`` is
+    the heartbeat's staleness."""
+    now, candidates = time.time(), []
+    for run in store.all():
+        status = run.status()
+        if isinstance(status, Unreadable) or status.get("status") != QUEUED or status.get("queue") != queue:
+            continue
+        if status.get("task_id") and not status.get("waiting_pid") and \
+                now - float(status.get("enqueued_at") or now) > grace:
+            candidates.append((run, status["task_id"]))
+    if not candidates:
+        return []
+    held = on_queue()
+    return [(run, task_id) for run, task_id in candidates if task_id not in held]
 
 
 def _age_of(iso: str | None) -> float:

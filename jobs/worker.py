@@ -13,11 +13,12 @@ import sys
 import threading
 import time
 
+from jobs import control
 from jobs.gpus import host_gpus
-from jobs.queues import QUEUES, get_huey
-from jobs.reaper import reap
+from jobs.queues import QUEUES, get_huey, task_ids_on
+from jobs.reaper import lost_messages, reap
 from storage import RunStore, write_json_atomic
-from storage.runs import RUNNING, now_iso
+from storage.runs import QUEUED, RUNNING, now_iso
 from workbench.settings import Settings
 from workbench.subprocesses import die_with_parent
 
@@ -52,6 +53,22 @@ class WorkerRecord:
                 reap(store, self.settings.stale_after)
             except OSError as exc:
                 log.warning("worker heartbeat failed: %s", exc)
+            try:
+                self.requeue_lost(store)
+            except Exception as exc:  # noqa: BLE001 - a queue out of reach now is asked again next beat
+                log.warning("requeueing lost queue messages failed: %s", exc)
+
+    def requeue_lost(self, store: RunStore) -> list[str]:
+        """Put back on this worker's queue the runs whose message a consumer took and died with
+        before starting them (``reaper.lost_messages``); one process requeues each. Their ids."""
+        queue, huey = self.info["queue"], get_huey(self.settings, self.info["queue"])
+        requeued = []
+        for run, lost in lost_messages(store, queue, lambda: task_ids_on(huey), self.settings.stale_after):
+            if run.transition({QUEUED}, QUEUED, when=lambda status: status.get("task_id") == lost, task_id=None):
+                run.log("its queue message was lost with a worker that died before starting it: queued again")
+                control.enqueue(self.settings, run)
+                requeued.append(run.id)
+        return requeued
 
     def stop(self) -> None:
         self._stop.set()

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from storage.atomic import Unreadable, atomic_path, read_json, write_json_atomic
 from storage.jsonl import append_jsonl, read_jsonl
@@ -78,11 +78,14 @@ class RunRecord:
             write_json_atomic(self.folder / "status.json", current)
             return current
 
-    def transition(self, allowed_from: set[str] | frozenset[str], to: str, **fields: Any) -> bool:
-        """Move to ``to`` only if the current status is in ``allowed_from``; returns whether it moved."""
+    def transition(self, allowed_from: set[str] | frozenset[str], to: str,
+                   when: Callable[[dict[str, Any]], bool] | None = None, **fields: Any) -> bool:
+        """Move to ``to`` only if the current status is in ``allowed_from`` (and ``when`` holds for
+        the current status, when given); returns whether it moved."""
         with self._lock():
             current = self.status()
-            if isinstance(current, Unreadable) or current.get("status") not in allowed_from:
+            if isinstance(current, Unreadable) or current.get("status") not in allowed_from \
+                    or (when is not None and not when(current)):
                 return False
             current.update(fields, status=to)
             write_json_atomic(self.folder / "status.json", current)

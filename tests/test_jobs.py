@@ -113,6 +113,28 @@ def test_a_killed_worker_is_reaped_and_its_run_resumes_from_a_checkpoint(setting
     assert _watch(settings, run.id)[-1] == "cancelled"
 
 
+def test_a_message_lost_with_a_consumer_that_died_before_starting_its_run_is_queued_again(settings, env,
+                                                                                        start_process):
+    """Huey's dequeue deletes a message: a consumer killed between it and the run's first write
+    takes the run's only message with it, and the run stayed ``queued`` for good (the soak found
+    one in 300). A worker puts such a run back on its queue, once, and it runs."""
+    from jobs.queues import get_huey, task_ids_on
+    from jobs.reaper import lost_messages
+
+    run = control.submit(settings, "selftest", {"steps": 2, "step_seconds": 0.01})
+    status = run_status(settings, run.id)
+    huey, store = get_huey(settings, status["queue"]), RunStore(settings.workspace.runs)
+    on_queue = lambda: task_ids_on(huey)  # noqa: E731
+    assert status["task_id"] in on_queue() and lost_messages(store, status["queue"], on_queue, grace=0) == []
+    taken = huey.dequeue()  # what a consumer does first; it dies here, before the run's first write
+    assert taken.id == status["task_id"] and taken.id not in on_queue()
+    assert [(r.id, t) for r, t in lost_messages(store, status["queue"], on_queue, grace=0)] == [(run.id, taken.id)]
+    start_process([sys.executable, "-m", "workbench.cli", "worker"], env, "worker")
+    assert _watch(settings, run.id)[-1] == "succeeded"
+    assert run.read_log().count("queued again") == 1
+    assert run_status(settings, run.id)["task_id"] != taken.id
+
+
 def test_cpu_jobs_are_not_stuck_behind_a_gpu_job(settings, worker):
     base = settings.workspace.ensure().base_model
     base.mkdir(parents=True)
