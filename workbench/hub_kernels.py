@@ -30,9 +30,9 @@ class HubKernelRefused(RuntimeError):
 
 def allowed() -> bool:
     """The machine's owner allows Hub kernels (``USE_HUB_KERNELS`` set to yes)."""
-    # the values transformers reads as true for the same variable (ENV_VARS_TRUE_VALUES), so one
-    # setting means the same to its kernelizing and to this guard
-    return os.environ.get("USE_HUB_KERNELS", "").upper() in {"1", "ON", "YES", "TRUE"}
+    # read as transformers reads the same variable (``is_env_variable_true``), so one setting means
+    # the same to its kernelizing and to this guard
+    return os.environ.get("USE_HUB_KERNELS", "").lower() in ("true", "1", "y", "yes", "on")
 
 
 def _refusal(repo_id: object) -> HubKernelRefused:
