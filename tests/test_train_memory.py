@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import preference_pairs, write_jsonl
+from workbench.kinds import get_kind
 from workbench.train import memory
 from workbench.train.dpo import Config as DpoConfig
 from workbench.train.dpo import memory_shape as dpo_shape
@@ -44,6 +45,29 @@ def test_the_micro_batch_halves_to_fit_and_keeps_the_effective_batch(pulled_base
     assert not memory.fit(facts, shape, off, 1024, need(1, True) + 1, cuda=False).gradient_checkpointing
 
 
+def test_dpo_counts_logits_over_the_completions_only_where_its_start_model_packs(pulled_base, tmp_path):
+    facts = memory.model_facts(pulled_base[1])
+    assert facts["packs"]  # a Llama-family decoder, no sliding window, SDPA by default
+    packed, rows = dpo_shape(DpoConfig()), dpo_shape(DpoConfig(share_prompt=False))
+
+    def logits(shape, model=facts, completion=160):
+        return memory.need(model, shape, 4, 1088, cuda=False, precision="bf16", completion=completion).parts["logits"]
+
+    assert logits(packed) == 4 * 2 * 160 * facts["vocab"] * 4 * memory.LOGIT_COPIES
+    assert logits(rows) == logits(packed, completion=0) == 4 * 2 * 1088 * facts["vocab"] * 4 * memory.LOGIT_COPIES
+    config = json.loads((Path(pulled_base[1]) / "config.json").read_text())
+    for name, change in (("sliding", {"sliding_window": 4096}), ("other", {"model_type": "gpt2"})):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({**config, **change}))
+        other = memory.model_facts(folder)
+        assert not other["packs"] and logits(packed, other) == logits(rows, other)  # two rows a pair, every logit
+    assert memory.model_facts(tmp_path / "sliding")["packs"] is False
+    (tmp_path / "sliding" / "config.json").write_text(json.dumps({**config, "sliding_window": 4096,
+                                                                 "use_sliding_window": False}))
+    assert memory.model_facts(tmp_path / "sliding")["packs"]  # a window the model does not use
+
+
 @pytest.mark.slow(16)
 def test_a_run_is_refused_when_it_cannot_fit_and_started_at_the_micro_batch_that_does(train_env, wb, settings,
                                                                                      tiny_base, monkeypatch):
@@ -55,14 +79,18 @@ def test_a_run_is_refused_when_it_cannot_fit_and_started_at_the_micro_batch_that
     assert not settings.workspace.runs.exists() or not any(settings.workspace.runs.iterdir())
 
     facts, shape = memory.model_facts(tiny_base), dpo_shape(DpoConfig())
-    between = (memory.need(facts, shape, 2, 128, cuda=False).bytes + memory.need(facts, shape, 4, 128, cuda=False).bytes) / 2
+    kind = get_kind("train.dpo")
+    completion = kind.preflight(kind.config({"max_length": 128}), settings).summary["completion_tokens"]
+    between = sum(memory.need(facts, shape, batch, 128, cuda=False, completion=completion).bytes for batch in (2, 4)) / 2
     monkeypatch.setenv("WORKBENCH_TRAIN_MEMORY_GB", f"{between / memory.GIB:.4f}")
     code, out, err = wb("train", "dpo", "--max-steps", "1", "--max-length", "128", "--batch-size", "4", "--json")
     data = json.loads(out)
     assert data["status"] == "succeeded", (data, err)
     log = Path(data["folder"], "log.txt").read_text()
     assert "to fit in memory: batch_size 2, grad_accum 2" in log
-    assert json.loads(Path(data["folder"], "status.json").read_text())["memory_fit"]["batch_size"] == 2
+    status = json.loads(Path(data["folder"], "status.json").read_text())
+    assert status["memory_fit"]["batch_size"] == 2
+    assert 0 < status["preflight"]["completion_tokens"] < status["preflight"]["sequence_tokens"]  # what the fit counted
     trained = json.loads((settings.workspace.models / "llama-dpo" / "manifest.json").read_text())["config"]
     assert (trained["batch_size"], trained["grad_accum"]) == (2, 2)  # the same effective batch of 4
 

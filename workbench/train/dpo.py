@@ -50,10 +50,10 @@ def preflight(config: Config, settings: Settings) -> Preflight:
 
 def memory_shape(config: Config) -> Shape:
     # chosen and rejected; the reference is the model with its adapter off, its log-probabilities
-    # computed before training. Logits over every token: packed pairs compute them over the
-    # completions only, but a model that cannot be packed (sliding-window or flash attention, a
-    # mixture of experts) runs two rows a pair, and this is known only once it is loaded.
-    return Shape(sequences_per_row=2)
+    # computed before training. Packed pairs compute logits over the completions only; a model
+    # that cannot be packed (sliding-window attention, a family not in the decoder table) runs two
+    # rows a pair with logits over every token, which ``memory`` reads from its config.json.
+    return Shape(sequences_per_row=2, completion_logits=config.share_prompt)
 
 
 def _numbers(metrics: dict, prefix: str) -> dict:

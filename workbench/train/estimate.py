@@ -28,16 +28,18 @@ def measured_step_seconds(workspace: Workspace, kind: str, model: str) -> float 
 
 
 def estimate(kind: str, config, model_path: str, rows: int, workspace: Workspace,
-             cuda: bool, sequence: int, shape, available: int, cores: int = 2) -> dict[str, Any]:
+             cuda: bool, sequence: int, shape, available: int, cores: int = 2, completion: int = 0) -> dict[str, Any]:
     """Memory (``train.memory``: the micro-batch that fits in ``available`` bytes) and time of a
-    run of ``config`` (the method's ``TrainConfig``) over ``rows`` rows at ``sequence`` tokens."""
+    run of ``config`` (the method's ``TrainConfig``) over ``rows`` rows at ``sequence`` tokens
+    (``completion``: the longest answer's, where only they get logits)."""
     from workbench.train.config import optimizer_steps
 
     facts = memory.model_facts(model_path)
     params = facts["parameters"]
     if not params:
         return {"text": "No estimate: the start model's weights are not in a local folder."}
-    fitted = memory.fit(facts, shape, config, sequence, available, cuda=cuda, workspace=workspace)
+    fitted = memory.fit(facts, shape, config, sequence, available, cuda=cuda, workspace=workspace,
+                        completion=completion)
     precision = memory.precision_of(config, cuda, workspace)
     batch = config.batch_size
     steps = optimizer_steps(config, rows, config.num_processes)
@@ -94,7 +96,7 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     cuda = cuda_available()
     available = (memory.gpu_free_bytes() if cuda else None) or memory.host_memory(free=True, cap_gb=settings.train_memory_gb)
     return estimate(kind, typed, spec.path, rows, settings.workspace, cuda, summary.get("sequence_tokens") or 512,
-                    module.memory_shape(typed), available, os.cpu_count() or 1)
+                    module.memory_shape(typed), available, os.cpu_count() or 1, summary.get("completion_tokens") or 0)
 
 
 def estimate_text(settings, kind: str, config: dict[str, Any]) -> str:

@@ -133,7 +133,7 @@ def _fit_memory(config: TrainConfig, context: JobContext) -> None:
     (run.folder / FIT).unlink(missing_ok=True)
     status = run.status()
     summary = (status if isinstance(status, dict) else {}).get("preflight") or {}
-    sequence = summary.get("sequence_tokens")
+    sequence, completion = summary.get("sequence_tokens"), summary.get("completion_tokens") or 0
     shape = getattr(importlib.import_module(get_kind((run.config() or {}).get("kind", "")).module), "memory_shape", None)
     try:
         start = start_name(settings, config.model, summary)
@@ -145,18 +145,20 @@ def _fit_memory(config: TrainConfig, context: JobContext) -> None:
     visible = ",".join(map(str, context.gpus)) if context.gpus else None
     gpus = devices(visible)
     if gpus:
-        fitted = memory.fit(facts, shape(config), config, sequence, memory.gpu_free_bytes(visible), cuda=True)
+        fitted = memory.fit(facts, shape(config), config, sequence, memory.gpu_free_bytes(visible), cuda=True,
+                            completion=completion)
         if not fitted.fits:  # ask the web process for its GPU memory, or refuse with the estimate
             run.update(gpu_memory=make_room(context.workspace, fitted.need.gib, reporter.log,
                                             free=lambda: devices(visible)))
-            fitted = memory.fit(facts, shape(config), config, sequence, memory.gpu_free_bytes(visible), cuda=True)
+            fitted = memory.fit(facts, shape(config), config, sequence, memory.gpu_free_bytes(visible), cuda=True,
+                            completion=completion)
         available, where = memory.gpu_free_bytes(visible), "free on the GPU"
     else:
         # every rank holds a whole copy of the model in the same RAM
         available = memory.host_memory(free=True, cap_gb=settings.train_memory_gb) // config.num_processes
         where = "of RAM available" + (f" to each of {config.num_processes} processes" if config.num_processes > 1 else "")
         fitted = memory.fit(facts, shape(config), config, sequence, available, cuda=False,
-                            workspace=context.workspace)
+                            workspace=context.workspace, completion=completion)
         if not fitted.fits:
             raise WorkbenchError(f"not enough memory free to start: this run needs {memory.describe(fitted, available, where)}; "
                                  "wait for the other jobs to finish, or lower max_length or max_prompt_length")

@@ -15,8 +15,11 @@ at batch 4 with 832-token rows is estimated at 14.4 GiB. PyTorch's CPU attention
 sequence-squared scores for the backward pass (the batch-2 runs would have needed 1.3 GiB more).
 In bf16 on the same CPU (native bf16), micro-batch 4, 1,088-token pairs (``benchmarks/loop_time.py``,
 two steps, one run each): reward 12.2 GiB as two rows a pair and 10.1 packed (estimated 13.9), DPO
-16.5 as two rows and 10.9 packed with logits over the completions only (estimated 21.6: the
-estimate counts logits over every token, as a model that cannot be packed computes them).
+16.5 as two rows and 10.9 packed with logits over the completions only. The estimate counts
+activations as two rows a pair either way (packing on a CPU saved 17 % of the reward model's peak,
+not the half of its tokens), and DPO's logits over the completions only where the start model
+packs (its ``config.json``: ``shared_prompt.config_packs``): 15.0 GiB for that run, and 21.6 with
+every token's logits for a model that runs two rows a pair.
 
 ``fit`` keeps the effective batch (micro-batch x accumulation) and halves the micro-batch, then
 turns gradient checkpointing on, until the run fits in what is free.
@@ -43,6 +46,7 @@ class Shape:
     sequences_per_row: int = 1  # a preference pair: chosen and rejected, 2
     vocab_logits: bool = True  # a language-model head (a reward model's head has one logit)
     other_models: tuple[str, ...] = ()  # full models loaded beside the policy: "reward", "value"
+    completion_logits: bool = False  # logits over the completions only, where the start model packs (DPO)
     flops_factor: float = 1.0  # a step's compute against one forward and backward pass of the rows (sampling costs more)
 
 
@@ -84,14 +88,21 @@ def model_facts(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         config = {}
     stored = {"float32": 4, "bfloat16": 2, "float16": 2}.get(str(config.get("dtype") or config.get("torch_dtype")), 4)
+    from types import SimpleNamespace
+
+    from workbench.train.shared_prompt import config_packs
+
     return {"parameters": weights // stored if weights else None, "hidden": config.get("hidden_size", 1024),
             "layers": config.get("num_hidden_layers", 24), "vocab": config.get("vocab_size", 32000),
-            "intermediate": config.get("intermediate_size") or 4 * config.get("hidden_size", 1024)}
+            "intermediate": config.get("intermediate_size") or 4 * config.get("hidden_size", 1024),
+            "packs": config_packs(SimpleNamespace(**config))}
 
 
 def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *, cuda: bool,
-         precision: str = "fp32", quantization: str = "none", checkpointing: bool = False) -> Need:
-    """Peak memory of one training step at micro-batch ``batch_size`` and ``sequence`` tokens."""
+         precision: str = "fp32", quantization: str = "none", checkpointing: bool = False,
+         completion: int = 0) -> Need:
+    """Peak memory of one training step at micro-batch ``batch_size`` and ``sequence`` tokens
+    (``completion``: the longest answer's tokens, where only they get logits)."""
     params = facts["parameters"] or 0
     half = precision in ("bf16", "fp16")
     per_weight = 0.55 if quantization == "4bit" else (2 if half else 4)
@@ -111,19 +122,30 @@ def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *,
         "weights": int(params * per_weight),
         "lora_and_optimizer": int(params * 0.01 * 16),  # ~1% trainable: fp32 weights, grads, two moments
         "activations": int(activations),
-        "logits": int(tokens * facts["vocab"] * 4 * LOGIT_COPIES) if shape.vocab_logits else 0,
+        "logits": int(logit_tokens(shape, facts, tokens, batch_size, sequence, completion) * facts["vocab"] * 4
+                      * LOGIT_COPIES) if shape.vocab_logits else 0,
         "other_models": int(len(shape.other_models) * params * (2 if half else 4)),
     }
     total = sum(parts.values()) * HEADROOM + RUNTIME_BYTES["cuda" if cuda else "cpu"]
     return Need(int(total), parts)
 
 
+def logit_tokens(shape: Shape, facts: dict[str, Any], tokens: int, batch_size: int, sequence: int,
+                 completion: int) -> int:
+    """Tokens whose logits a step computes: every one, or each row's completion where the method
+    cuts its logits to them and the start model packs."""
+    if shape.completion_logits and facts.get("packs") and 0 < completion < sequence:
+        return batch_size * shape.sequences_per_row * completion
+    return tokens
+
+
 def fit(facts: dict[str, Any], shape: Shape, config, sequence: int, available: int, *, cuda: bool,
-        workspace: Workspace | None = None) -> Fit:
+        workspace: Workspace | None = None, completion: int = 0) -> Fit:
     """The largest micro-batch (halving from ``batch_size``, the accumulation growing to keep
     the effective batch) that fits in ``available`` bytes, without gradient checkpointing when
     possible; at micro-batch 1 with checkpointing, the fit that does not fit (``fits`` False).
-    ``config``: the method's ``TrainConfig``; ``workspace``: whose recorded CPU precision ``auto`` follows."""
+    ``config``: the method's ``TrainConfig``; ``workspace``: whose recorded CPU precision ``auto`` follows;
+    ``completion``: the longest answer's tokens (``need``)."""
     precision = precision_of(config, cuda, workspace)
     options = {"on": [True], "off": [False]}.get(config.gradient_checkpointing, [False, True])
     effective = config.batch_size * config.grad_accum
@@ -132,7 +154,7 @@ def fit(facts: dict[str, Any], shape: Shape, config, sequence: int, available: i
         batch = config.batch_size
         while True:
             n = need(facts, shape, batch, sequence, cuda=cuda, precision=precision,
-                     quantization=config.quantization, checkpointing=checkpointing)
+                     quantization=config.quantization, checkpointing=checkpointing, completion=completion)
             last = Fit(batch, math.ceil(effective / batch), checkpointing, n, n.bytes <= available)
             if last.fits or batch == 1:
                 break

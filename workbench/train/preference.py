@@ -40,7 +40,7 @@ def preference_preflight(config, settings: Settings, shape_of) -> Preflight:
     return Preflight({"train": train_file, **({"eval": held} if held else {}), **system_input(ws)}, device_notes(config),
                      {"start_model": spec.name, "pairs": len(pairs), "training_pairs": train_rows,
                       "longest_prompt_tokens": longest,
-                      **memory_fits(config, settings, spec, shape_of(config), sequence)})
+                      **memory_fits(config, settings, spec, shape_of(config), sequence, answer + 8)})
 
 
 def split_pairs(config, job) -> tuple[list[dict], list[dict]]:

@@ -143,15 +143,17 @@ def cut_prompts(config: TrainConfig, tokenizer, prompts: list[str], log=None, sy
     return [cut[p][0] for p in prompts]
 
 
-def memory_fits(config: TrainConfig, settings: Settings, spec: ModelSpec, shape, sequence: int) -> dict:
+def memory_fits(config: TrainConfig, settings: Settings, spec: ModelSpec, shape, sequence: int,
+                completion: int = 0) -> dict:
     """Refuse, before anything is queued, a run this machine cannot hold even at micro-batch 1
     with gradient checkpointing (its GPU's memory, else its RAM); what the start-time fit needs
-    (``launch``): the sequence length, and the estimate at the asked batch."""
+    (``launch``): the sequence length, the longest completion (``completion``: its tokens with
+    the template's, where only they get logits), and the estimate at the asked batch."""
     from workbench.train import memory
     from workbench.train.modeling import cuda_available
 
     facts = memory.model_facts(spec.path)
-    summary = {"sequence_tokens": sequence}
+    summary = {"sequence_tokens": sequence, **({"completion_tokens": completion} if completion else {})}
     if not facts["parameters"]:
         return summary
     cuda = cuda_available()
@@ -167,8 +169,10 @@ def memory_fits(config: TrainConfig, settings: Settings, spec: ModelSpec, shape,
             total, where = int(min(d.total_gib for d in gpus) * GIB), "on the GPU"
     asked = memory.need(facts, shape, config.batch_size, sequence, cuda=cuda,
                         precision=memory.precision_of(config, cuda, settings.workspace),
-                        quantization=config.quantization, checkpointing=config.gradient_checkpointing == "on")
-    fitted = memory.fit(facts, shape, config, sequence, total, cuda=cuda, workspace=settings.workspace)
+                        quantization=config.quantization, checkpointing=config.gradient_checkpointing == "on",
+                        completion=completion)
+    fitted = memory.fit(facts, shape, config, sequence, total, cuda=cuda, workspace=settings.workspace,
+                        completion=completion)
     if not fitted.fits:
         raise WorkbenchError(f"this run does not fit on this machine even at micro-batch 1 with gradient checkpointing: "
                              f"it needs {memory.describe(fitted, total, where)}; lower max_length or max_prompt_length, "

@@ -28,9 +28,16 @@ MASKABLE = ("sdpa", "eager")  # attention implementations that take a custom 4D 
 def supported(model) -> bool:
     """Whether ``model`` (a PEFT model, a DDP wrapper or a plain transformers model) can run packed."""
     config = getattr(_unwrap(model), "config", None)
+    return config_packs(config, getattr(config, "_attn_implementation", None))
+
+
+def config_packs(config, attention: str | None = "sdpa") -> bool:
+    """Whether a model of this configuration (a transformers config, or the namespace of a
+    ``config.json``) runs packed with ``attention``; ``sdpa`` is what the loader leaves a model
+    that names none, so a ``config.json`` is read with it."""
     sliding = getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)
     return (getattr(config, "model_type", "") in TARGETS_BY_FAMILY and not sliding  # the mask is plain causal
-            and getattr(config, "_attn_implementation", None) in MASKABLE)
+            and attention in MASKABLE)
 
 
 def _unwrap(model):
