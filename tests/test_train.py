@@ -43,6 +43,37 @@ def assert_lora_trained(output: Path, first_checkpoint: Path) -> None:
         assert not torch.equal(tensor, early[name]), f"{name} did not change after step 1"
 
 
+def test_half_precision_trainable_weights_train_in_fp32_and_end_in_their_dtype():
+    """The reward model's new head, a bf16 copy in PEFT, keeps fp32 masters while it trains: steps
+    under half a bf16 spacing add up instead of rounding away, and the weight ends in bf16."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from workbench.train.modeling import trainable_in_fp32
+
+    config = LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                         num_key_value_heads=2, pad_token_id=0, num_labels=1)
+    model = get_peft_model(LlamaForSequenceClassification(config).to(torch.bfloat16),
+                           LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj"]))
+    head = next(p for name, p in model.named_parameters() if p.requires_grad and "score" in name)
+    assert head.dtype == torch.bfloat16
+    with torch.no_grad():
+        head.fill_(0.08)  # the weight of the docstring: its bf16 spacing is 2**-4 * 2**-7
+    before = head.detach().clone()
+    spacing = 2.0 ** -4 * torch.finfo(torch.bfloat16).eps
+    step = torch.full_like(before, 0.3 * spacing, dtype=torch.float32)
+    rounded = before.clone()
+    for _ in range(8):
+        rounded += step.to(torch.bfloat16)
+    assert torch.equal(rounded, before)  # in bf16 each step rounds away
+    with trainable_in_fp32(model) as cast:
+        assert cast == 1 and all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+        for _ in range(8):
+            head.data += step
+    assert head.dtype == torch.bfloat16 and torch.all(head.float() - before.float() == 2 * spacing)  # 2.4, rounded
+
+
 @pytest.mark.slow(10)
 def test_sft_trains_every_lora_weight_and_nothing_else(train_env, wb, settings, tiny_base):
     base_hash = sha256(tiny_base / "model.safetensors")

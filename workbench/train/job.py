@@ -18,9 +18,10 @@ from storage.documents import sha256_file
 from workbench.chat.system_prompt import SystemPrompt, launched_with
 from workbench.job_context import JobContext
 from workbench.models.loading import ModelSpec, lineage
+from workbench.safe_text import counted
 from workbench.train.callback import BestKept, RunCallback
 from workbench.train.config import TrainConfig, optimizer_steps, passes
-from workbench.train.modeling import Precision
+from workbench.train.modeling import Precision, trainable_in_fp32
 from workbench.train.output import publish
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes")
@@ -183,20 +184,24 @@ class TrainJob(JobContext):
         if resume:
             self.log(f"resuming from {self.resume_from.name}")
         started = time.perf_counter()
-        output = trainer.train(resume_from_checkpoint=resume) if resumable else trainer.train()
-        loss = getattr(output, "training_loss", None)  # PPO's train() returns nothing
-        metrics = {"global_step": callback.step_offset + trainer.state.global_step,
-                   **({"train_loss": loss} if loss is not None else {}),
-                   "train_seconds": round(time.perf_counter() - started, 2), "world_size": self.world_size,
-                   "models_loaded": list(self.models_loaded), **peak_memory()}
-        if best is not None and best.seen:
-            if best.seen[-1][0] != trainer.state.global_step:
-                trainer.evaluate()  # the last step is a candidate too
-            by_step = ", ".join(f"{step}: {value:.4g}" for step, value in best.seen)
-            if best.step != trainer.state.global_step:
-                best.restore(trainer.model)
-            self.log(f"held-out {best.key} by step: {by_step}; kept step {best.step}")
-            metrics.update(kept_step=best.step, **{f"kept_{best.key}": best.best})
+        with trainable_in_fp32(trainer.model) as cast:
+            if cast:
+                self.log(f"{counted(cast, 'trainable tensor')} of the half-precision model (a new head) "
+                         "trained in fp32")
+            output = trainer.train(resume_from_checkpoint=resume) if resumable else trainer.train()
+            loss = getattr(output, "training_loss", None)  # PPO's train() returns nothing
+            metrics = {"global_step": callback.step_offset + trainer.state.global_step,
+                       **({"train_loss": loss} if loss is not None else {}),
+                       "train_seconds": round(time.perf_counter() - started, 2), "world_size": self.world_size,
+                       "models_loaded": list(self.models_loaded), **peak_memory()}
+            if best is not None and best.seen:
+                if best.seen[-1][0] != trainer.state.global_step:
+                    trainer.evaluate()  # the last step is a candidate too
+                by_step = ", ".join(f"{step}: {value:.4g}" for step, value in best.seen)
+                if best.step != trainer.state.global_step:
+                    best.restore(trainer.model)
+                self.log(f"held-out {best.key} by step: {by_step}; kept step {best.step}")
+                metrics.update(kept_step=best.step, **{f"kept_{best.key}": best.best})
         return metrics
 
     # output -----------------------------------------------------------------------------
