@@ -6,23 +6,32 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    of the index ("What does the documentation say about <section>?", in the set's language);
    the pages are split by a hash of their name, and a question goes to the held-out side when its
    page does, so the held-out questions are about pages no training prompt was asked about;
-3. ``workbench pairs create --rag`` answers each prompt twice (two sampled sides, the defaults);
+   ``workbench documents delete`` then takes a share of the pages (``MISSING_PAGES``, another
+   hash) out of the workspace: questions about them are asked in the set's language and domain,
+   and the documents do not answer them, as a team's documents do not answer everything;
+3. ``workbench pairs create --rag`` answers each prompt twice, at its defaults (side a greedy, side
+   b sampled at temperature 0.8);
+   a pair is ``covered`` when the retrieved chunks include the question's page;
 4. each rule votes: ``faithful`` prefers the answer whose words are in the retrieved context,
    ``concise`` the shorter answer that still says something, ``language`` the answer in the
-   question's language; ties are skipped, as an annotator skips; ``--noise`` flips that share of
-   the training votes;
+   question's language, ``abstains`` the answer that says the documents do not answer when the
+   pair is not covered (and the one that answers when it is); ties are skipped, as an annotator
+   skips; ``--annotators N`` has N annotators vote on each training pair, ``--noise`` flips that
+   share of each one's votes, and ``merge-feedback`` keeps the majority (an even split is dropped);
 5. per rule, vote count, seed and setting (the defaults, and each value of ``--try`` alone):
-   ``workbench feedback import`` of that many training votes (drawn by the seed), ``workbench
-   merge-feedback``, the held-out pairs judged by the rule itself in
+   ``workbench feedback import`` of that many training pairs' votes (drawn by the seed),
+   ``workbench merge-feedback``, the held-out pairs judged by the rule itself in
    ``data/dataset_rlhf_test.jsonl``, then ``workbench train reward`` (its held-out accuracy, 95 %
-   Wilson interval) or ``workbench train dpo`` (the trained model and the base answer the held-out
-   prompts as a pair set; the rule judges: win rate over the pairs it does not tie, and the rule's
-   mean score of each);
+   Wilson interval), ``workbench train dpo``, or ``workbench train reward`` at its defaults and
+   then ``workbench train grpo`` with that reward model (``--method grpo``); for DPO and GRPO the
+   trained model and the base answer the held-out prompts as a pair set and the rule judges: win
+   rate over the pairs it does not tie, and the rule's mean score of each;
 6. with ``--try``, each rule is left out in turn: the setting with the best mean on the other rules
    is chosen, and its figure on the rule left out is printed beside the defaults'.
 
-    python benchmarks/learning.py [--set rust-book] [--method reward|dpo] [--votes 25,50,100,200]
-                                  [--rules faithful,concise,language] [--seeds 0,1,2] [--noise 0.0]
+    python benchmarks/learning.py [--set rust-book] [--method reward|dpo|grpo] [--votes 25,50,100,200]
+                                  [--rules faithful,concise,language,abstains] [--seeds 0,1,2]
+                                  [--noise 0.0] [--annotators 1]
                                   [--try learning_rate=5e-5,3e-4 --try lora_r=8,32] [--option KEY=VALUE] [--jobs N]
                                   [-k 2] [--max-new-tokens 64] [--keep DIR] [--out RESULTS.jsonl] [--pairs-only]
 
@@ -38,11 +47,11 @@ import hashlib
 import json
 import os
 import random
-import threading
-from concurrent.futures import ThreadPoolExecutor
 import shutil
 import sys
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,16 +61,26 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import wilson, workbench  # noqa: E402
 from fetch_docs import fetch  # noqa: E402
 from learning_report import leave_one_rule_out  # noqa: E402
-from learning_rules import RULES, judge, score  # noqa: E402
+from learning_rules import NOT_IN_DOCUMENTS, RULES, judge, score  # noqa: E402
 from workbench.chat.prompt import split_prompt  # noqa: E402
 
 HELD_OUT_PAGES = 0.3
+MISSING_PAGES = 0.15
 SECTION_QUESTION = {"fr": "Que dit la documentation sur « {} » ?", "en": "What does the documentation say about {}?"}
 
 
 # the loop, through the CLI ------------------------------------------------------------------
+def _share(text: str) -> float:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 2**32
+
+
 def held_out_page(page: str) -> bool:
-    return int(hashlib.sha256(page.encode()).hexdigest()[:8], 16) / 2**32 < HELD_OUT_PAGES
+    return _share(page) < HELD_OUT_PAGES
+
+
+def missing_page(page: str) -> bool:
+    """Pages taken out of the workspace once the prompts are drawn (independent of the split)."""
+    return _share("missing\x00" + page) < MISSING_PAGES
 
 
 def prompts_of(set_name: str, home: Path) -> list[dict]:
@@ -84,7 +103,22 @@ def prompts_of(set_name: str, home: Path) -> list[dict]:
     return out
 
 
-def votes_of(rule, pairs: list[dict], side: dict[str, bool]) -> dict[bool, list[dict]]:
+def take_out_missing_pages(env: dict[str, str], prompts: list[dict]) -> None:
+    """``workbench documents delete`` the pages ``missing_page`` picks, once."""
+    names = {d["name"] for d in json.loads(workbench(env, "documents", "list", "--json"))}
+    gone = sorted({p["page"] for p in prompts if missing_page(p["page"]) and p["page"] in names})
+    if gone:
+        workbench(env, "documents", "delete", *gone)
+
+
+def covered_of(env: dict[str, str], pairs: list[dict], page_of: dict[str, str]) -> dict[str, bool]:
+    """Prompt -> whether its retrieved chunks include its question's page."""
+    names = {d["id"]: d["name"] for d in json.loads(workbench(env, "documents", "list", "--json"))}
+    return {p["prompt"]: page_of.get(split_prompt(p["prompt"])[0]) in
+            {names.get(c.rsplit(":", 1)[0]) for c in p.get("chunk_ids") or []} for p in pairs}
+
+
+def votes_of(rule, pairs: list[dict], side: dict[str, bool], covered: dict[str, bool]) -> dict[bool, list[dict]]:
     """The rule's votes on the answered pairs, by side (True: held out); ties are skipped."""
     voted: dict[bool, list[dict]] = {True: [], False: []}
     for pair in pairs:
@@ -92,10 +126,11 @@ def votes_of(rule, pairs: list[dict], side: dict[str, bool]) -> dict[bool, list[
         a, b = pair["a"]["answer"], pair["b"]["answer"]
         if question not in side or not a or not b:
             continue
-        choice = judge(rule, pair["prompt"], a, b)
+        choice = judge(rule, pair["prompt"], a, b, covered[pair["prompt"]])
         if choice:
             chosen, rejected = (a, b) if choice == "a" else (b, a)
-            voted[side[question]].append({"prompt": pair["prompt"], "chosen": chosen, "rejected": rejected})
+            voted[side[question]].append({"pair_id": pair["pair_id"], "prompt": pair["prompt"], "chosen": chosen,
+                                          "rejected": rejected, "covered": covered[pair["prompt"]]})
     return voted
 
 
@@ -120,7 +155,7 @@ def label(setting: dict[str, str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", default="rust-book")
-    parser.add_argument("--method", choices=("reward", "dpo"), default="reward")
+    parser.add_argument("--method", choices=("reward", "dpo", "grpo"), default="reward")
     parser.add_argument("--votes", default="25,50,100,200")
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--seeds", default="0,1,2")
@@ -129,7 +164,8 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an option every run gets (repeatable), e.g. max_steps=2 to check the loop")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each its own workspace and process)")
-    parser.add_argument("--noise", type=float, default=0.0)
+    parser.add_argument("--noise", type=float, default=0.0, help="share of each annotator's votes flipped")
+    parser.add_argument("--annotators", type=int, default=1, help="annotators voting on each training pair")
     parser.add_argument("--held-out", type=int, default=40, help="held-out pairs (at most)")
     parser.add_argument("-k", type=int, default=2, help="chunks of context per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -151,38 +187,51 @@ def main() -> None:
         env["WORKBENCH_BASE_MODEL"] = args.base_model
     if not (home / "data" / "metadata.json").exists():
         workbench(env, "ingest", str(fetch(args.set)))
-    prompts = prompts_of(args.set, home)
+    listed = root / "questions.json"  # drawn once, before the missing pages leave the index
+    if not listed.exists():
+        listed.write_text(json.dumps(prompts_of(args.set, home), ensure_ascii=False))
+    prompts = json.loads(listed.read_text())
+    take_out_missing_pages(env, prompts)
     rng = random.Random(0)
     train = [p for p in prompts if not p["held_out"]]
     held = [p for p in prompts if p["held_out"]]
     rng.shuffle(train)
     rng.shuffle(held)
-    wanted = train[:int(max(votes) * 1.3)] + held[:int(args.held_out * 1.3)]  # ties are skipped
-    if not (home / "data" / "pairs.jsonl").exists():
-        (root / "prompts.jsonl").write_text("".join(json.dumps({"prompt": p["prompt"]}) + "\n" for p in wanted))
-        workbench(env, "pairs", "create", str(root / "prompts.jsonl"), "--rag", "-k", str(args.k),
-                  "--max-new-tokens", str(args.max_new_tokens))
+    wanted = train[:int(max(votes) * 1.3)] + held[:int(2 * args.held_out * 1.3)]  # ties are skipped
+    # the pairs already answered are kept: only new prompts and missing answers are generated
+    (root / "prompts.jsonl").write_text("".join(json.dumps({"prompt": p["prompt"]}) + "\n" for p in wanted))
+    workbench(env, "pairs", "create", str(root / "prompts.jsonl"), "--rag", "-k", str(args.k),
+              "--max-new-tokens", str(args.max_new_tokens))
     pairs = json.loads(workbench(env, "pairs", "list", "--json"))
-    side = {p["prompt"]: p["held_out"] for p in wanted}
-    print(f"{args.set}: {len(prompts)} prompts ({len(held)} on held-out pages); {len(pairs)} pairs answered", flush=True)
+    side = {p["prompt"]: p["held_out"] for p in prompts}  # every answered pair votes, whatever run asked it
+    covered = covered_of(env, pairs, {p["prompt"]: p["page"] for p in prompts})
+    print(f"{args.set}: {len(prompts)} prompts ({len(held)} on held-out pages, "
+          f"{sum(missing_page(p['page']) for p in prompts)} on pages taken out); {len(pairs)} pairs answered, "
+          f"{sum(covered.values())} with the question's page in their context", flush=True)
+    answers = [p[s]["answer"] for p in pairs for s in ("a", "b") if p[s]["answer"]]
+    print(f"  {sum(bool(NOT_IN_DOCUMENTS.search(a)) for a in answers)} of {len(answers)} answers say the documents "
+          "do not answer", flush=True)
     if args.pairs_only:
         return
 
-    voted = {rule_name: votes_of(RULES[rule_name], pairs, side) for rule_name in rules}
+    voted = {rule_name: votes_of(RULES[rule_name], pairs, side, covered) for rule_name in rules}
+    # the held-out pages' votes in two halves: the product's held-out file, which picks the
+    # checkpoint it keeps, and the pairs the figures are measured on, which nothing was chosen on
+    split = {rule_name: (v[True][0::2][:args.held_out], v[True][1::2][:args.held_out]) for rule_name, v in voted.items()}
     for rule_name in rules:
-        print(f"  {rule_name}: {len(voted[rule_name][False])} training votes, "
-              f"{len(voted[rule_name][True][:args.held_out])} held out", flush=True)
+        print(f"  {rule_name}: {len(voted[rule_name][False])} training votes, {len(split[rule_name][0])} held out "
+              f"for the checkpoint, {len(split[rule_name][1])} to measure", flush=True)
     # every rule of a vote count, seed and setting before the next: a run cut short still has them side by side
-    plan = [(rule_name, voted[rule_name][False], voted[rule_name][True][:args.held_out], n, seed, setting)
+    plan = [(rule_name, voted[rule_name][False], split[rule_name], n, seed, setting)
             for n in votes for seed in seeds for setting in settings for rule_name in rules
             if n <= len(voted[rule_name][False])]
 
     lock, table = threading.Lock(), []
 
     def run(task) -> None:
-        rule_name, voted, test, n, seed, setting = task
-        result = one_run(root, env, args.method, rule_name, voted, test, n, seed, args.noise, setting,
-                         args.max_new_tokens, args.option)
+        rule_name, voted, (held, test), n, seed, setting = task
+        result = one_run(root, env, args.method, rule_name, voted, held, test, n, seed, args.noise, args.annotators,
+                         setting, args.max_new_tokens, args.option)
         result = {"set": args.set, **result}
         with lock:
             table.append(result)
@@ -193,60 +242,85 @@ def main() -> None:
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         list(pool.map(run, plan))
-    print(json.dumps({"set": args.set, "method": args.method, "noise": args.noise, "runs": table,
+    print(json.dumps({"set": args.set, "method": args.method, "noise": args.noise, "annotators": args.annotators,
+                      "runs": table,
                       "chosen": leave_one_rule_out(table)}))
 
 
-def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list[dict], test: list[dict], n: int,
-            seed: int, noise: float, setting: dict[str, str], max_new_tokens: int, always: list[str]) -> dict:
+def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list[dict], held: list[dict],
+            test: list[dict], n: int, seed: int, noise: float, annotators: int, setting: dict[str, str], max_new_tokens: int,
+            always: list[str]) -> dict:
     rng = random.Random(seed)
     chosen = rng.sample(train, n)
-    votes = [dict(v, chosen=v["rejected"], rejected=v["chosen"]) if rng.random() < noise else v for v in chosen]
+    votes = [{"pair_id": v["pair_id"], "prompt": v["prompt"], "answer_a": v["chosen"], "answer_b": v["rejected"],
+              "choice": "b" if rng.random() < noise else "a", "annotator": f"{rule}-{i + 1}"}
+             for v in chosen for i in range(annotators)]
     slug = "-".join(f"{k}{v}" for k, v in setting.items() if k != "lora_alpha") or "defaults"
     home = root / f"{method}-{rule}-{n}-{seed}-{slug}"
     shutil.rmtree(home, ignore_errors=True)
     (home / "data").mkdir(parents=True)
     run_env = dict(env, WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0")
     run_env.setdefault("WORKBENCH_BASE_MODEL", str(root / "pairs" / "models" / "base"))
-    (home / "votes.jsonl").write_text("".join(json.dumps(dict(v, annotator=rule)) + "\n" for v in votes))
+    (home / "votes.jsonl").write_text("".join(json.dumps(v) + "\n" for v in votes))
     workbench(run_env, "feedback", "import", str(home / "votes.jsonl"))
-    workbench(run_env, "merge-feedback")
-    (home / "data" / "dataset_rlhf_test.jsonl").write_text(
-        "".join(json.dumps({k: t[k] for k in ("prompt", "chosen", "rejected")}) + "\n" for t in test))
+    merged = json.loads(workbench(run_env, "merge-feedback", "--json"))
+    write_pairs(home / "data" / "dataset_rlhf_test.jsonl", held)
     options = [arg for option in always for arg in ("--set", option)]
+    row = {"method": method, "rule": rule, "votes": n, "seed": seed, "setting": label(setting),
+           "annotators": annotators, "noise": noise, "pairs_merged": merged.get("kept"), "agreement": merged.get("agreement"), "held_out": len(test)}
+    if method == "grpo":  # its reward model first, at the defaults, from the same votes
+        reward = json.loads(workbench(run_env, "train", "reward", *options, "--json")).get("result") or {}
+        row["reward_accuracy"] = reward.get("eval_accuracy", 0.0)
     options += [arg for key, value in setting.items() for arg in ("--set", f"{key}={value}")]
     out = json.loads(workbench(run_env, "train", method, *options, "--json"))
     result = out.get("result") or {}
-    row = {"method": method, "rule": rule, "votes": n, "seed": seed, "setting": label(setting),
-           "held_out": len(test), "steps": result.get("global_step"), "kept_step": result.get("kept_step"),
-           "seconds": result.get("train_seconds")}
+    row.update(steps=result.get("global_step"), kept_step=result.get("kept_step"), seconds=result.get("train_seconds"))
     if method == "reward":
-        accuracy = result.get("eval_accuracy", 0.0)
-        low, high = wilson(round(accuracy * len(test)), len(test))
-        row.update(accuracy=accuracy, low=low, high=high, before=result.get("before_accuracy", 0.0))
-        row["figure"] = (f"held-out accuracy {accuracy:.2f} [{low:.2f}, {high:.2f}] on {len(test)} pairs "
-                         f"(before {row['before']:.2f}), {row['steps']} steps")
+        row.update(kept_on=result.get("eval_accuracy", 0.0), before=result.get("before_accuracy", 0.0),
+                   **preference_accuracy(home, run_env, test, result.get("output_name") or "reward_model"))
+        row["figure"] = (f"accuracy {row['accuracy']:.2f} [{row['low']:.2f}, {row['high']:.2f}] on {len(test)} "
+                         f"unseen pairs ({row['kept_on']:.2f} on the {len(held)} that kept the checkpoint, "
+                         f"{row['before']:.2f} before), {row['steps']} steps")
         return row
-    row.update(against_base(home, run_env, rule, test, result.get("output_name") or "llama-dpo", max_new_tokens))
+    row.update(against_base(home, run_env, rule, test, result.get("output_name") or f"llama-{method}", max_new_tokens))
     row["figure"] = (f"wins {row['wins']}, loses {row['losses']}, ties {row['ties']} against the base: "
                      f"{row['win_rate']:.2f} [{row['low']:.2f}, {row['high']:.2f}]; the rule's score "
-                     f"{row['score_base']:.3f} -> {row['score_trained']:.3f}")
+                     f"{row['score_base']:.3f} -> {row['score_trained']:.3f}"
+                     + (f"; its reward model {row['reward_accuracy']:.2f}" if "reward_accuracy" in row else ""))
     return row
+
+
+def write_pairs(path: Path, pairs: list[dict]) -> None:
+    path.write_text("".join(json.dumps({k: t[k] for k in ("prompt", "chosen", "rejected")}) + "\n" for t in pairs))
+
+
+def preference_accuracy(home: Path, env: dict[str, str], test: list[dict], model: str) -> dict:
+    """``workbench eval --sets preferences`` of the reward model on ``test``, put in place of the
+    held-out file once the training is over: its accuracy, with the 95 % Wilson interval."""
+    write_pairs(home / "data" / "dataset_rlhf_test.jsonl", test)
+    scores = json.loads(workbench(env, "eval", "--models", model, "--sets", "preferences", "--json"))["scores"][model]
+    n = scores["n"]["preference_accuracy"]
+    right = round(scores["metrics"]["preference_accuracy"] * n)
+    low, high = wilson(right, n)
+    return {"accuracy": right / n, "low": low, "high": high, "measured_on": n}
 
 
 def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], model: str, max_new_tokens: int) -> dict:
     """The trained model (side a) and the base (side b) answer the held-out prompts, as a pair set
-    would; the rule judges each pair. Win rate over the pairs it does not tie, 95 % Wilson interval."""
+    would, both greedy: decoding alone decides otherwise (the base's greedy answers beat its own
+    answers sampled at 0.8 on 32 of 40 held-out Rust questions by ``faithful``, 31 by ``language``);
+    the rule judges each pair. Win rate over the pairs it does not tie, 95 % Wilson interval."""
     (home / "held_out_prompts.jsonl").write_text("".join(json.dumps({"prompt": t["prompt"]}) + "\n" for t in test))
     workbench(env, "pairs", "create", str(home / "held_out_prompts.jsonl"), "--model-a", model, "--model-b", "base",
-              "--set", "held-out", "--max-new-tokens", str(max_new_tokens))
+              "--temperature-a", "0", "--temperature-b", "0", "--set", "held-out", "--max-new-tokens", str(max_new_tokens))
+    covered = {t["prompt"]: t["covered"] for t in test}
     pairs = [p for p in json.loads(workbench(env, "pairs", "list", "--json")) if p.get("set_name", "held-out") == "held-out"]
-    verdicts = [judge(RULES[rule], p["prompt"], p["a"]["answer"], p["b"]["answer"]) for p in pairs]
+    verdicts = [judge(RULES[rule], p["prompt"], p["a"]["answer"], p["b"]["answer"], covered[p["prompt"]]) for p in pairs]
     wins, losses = verdicts.count("a"), verdicts.count("b")
     low, high = wilson(wins, wins + losses)
 
     def mean(side: str) -> float:
-        return sum(score(RULES[rule], p["prompt"], p[side]["answer"]) for p in pairs) / max(1, len(pairs))
+        return sum(score(RULES[rule], p["prompt"], p[side]["answer"], covered[p["prompt"]]) for p in pairs) / max(1, len(pairs))
 
     return {"wins": wins, "losses": losses, "ties": len(pairs) - wins - losses,
             "win_rate": wins / max(1, wins + losses), "low": low, "high": high,
