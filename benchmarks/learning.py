@@ -88,8 +88,8 @@ def prompts_of(set_name: str, home: Path) -> list[dict]:
     out = []
     with open(ROOT / "benchmarks" / "data" / f"retrieval_{set_name}.tsv", encoding="utf-8") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
-            page = row["sources"].split("|")[0].strip()
-            out.append({"prompt": row["question"].strip(), "page": page})
+            pages = [source.strip() for source in row["sources"].split("|") if source.strip()]
+            out.append({"prompt": row["question"].strip(), "page": pages[0], "pages": pages})
     meta = json.loads((home / "data" / "metadata.json").read_text())
     lang = "fr" if set_name.endswith("-fr") else "en"
     seen = set()
@@ -103,19 +103,26 @@ def prompts_of(set_name: str, home: Path) -> list[dict]:
     return out
 
 
-def take_out_missing_pages(env: dict[str, str], prompts: list[dict]) -> None:
-    """``workbench documents delete`` the pages ``missing_page`` picks, once."""
-    names = {d["name"] for d in json.loads(workbench(env, "documents", "list", "--json"))}
-    gone = sorted({p["page"] for p in prompts if missing_page(p["page"]) and p["page"] in names})
+def pages_of(prompt: dict) -> list[str]:
+    return prompt.get("pages") or [prompt["page"]]
+
+
+def take_out_missing_pages(env: dict[str, str], prompts: list[dict], names_file: Path) -> None:
+    """``workbench documents delete`` the pages ``missing_page`` picks, once; the documents' names
+    by id are kept in ``names_file`` first, for pairs answered before."""
+    listed = {d["id"]: d["name"] for d in json.loads(workbench(env, "documents", "list", "--json"))}
+    if not names_file.exists():
+        names_file.write_text(json.dumps(listed, ensure_ascii=False))
+    gone = sorted({page for p in prompts for page in pages_of(p) if missing_page(page) and page in listed.values()})
     if gone:
         workbench(env, "documents", "delete", *gone)
 
 
-def covered_of(env: dict[str, str], pairs: list[dict], page_of: dict[str, str]) -> dict[str, bool]:
-    """Prompt -> whether its retrieved chunks include its question's page."""
-    names = {d["id"]: d["name"] for d in json.loads(workbench(env, "documents", "list", "--json"))}
-    return {p["prompt"]: page_of.get(split_prompt(p["prompt"])[0]) in
-            {names.get(c.rsplit(":", 1)[0]) for c in p.get("chunk_ids") or []} for p in pairs}
+def covered_of(pairs: list[dict], pages: dict[str, list[str]], names: dict[str, str]) -> dict[str, bool]:
+    """Prompt -> whether its retrieved chunks include one of its question's pages (``names``: the
+    documents' names by id)."""
+    return {p["prompt"]: bool(set(pages.get(split_prompt(p["prompt"])[0], ())) &
+                              {names.get(c.rsplit(":", 1)[0]) for c in p.get("chunk_ids") or []}) for p in pairs}
 
 
 def votes_of(rule, pairs: list[dict], side: dict[str, bool], covered: dict[str, bool]) -> dict[bool, list[dict]]:
@@ -191,7 +198,7 @@ def main() -> None:
     if not listed.exists():
         listed.write_text(json.dumps(prompts_of(args.set, home), ensure_ascii=False))
     prompts = json.loads(listed.read_text())
-    take_out_missing_pages(env, prompts)
+    take_out_missing_pages(env, prompts, root / "documents.json")
     rng = random.Random(0)
     train = [p for p in prompts if not p["held_out"]]
     held = [p for p in prompts if p["held_out"]]
@@ -204,9 +211,11 @@ def main() -> None:
               "--max-new-tokens", str(args.max_new_tokens))
     pairs = json.loads(workbench(env, "pairs", "list", "--json"))
     side = {p["prompt"]: p["held_out"] for p in prompts}  # every answered pair votes, whatever run asked it
-    covered = covered_of(env, pairs, {p["prompt"]: p["page"] for p in prompts})
+    names = json.loads((root / "documents.json").read_text())
+    covered = covered_of(pairs, {p["prompt"]: pages_of(p) for p in prompts}, names)
     print(f"{args.set}: {len(prompts)} prompts ({len(held)} on held-out pages, "
-          f"{sum(missing_page(p['page']) for p in prompts)} on pages taken out); {len(pairs)} pairs answered, "
+          f"{sum(all(map(missing_page, pages_of(p))) for p in prompts)} with every page taken out); "
+          f"{len(pairs)} pairs answered, "
           f"{sum(covered.values())} with the question's page in their context", flush=True)
     answers = [p[s]["answer"] for p in pairs for s in ("a", "b") if p[s]["answer"]]
     print(f"  {sum(bool(NOT_IN_DOCUMENTS.search(a)) for a in answers)} of {len(answers)} answers say the documents "
@@ -224,7 +233,10 @@ def main() -> None:
     # every rule of a vote count, seed and setting before the next: a run cut short still has them side by side
     plan = [(rule_name, voted[rule_name][False], split[rule_name], n, seed, setting)
             for n in votes for seed in seeds for setting in settings for rule_name in rules
-            if n <= len(voted[rule_name][False])]
+            if n <= len(voted[rule_name][False]) and min(map(len, split[rule_name])) >= 10]
+    for rule_name in rules:
+        if min(map(len, split[rule_name])) < 10:
+            print(f"  {rule_name}: left out, fewer than 10 held-out votes in a half", flush=True)
 
     lock, table = threading.Lock(), []
 
@@ -270,7 +282,8 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
            "annotators": annotators, "noise": noise, "pairs_merged": merged.get("kept"), "agreement": merged.get("agreement"), "held_out": len(test)}
     if method == "grpo":  # its reward model first, at the defaults, from the same votes
         reward = json.loads(workbench(run_env, "train", "reward", *options, "--json")).get("result") or {}
-        row["reward_accuracy"] = reward.get("eval_accuracy", 0.0)
+        row["reward_accuracy"] = preference_accuracy(home, run_env, test, reward.get("output_name") or
+                                                     "reward_model")["accuracy"]
     options += [arg for key, value in setting.items() for arg in ("--set", f"{key}={value}")]
     out = json.loads(workbench(run_env, "train", method, *options, "--json"))
     result = out.get("result") or {}

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import re
 
-# "the documents do not say", in English and French, as small models and people put it
+# "the documents do not say", in English and French, as small models and people put it: the phrase
+# names the documents, the context or the information ("Rust does not provide a garbage
+# collector" is an answer, not a refusal)
+_SOURCE_EN = r"(?:documentation|documents?|context|text|passages?|sources?|manual)"
+_SOURCE_FR = r"(?:documentation|documents?|contexte|texte|passages?|sources?|manuel)"
 NOT_IN_DOCUMENTS = re.compile(
-    r"\b(?:(?:does|do|did)(?: not|n't) (?:say|mention|contain|cover|answer|provide|specify|include|explain|state)"
-    r"|(?:is|are)(?: not|n't) (?:mentioned|covered|provided|specified|given|found|explained|stated)"
-    r"|no (?:information|mention|details?)|not enough (?:information|context)|(?:cannot|can't|unable to) (?:answer|find|tell)"
-    r"|(?:don't|do not) know|ne (?:dit|mentionne|contient|précise|indique|répond|couvre|parle|donne|explique|permet) pas"
-    r"|n'(?:aborde|indique|explique|évoque|est pas (?:mentionné|précisé|indiqué|question))|aucune (?:information|mention)"
-    r"|pas d'informations?|je ne (?:sais|peux) pas|impossible de répondre)", re.IGNORECASE)
+    rf"\b(?:{_SOURCE_EN}\s+(?:does|do|did)(?: not|n't)\s+(?:say|mention|contain|cover|answer|provide|specify|include|explain|state|give)"
+    rf"|not\s+(?:mentioned|covered|provided|specified|given|found|explained|stated)\s+in\s+the\s+{_SOURCE_EN}"
+    r"|no (?:information|mention|details?) (?:about|on|of|regarding|is given)|not enough (?:information|context)"
+    r"|I (?:cannot|can't|am unable to) (?:answer|find|tell)|I (?:don't|do not) know"
+    rf"|{_SOURCE_FR}\s+ne\s+(?:dit|mentionne|contient|précise|indique|répond|couvre|parle|donne|explique)\s+pas"
+    rf"|{_SOURCE_FR}\s+n'(?:aborde|indique|explique|évoque|précise|mentionne)\s+pas"
+    rf"|(?:n'est|ne sont) pas (?:mentionnée?s?|précisée?s?|indiquée?s?) dans (?:le|la|les) {_SOURCE_FR}"
+    r"|aucune (?:information|mention)|pas d'informations?|je ne (?:sais|peux) pas|impossible de répondre)",
+    re.IGNORECASE)
 
 
 def _words(text: str) -> list[str]:

@@ -47,7 +47,7 @@ def test_the_micro_batch_halves_to_fit_and_keeps_the_effective_batch(pulled_base
 
 def test_dpo_counts_logits_over_the_completions_only_where_its_start_model_packs(pulled_base, tmp_path):
     facts = memory.model_facts(pulled_base[1])
-    assert facts["packs"]  # a Llama-family decoder, no sliding window, SDPA by default
+    assert facts["logits_cut"]  # a Llama-family decoder, no sliding window, SDPA by default, no router
     packed, rows = dpo_shape(DpoConfig()), dpo_shape(DpoConfig(share_prompt=False))
 
     def logits(shape, model=facts, completion=160):
@@ -56,16 +56,16 @@ def test_dpo_counts_logits_over_the_completions_only_where_its_start_model_packs
     assert logits(packed) == 4 * 2 * 160 * facts["vocab"] * 4 * memory.LOGIT_COPIES
     assert logits(rows) == logits(packed, completion=0) == 4 * 2 * 1088 * facts["vocab"] * 4 * memory.LOGIT_COPIES
     config = json.loads((Path(pulled_base[1]) / "config.json").read_text())
-    for name, change in (("sliding", {"sliding_window": 4096}), ("other", {"model_type": "gpt2"})):
+    for name, change in (("sliding", {"sliding_window": 4096}), ("other", {"model_type": "gpt2"}),
+                         ("experts", {"model_type": "mixtral", "num_local_experts": 4})):  # a router: every logit
         folder = tmp_path / name
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps({**config, **change}))
         other = memory.model_facts(folder)
-        assert not other["packs"] and logits(packed, other) == logits(rows, other)  # two rows a pair, every logit
-    assert memory.model_facts(tmp_path / "sliding")["packs"] is False
+        assert not other["logits_cut"] and logits(packed, other) == logits(rows, other)  # every token's logits
     (tmp_path / "sliding" / "config.json").write_text(json.dumps({**config, "sliding_window": 4096,
                                                                  "use_sliding_window": False}))
-    assert memory.model_facts(tmp_path / "sliding")["packs"]  # a window the model does not use
+    assert memory.model_facts(tmp_path / "sliding")["logits_cut"]  # a window the model does not use
 
 
 @pytest.mark.slow(16)

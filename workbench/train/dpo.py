@@ -52,7 +52,8 @@ def memory_shape(config: Config) -> Shape:
     # chosen and rejected; the reference is the model with its adapter off, its log-probabilities
     # computed before training. Packed pairs compute logits over the completions only; a model
     # that cannot be packed (sliding-window attention, a family not in the decoder table) runs two
-    # rows a pair with logits over every token, which ``memory`` reads from its config.json.
+    # rows a pair, and a mixture of experts computes every token's logits for its router's loss:
+    # ``memory.logits_cut`` reads which from the model's config.
     return Shape(sequences_per_row=2, completion_logits=config.share_prompt)
 
 

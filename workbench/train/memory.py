@@ -18,8 +18,8 @@ two steps, one run each): reward 12.2 GiB as two rows a pair and 10.1 packed (es
 16.5 as two rows and 10.9 packed with logits over the completions only. The estimate counts
 activations as two rows a pair either way (packing on a CPU saved 17 % of the reward model's peak,
 not the half of its tokens), and DPO's logits over the completions only where the start model
-packs (its ``config.json``: ``shared_prompt.config_packs``): 15.0 GiB for that run, and 21.6 with
-every token's logits for a model that runs two rows a pair.
+packs and has no router (``logits_cut``): 15.0 GiB for that run, and 21.6 with every token's
+logits for a model that runs two rows a pair or a mixture of experts.
 
 ``fit`` keeps the effective batch (micro-batch x accumulation) and halves the micro-batch, then
 turns gradient checkpointing on, until the run fits in what is free.
@@ -88,14 +88,30 @@ def model_facts(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         config = {}
     stored = {"float32": 4, "bfloat16": 2, "float16": 2}.get(str(config.get("dtype") or config.get("torch_dtype")), 4)
+    return {"parameters": weights // stored if weights else None, "hidden": config.get("hidden_size", 1024),
+            "layers": config.get("num_hidden_layers", 24), "vocab": config.get("vocab_size", 32000),
+            "intermediate": config.get("intermediate_size") or 4 * config.get("hidden_size", 1024),
+            "logits_cut": logits_cut(folder, config)}
+
+
+def logits_cut(folder: Path, config: dict[str, Any]) -> bool:
+    """Whether DPO computes this model's logits over the completions only: it packs
+    (``shared_prompt.config_packs``, with the attention the loader leaves it) and has no router,
+    since TRL's DPO turns a router's auxiliary loss on for any config with ``output_router_logits``
+    and then computes every token's logits. The config as transformers reads it, class defaults
+    included (a Mistral without ``sliding_window`` in its file has the default window)."""
     from types import SimpleNamespace
 
     from workbench.train.shared_prompt import config_packs
 
-    return {"parameters": weights // stored if weights else None, "hidden": config.get("hidden_size", 1024),
-            "layers": config.get("num_hidden_layers", 24), "vocab": config.get("vocab_size", 32000),
-            "intermediate": config.get("intermediate_size") or 4 * config.get("hidden_size", 1024),
-            "packs": config_packs(SimpleNamespace(**config))}
+    try:
+        from transformers import AutoConfig
+
+        loaded = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError, KeyError):
+        loaded = SimpleNamespace(**config)
+    attention = getattr(loaded, "_attn_implementation", None) or config.get("attn_implementation") or "sdpa"
+    return config_packs(loaded, attention) and not hasattr(loaded, "output_router_logits")
 
 
 def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *, cuda: bool,
@@ -134,7 +150,7 @@ def logit_tokens(shape: Shape, facts: dict[str, Any], tokens: int, batch_size: i
                  completion: int) -> int:
     """Tokens whose logits a step computes: every one, or each row's completion where the method
     cuts its logits to them and the start model packs."""
-    if shape.completion_logits and facts.get("packs") and 0 < completion < sequence:
+    if shape.completion_logits and facts.get("logits_cut") and 0 < completion < sequence:
         return batch_size * shape.sequences_per_row * completion
     return tokens
 

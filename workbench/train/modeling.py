@@ -128,15 +128,17 @@ def load_model(spec: ModelSpec, config: TrainConfig, precision: Precision, head:
 
 @contextmanager
 def trainable_in_fp32(model):
-    """The model's trainable weights in fp32 while it trains, cast back to their dtype once at the
-    end: Adam's step on a half-precision weight rounds away (bf16 keeps 8 bits, so a 3e-4 step on
-    a weight of 0.08 is under half its spacing), and the reward and value models' new head is such
-    a weight (PEFT's trainable copy of it keeps the model's dtype; LoRA's weights are fp32
-    already). Mixed-precision training keeps fp32 masters for the same reason. Yields how many
-    tensors were cast."""
+    """The trainable copies PEFT makes of whole modules (``modules_to_save``: the reward model's new
+    head) in fp32 while the model trains, cast back to their dtype once at the end: PEFT copies
+    them in the model's dtype, and Adam's step on a half-precision weight rounds away (bf16 keeps
+    8 bits, so a 3e-4 step on a weight of 0.08 is under half its spacing); mixed-precision training
+    keeps fp32 masters for the same reason. LoRA's own weights are left as they are (fp32 from
+    PEFT), and so is a model trained whole (PPO's value model: fp32 would double its memory).
+    Yields how many tensors were cast."""
     import torch
 
-    cast = [(p, p.dtype) for p in model.parameters() if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16)]
+    cast = [(p, p.dtype) for name, p in model.named_parameters()
+            if p.requires_grad and "modules_to_save" in name and p.dtype in (torch.bfloat16, torch.float16)]
     for parameter, _ in cast:
         parameter.data = parameter.data.float()
     try:
