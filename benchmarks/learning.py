@@ -260,8 +260,8 @@ def main() -> None:
 
 
 def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list[dict], held: list[dict],
-            test: list[dict], n: int, seed: int, noise: float, annotators: int, setting: dict[str, str], max_new_tokens: int,
-            always: list[str]) -> dict:
+            test: list[dict], n: int, seed: int, noise: float, annotators: int, setting: dict[str, str],
+            max_new_tokens: int, always: list[str]) -> dict:
     rng = random.Random(seed)
     chosen = rng.sample(train, n)
     votes = [{"pair_id": v["pair_id"], "prompt": v["prompt"], "answer_a": v["chosen"], "answer_b": v["rejected"],
@@ -279,7 +279,8 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
     write_pairs(home / "data" / "dataset_rlhf_test.jsonl", held)
     options = [arg for option in always for arg in ("--set", option)]
     row = {"method": method, "rule": rule, "votes": n, "seed": seed, "setting": label(setting),
-           "annotators": annotators, "noise": noise, "pairs_merged": merged.get("kept"), "agreement": merged.get("agreement"), "held_out": len(test)}
+           "annotators": annotators, "noise": noise, "pairs_merged": merged.get("kept"),
+           "agreement": merged.get("agreement"), "held_out": len(test)}
     if method == "grpo":  # its reward model first, at the defaults, from the same votes
         reward = json.loads(workbench(run_env, "train", "reward", *options, "--json")).get("result") or {}
         row["reward_accuracy"] = preference_accuracy(home, run_env, test, reward.get("output_name") or
@@ -312,10 +313,9 @@ def preference_accuracy(home: Path, env: dict[str, str], test: list[dict], model
     held-out file once the training is over: its accuracy, with the 95 % Wilson interval."""
     write_pairs(home / "data" / "dataset_rlhf_test.jsonl", test)
     scores = json.loads(workbench(env, "eval", "--models", model, "--sets", "preferences", "--json"))["scores"][model]
-    n = scores["n"]["preference_accuracy"]
-    right = round(scores["metrics"]["preference_accuracy"] * n)
-    low, high = wilson(right, n)
-    return {"accuracy": right / n, "low": low, "high": high, "measured_on": n}
+    low, high = scores["intervals"]["preference_accuracy"]
+    return {"accuracy": scores["metrics"]["preference_accuracy"], "low": low, "high": high,
+            "measured_on": scores["n"]["preference_accuracy"]}
 
 
 def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], model: str, max_new_tokens: int) -> dict:

@@ -151,7 +151,7 @@ def _fit_memory(config: TrainConfig, context: JobContext) -> None:
             run.update(gpu_memory=make_room(context.workspace, fitted.need.gib, reporter.log,
                                             free=lambda: devices(visible)))
             fitted = memory.fit(facts, shape(config), config, sequence, memory.gpu_free_bytes(visible), cuda=True,
-                            completion=completion)
+                                completion=completion)
         available, where = memory.gpu_free_bytes(visible), "free on the GPU"
     else:
         # every rank holds a whole copy of the model in the same RAM

@@ -138,21 +138,19 @@ def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *,
         "weights": int(params * per_weight),
         "lora_and_optimizer": int(params * 0.01 * 16),  # ~1% trainable: fp32 weights, grads, two moments
         "activations": int(activations),
-        "logits": int(logit_tokens(shape, facts, tokens, batch_size, sequence, completion) * facts["vocab"] * 4
-                      * LOGIT_COPIES) if shape.vocab_logits else 0,
+        "logits": int(logit_tokens(shape, facts, batch_size, sequence, completion) * facts["vocab"] * 4 * LOGIT_COPIES)
+        if shape.vocab_logits else 0,
         "other_models": int(len(shape.other_models) * params * (2 if half else 4)),
     }
     total = sum(parts.values()) * HEADROOM + RUNTIME_BYTES["cuda" if cuda else "cpu"]
     return Need(int(total), parts)
 
 
-def logit_tokens(shape: Shape, facts: dict[str, Any], tokens: int, batch_size: int, sequence: int,
-                 completion: int) -> int:
+def logit_tokens(shape: Shape, facts: dict[str, Any], batch_size: int, sequence: int, completion: int) -> int:
     """Tokens whose logits a step computes: every one, or each row's completion where the method
     cuts its logits to them and the start model packs."""
-    if shape.completion_logits and facts.get("logits_cut") and 0 < completion < sequence:
-        return batch_size * shape.sequences_per_row * completion
-    return tokens
+    cut = shape.completion_logits and facts.get("logits_cut") and 0 < completion < sequence
+    return batch_size * shape.sequences_per_row * (completion if cut else sequence)
 
 
 def fit(facts: dict[str, Any], shape: Shape, config, sequence: int, available: int, *, cuda: bool,
