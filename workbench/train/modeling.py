@@ -132,10 +132,9 @@ def trainable_in_fp32(model):
     head) in fp32 while the model trains, cast back to their dtype once at the end: PEFT copies
     them in the model's dtype, and Adam's step on a half-precision weight rounds away (bf16 keeps
     8 bits: a weight of 0.08 is spaced 4.9e-4 apart, so a 1e-4 step rounds away, as the steps of a
-    decaying learning rate end up doing); mixed-precision training
-    keeps fp32 masters for the same reason. LoRA's own weights are left as they are (fp32 from
-    PEFT), and so is a model trained whole (PPO's value model: fp32 would double its memory).
-    Yields how many tensors were cast."""
+    decaying learning rate end up doing); mixed-precision training keeps fp32 masters for the same
+    reason. LoRA's own weights are left as they are (fp32 from PEFT), and so is a model trained
+    whole (PPO's value model: fp32 would double its memory). Yields how many tensors were cast."""
     import torch
 
     cast = [(p, p.dtype) for name, p in model.named_parameters()

@@ -22,8 +22,9 @@ WATCH = Watch(("loss", "eval_accuracy", "eval_margin"), "accuracy", "held-out ac
 NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.jsonl`, written by Annotate → Merge); "
          "held-out pairs from `dataset_rlhf_test.jsonl` or a split. Worth running from about 24 votes on a clear "
          "rule: at 1e-4 and the passes the data needs, 24 votes taught it one to 0.99 and 1.0 on unseen pairs "
-         "(two draws), where one pass over them gave 0.63 and 0.78 (`benchmarks/few_votes.py`). Subtler rules (faithful to the context, "
-         "concise, in the question's language) learn slower: with the default 135M model, 100 votes gave 0.72 to "
+         "(two draws), where one pass over them gave 0.63 and 0.78 (`benchmarks/few_votes.py`). Subtler rules "
+         "(faithful to the context, concise, in the question's language) learn slower: with the default 135M "
+         "model, 100 votes gave 0.72 to "
          "0.82 on unseen English pairs and 0.78 to 0.86 on French ones (`benchmarks/learning.py`, one seed): "
          "collect more, or start from a larger model, before trusting its scores.")
 WORTH_RUNNING = 24  # pairs: fewer, and the Train tab says so (the measurement above)
@@ -39,9 +40,9 @@ class Config(TrainConfig):
     # CPU in bf16, read on pairs no checkpoint was chosen on): 1e-3 had the higher mean on Rust's
     # book (0.79 against 0.73 for 3e-4 over faithful / concise / language) and on LilyPond's French
     # manual (faithful 0.86 against 0.78, language 0.78 against 0.73), so each manual chose it
-    # for the other.
-    # Left out one rule at a time on Rust alone it was chosen twice of three and scored 0.72 on the
-    # rule left out against 0.73 for 3e-4 throughout (it lost concise, 0.82 against 0.90). Earlier, at 50 votes on a GPU, 3e-4 beat 1e-4 and 5e-5 on every rule.
+    # for the other. Left out one rule at a time on Rust alone it was chosen twice of three and
+    # scored 0.72 on the rule left out against 0.73 for 3e-4 throughout (it lost concise, 0.82
+    # against 0.90). Earlier, at 50 votes on a GPU, 3e-4 beat 1e-4 and 5e-5 on every rule.
     learning_rate: float = option(1e-3, "peak learning rate")
     share_prompt: bool = option(True, SHARE_PROMPT, "method")
     model: str = option("auto", "start model: auto (the newest SFT model, else base), base, or a trained "
