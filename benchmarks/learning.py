@@ -10,7 +10,9 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    hash) out of the workspace: questions about them are asked in the set's language and domain,
    and the documents do not answer them, as a team's documents do not answer everything;
 3. ``workbench pairs create --rag`` answers each prompt twice, at its defaults (side a greedy, side
-   b sampled at temperature 0.8);
+   b sampled at temperature 0.8; ``--temperature-a`` and ``--temperature-b`` change them, and
+   the pairs a kept workspace holds with other sides are left out); the share of each rule's
+   votes that went to side a is printed: most go to the greedy side;
    a pair is ``covered`` when the retrieved chunks include the question's page;
 4. each rule votes: ``faithful`` prefers the answer whose words are in the retrieved context,
    ``concise`` the shorter answer that still says something, ``language`` the answer in the
@@ -33,7 +35,8 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
                                   [--rules faithful,concise,language,abstains] [--seeds 0,1,2]
                                   [--noise 0.0] [--annotators 1]
                                   [--try learning_rate=5e-5,3e-4 --try lora_r=8,32] [--option KEY=VALUE] [--jobs N]
-                                  [-k 2] [--max-new-tokens 64] [--keep DIR] [--out RESULTS.jsonl] [--pairs-only]
+                                  [-k 2] [--max-new-tokens 64] [--temperature-a 0] [--temperature-b 0.8]
+                                  [--keep DIR] [--out RESULTS.jsonl] [--pairs-only]
 
 On a CPU a reward model at ~600-token rows takes seconds a step: the whole table is a run for a
 GPU machine (``--jobs 12`` on one H200); ``--votes 25 --rules concise --seeds 0`` checks the loop
@@ -137,7 +140,7 @@ def votes_of(rule, pairs: list[dict], side: dict[str, bool], covered: dict[str, 
         if choice:
             chosen, rejected = (a, b) if choice == "a" else (b, a)
             voted[side[question]].append({"pair_id": pair["pair_id"], "prompt": pair["prompt"], "chosen": chosen,
-                                          "rejected": rejected, "covered": covered[pair["prompt"]]})
+                                          "rejected": rejected, "covered": covered[pair["prompt"]], "side": choice})
     return voted
 
 
@@ -176,6 +179,8 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=40, help="held-out pairs (at most)")
     parser.add_argument("-k", type=int, default=2, help="chunks of context per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--temperature-a", type=float, default=0.0, help="side a's sampling (pairs create's default)")
+    parser.add_argument("--temperature-b", type=float, default=0.8, help="side b's sampling (pairs create's default)")
     parser.add_argument("--keep", type=Path, help="keep the workspaces here")
     parser.add_argument("--pairs-only", action="store_true", help="stop once the pairs are answered")
     parser.add_argument("--out", type=Path, help="append each run's result to this JSONL file as it ends")
@@ -207,9 +212,13 @@ def main() -> None:
     wanted = train[:int(max(votes) * 1.3)] + held[:int(2 * args.held_out * 1.3)]  # ties are skipped
     # the pairs already answered are kept: only new prompts and missing answers are generated
     (root / "prompts.jsonl").write_text("".join(json.dumps({"prompt": p["prompt"]}) + "\n" for p in wanted))
+    temperatures = (args.temperature_a, args.temperature_b)
     workbench(env, "pairs", "create", str(root / "prompts.jsonl"), "--rag", "-k", str(args.k),
-              "--max-new-tokens", str(args.max_new_tokens))
-    pairs = json.loads(workbench(env, "pairs", "list", "--json"))
+              "--max-new-tokens", str(args.max_new_tokens),
+              "--temperature-a", str(temperatures[0]), "--temperature-b", str(temperatures[1]))
+    pairs = [p for p in json.loads(workbench(env, "pairs", "list", "--json"))
+             if (p["a"]["temperature"], p["b"]["temperature"]) == temperatures]
+    sides = f"a at temperature {temperatures[0]:g}, b at {temperatures[1]:g}"
     side = {p["prompt"]: p["held_out"] for p in prompts}  # every answered pair votes, whatever run asked it
     names = json.loads((root / "documents.json").read_text())
     covered = covered_of(pairs, {p["prompt"]: pages_of(p) for p in prompts}, names)
@@ -228,8 +237,10 @@ def main() -> None:
     # checkpoint it keeps, and the pairs the figures are measured on, which nothing was chosen on
     split = {rule_name: (v[True][0::2][:args.held_out], v[True][1::2][:args.held_out]) for rule_name, v in voted.items()}
     for rule_name in rules:
-        print(f"  {rule_name}: {len(voted[rule_name][False])} training votes, {len(split[rule_name][0])} held out "
-              f"for the checkpoint, {len(split[rule_name][1])} to measure", flush=True)
+        train_votes = voted[rule_name][False]
+        print(f"  {rule_name}: {len(train_votes)} training votes ({sum(v['side'] == 'a' for v in train_votes)} for side a, "
+              f"{sides}), {len(split[rule_name][0])} held out for the checkpoint, {len(split[rule_name][1])} to measure",
+              flush=True)
     # every rule of a vote count, seed and setting before the next: a run cut short still has them side by side
     plan = [(rule_name, voted[rule_name][False], split[rule_name], n, seed, setting)
             for n in votes for seed in seeds for setting in settings for rule_name in rules
