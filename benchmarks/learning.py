@@ -11,7 +11,7 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    and the documents do not answer them, as a team's documents do not answer everything;
 3. ``workbench pairs create --rag`` answers each prompt twice, at its defaults (side a greedy, side
    b sampled at temperature 0.8; ``--temperature-a`` and ``--temperature-b`` change them, and
-   the pairs a kept workspace holds with other sides are left out); the share of each rule's
+   the pairs a kept workspace holds at other temperatures are left out); the share of each rule's
    votes that went to side a is printed: most go to the greedy side;
    a pair is ``covered`` when the retrieved chunks include the question's page;
 4. each rule votes: ``faithful`` prefers the answer whose words are in the retrieved context,

@@ -20,11 +20,12 @@ METHOD = "dpo"
 WATCH = Watch(("loss", "rewards/margins", "rewards/chosen", "rewards/rejected"), "logp_margin",
               "held-out log-prob margin (chosen over rejected)", items="pairs")
 NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.jsonl`); the start model is the reference. "
-         "Worth running from about 100 votes: at the defaults, 100 votes by an annotator preferring answers faithful "
-         "to the context made the default 135M model's greedy answers to unseen questions beat the base's by that "
-         "rule in 36 of 39 decided pairs on Rust's book (English) and 26 of 37 on LilyPond's manual (French); "
-         "100 votes for the shorter answer, 36 of 39 (`benchmarks/learning.py`, one draw of votes each). "
-         "Judge a DPO model against its start model with both answering alike (the arena, or the rule you vote by).")
+         "Measured at about 100 votes (fewer not tried): at the defaults, 100 votes by an annotator preferring "
+         "answers faithful to the context made the default 135M model's greedy answers to unseen questions beat "
+         "the base's by that rule in 36 of 39 decided pairs on Rust's book (English) and 26 of 37 on LilyPond's "
+         "manual (French); 100 votes for the shorter answer, 36 of 39 (`benchmarks/learning.py`, one draw of "
+         "votes each). Judge a DPO model against its start model with both answering alike (the arena, or the "
+         "rule you vote by).")
 WORTH_RUNNING = 100  # pairs: fewer, and the Train tab says so (measured at 100 only, above)
 
 
@@ -34,11 +35,12 @@ class Config(TrainConfig):
     eval_dataset: str = option("", f"held-out pairs ('' = data/{HELD_OUT} if present, else a split; 'none' = no evaluation)", "data")
     eval_fraction: float = option(0.1, "share of the pairs held out when there is no held-out file", "data")
     output_name: str = option("llama-dpo", "folder under models/ for the adapter", "output")
-    # benchmarks/learning.py, 100 votes, one draw, CPU bf16, both sides answering greedily, win rate
-    # against the base by the annotator's rule on unseen questions: on Rust's book 5e-4 won 36 of
-    # 39 decided pairs for `faithful` and for `concise`, where 5e-5 won 25 of 34 and 19 of 28, so
-    # each rule chose it for the other. On LilyPond's French manual, left out, it won 26 of 37
-    # against 28 of 36 for 5e-5, while moving the rule's mean score further (0.752 against 0.699).
+    # benchmarks/learning.py, 100 votes, one draw, CPU bf16; win rate against the base by the
+    # annotator's rule on unseen questions, the trained model and the base both answering
+    # greedily: on Rust's book 5e-4 won 36 of 39 decided pairs for `faithful` and for `concise`,
+    # where 5e-5 won 25 of 34 and 19 of 28, so each rule chose it for the other. On LilyPond's
+    # French manual, left out, it won 26 of 37 against 28 of 36 for 5e-5, while moving the rule's
+    # mean score further (0.752 against 0.699).
     learning_rate: float = option(5e-4, "peak learning rate")
     beta: float = option(0.1, "DPO beta: how far the policy may move from the reference", "method")
     share_prompt: bool = option(True, SHARE_PROMPT, "method")
