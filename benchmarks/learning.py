@@ -11,8 +11,8 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    and the documents do not answer them, as a team's documents do not answer everything;
 3. ``workbench pairs create --rag`` answers each prompt twice, at its defaults (side a greedy, side
    b sampled at temperature 0.8; ``--temperature-a`` and ``--temperature-b`` change them, and
-   the pairs a kept workspace holds at other temperatures are left out); the share of each rule's
-   votes that went to side a is printed: most go to the greedy side;
+   the pairs a kept workspace holds at other temperatures are left out); how many of each rule's
+   votes went to side a is printed: most go to the greedy side;
    a pair is ``covered`` when the retrieved chunks include the question's page;
 4. each rule votes: ``faithful`` prefers the answer whose words are in the retrieved context,
    ``concise`` the shorter answer that still says something, ``language`` the answer in the
@@ -218,7 +218,6 @@ def main() -> None:
               "--temperature-a", str(temperatures[0]), "--temperature-b", str(temperatures[1]))
     pairs = [p for p in json.loads(workbench(env, "pairs", "list", "--json"))
              if (p["a"]["temperature"], p["b"]["temperature"]) == temperatures]
-    sides = f"a at temperature {temperatures[0]:g}, b at {temperatures[1]:g}"
     side = {p["prompt"]: p["held_out"] for p in prompts}  # every answered pair votes, whatever run asked it
     names = json.loads((root / "documents.json").read_text())
     covered = covered_of(pairs, {p["prompt"]: pages_of(p) for p in prompts}, names)
@@ -239,7 +238,7 @@ def main() -> None:
     for rule_name in rules:
         train_votes = voted[rule_name][False]
         print(f"  {rule_name}: {len(train_votes)} training votes ({sum(v['side'] == 'a' for v in train_votes)} for side a, "
-              f"{sides}), {len(split[rule_name][0])} held out for the checkpoint, {len(split[rule_name][1])} to measure",
+              f"a at temperature {temperatures[0]:g}, b at {temperatures[1]:g}), {len(split[rule_name][0])} held out for the checkpoint, {len(split[rule_name][1])} to measure",
               flush=True)
     # every rule of a vote count, seed and setting before the next: a run cut short still has them side by side
     plan = [(rule_name, voted[rule_name][False], split[rule_name], n, seed, setting)
