@@ -23,10 +23,10 @@ NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.json
          "Worth running from about 50 votes (fewer not tried): at the defaults, 50 votes by an annotator "
          "preferring answers faithful to the context made the default 135M model's greedy answers to unseen "
          "questions beat the base's by that rule in 31 of 39 and 28 of 39 decided pairs on Rust's book "
-         "(English, two draws of votes) and 22 of 35 and 28 of 37 on LilyPond's manual (French, two draws); "
-         "100 votes, 36 of 39 and 26 of 37 (one draw each); 50 votes for the shorter answer, 29 of 39 "
-         "(`benchmarks/learning.py`). Judge a DPO model against its start model with both answering alike "
-         "(the arena, or the rule you vote by).")
+         "(English, two draws of votes) and in 22 of 35 (not clearly above chance) and 28 of 37 on LilyPond's "
+         "manual (French, two draws); 100 votes, 36 of 39 and 26 of 37 (one draw each); 50 votes for the "
+         "shorter answer, 29 of 39 (`benchmarks/learning.py`). Judge a DPO model against its start model with "
+         "both answering alike (the arena, or the rule you vote by).")
 WORTH_RUNNING = 50  # pairs: fewer, and the Train tab says so (fewer not measured, above)
 
 

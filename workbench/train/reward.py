@@ -25,9 +25,9 @@ NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.json
          "(two draws), where one pass over them gave 0.63 and 0.78 (`benchmarks/few_votes.py`). Subtler rules "
          "(faithful to the context, concise, in the question's language) learn slower: with the default 135M "
          "model, 100 votes gave 0.72 to 0.82 on unseen English pairs and 0.78 to 0.86 on French ones; 50 "
-         "votes gave 0.75 (faithful), 0.70 (concise) and 0.55, chance (the question's language), in English, "
-         "and 0.87 for both rules tried in French (`benchmarks/learning.py`, one seed each): collect more, or "
-         "start from a larger model, before trusting its scores.")
+         "votes gave 0.75 (faithful), 0.70 (concise) and 0.55, no better than chance (the question's "
+         "language), on English pairs, and 0.87 for both rules tried on French ones (`benchmarks/learning.py`, "
+         "one seed each): collect more, or start from a larger model, before trusting its scores.")
 WORTH_RUNNING = 24  # pairs: fewer, and the Train tab says so (the measurement above)
 
 
