@@ -55,6 +55,10 @@ class TrainConfig:
                                    "run, rather than on the last step (methods with held-out rows)", "checkpoints")
     logging_steps: int = option(1, "steps between metric points", "checkpoints")
 
+    def steps_per_pass(self, rows: int, world_size: int = 1) -> int:
+        """Optimizer steps in one pass over ``rows`` rows (all ranks together)."""
+        return math.ceil(rows / (self.batch_size * self.grad_accum * world_size))
+
     def validate(self) -> None:
         problems = []
         if self.lora_r < 1:
@@ -85,22 +89,17 @@ class TrainConfig:
             raise ValueError("; ".join(problems))
 
 
-def steps_per_pass(config: TrainConfig, rows: int, world_size: int = 1) -> int:
-    """Optimizer steps in one pass over ``rows`` rows (all ranks together)."""
-    return math.ceil(rows / (config.batch_size * config.grad_accum * world_size))
-
-
 def passes(config: TrainConfig, rows: int, world_size: int = 1) -> float:
     """The passes over ``rows`` rows a run makes: ``epochs``, or when it is 0 enough for
     ``AUTO_MIN_STEPS`` optimizer steps, within 1 and ``AUTO_MAX_EPOCHS``. 47 preference pairs at
     the default batch of 4 take 12 steps a pass: one pass taught the reward model little."""
     if config.epochs > 0:
         return config.epochs
-    per_pass = max(1, steps_per_pass(config, rows, world_size))
+    per_pass = max(1, config.steps_per_pass(rows, world_size))
     return float(min(AUTO_MAX_EPOCHS, max(1, math.ceil(AUTO_MIN_STEPS / per_pass))))
 
 
 def optimizer_steps(config: TrainConfig, rows: int, world_size: int = 1) -> int:
     """The optimizer steps of a run over ``rows`` rows: ``max_steps``, else its passes' worth."""
-    per_pass = steps_per_pass(config, rows, world_size)
+    per_pass = config.steps_per_pass(rows, world_size)
     return config.max_steps or max(1, math.ceil(passes(config, rows, world_size) * per_pass))

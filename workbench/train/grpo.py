@@ -39,6 +39,12 @@ class Config(TrainConfig):
     temperature: float = option(1.0, "sampling temperature", "method")
     beta: float = option(0.04, "KL penalty toward the start model (0 = none, no KL computed)", "method")
 
+    def steps_per_pass(self, rows: int, world_size: int = 1) -> int:
+        """A step's batch counts answers, ``num_generations`` of them to a prompt, and TRL's sampler
+        leaves out the prompts that do not fill a last step."""
+        prompts = self.batch_size * self.grad_accum * world_size // self.num_generations
+        return rows // max(1, prompts)
+
     def validate(self) -> None:
         super().validate()
         if not self.reward_model.strip() and not self.reward_functions:
