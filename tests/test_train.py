@@ -193,12 +193,14 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     manifest = json.loads((reward_dir / "manifest.json").read_text())
     assert manifest["kind"] == "reward-model" and manifest["parent"] == "base"  # no SFT model yet: auto is the base
 
-    code, out, err = wb("train", "grpo", "--epochs", "1", "--num-generations", "2", "--max-completion-length", "8",
-                        "--reward-functions", "grounding,length", "--learning-rate", "0.01", "--json")
+    # the micro-batch a tight machine gets: 2 answers, 4 accumulation steps, so a step's 8 answers are
+    # 2 prompts' groups of 4 and one pass over the 16 prompts is 8 steps, as the workbench counts them
+    code, out, err = wb("train", "grpo", "--epochs", "1", "--batch-size", "2", "--grad-accum", "4",
+                        "--max-completion-length", "8", "--reward-functions", "grounding,length",
+                        "--learning-rate", "0.01", "--json")
     data = result_of(out)
     assert data["result"]["trainable_changed"] == data["result"]["trainable_tensors"] > 0
-    # a step of 4 answers holds 2 prompts: one pass over the 16 is 8 steps, as the workbench counts them
-    assert data["result"]["global_step"] == optimizer_steps(grpo_config(epochs=1, num_generations=2), 16) == 8
+    assert data["result"]["global_step"] == optimizer_steps(grpo_config(epochs=1, batch_size=2, grad_accum=4), 16) == 8
     metrics = [json.loads(line) for line in (Path(data["folder"]) / "metrics.jsonl").read_text().splitlines()]
     assert any("reward" in m and "kl" in m for m in metrics)
     grpo = json.loads((settings.workspace.models / "llama-grpo" / "manifest.json").read_text())

@@ -45,6 +45,23 @@ def test_the_micro_batch_halves_to_fit_and_keeps_the_effective_batch(pulled_base
     assert not memory.fit(facts, shape, off, 1024, need(1, True) + 1, cuda=False).gradient_checkpointing
 
 
+def test_a_grpo_run_fitted_to_a_smaller_micro_batch_keeps_whole_groups(pulled_base):
+    """GRPO samples a step's answers together (TRL's generation batch: micro-batch x accumulation),
+    so a micro-batch of 2 with 2 accumulation steps still holds a whole group of 4 per prompt."""
+    from workbench.configs import config_from_dict
+    from workbench.train.grpo import Config as GrpoConfig
+    from workbench.train.grpo import memory_shape as grpo_shape
+
+    facts, config = memory.model_facts(pulled_base[1]), GrpoConfig()
+    shape = grpo_shape(config)
+    fitted = memory.fit(facts, shape, config, 1024, memory.need(facts, shape, 2, 1024, cuda=False).bytes + 1, cuda=False)
+    assert fitted.changes(config) == {"batch_size": 2, "grad_accum": 2}
+    refitted = config_from_dict(GrpoConfig, {**dataclasses.asdict(config), **fitted.changes(config)})
+    assert refitted.steps_per_pass(50) == config.steps_per_pass(50) == 50  # one prompt a step either way
+    with pytest.raises(ValueError, match="whole groups"):
+        config_from_dict(GrpoConfig, {"batch_size": 2, "grad_accum": 1})
+
+
 def test_dpo_counts_logits_over_the_completions_only_where_its_start_model_packs(pulled_base, tmp_path):
     facts = memory.model_facts(pulled_base[1])
     assert facts["logits_cut"]  # a Llama-family decoder, no sliding window, SDPA by default, no router

@@ -51,9 +51,10 @@ class Config(TrainConfig):
             raise ValueError("give a reward_model, reward_functions, or both")
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2 (GRPO compares answers within a group)")
-        if (self.batch_size * self.num_processes) % self.num_generations:
-            raise ValueError(f"batch_size × num_processes ({self.batch_size * self.num_processes}) must be a "
-                             f"multiple of num_generations ({self.num_generations})")
+        answers = self.batch_size * self.grad_accum * self.num_processes  # a step's, sampled together
+        if answers % self.num_generations:
+            raise ValueError(f"batch_size × grad_accum × num_processes ({answers}) must be a multiple of "
+                             f"num_generations ({self.num_generations}): a step's answers come in whole groups")
         if self.max_completion_length < 1 or self.temperature <= 0 or self.beta < 0:
             raise ValueError("max_completion_length must be >= 1, temperature > 0 and beta >= 0")
 
