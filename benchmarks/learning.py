@@ -24,10 +24,11 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    ``workbench feedback import`` of that many training pairs' votes (drawn by the seed),
    ``workbench merge-feedback``, the held-out pairs judged by the rule itself in
    ``data/dataset_rlhf_test.jsonl``, then ``workbench train reward`` (its held-out accuracy, 95 %
-   Wilson interval), ``workbench train dpo``, or ``workbench train reward`` at its defaults and
-   then ``workbench train grpo`` with that reward model (``--method grpo``); for DPO and GRPO the
-   trained model and the base answer the held-out prompts as a pair set and the rule judges: win
-   rate over the pairs it does not tie, and the rule's mean score of each;
+   Wilson interval), ``workbench train dpo``, or ``workbench train reward`` at its defaults (once
+   for all the GRPO settings tried) and then ``workbench train grpo`` with that reward model
+   (``--method grpo``); for DPO and GRPO the trained model and the base answer the held-out
+   prompts as a pair set and the rule judges: win rate over the pairs it does not tie, and the
+   rule's mean score of each;
 6. with ``--try``, each rule is left out in turn: the setting with the best mean on the other rules
    is chosen, and its figure on the rule left out is printed beside the defaults'.
 
@@ -237,9 +238,10 @@ def main() -> None:
     split = {rule_name: (v[True][0::2][:args.held_out], v[True][1::2][:args.held_out]) for rule_name, v in voted.items()}
     for rule_name in rules:
         train_votes = voted[rule_name][False]
-        print(f"  {rule_name}: {len(train_votes)} training votes ({sum(v['side'] == 'a' for v in train_votes)} for side a, "
-              f"a at temperature {temperatures[0]:g}, b at {temperatures[1]:g}), {len(split[rule_name][0])} held out for the checkpoint, {len(split[rule_name][1])} to measure",
-              flush=True)
+        for_a = sum(v["side"] == "a" for v in train_votes)
+        print(f"  {rule_name}: {len(train_votes)} training votes ({for_a} for side a, a at temperature "
+              f"{temperatures[0]:g}, b at {temperatures[1]:g}), {len(split[rule_name][0])} held out for the "
+              f"checkpoint, {len(split[rule_name][1])} to measure", flush=True)
     # every rule of a vote count, seed and setting before the next: a run cut short still has them side by side
     plan = [(rule_name, voted[rule_name][False], split[rule_name], n, seed, setting)
             for n in votes for seed in seeds for setting in settings for rule_name in rules
@@ -269,6 +271,11 @@ def main() -> None:
                       "chosen": leave_one_rule_out(table)}))
 
 
+# GRPO's reward model is trained once per rule, vote count and seed, whatever the GRPO settings tried
+REWARD_RUNS: dict[tuple[str, int, int], dict] = {}
+REWARD_LOCKS: dict[tuple[str, int, int], threading.Lock] = {}
+
+
 def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list[dict], held: list[dict],
             test: list[dict], n: int, seed: int, noise: float, annotators: int, setting: dict[str, str],
             max_new_tokens: int, always: list[str]) -> dict:
@@ -288,13 +295,17 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
     merged = json.loads(workbench(run_env, "merge-feedback", "--json"))
     write_pairs(home / "data" / "dataset_rlhf_test.jsonl", held)
     options = [arg for option in always for arg in ("--set", option)]
-    row = {"method": method, "rule": rule, "votes": n, "seed": seed, "setting": label(setting),
+    row = {"home": str(home), "method": method, "rule": rule, "votes": n, "seed": seed, "setting": label(setting),
            "annotators": annotators, "noise": noise, "pairs_merged": merged.get("kept"),
            "agreement": merged.get("agreement"), "held_out": len(test)}
-    if method == "grpo":  # its reward model first, at the defaults, from the same votes
-        reward = json.loads(workbench(run_env, "train", "reward", *options, "--json")).get("result") or {}
-        row["reward_accuracy"] = preference_accuracy(home, run_env, test, reward.get("output_name") or
-                                                     "reward_model")["accuracy"]
+    if method == "grpo":  # its reward model: the reward run at the defaults on the same votes
+        with REWARD_LOCKS.setdefault((rule, n, seed), threading.Lock()):
+            if (rule, n, seed) not in REWARD_RUNS:
+                REWARD_RUNS[rule, n, seed] = one_run(root, env, "reward", rule, train, held, test, n, seed, noise,
+                                                     annotators, {}, max_new_tokens, always)
+        reward = REWARD_RUNS[rule, n, seed]
+        shutil.copytree(Path(reward["home"]) / "models" / "reward_model", home / "models" / "reward_model")
+        row["reward_accuracy"] = reward["accuracy"]
     options += [arg for key, value in setting.items() for arg in ("--set", f"{key}={value}")]
     out = json.loads(workbench(run_env, "train", method, *options, "--json"))
     result = out.get("result") or {}
