@@ -201,6 +201,7 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     data = result_of(out)
     assert data["result"]["trainable_changed"] == data["result"]["trainable_tensors"] > 0
     assert data["result"]["global_step"] == optimizer_steps(grpo_config(epochs=1, batch_size=2, grad_accum=4), 16) == 8
+    assert "training: 8 steps, 2 rows a step" in (Path(data["folder"]) / "log.txt").read_text()
     metrics = [json.loads(line) for line in (Path(data["folder"]) / "metrics.jsonl").read_text().splitlines()]
     assert any("reward" in m and "kl" in m for m in metrics)
     grpo = json.loads((settings.workspace.models / "llama-grpo" / "manifest.json").read_text())

@@ -55,9 +55,13 @@ class TrainConfig:
                                    "run, rather than on the last step (methods with held-out rows)", "checkpoints")
     logging_steps: int = option(1, "steps between metric points", "checkpoints")
 
+    def rows_per_step(self, world_size: int = 1) -> int:
+        """Training rows one optimizer step takes (all ranks together)."""
+        return self.batch_size * self.grad_accum * world_size
+
     def steps_per_pass(self, rows: int, world_size: int = 1) -> int:
-        """Optimizer steps in one pass over ``rows`` rows (all ranks together)."""
-        return math.ceil(rows / (self.batch_size * self.grad_accum * world_size))
+        """Optimizer steps in one pass over ``rows`` rows."""
+        return math.ceil(rows / self.rows_per_step(world_size))
 
     def validate(self) -> None:
         problems = []

@@ -39,11 +39,13 @@ class Config(TrainConfig):
     temperature: float = option(1.0, "sampling temperature", "method")
     beta: float = option(0.04, "KL penalty toward the start model (0 = none, no KL computed)", "method")
 
+    def rows_per_step(self, world_size: int = 1) -> int:
+        """A step's batch counts answers, ``num_generations`` of them to a prompt."""
+        return max(1, super().rows_per_step(world_size) // self.num_generations)
+
     def steps_per_pass(self, rows: int, world_size: int = 1) -> int:
-        """A step's batch counts answers, ``num_generations`` of them to a prompt, and TRL's sampler
-        leaves out the prompts that do not fill a last step."""
-        prompts = self.batch_size * self.grad_accum * world_size // self.num_generations
-        return rows // max(1, prompts)
+        """TRL's sampler leaves out the prompts that do not fill a last step."""
+        return rows // self.rows_per_step(world_size)
 
     def validate(self) -> None:
         super().validate()

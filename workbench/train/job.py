@@ -162,7 +162,7 @@ class TrainJob(JobContext):
                  f"gradient checkpointing {'on' if checkpointing else 'off'}, {self.world_size} process(es){extra}")
 
     def callback(self, config: TrainConfig) -> RunCallback:
-        return RunCallback(self.reporter, config.batch_size * config.grad_accum * self.world_size)
+        return RunCallback(self.reporter, config.rows_per_step(self.world_size))
 
     @staticmethod
     def quiet(trainer) -> None:

@@ -113,10 +113,10 @@ def train(config: Config, job) -> dict:
     rendered = [tokenizer.apply_chat_template(chat_messages(p, job.system), tokenize=True, add_generation_prompt=True,
                                               return_dict=True)["input_ids"] for p in prompts]
     dataset = Dataset.from_list([{"input_ids": ids} for ids in rendered])
-    per_step = config.batch_size * config.grad_accum * job.world_size
     steps = job.steps(config, len(prompts))
     args = job.training_args(PPOConfig, config, precision, checkpointing, False, len(prompts),
-                             total_episodes=steps * per_step, response_length=config.max_completion_length,
+                             total_episodes=steps * config.rows_per_step(job.world_size),
+                             response_length=config.max_completion_length,
                              stop_token="eos", temperature=config.temperature, kl_coef=config.kl_coef,
                              num_ppo_epochs=config.ppo_epochs, num_mini_batches=1,
                              missing_eos_penalty=config.missing_eos_penalty or None,
