@@ -276,6 +276,12 @@ REWARD_RUNS: dict[tuple[str, int, int], dict] = {}
 REWARD_LOCKS: dict[tuple[str, int, int], threading.Lock] = {}
 
 
+def home_of(root: Path, method: str, rule: str, n: int, seed: int, setting: dict[str, str]) -> Path:
+    """The workspace of one run."""
+    slug = "-".join(f"{k}{v}" for k, v in setting.items() if k != "lora_alpha") or "defaults"
+    return root / f"{method}-{rule}-{n}-{seed}-{slug}"
+
+
 def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list[dict], held: list[dict],
             test: list[dict], n: int, seed: int, noise: float, annotators: int, setting: dict[str, str],
             max_new_tokens: int, always: list[str]) -> dict:
@@ -284,8 +290,7 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
     votes = [{"pair_id": v["pair_id"], "prompt": v["prompt"], "answer_a": v["chosen"], "answer_b": v["rejected"],
               "choice": "b" if rng.random() < noise else "a", "annotator": f"{rule}-{i + 1}"}
              for v in chosen for i in range(annotators)]
-    slug = "-".join(f"{k}{v}" for k, v in setting.items() if k != "lora_alpha") or "defaults"
-    home = root / f"{method}-{rule}-{n}-{seed}-{slug}"
+    home = home_of(root, method, rule, n, seed, setting)
     shutil.rmtree(home, ignore_errors=True)
     (home / "data").mkdir(parents=True)
     run_env = dict(env, WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0")
@@ -295,7 +300,7 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
     merged = json.loads(workbench(run_env, "merge-feedback", "--json"))
     write_pairs(home / "data" / "dataset_rlhf_test.jsonl", held)
     options = [arg for option in always for arg in ("--set", option)]
-    row = {"home": str(home), "method": method, "rule": rule, "votes": n, "seed": seed, "setting": label(setting),
+    row = {"method": method, "rule": rule, "votes": n, "seed": seed, "setting": label(setting),
            "annotators": annotators, "noise": noise, "pairs_merged": merged.get("kept"),
            "agreement": merged.get("agreement"), "held_out": len(test)}
     if method == "grpo":  # its reward model: the reward run at the defaults on the same votes
@@ -303,9 +308,9 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
             if (rule, n, seed) not in REWARD_RUNS:
                 REWARD_RUNS[rule, n, seed] = one_run(root, env, "reward", rule, train, held, test, n, seed, noise,
                                                      annotators, {}, max_new_tokens, always)
-        reward = REWARD_RUNS[rule, n, seed]
-        shutil.copytree(Path(reward["home"]) / "models" / "reward_model", home / "models" / "reward_model")
-        row["reward_accuracy"] = reward["accuracy"]
+        shutil.copytree(home_of(root, "reward", rule, n, seed, {}) / "models" / "reward_model",
+                        home / "models" / "reward_model")
+        row["reward_accuracy"] = REWARD_RUNS[rule, n, seed]["accuracy"]
     options += [arg for key, value in setting.items() for arg in ("--set", f"{key}={value}")]
     out = json.loads(workbench(run_env, "train", method, *options, "--json"))
     result = out.get("result") or {}

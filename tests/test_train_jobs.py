@@ -185,6 +185,8 @@ def test_bad_input_is_refused_before_anything_is_queued(train_env, wb, settings,
         (["sft", "--output-name", "base"], "not 'base'"),
         (["grpo", "--reward-model", "", "--reward-functions", "nonsense"], "'nonsense' is not one of grounding, length"),
         (["grpo", "--batch-size", "3"], "multiple of num_generations"),
+        (["grpo", "--reward-model", "", "--reward-functions", "length", "--grad-accum", "20"],
+         "a step takes 20 prompts"),
     ]
     for args, expected in cases:
         try:

@@ -35,9 +35,9 @@ class RunCallback(TrainerCallback):
     """``step_offset`` shifts the steps of a trainer that counts from 0 again when resumed (PPO);
     ``aliases`` renames logged values to the names the curves use."""
 
-    def __init__(self, reporter, samples_per_step: int):
+    def __init__(self, reporter, rows_per_step: int):
         self.reporter = reporter
-        self.samples_per_step = samples_per_step
+        self.rows_per_step = rows_per_step
         self.cancelled = False
         self.step_offset = 0
         self.aliases: dict[str, str] = {}
@@ -51,7 +51,7 @@ class RunCallback(TrainerCallback):
         self._mark = (step, time.perf_counter())
         if state.is_world_process_zero:
             self.reporter.progress(step, total, f"step {step}/{total}")
-            self.reporter.log(f"training: {counted(total, 'step')}, {counted(self.samples_per_step, 'row')} a step"
+            self.reporter.log(f"training: {counted(total, 'step')}, {counted(self.rows_per_step, 'row')} a step"
                               + (f", resuming at step {step}" if step else ""))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -63,7 +63,7 @@ class RunCallback(TrainerCallback):
         last_step, last_time = self._mark
         if step > last_step and now > last_time and not any(k.startswith("eval_") for k in values):
             values["steps_per_s"] = (step - last_step) / (now - last_time)
-            values["samples_per_s"] = values["steps_per_s"] * self.samples_per_step
+            values["samples_per_s"] = values["steps_per_s"] * self.rows_per_step
             self._mark = (step, now)
         if values:
             self.reporter.metrics(step, **values)

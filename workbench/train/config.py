@@ -63,6 +63,13 @@ class TrainConfig:
         """Optimizer steps in one pass over ``rows`` rows."""
         return math.ceil(rows / self.rows_per_step(world_size))
 
+    def too_few_rows(self, rows: int, what: str) -> str | None:
+        """Why ``rows`` training rows cannot fill a micro-batch, or None."""
+        if self.batch_size > rows:
+            return (f"batch_size {self.batch_size} is larger than the data ({rows} {what}): "
+                    f"lower batch_size to {rows} or add {what}")
+        return None
+
     def validate(self) -> None:
         problems = []
         if self.lora_r < 1:

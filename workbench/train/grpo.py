@@ -32,6 +32,7 @@ class Config(TrainConfig):
     eval_dataset: str = option("none", "not used by GRPO", "data")
     output_name: str = option("llama-grpo", "folder under models/ for the adapter", "output")
     learning_rate: float = option(2e-5, "peak learning rate")
+    batch_size: int = option(4, "answers per device per step, num_generations of them to a prompt")
     reward_model: str = option("reward_model", "the reward model's name under models/ ('' = Python rewards only)", "method")
     reward_functions: list[str] = option([], "built-in rewards added to the reward model's", "method", tuple(FUNCTIONS))
     num_generations: int = option(4, "answers sampled per prompt (the group)", "method")
@@ -40,12 +41,19 @@ class Config(TrainConfig):
     beta: float = option(0.04, "KL penalty toward the start model (0 = none, no KL computed)", "method")
 
     def rows_per_step(self, world_size: int = 1) -> int:
-        """A step's batch counts answers, ``num_generations`` of them to a prompt."""
+        """Prompts a step takes: its batch counts answers, ``num_generations`` of them to a prompt."""
         return max(1, super().rows_per_step(world_size) // self.num_generations)
 
     def steps_per_pass(self, rows: int, world_size: int = 1) -> int:
         """TRL's sampler leaves out the prompts that do not fill a last step."""
         return rows // self.rows_per_step(world_size)
+
+    def too_few_rows(self, rows: int, what: str) -> str | None:
+        step = self.rows_per_step(self.num_processes)
+        if step > rows:
+            return (f"a step takes {step} {what} (batch_size × grad_accum × num_processes ÷ num_generations), "
+                    f"more than the data's {rows}: lower batch_size or grad_accum, or add {what}")
+        return None
 
     def validate(self) -> None:
         super().validate()

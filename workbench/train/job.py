@@ -127,7 +127,7 @@ class TrainJob(JobContext):
                       has_eval: bool, rows: int, best: BestKept | None = None, **extra: Any):
         """A TRL config (``SFTConfig``, ``DPOConfig``, ...) with the settings all methods share:
         checkpoints in the run folder, no outside reporting, the device's precision, the passes
-        over ``rows`` training rows (``config.passes``). With ``best``: evaluate on the held-out
+        over ``rows`` training rows (``passes``). With ``best``: evaluate on the held-out
         rows ``KEEP_BEST_EVALUATIONS`` times a run (unless ``eval_steps`` says otherwise)."""
         from workbench.train.modeling import cuda_available
 

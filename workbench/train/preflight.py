@@ -68,9 +68,9 @@ def eval_file(workspace: Workspace, config: TrainConfig, default: Path | None) -
 
 
 def batch_fits(config: TrainConfig, rows: int, what: str = "rows") -> None:
-    if config.batch_size > rows:
-        raise WorkbenchError(f"batch_size {config.batch_size} is larger than the data ({rows} {what}): "
-                             f"lower batch_size to {rows} or add {what}")
+    problem = config.too_few_rows(rows, what)
+    if problem:
+        raise WorkbenchError(problem)
 
 
 def prompts_fit(config: TrainConfig, tokenizer, prompts: list, budget_note: str = "", system: str = "") -> int:
