@@ -37,7 +37,7 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
                                   [--noise 0.0] [--annotators 1]
                                   [--try learning_rate=5e-5,3e-4 --try lora_r=8,32] [--option KEY=VALUE] [--jobs N]
                                   [-k 2] [--max-new-tokens 64] [--temperature-a 0] [--temperature-b 0.8]
-                                  [--keep DIR] [--out RESULTS.jsonl] [--pairs-only]
+                                  [--keep DIR] [--out RESULTS.jsonl] [--pairs-only] [--tries-only]
 
 On a CPU a reward model at ~600-token rows takes seconds a step: the whole table is a run for a
 GPU machine (``--jobs 12`` on one H200); ``--votes 25 --rules concise --seeds 0`` checks the loop
@@ -184,13 +184,14 @@ def main() -> None:
     parser.add_argument("--temperature-b", type=float, default=0.8, help="side b's sampling (pairs create's default)")
     parser.add_argument("--keep", type=Path, help="keep the workspaces here")
     parser.add_argument("--pairs-only", action="store_true", help="stop once the pairs are answered")
+    parser.add_argument("--tries-only", action="store_true", help="run the --try settings, not the defaults")
     parser.add_argument("--out", type=Path, help="append each run's result to this JSONL file as it ends")
     parser.add_argument("--base-model", default=os.environ.get("WORKBENCH_BASE_MODEL", ""))
     args = parser.parse_args()
     votes = sorted(int(v) for v in args.votes.split(","))
     rules = [r.strip() for r in args.rules.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    settings = settings_of(args.tries)
+    settings = settings_of(args.tries)[args.tries_only:]
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="learning-"))
     home = root / "pairs"
