@@ -86,7 +86,8 @@ def test_cancel_then_a_killed_worker_and_each_time_resume_continues(train_env, s
 
 def test_a_training_child_killed_by_the_kernel_is_named_with_its_peak_memory(train_env, settings, worker):
     """The child's last line is no cause (on CPU it is an unrelated bitsandbytes warning): a
-    SIGKILL, as the out-of-memory killer sends, is reported as such with the memory it reached."""
+    SIGKILL, as the out-of-memory killer sends, is reported as such with the memory it reached, and
+    another signal by its name."""
     from jobs import control
 
     run = control.submit(settings, "train.sft", SLOW_SFT)
@@ -97,6 +98,12 @@ def test_a_training_child_killed_by_the_kernel_is_named_with_its_peak_memory(tra
     assert status["status"] == "failed", status
     assert re.fullmatch(r"killed by the system \(out of memory\?\): peak \d+\.\d GB of \d+ GB; "
                         r"lower batch_size or max_length", status["error"]), status["error"]
+
+    run = control.submit(settings, "train.sft", SLOW_SFT)  # another signal is named, not the last line
+    wait_for(lambda: loss_steps(run.folder) if (run.folder / "metrics.jsonl").exists() else None,
+             timeout=180, what="a first training step")
+    os.kill(run_status(settings, run.id)["child_pid"], signal.SIGTERM)
+    assert finished(settings, run.id, timeout=60)["error"] == "training process stopped by SIGTERM"
 
 
 @pytest.mark.slow(40)

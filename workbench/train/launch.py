@@ -5,6 +5,7 @@ A cancel or a crash of the child frees all of its memory; the child dies with th
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -102,6 +103,8 @@ def run_in_child(config: TrainConfig, context: JobContext) -> dict:
             raise RuntimeError(outcome["error"])
         if killed_by_signal_9(proc.returncode, tail):
             raise WorkbenchError(killed_message(peak, machine_memory_bytes()))
+        if proc.returncode < 0:  # another signal: its last line is no cause either
+            raise WorkbenchError(f"training process stopped by {signal_name(-proc.returncode)}")
         raise RuntimeError(f"training process exited with code {proc.returncode}: {_last_error(tail)}")
     return outcome.get("result") or {}
 
@@ -174,6 +177,13 @@ def _fit_memory(config: TrainConfig, context: JobContext) -> None:
 def _progress(run) -> dict | None:
     status = run.status()
     return status.get("progress") if isinstance(status, dict) else None
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _last_error(lines: list[str]) -> str:
