@@ -191,6 +191,8 @@ def main() -> None:
     votes = sorted(int(v) for v in args.votes.split(","))
     rules = [r.strip() for r in args.rules.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.tries_only and not args.tries:
+        parser.error("--tries-only needs a --try")
     settings = settings_of(args.tries)[args.tries_only:]
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="learning-"))

@@ -26,8 +26,8 @@ NEEDS = ("Prompts (a preference file or prompt-only rows) and a reward model (tr
          "and/or built-in rewards. Not shown to teach from 50 votes: at the defaults, GRPO with the reward model "
          "of 50 votes for answers faithful to the context won 21 of 37 and 19 of 34 decided pairs against the "
          "base on unseen questions (Rust's book, English; LilyPond's manual, French; neither clearly above "
-         "chance); DPO from 50 such votes won 31 of 39, and 22 of 35 and 28 of 37 (two French draws), on "
-         "pairs answered in other runs (`benchmarks/learning.py`). "
+         "chance); DPO from 50 such votes won 31 and 28 of 39 (Rust, two draws) and 22 of 35 and 28 of 37 "
+         "(French, two draws), on pairs answered in other runs (`benchmarks/learning.py`). "
          "On a CPU a step (4 answers to one prompt) takes 20 to 30 s with the default 135M model.")
 
 
@@ -41,7 +41,7 @@ class Config(TrainConfig):
     # Rust's book 2e-5 left 12 of 40 answers as the base's (11 wins, 17 losses), 2e-4 won 21 of 37
     # decided pairs; on LilyPond's French manual, not chosen on, 2e-4 won 19 of 34.
     learning_rate: float = option(2e-4, "peak learning rate")
-    batch_size: int = option(4, "answers per device per step, num_generations of them to a prompt")
+    batch_size: int = option(4, "answers per device in a micro-batch; a step's come num_generations to a prompt")
     reward_model: str = option("reward_model", "the reward model's name under models/ ('' = Python rewards only)", "method")
     reward_functions: list[str] = option([], "built-in rewards added to the reward model's", "method", tuple(FUNCTIONS))
     num_generations: int = option(4, "answers sampled per prompt (the group)", "method")
