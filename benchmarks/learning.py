@@ -20,6 +20,11 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    pair is not covered (and the one that answers when it is); ties are skipped, as an annotator
    skips; ``--annotators N`` has N annotators vote on each training pair, ``--noise`` flips that
    share of each one's votes, and ``merge-feedback`` keeps the majority (an even split is dropped);
+   with ``--write`` an annotator writes the answer its rule asks for when neither side gives it
+   (``abstains``: "The documentation does not answer this question.", in the question's language,
+   when the context lacks the question's page and neither answer says so), as the Annotate tab's
+   written answer, which merge makes the chosen answer against both sides; DPO's and GRPO's
+   figures count the held-out questions on which each model says the documents do not answer;
 5. per rule, vote count, seed and setting (the defaults, and each value of ``--try`` alone):
    ``workbench feedback import`` of that many training pairs' votes (drawn by the seed),
    ``workbench merge-feedback``, the held-out pairs judged by the rule itself in
@@ -34,7 +39,7 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
 
     python benchmarks/learning.py [--set rust-book] [--method reward|dpo|grpo] [--votes 25,50,100,200]
                                   [--rules faithful,concise,language,abstains] [--seeds 0,1,2]
-                                  [--noise 0.0] [--annotators 1]
+                                  [--noise 0.0] [--annotators 1] [--write]
                                   [--try learning_rate=5e-5,3e-4 --try lora_r=8,32] [--option KEY=VALUE] [--jobs N]
                                   [-k 2] [--max-new-tokens 64] [--temperature-a 0] [--temperature-b 0.8]
                                   [--keep DIR] [--out RESULTS.jsonl] [--pairs-only] [--tries-only]
@@ -65,7 +70,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import wilson, workbench  # noqa: E402
 from fetch_docs import fetch  # noqa: E402
 from learning_report import leave_one_rule_out  # noqa: E402
-from learning_rules import NOT_IN_DOCUMENTS, RULES, judge, score  # noqa: E402
+from learning_rules import NOT_IN_DOCUMENTS, RULES, judge, score, written  # noqa: E402
 from workbench.chat.prompt import split_prompt  # noqa: E402
 
 HELD_OUT_PAGES = 0.3
@@ -129,15 +134,24 @@ def covered_of(pairs: list[dict], pages: dict[str, list[str]], names: dict[str, 
                               {names.get(c.rsplit(":", 1)[0]) for c in p.get("chunk_ids") or []}) for p in pairs}
 
 
-def votes_of(rule, pairs: list[dict], side: dict[str, bool], covered: dict[str, bool]) -> dict[bool, list[dict]]:
-    """The rule's votes on the answered pairs, by side (True: held out); ties are skipped."""
+def votes_of(rule_name: str, pairs: list[dict], side: dict[str, bool], covered: dict[str, bool],
+             write: bool = False) -> dict[bool, list[dict]]:
+    """The rule's votes on the answered pairs, by side (True: held out); ties are skipped. With
+    ``write`` the annotator writes the answer its rule asks for when neither side gives it
+    (``learning_rules.written``): chosen against both answers, as merge makes of a written answer."""
     voted: dict[bool, list[dict]] = {True: [], False: []}
     for pair in pairs:
         question = split_prompt(pair["prompt"])[0]
         a, b = pair["a"]["answer"], pair["b"]["answer"]
         if question not in side or not a or not b:
             continue
-        choice = judge(rule, pair["prompt"], a, b, covered[pair["prompt"]])
+        text = written(rule_name, pair["prompt"], a, b, covered[pair["prompt"]]) if write else None
+        if text:
+            voted[side[question]].append({"pair_id": pair["pair_id"], "prompt": pair["prompt"], "chosen": text,
+                                          "rejected": a, "answers": (a, b), "covered": covered[pair["prompt"]],
+                                          "side": "written"})
+            continue
+        choice = judge(RULES[rule_name], pair["prompt"], a, b, covered[pair["prompt"]])
         if choice:
             chosen, rejected = (a, b) if choice == "a" else (b, a)
             voted[side[question]].append({"pair_id": pair["pair_id"], "prompt": pair["prompt"], "chosen": chosen,
@@ -177,6 +191,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each its own workspace and process)")
     parser.add_argument("--noise", type=float, default=0.0, help="share of each annotator's votes flipped")
     parser.add_argument("--annotators", type=int, default=1, help="annotators voting on each training pair")
+    parser.add_argument("--write", action="store_true",
+                        help="annotators write the answer their rule asks for when neither side gives it")
     parser.add_argument("--held-out", type=int, default=40, help="held-out pairs (at most)")
     parser.add_argument("-k", type=int, default=2, help="chunks of context per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -235,16 +251,17 @@ def main() -> None:
     if args.pairs_only:
         return
 
-    voted = {rule_name: votes_of(RULES[rule_name], pairs, side, covered) for rule_name in rules}
+    voted = {rule_name: votes_of(rule_name, pairs, side, covered, args.write) for rule_name in rules}
     # the held-out pages' votes in two halves: the product's held-out file, which picks the
     # checkpoint it keeps, and the pairs the figures are measured on, which nothing was chosen on
     split = {rule_name: (v[True][0::2][:args.held_out], v[True][1::2][:args.held_out]) for rule_name, v in voted.items()}
     for rule_name in rules:
         train_votes = voted[rule_name][False]
-        for_a = sum(v["side"] == "a" for v in train_votes)
+        for_a, wrote = (sum(v["side"] == s for v in train_votes) for s in ("a", "written"))
         print(f"  {rule_name}: {len(train_votes)} training votes ({for_a} for side a, a at temperature "
-              f"{temperatures[0]:g}, b at {temperatures[1]:g}), {len(split[rule_name][0])} held out for the "
-              f"checkpoint, {len(split[rule_name][1])} to measure", flush=True)
+              f"{temperatures[0]:g}, b at {temperatures[1]:g}" + (f"; {wrote} written answers" if wrote else "")
+              + f"), {len(split[rule_name][0])} held out for the checkpoint, {len(split[rule_name][1])} to measure",
+              flush=True)
     # every rule of a vote count, seed and setting before the next: a run cut short still has them side by side
     plan = [(rule_name, voted[rule_name][False], split[rule_name], n, seed, setting)
             for n in votes for seed in seeds for setting in settings for rule_name in rules
@@ -290,7 +307,9 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
             max_new_tokens: int, always: list[str]) -> dict:
     rng = random.Random(seed)
     chosen = rng.sample(train, n)
-    votes = [{"pair_id": v["pair_id"], "prompt": v["prompt"], "answer_a": v["chosen"], "answer_b": v["rejected"],
+    votes = [{"pair_id": v["pair_id"], "prompt": v["prompt"], "answer_a": v["answers"][0], "answer_b": v["answers"][1],
+              "choice": "both_bad", "edited_answer": v["chosen"], "annotator": f"{rule}-{i + 1}"} if "answers" in v else
+             {"pair_id": v["pair_id"], "prompt": v["prompt"], "answer_a": v["chosen"], "answer_b": v["rejected"],
               "choice": "b" if rng.random() < noise else "a", "annotator": f"{rule}-{i + 1}"}
              for v in chosen for i in range(annotators)]
     home = home_of(root, method, rule, n, seed, setting)
@@ -330,6 +349,10 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
                      f"{row['win_rate']:.2f} [{row['low']:.2f}, {row['high']:.2f}]; the rule's score "
                      f"{row['score_base']:.3f} -> {row['score_trained']:.3f}"
                      + (f"; its reward model {row['reward_accuracy']:.2f}" if "reward_accuracy" in row else ""))
+    said_not, said_not_covered = row["refused_uncovered"], row["refused_covered"]
+    row["figure"] += (f"; says the documents do not answer on {said_not['trained']} of {row['uncovered']} questions "
+                      f"whose page the context lacks and {said_not_covered['trained']} of {row['covered']} it holds "
+                      f"(the base: {said_not['base']} and {said_not_covered['base']})")
     return row
 
 
@@ -364,9 +387,16 @@ def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], m
     def mean(side: str) -> float:
         return sum(score(RULES[rule], p["prompt"], p[side]["answer"], covered[p["prompt"]]) for p in pairs) / max(1, len(pairs))
 
+    def refusals(side: str, on_covered: bool) -> int:
+        return sum(bool(NOT_IN_DOCUMENTS.search(p[side]["answer"])) for p in pairs if covered[p["prompt"]] == on_covered)
+
     return {"wins": wins, "losses": losses, "ties": len(pairs) - wins - losses,
             "win_rate": wins / max(1, wins + losses), "low": low, "high": high,
-            "score_trained": mean("a"), "score_base": mean("b")}
+            "score_trained": mean("a"), "score_base": mean("b"),
+            # "the documents do not answer", said on questions whose page the context lacks and holds
+            "uncovered": sum(not covered[p["prompt"]] for p in pairs), "covered": sum(covered[p["prompt"]] for p in pairs),
+            "refused_uncovered": {"trained": refusals("a", False), "base": refusals("b", False)},
+            "refused_covered": {"trained": refusals("a", True), "base": refusals("b", True)}}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The simulated annotators of ``benchmarks/learning.py``: rules real teams vote by, each a few
 lines, scoring one answer to a RAG prompt; ``judge`` turns two scores into a vote, and is also the
-judge of a trained model's answers against the base's, a judge the training never saw.
+judge of a trained model's answers against the base's, a judge the training never saw; ``written``
+is the answer an annotator who writes answers gives when neither side is what its rule asks for.
 
 A rule reads the question, the retrieved context, the answer and ``covered``: whether the context
 holds the page the question is about (the benchmark knows each question's page and the pages of
@@ -59,12 +60,38 @@ def abstains(question: str, context: str, answer: str, covered: bool = True) -> 
 
 RULES = {"faithful": faithful, "concise": concise, "language": language, "abstains": abstains}
 
+# what an annotator who writes answers writes when neither side is what the rule asks for: the
+# house phrase of a team that wants "not in the documents" said plainly, in the question's language
+REFUSAL = {"en": "The documentation does not answer this question.",
+           "fr": "La documentation ne répond pas à cette question."}
+
+
+def refusal(question: str, context: str, a: str, b: str, covered: bool = True) -> str | None:
+    """``abstains``'s written answer: the refusal, when the context lacks the question's page and
+    neither answer says so."""
+    from workbench.language import question_language
+
+    if covered or NOT_IN_DOCUMENTS.search(a) or NOT_IN_DOCUMENTS.search(b):
+        return None
+    return REFUSAL.get(question_language(question) or "en", REFUSAL["en"])
+
+
+WRITERS = {"abstains": refusal}
+
 
 def score(rule, prompt: str, answer: str, covered: bool = True) -> float:
     from workbench.chat.prompt import split_prompt
 
     question, context = split_prompt(prompt)
     return rule(question, context, answer, covered)
+
+
+def written(rule_name: str, prompt: str, a: str, b: str, covered: bool = True) -> str | None:
+    """The answer an annotator following ``rule_name`` writes for this pair, or None (then it votes)."""
+    from workbench.chat.prompt import split_prompt
+
+    writer = WRITERS.get(rule_name)
+    return writer(*split_prompt(prompt), a, b, covered) if writer else None
 
 
 def judge(rule, prompt: str, a: str, b: str, covered: bool = True) -> str | None:
