@@ -113,3 +113,40 @@ def test_a_batch_not_laid_out_as_pairs_runs_as_it_is():
     assert not supported(model)
     assert windowed(model, {"input_ids": input_ids, "attention_mask": attention_mask,
                             "completion_mask": completion_mask}) is None
+
+
+def test_dpo_with_the_chosen_answers_cross_entropy_trains_the_same_packed(pulled_base, tmp_path):
+    """``sft_weight`` adds TRL's ``"sft"`` loss, which reads the chosen rows as the first half of
+    the batch: run packed, a step's loss is the two-row run's, and the term is there."""
+    import copy
+
+    from datasets import Dataset
+    from transformers import AutoTokenizer, LlamaForCausalLM
+    from trl import DPOConfig
+
+    from workbench.train.dpo import Config, losses
+    from workbench.train.shared_prompt import dpo_trainer
+
+    tokenizer = AutoTokenizer.from_pretrained(pulled_base[1])
+    config = tiny_config("sdpa")
+    config.vocab_size, config.pad_token_id = len(tokenizer), tokenizer.pad_token_id
+    pairs = Dataset.from_list([{"prompt": f"Question {i}: où est la clé ?\n\nContext:\nLa clé est sous le pot {i}.",
+                                "chosen": f"Sous le pot {i}.", "rejected": "La documentation ne répond pas."}
+                               for i in range(4)])
+    loss = {}
+    for packed in (True, False):
+        for weight in (0.0, 1.0):
+            torch.manual_seed(0)
+            model = LlamaForCausalLM(config)
+            args = DPOConfig(output_dir=str(tmp_path / f"{packed}-{weight}"), per_device_train_batch_size=4,
+                             max_steps=1, logging_steps=1, report_to="none", use_cpu=True, bf16=False,
+                             save_strategy="no", learning_rate=1e-3, max_length=128, precompute_ref_log_probs=True,
+                             **losses(Config(sft_weight=weight)))
+            trainer = dpo_trainer(packed)(model=model, ref_model=copy.deepcopy(model), args=args,
+                                          train_dataset=pairs, processing_class=tokenizer)
+            trainer.train()
+            loss[packed, weight] = trainer.state.log_history[0]["loss"]
+    for weight in (0.0, 1.0):
+        assert loss[True, weight] == pytest.approx(loss[False, weight], abs=1e-3)
+    # an untrained model's cross-entropy over a 49k vocabulary is about ln(49152) = 10.8
+    assert loss[True, 1.0] - loss[True, 0.0] > 5
