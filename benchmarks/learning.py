@@ -23,8 +23,8 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    with ``--write`` an annotator writes the answer its rule asks for when neither side gives it
    (``abstains``: "The documentation does not answer this question.", in the question's language,
    when the context lacks the question's page and neither answer says so), as the Annotate tab's
-   written answer, which merge makes the chosen answer against both sides; DPO's and GRPO's
-   figures count the held-out questions on which each model says the documents do not answer;
+   written answer, which merge makes the chosen answer against both sides (a written answer is
+   never flipped by ``--noise``; in the held-out files it stands against side a, the greedy one);
 5. per rule, vote count, seed and setting (the defaults, and each value of ``--try`` alone):
    ``workbench feedback import`` of that many training pairs' votes (drawn by the seed),
    ``workbench merge-feedback``, the held-out pairs judged by the rule itself in
@@ -33,7 +33,8 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    for all the GRPO settings tried) and then ``workbench train grpo`` with that reward model
    (``--method grpo``); for DPO and GRPO the trained model and the base answer the held-out
    prompts as a pair set and the rule judges: win rate over the pairs it does not tie, and the
-   rule's mean score of each;
+   rule's mean score of each, and on how many held-out questions each says the documents do not
+   answer, apart for those whose page the context lacks and those whose page it holds;
 6. with ``--try``, each rule is left out in turn: the setting with the best mean on the other rules
    is chosen, and its figure on the rule left out is printed beside the defaults'.
 
@@ -308,7 +309,8 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
     rng = random.Random(seed)
     chosen = rng.sample(train, n)
     votes = [{"pair_id": v["pair_id"], "prompt": v["prompt"], "answer_a": v["answers"][0], "answer_b": v["answers"][1],
-              "choice": "both_bad", "edited_answer": v["chosen"], "annotator": f"{rule}-{i + 1}"} if "answers" in v else
+              "choice": "both_bad", "edited_answer": v["chosen"], "annotator": f"{rule}-{i + 1}"}
+             if v["side"] == "written" else
              {"pair_id": v["pair_id"], "prompt": v["prompt"], "answer_a": v["chosen"], "answer_b": v["rejected"],
               "choice": "b" if rng.random() < noise else "a", "annotator": f"{rule}-{i + 1}"}
              for v in chosen for i in range(annotators)]
@@ -322,8 +324,11 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
     merged = json.loads(workbench(run_env, "merge-feedback", "--json"))
     write_pairs(home / "data" / "dataset_rlhf_test.jsonl", held)
     options = [arg for option in always for arg in ("--set", option)]
-    row = {"method": method, "rule": rule, "votes": n, "seed": seed, "setting": label(setting),
-           "annotators": annotators, "noise": noise, "pairs_merged": merged.get("kept"),
+    written = sum(v["side"] == "written" for v in chosen)
+    # a rule with written answers is told apart in the tables (learning_report.py keys on "rule")
+    row = {"method": method, "rule": f"{rule}, written" if written else rule, "votes": n, "seed": seed, "setting": label(setting),
+           "annotators": annotators, "noise": noise, "written": written,
+           "pairs_merged": merged.get("kept"),
            "agreement": merged.get("agreement"), "held_out": len(test)}
     if method == "grpo":  # its reward model: the reward run at the defaults on the same votes
         with REWARD_LOCKS.setdefault((rule, n, seed), threading.Lock()):
@@ -349,6 +354,8 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
                      f"{row['win_rate']:.2f} [{row['low']:.2f}, {row['high']:.2f}]; the rule's score "
                      f"{row['score_base']:.3f} -> {row['score_trained']:.3f}"
                      + (f"; its reward model {row['reward_accuracy']:.2f}" if "reward_accuracy" in row else ""))
+    if row["written"]:
+        row["figure"] += f"; {row['written']} written answers among the votes"
     said_not, said_not_covered = row["refused_uncovered"], row["refused_covered"]
     row["figure"] += (f"; says the documents do not answer on {said_not['trained']} of {row['uncovered']} questions "
                       f"whose page the context lacks and {said_not_covered['trained']} of {row['covered']} it holds "

@@ -115,11 +115,11 @@ def test_a_batch_not_laid_out_as_pairs_runs_as_it_is():
                             "completion_mask": completion_mask}) is None
 
 
+@pytest.mark.slow(15)
 def test_dpo_with_the_chosen_answers_cross_entropy_trains_the_same_packed(pulled_base, tmp_path):
     """``sft_weight`` adds TRL's ``"sft"`` loss, which reads the chosen rows as the first half of
-    the batch: run packed, a step's loss is the two-row run's, and the term is there."""
-    import copy
-
+    the batch: run packed, a step's loss is the two-row run's, and the term is there. The
+    reference is another model, so DPO's own term depends on the layout too."""
     from datasets import Dataset
     from transformers import AutoTokenizer, LlamaForCausalLM
     from trl import DPOConfig
@@ -136,17 +136,20 @@ def test_dpo_with_the_chosen_answers_cross_entropy_trains_the_same_packed(pulled
     loss = {}
     for packed in (True, False):
         for weight in (0.0, 1.0):
+            torch.manual_seed(1)
+            reference = LlamaForCausalLM(config)
             torch.manual_seed(0)
             model = LlamaForCausalLM(config)
             args = DPOConfig(output_dir=str(tmp_path / f"{packed}-{weight}"), per_device_train_batch_size=4,
                              max_steps=1, logging_steps=1, report_to="none", use_cpu=True, bf16=False,
                              save_strategy="no", learning_rate=1e-3, max_length=128, precompute_ref_log_probs=True,
                              **losses(Config(sft_weight=weight)))
-            trainer = dpo_trainer(packed)(model=model, ref_model=copy.deepcopy(model), args=args,
+            trainer = dpo_trainer(packed)(model=model, ref_model=reference, args=args,
                                           train_dataset=pairs, processing_class=tokenizer)
             trainer.train()
             loss[packed, weight] = trainer.state.log_history[0]["loss"]
     for weight in (0.0, 1.0):
         assert loss[True, weight] == pytest.approx(loss[False, weight], abs=1e-3)
+    assert abs(loss[True, 0.0] - 0.6931) > 0.01  # not ln 2: the policy is not its reference
     # an untrained model's cross-entropy over a 49k vocabulary is about ln(49152) = 10.8
     assert loss[True, 1.0] - loss[True, 0.0] > 5

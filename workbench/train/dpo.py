@@ -26,10 +26,10 @@ NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.json
          "(English, two draws of votes) and in 22 of 35 (not clearly above chance) and 28 of 37 on LilyPond's "
          "manual (French, two draws); 100 votes, 36 of 39 and 26 of 37 (one draw each); 50 votes for the "
          "shorter answer, 29 of 39 (`benchmarks/learning.py`). Judge a DPO model against its start model with "
-         "both answering alike (the arena, or the rule you vote by). An annotator's written answer (such as "
-         "\"the documentation does not answer this question\") is said by the trained model only with "
-         "`sft_weight` (1): at 100 French votes, 42 of them that written answer where the context lacked the "
-         "question's page, DPO alone never said it on unseen questions; with `sft_weight` 1 it said it on 17 of "
+         "both answering alike (the arena, or the rule you vote by). An annotator's written answer was said "
+         "by the trained model only with `sft_weight` at 1: in one draw of 100 French votes, 42 of them the "
+         "written « La documentation ne répond pas à cette question. » where the context lacked the question's "
+         "page, DPO at its defaults never said it on unseen questions; with `sft_weight` 1 it said it on 17 of "
          "22 such questions, and on 8 of 16 whose page the context held.")
 WORTH_RUNNING = 50  # pairs: fewer, and the Train tab says so (fewer not measured, above)
 
