@@ -326,10 +326,9 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
     options = [arg for option in always for arg in ("--set", option)]
     written = sum(v["side"] == "written" for v in chosen)
     # a rule with written answers is told apart in the tables (learning_report.py keys on "rule")
-    row = {"method": method, "rule": f"{rule}, written" if written else rule, "votes": n, "seed": seed, "setting": label(setting),
-           "annotators": annotators, "noise": noise, "written": written,
-           "pairs_merged": merged.get("kept"),
-           "agreement": merged.get("agreement"), "held_out": len(test)}
+    row = {"method": method, "rule": f"{rule}, written" if written else rule, "votes": n, "seed": seed,
+           "setting": label(setting), "annotators": annotators, "noise": noise, "written": written,
+           "pairs_merged": merged.get("kept"), "agreement": merged.get("agreement"), "held_out": len(test)}
     if method == "grpo":  # its reward model: the reward run at the defaults on the same votes
         with REWARD_LOCKS.setdefault((rule, n, seed), threading.Lock()):
             if (rule, n, seed) not in REWARD_RUNS:
@@ -395,13 +394,15 @@ def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], m
         return sum(score(RULES[rule], p["prompt"], p[side]["answer"], covered[p["prompt"]]) for p in pairs) / max(1, len(pairs))
 
     def refusals(side: str, on_covered: bool) -> int:
-        return sum(bool(NOT_IN_DOCUMENTS.search(p[side]["answer"])) for p in pairs if covered[p["prompt"]] == on_covered)
+        return sum(bool(NOT_IN_DOCUMENTS.search(p[side]["answer"]))
+                   for p in pairs if covered[p["prompt"]] == on_covered)
 
     return {"wins": wins, "losses": losses, "ties": len(pairs) - wins - losses,
             "win_rate": wins / max(1, wins + losses), "low": low, "high": high,
             "score_trained": mean("a"), "score_base": mean("b"),
             # "the documents do not answer", said on questions whose page the context lacks and holds
-            "uncovered": sum(not covered[p["prompt"]] for p in pairs), "covered": sum(covered[p["prompt"]] for p in pairs),
+            "uncovered": sum(not covered[p["prompt"]] for p in pairs),
+            "covered": sum(covered[p["prompt"]] for p in pairs),
             "refused_uncovered": {"trained": refusals("a", False), "base": refusals("b", False)},
             "refused_covered": {"trained": refusals("a", True), "base": refusals("b", True)}}
 
