@@ -151,6 +151,34 @@ def test_the_train_tab_says_when_there_are_too_few_votes(settings):
     assert f"about {dpo.WORTH_RUNNING} votes" in needs_text("dpo")
 
 
+def test_dpo_says_before_the_launch_when_written_answers_would_not_be_learned_as_answers(train_env, wb, settings):
+    """Annotators' written answers (Annotate's "write a better answer", in French here) merged
+    into the pairs: the DPO estimate and the launch's preflight say that at sft_weight 0 they are
+    learned as better than what they stand against, not as answers to give; at sft_weight 1, and
+    for the reward model, nothing is said."""
+    from workbench.train.estimate import estimate_text
+
+    ws = settings.workspace
+    written = "La documentation ne répond pas à cette question."
+    votes = [{**pair, "annotator": "alice"} for pair in preference_pairs(24)]
+    votes += [{"pair_id": f"w{i}", "prompt": f"Quelle est la pression de la vanne {i} ?\n\nContext:\nRien.",
+               "answer_a": f"La vanne {i} s'ouvre à {i} bar.", "answer_b": "Je ne sais pas.", "choice": "both_bad",
+               "edited_answer": written, "annotator": "alice", "comment": "réponse inventée"} for i in range(3)]
+    write_jsonl(ws.home / "votes.jsonl", votes)
+    assert wb("feedback", "import", str(ws.home / "votes.jsonl"))[0] == 0
+    assert wb("merge-feedback")[0] == 0
+    rows = [json.loads(line) for line in (ws.data / "dataset_rlhf.jsonl").read_text().splitlines()]
+    assert sum(r["chosen"] == written for r in rows) == 6  # chosen against both answers of each pair
+
+    text = estimate_text(settings, "train.dpo", {})
+    assert "⚠ 6 of the 30 pairs have a chosen answer an annotator wrote. At sft_weight 0" in text, text
+    assert "GiB" in text  # the estimate itself is still there
+    assert "annotator wrote" not in estimate_text(settings, "train.dpo", {"sft_weight": 1})
+    assert "annotator wrote" not in estimate_text(settings, "train.reward", {})
+    kind = get_kind("train.dpo")
+    assert any("annotator wrote" in w for w in kind.preflight(kind.config({}), settings).warnings)
+
+
 @pytest.mark.slow(20)
 def test_a_cpu_trains_in_the_precision_its_workspace_recorded(train_env, wb, settings):
     """On a CPU, ``precision=auto`` follows the decision inference follows (``precision.json``):

@@ -33,6 +33,8 @@ from workbench.feedback.guidelines import current_guidelines
 from workbench.feedback.pairs import pair_store
 from workbench.feedback.votes import read_votes
 
+WRITTEN = "annotator"  # a row's ``model_chosen`` when an annotator wrote its chosen answer
+
 
 def _key(prompt: str, chosen: str, rejected: str) -> str:
     return hashlib.sha256("\x00".join((prompt, chosen, rejected)).encode()).hexdigest()[:16]
@@ -88,7 +90,7 @@ def _pair_rows(pair_id: str, votes: list[dict], report: dict, rules: MergeRules)
         edited = (v.get("edited_answer") or "").strip()
         if edited:
             for side in ("a", "b"):
-                rows.append(_row(v["prompt"], edited, v[f"answer_{side}"], "annotator", v.get(f"model_{side}", ""), [v]))
+                rows.append(_row(v["prompt"], edited, v[f"answer_{side}"], WRITTEN, v.get(f"model_{side}", ""), [v]))
     decisive = [v for v in votes if v["choice"] in ("a", "b") and not (v.get("edited_answer") or "").strip()]
     for v in votes:
         if v["choice"] in ("tie", "both_bad") and not (v.get("edited_answer") or "").strip():

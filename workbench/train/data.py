@@ -12,6 +12,7 @@ from workbench.chat.prompt import chat_messages
 from workbench.datasets.sft import normalise
 from workbench.datasets.split import in_test_share, share_point
 from workbench.errors import WorkbenchError
+from workbench.feedback.merge import WRITTEN
 
 NONE = "none"
 
@@ -80,6 +81,12 @@ def _pair(record: dict[str, Any]) -> dict[str, str]:
 def preference_pairs(path: Path) -> list[dict[str, str]]:
     """``prompt``/``chosen``/``rejected`` strings, as merge-feedback writes them."""
     return _read(path, _pair, "preference pairs")
+
+
+def written_answers(path: Path) -> int:
+    """How many pairs of a preference file have a chosen answer an annotator wrote (merge-feedback
+    marks them in ``model_chosen``); a file of another shape has none."""
+    return sum(isinstance(r, dict) and r.get("model_chosen") == WRITTEN for r in iter_jsonl(path))
 
 
 def prompts(path: Path) -> list[str]:

@@ -72,7 +72,15 @@ class Config(TrainConfig):
 
 
 def preflight(config: Config, settings: Settings) -> Preflight:
-    return preference_preflight(config, settings, memory_shape)
+    checked = preference_preflight(config, settings, memory_shape)
+    written = rows_of.written_answers(rows_of.data_file(settings.workspace, config.dataset))
+    if written and not config.sft_weight:
+        checked.warnings.append(
+            f"{written} of the {checked.summary['pairs']} pairs have a chosen answer an annotator wrote. At "
+            "sft_weight 0, DPO learns it as better than the answers it stands against, not as an answer to give: "
+            "in the benchmark the trained model said a written answer only with sft_weight 1 (set it when written "
+            "answers are most of the chosen ones; on votes between the model's own answers it taught less).")
+    return checked
 
 
 def memory_shape(config: Config) -> Shape:

@@ -95,8 +95,11 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     rows = summary.get("training_pairs") or summary.get("rows") or summary.get("prompts") or 0
     cuda = cuda_available()
     available = (memory.gpu_free_bytes() if cuda else None) or memory.host_memory(free=True, cap_gb=settings.train_memory_gb)
-    return estimate(kind, typed, spec.path, rows, settings.workspace, cuda, summary.get("sequence_tokens") or 512,
-                    module.memory_shape(typed), available, os.cpu_count() or 1, summary.get("completion_tokens") or 0)
+    out = estimate(kind, typed, spec.path, rows, settings.workspace, cuda, summary.get("sequence_tokens") or 512,
+                   module.memory_shape(typed), available, os.cpu_count() or 1, summary.get("completion_tokens") or 0)
+    # what the launch will warn about, shown before it
+    out["text"] += "".join(f"\n\n⚠ {w}" for w in (checked.warnings if checked is not None else []))
+    return out
 
 
 def estimate_text(settings, kind: str, config: dict[str, Any]) -> str:
