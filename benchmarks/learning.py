@@ -33,8 +33,9 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    for all the GRPO settings tried) and then ``workbench train grpo`` with that reward model
    (``--method grpo``); for DPO and GRPO the trained model and the base answer the held-out
    prompts as a pair set and the rule judges: win rate over the pairs it does not tie, and the
-   rule's mean score of each, and on how many held-out questions each says the documents do not
-   answer, apart for those whose page the context lacks and those whose page it holds;
+   rule's mean score of each, on how many held-out questions each says the documents do not
+   answer, apart for those whose page the context lacks and those whose page it holds, and how
+   many of each one's answers copy ten words in a row from the retrieved context (``quoted``);
 6. with ``--try``, each rule is left out in turn: the setting with the best mean on the other rules
    is chosen, and its figure on the rule left out is printed beside the defaults'.
 
@@ -355,6 +356,8 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
                      + (f"; its reward model {row['reward_accuracy']:.2f}" if "reward_accuracy" in row else ""))
     if row["written"]:
         row["figure"] += f"; {row['written']} written answers among the votes"
+    row["figure"] += (f"; {row['quoting']['trained']} of its {row['covered'] + row['uncovered']} answers copy "
+                      f"{QUOTED} words in a row from the context (the base's: {row['quoting']['base']})")
     said_not, said_not_covered = row["refused_uncovered"], row["refused_covered"]
     row["figure"] += (f"; says the documents do not answer on {said_not['trained']} of {row['uncovered']} questions "
                       f"whose page the context lacks and {said_not_covered['trained']} of {row['covered']} it holds "
@@ -393,6 +396,9 @@ def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], m
     def mean(side: str) -> float:
         return sum(score(RULES[rule], p["prompt"], p[side]["answer"], covered[p["prompt"]]) for p in pairs) / max(1, len(pairs))
 
+    def quoting(side: str) -> int:
+        return sum(bool(quoted(p[side]["answer"], split_prompt(p["prompt"])[1])) for p in pairs)
+
     def refusals(side: str, on_covered: bool) -> int:
         return sum(bool(NOT_IN_DOCUMENTS.search(p[side]["answer"]))
                    for p in pairs if covered[p["prompt"]] == on_covered)
@@ -404,7 +410,21 @@ def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], m
             "uncovered": sum(not covered[p["prompt"]] for p in pairs),
             "covered": sum(covered[p["prompt"]] for p in pairs),
             "refused_uncovered": {"trained": refusals("a", False), "base": refusals("b", False)},
-            "refused_covered": {"trained": refusals("a", True), "base": refusals("b", True)}}
+            "refused_covered": {"trained": refusals("a", True), "base": refusals("b", True)},
+            # answers that copy a run of QUOTED words from the retrieved context
+            "quoting": {"trained": quoting("a"), "base": quoting("b")}}
+
+
+QUOTED = 10  # words in a row: a shorter run is a name or a phrase any answer may share with its context
+
+
+def quoted(answer: str, context: str, n: int = QUOTED) -> set[str]:
+    """The runs of ``n`` words the answer copies from the context."""
+    def runs(text: str) -> set[str]:
+        words = text.split()
+        return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+    return runs(answer) & runs(context)
 
 
 if __name__ == "__main__":

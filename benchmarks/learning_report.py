@@ -12,24 +12,23 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import wilson  # noqa: E402
-
 
 def figure_of(row: dict) -> str:
     return "accuracy" if row["method"] == "reward" else "win_rate"
 
 
 def pooled(rows: list[dict]) -> str:
-    """Mean over the runs, and one Wilson interval over all their held-out items (or judged pairs)."""
+    """One run: its figure and 95 % Wilson interval. Several (seeds): their mean, the lowest and
+    highest run, and how many; the seeds draw other votes but are measured on the same held-out
+    items, so one interval over all their items would count each item several times."""
     key = figure_of(rows[0])
-    if key == "accuracy":
-        hits, n = sum(round(r["accuracy"] * r["held_out"]) for r in rows), sum(r["held_out"] for r in rows)
-    else:
-        hits, n = sum(r["wins"] for r in rows), sum(r["wins"] + r["losses"] for r in rows)
-    low, high = wilson(hits, n)
-    return f"{statistics.mean(r[key] for r in rows):.2f} [{low:.2f}, {high:.2f}] ({len(rows)} run{'s' * (len(rows) > 1)})"
+    if len(rows) == 1:
+        row = rows[0]
+        if key == "accuracy":
+            return f"{row['accuracy']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
+        return f"{row['win_rate']:.2f} [{row['low']:.2f}, {row['high']:.2f}] ({row['wins']}-{row['losses']}-{row['ties']})"
+    values = [r[key] for r in rows]
+    return f"{statistics.mean(values):.2f} (runs {min(values):.2f} to {max(values):.2f}, {len(rows)} seeds)"
 
 
 def curve(rows: list[dict]) -> list[str]:
