@@ -77,6 +77,7 @@ from workbench.chat.prompt import split_prompt  # noqa: E402
 
 HELD_OUT_PAGES = 0.3
 MISSING_PAGES = 0.15
+QUOTED = 10  # words in a row copied from the context: a shorter run is a name or a phrase any answer may share
 SECTION_QUESTION = {"fr": "Que dit la documentation sur « {} » ?", "en": "What does the documentation say about {}?"}
 
 
@@ -411,11 +412,8 @@ def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], m
             "covered": sum(covered[p["prompt"]] for p in pairs),
             "refused_uncovered": {"trained": refusals("a", False), "base": refusals("b", False)},
             "refused_covered": {"trained": refusals("a", True), "base": refusals("b", True)},
-            # answers that copy a run of QUOTED words from the retrieved context
             "quoting": {"trained": quoting("a"), "base": quoting("b")}}
 
-
-QUOTED = 10  # words in a row: a shorter run is a name or a phrase any answer may share with its context
 
 
 def quoted(answer: str, context: str, n: int = QUOTED) -> set[str]:

@@ -19,8 +19,8 @@ def figure_of(row: dict) -> str:
 
 def pooled(rows: list[dict]) -> str:
     """One run: its figure and 95 % Wilson interval. Several (seeds): their mean, the lowest and
-    highest run, and how many; the seeds draw other votes but are measured on the same held-out
-    items, so one interval over all their items would count each item several times."""
+    highest run, and how many; runs draw other votes but are measured on the same held-out items,
+    so one interval over all their items would count each item several times."""
     key = figure_of(rows[0])
     if len(rows) == 1:
         row = rows[0]
@@ -28,7 +28,7 @@ def pooled(rows: list[dict]) -> str:
             return f"{row['accuracy']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
         return f"{row['win_rate']:.2f} [{row['low']:.2f}, {row['high']:.2f}] ({row['wins']}-{row['losses']}-{row['ties']})"
     values = [r[key] for r in rows]
-    return f"{statistics.mean(values):.2f} (runs {min(values):.2f} to {max(values):.2f}, {len(rows)} seeds)"
+    return f"{statistics.mean(values):.2f} (runs {min(values):.2f} to {max(values):.2f}, {len(rows)} runs)"
 
 
 def curve(rows: list[dict]) -> list[str]:

@@ -159,6 +159,7 @@ def test_dpo_says_before_the_launch_when_written_answers_would_not_be_learned_as
     from workbench.train.estimate import estimate_text
 
     ws = settings.workspace
+    assert "annotator wrote" not in estimate_text(settings, "train.dpo", {})  # pairs without written answers
     written = "La documentation ne répond pas à cette question."
     votes = [{**pair, "annotator": "alice"} for pair in preference_pairs(24)]
     votes += [{"pair_id": f"w{i}", "prompt": f"Quelle est la pression de la vanne {i} ?\n\nContext:\nRien.",
@@ -171,7 +172,7 @@ def test_dpo_says_before_the_launch_when_written_answers_would_not_be_learned_as
     assert sum(r["chosen"] == written for r in rows) == 6  # chosen against both answers of each pair
 
     text = estimate_text(settings, "train.dpo", {})
-    assert "⚠ 6 of the 30 pairs have a chosen answer an annotator wrote. At sft_weight 0" in text, text
+    assert "⚠ 6 pairs of 30 have a chosen answer an annotator wrote. At sft_weight 0" in text, text
     assert "GiB" in text  # the estimate itself is still there
     assert "annotator wrote" not in estimate_text(settings, "train.dpo", {"sft_weight": 1})
     assert "annotator wrote" not in estimate_text(settings, "train.reward", {})

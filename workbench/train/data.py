@@ -84,9 +84,9 @@ def preference_pairs(path: Path) -> list[dict[str, str]]:
 
 
 def written_answers(path: Path) -> int:
-    """How many pairs of a preference file have a chosen answer an annotator wrote (merge-feedback
-    marks them in ``model_chosen``); a file of another shape has none."""
-    return sum(isinstance(r, dict) and r.get("model_chosen") == WRITTEN for r in iter_jsonl(path))
+    """How many pairs of a preference file (read by ``preference_pairs`` first) have a chosen
+    answer an annotator wrote: merge-feedback marks them in ``model_chosen``."""
+    return sum(r.get("model_chosen") == WRITTEN for r in iter_jsonl(path))
 
 
 def prompts(path: Path) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workbench.kinds import Preflight, Watch
+from workbench.safe_text import counted
 from workbench.settings import Settings
 from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
@@ -73,13 +74,14 @@ class Config(TrainConfig):
 
 def preflight(config: Config, settings: Settings) -> Preflight:
     checked = preference_preflight(config, settings, memory_shape)
-    written = rows_of.written_answers(rows_of.data_file(settings.workspace, config.dataset))
+    written = rows_of.written_answers(checked.inputs["train"])
     if written and not config.sft_weight:
         checked.warnings.append(
-            f"{written} of the {checked.summary['pairs']} pairs have a chosen answer an annotator wrote. At "
-            "sft_weight 0, DPO learns it as better than the answers it stands against, not as an answer to give: "
-            "in the benchmark the trained model said a written answer only with sft_weight 1 (set it when written "
-            "answers are most of the chosen ones; on votes between the model's own answers it taught less).")
+            f"{counted(written, 'pair')} of {checked.summary['pairs']} {'has' if written == 1 else 'have'} a chosen "
+            "answer an annotator wrote. At sft_weight 0 DPO learns a written answer as better than the answers it "
+            "stands against, not as an answer to give: in benchmarks/learning.py the trained model said written "
+            "answers only at sft_weight 1. If the model should say them, set sft_weight 1; it helped where written "
+            "answers were most of the chosen ones, and on votes between the model's own answers it taught less.")
     return checked
 
 
