@@ -146,8 +146,9 @@ def test_the_train_tab_says_when_there_are_too_few_votes(settings):
     assert f"about {WORTH_RUNNING} votes" in needs_text("reward")
     from workbench.train import dpo
 
-    assert dataset_summary("dpo", ws, "enough.jsonl").startswith(f"**Only {WORTH_RUNNING} pairs:** under the "
-                                                                 f"{dpo.WORTH_RUNNING}")
+    write_jsonl(ws.data / "enough_for_dpo.jsonl", preference_pairs(dpo.WORTH_RUNNING))
+    assert dataset_summary("dpo", ws, "few.jsonl").startswith(f"**Only 10 pairs:** under the {dpo.WORTH_RUNNING}")
+    assert "Only" not in dataset_summary("dpo", ws, "enough_for_dpo.jsonl")
     assert f"about {dpo.WORTH_RUNNING} votes" in needs_text("dpo")
 
 

@@ -21,13 +21,17 @@ METHOD = "dpo"
 WATCH = Watch(("loss", "rewards/margins", "rewards/chosen", "rewards/rejected"), "logp_margin",
               "held-out log-prob margin (chosen over rejected)", items="pairs")
 NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.jsonl`); the start model is the reference. "
-         "Worth running from about 50 votes (fewer not tried): at the defaults, 50 votes by an annotator "
+         "Worth running from about 25 votes (fewer not tried): at the defaults, 25 votes by an annotator "
          "preferring answers faithful to the context made the default 135M model's greedy answers to unseen "
-         "questions beat the base's by that rule in 31 of 39 and 28 of 39 decided pairs on Rust's book "
-         "(English, two draws of votes) and in 22 of 35 (not clearly above chance) and 28 of 37 on LilyPond's "
-         "manual (French, two draws); 100 votes, 36 of 39 and 26 of 37 (one draw each); 50 votes for the "
-         "shorter answer, 29 of 39 (`benchmarks/learning.py`). Judge a DPO model against its start model with "
-         "both answering alike (the arena, or the rule you vote by). An annotator's written answer was said "
+         "questions beat the base's by that rule in 35 of 39 and 38 of 39 decided pairs on Rust's book "
+         "(English, two draws of votes) and in 26 of 34 and 26 of 35 on LilyPond's manual (French, two draws); "
+         "50 votes, 38 of 38 and 38 of 39, and 23 of 34 and 26 of 34; 100 votes, 36 of 39 and 26 of 37 (one draw each, on "
+         "pairs answered at another time); 50 votes for the shorter answer, 29 of 39 (`benchmarks/learning.py`). "
+         "It learns what the votes prefer and goes further: after votes for faithful answers, 36 to 38 of its 40 "
+         "unseen English answers copied ten words in a row from the context (the base's: 6), where 3 to 6 of 25 "
+         "and 7 to 10 of 50 chosen answers had; a quoted passage is not always the one the question is about. "
+         "Judge a DPO model against its start model with both answering alike (the arena, or the rule you vote "
+         "by). An annotator's written answer was said "
          "by the trained model only with `sft_weight` at 1: in one draw of 100 French votes, 42 of them the "
          "written « La documentation ne répond pas à cette question. » where the context lacked the question's "
          "page, DPO at its defaults never said it on unseen questions; with `sft_weight` 1 it said it on 17 of "
@@ -35,7 +39,7 @@ NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.json
          "100) on 6 of 14 and 8 of 46, which lost more pairs than it won. It learns the phrase, and the 135M "
          "model also says it where it could answer. On votes between the model's own answers it taught less "
          "than DPO alone (50 `faithful` votes on Rust's book: 32 of 39 against 37 of 38), so it is 0 by default.")
-WORTH_RUNNING = 50  # pairs: fewer, and the Train tab says so (fewer not measured, above)
+WORTH_RUNNING = 25  # pairs: fewer, and the Train tab says so (fewer not measured, above)
 
 
 @dataclass
