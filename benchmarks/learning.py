@@ -415,7 +415,6 @@ def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], m
             "quoting": {"trained": quoting("a"), "base": quoting("b")}}
 
 
-
 def quoted(answer: str, context: str, n: int = QUOTED) -> set[str]:
     """The runs of ``n`` words the answer copies from the context."""
     def runs(text: str) -> set[str]:

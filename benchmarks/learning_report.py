@@ -17,7 +17,7 @@ def figure_of(row: dict) -> str:
     return "accuracy" if row["method"] == "reward" else "win_rate"
 
 
-def pooled(rows: list[dict]) -> str:
+def cell(rows: list[dict]) -> str:
     """One run: its figure and 95 % Wilson interval. Several (seeds): their mean, the lowest and
     highest run, and how many; runs draw other votes but are measured on the same held-out items,
     so one interval over all their items would count each item several times."""
@@ -26,7 +26,8 @@ def pooled(rows: list[dict]) -> str:
         row = rows[0]
         if key == "accuracy":
             return f"{row['accuracy']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
-        return f"{row['win_rate']:.2f} [{row['low']:.2f}, {row['high']:.2f}] ({row['wins']}-{row['losses']}-{row['ties']})"
+        return (f"{row['win_rate']:.2f} [{row['low']:.2f}, {row['high']:.2f}] "
+                f"({row['wins']}-{row['losses']}-{row['ties']})")
     values = [r[key] for r in rows]
     return f"{statistics.mean(values):.2f} (runs {min(values):.2f} to {max(values):.2f}, {len(rows)} runs)"
 
@@ -41,7 +42,8 @@ def curve(rows: list[dict]) -> list[str]:
     out = ["| set | method | rule | " + " | ".join(f"{n} votes" for n in counts) + " |",
            "|---|---|---|" + "---|" * len(counts)]
     for line in sorted({key[:3] for key in cells}):
-        out.append(f"| {' | '.join(line)} | " + " | ".join(pooled(cells[(*line, n)]) if cells[(*line, n)] else "" for n in counts) + " |")
+        out.append(f"| {' | '.join(line)} | " + " | ".join(cell(cells[(*line, n)]) if cells[(*line, n)] else ""
+                                                        for n in counts) + " |")
     return out
 
 

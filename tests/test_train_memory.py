@@ -160,7 +160,8 @@ def test_dpo_says_before_the_launch_when_written_answers_would_not_be_learned_as
     from workbench.train.estimate import estimate_text
 
     ws = settings.workspace
-    assert "annotator wrote" not in estimate_text(settings, "train.dpo", {})  # pairs without written answers
+    plain = estimate_text(settings, "train.dpo", {})  # pairs without written answers
+    assert "GiB" in plain and "annotator wrote" not in plain, plain
     written = "La documentation ne répond pas à cette question."
     votes = [{**pair, "annotator": "alice"} for pair in preference_pairs(24)]
     votes += [{"pair_id": f"w{i}", "prompt": f"Quelle est la pression de la vanne {i} ?\n\nContext:\nRien.",

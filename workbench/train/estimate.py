@@ -73,7 +73,8 @@ def _duration(seconds: float) -> str:
 
 def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     """``estimate`` of a config as the form holds it, after the kind's own checks (its start
-    model, data and lengths, as the launch would check them); ``{"text": why}`` when there is none."""
+    model, data and lengths, as the launch would check them), with the warnings the launch will
+    give (any kind's preflight warnings) after it; ``{"text": why}`` when there is none."""
     import importlib
 
     from workbench.configs import ConfigError
@@ -97,7 +98,6 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     available = (memory.gpu_free_bytes() if cuda else None) or memory.host_memory(free=True, cap_gb=settings.train_memory_gb)
     out = estimate(kind, typed, spec.path, rows, settings.workspace, cuda, summary.get("sequence_tokens") or 512,
                    module.memory_shape(typed), available, os.cpu_count() or 1, summary.get("completion_tokens") or 0)
-    # what the launch will warn about, shown before it
     out["text"] += "".join(f"\n\n⚠ {w}" for w in (checked.warnings if checked is not None else []))
     return out
 
