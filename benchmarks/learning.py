@@ -326,10 +326,10 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
     merged = json.loads(workbench(run_env, "merge-feedback", "--json"))
     write_pairs(home / "data" / "dataset_rlhf_test.jsonl", held)
     options = [arg for option in always for arg in ("--set", option)]
-    written = sum(v["side"] == "written" for v in chosen)
+    wrote = sum(v["side"] == "written" for v in chosen)  # not ``written``: that is the rules' writer
     # a rule with written answers is told apart in the tables (learning_report.py keys on "rule")
-    row = {"method": method, "rule": f"{rule}, written" if written else rule, "votes": n, "seed": seed,
-           "setting": label(setting), "annotators": annotators, "noise": noise, "written": written,
+    row = {"method": method, "rule": f"{rule}, written" if wrote else rule, "votes": n, "seed": seed,
+           "setting": label(setting), "annotators": annotators, "noise": noise, "written": wrote,
            "pairs_merged": merged.get("kept"), "agreement": merged.get("agreement"), "held_out": len(test)}
     if method == "grpo":  # its reward model: the reward run at the defaults on the same votes
         with REWARD_LOCKS.setdefault((rule, n, seed), threading.Lock()):
