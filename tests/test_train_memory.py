@@ -182,6 +182,26 @@ def test_dpo_says_before_the_launch_when_written_answers_would_not_be_learned_as
     assert any("annotator wrote" in w for w in kind.preflight(kind.config({}), settings).warnings)
 
 
+def test_every_kinds_launch_warnings_show_under_its_estimate(train_env, settings):
+    """The Train tab's estimate carries the warnings the launch would give, whatever the kind:
+    QLoRA asked for on a machine without CUDA says it is many times slower than LoRA, under SFT's
+    and DPO's estimates alike (the workspace's SFT rows and pairs), and the launch's preflight says
+    the same."""
+    from workbench.train.estimate import estimate_text
+    from workbench.train.modeling import cuda_available
+
+    if cuda_available():
+        pytest.skip("QLoRA on a GPU is what it is for: nothing to warn about")
+    for kind in ("train.sft", "train.dpo"):
+        plain = estimate_text(settings, kind, {})
+        assert "GiB" in plain and "⚠" not in plain, (kind, plain)
+        text = estimate_text(settings, kind, {"quantization": "4bit"})
+        assert "GiB" in text and "\n\n⚠ QLoRA without a CUDA GPU" in text, (kind, text)
+        spec = get_kind(kind)
+        assert any("many times slower than LoRA" in w
+                   for w in spec.preflight(spec.config({"quantization": "4bit"}), settings).warnings), kind
+
+
 @pytest.mark.slow(20)
 def test_a_cpu_trains_in_the_precision_its_workspace_recorded(train_env, wb, settings):
     """On a CPU, ``precision=auto`` follows the decision inference follows (``precision.json``):
