@@ -17,7 +17,9 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
 4. each rule votes: ``faithful`` prefers the answer whose words are in the retrieved context,
    ``concise`` the shorter answer that still says something, ``language`` the answer in the
    question's language, ``abstains`` the answer that says the documents do not answer when the
-   pair is not covered (and the one that answers when it is); ties are skipped, as an annotator
+   pair is not covered (and the one that answers when it is), ``from_page`` the answer whose words
+   are in the page the question is about, whether the context holds it or not (an annotator who
+   knows where the documentation answers); ties are skipped, as an annotator
    skips; ``--annotators N`` has N annotators vote on each training pair, ``--noise`` flips that
    share of each one's votes, and ``merge-feedback`` keeps the majority (an even split is dropped);
    with ``--write`` an annotator writes the answer its rule asks for when neither side gives it
@@ -36,15 +38,18 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    rule's mean score of each, on how many held-out questions each says the documents do not
    answer, apart for those whose page the context lacks and those whose page it holds, and how
    many of each one's answers copy ten words in a row from the retrieved context (``quoted``);
+   every rule judges the same answers too (``by_rule``: what else the votes moved), and
+   ``--judge-again`` judges the answers of the runs kept under ``--keep`` by every rule, with no
+   training (rules added since those runs);
 6. with ``--try``, each rule is left out in turn: the setting with the best mean on the other rules
    is chosen, and its figure on the rule left out is printed beside the defaults'.
 
     python benchmarks/learning.py [--set rust-book] [--method reward|dpo|grpo] [--votes 25,50,100,200]
-                                  [--rules faithful,concise,language,abstains] [--seeds 0,1,2]
+                                  [--rules faithful,concise,language,abstains,from_page] [--seeds 0,1,2]
                                   [--noise 0.0] [--annotators 1] [--write]
                                   [--try learning_rate=5e-5,3e-4 --try lora_r=8,32] [--option KEY=VALUE] [--jobs N]
                                   [-k 2] [--max-new-tokens 64] [--temperature-a 0] [--temperature-b 0.8]
-                                  [--keep DIR] [--out RESULTS.jsonl] [--pairs-only] [--tries-only]
+                                  [--keep DIR] [--out RESULTS.jsonl] [--pairs-only] [--tries-only] [--judge-again]
 
 On a CPU a reward model at ~600-token rows takes seconds a step: the whole table is a run for a
 GPU machine (``--jobs 12`` on one H200); ``--votes 25 --rules concise --seeds 0`` checks the loop
@@ -137,28 +142,45 @@ def covered_of(pairs: list[dict], pages: dict[str, list[str]], names: dict[str, 
                               {names.get(c.rsplit(":", 1)[0]) for c in p.get("chunk_ids") or []}) for p in pairs}
 
 
+def page_texts(set_name: str, prompts: list[dict]) -> dict[str, str]:
+    """Question -> the text of the pages it is about, read from the set's files (the pages taken
+    out of the workspace too): what ``from_page`` judges by."""
+    from workbench.corpus.parse import parse_file
+
+    folder, texts = fetch(set_name), {}
+    for page in sorted({page for p in prompts for page in pages_of(p)}):
+        try:
+            texts[page] = "\n".join(block.text for block in parse_file(folder / page))
+        except Exception:  # a page the parser refuses judges as empty
+            texts[page] = ""
+    return {p["prompt"]: "\n".join(texts[page] for page in pages_of(p)) for p in prompts}
+
+
 def votes_of(rule_name: str, pairs: list[dict], side: dict[str, bool], covered: dict[str, bool],
-             write: bool = False) -> dict[bool, list[dict]]:
+             pages: dict[str, str], write: bool = False) -> dict[bool, list[dict]]:
     """The rule's votes on the answered pairs, by side (True: held out); ties are skipped. With
     ``write`` the annotator writes the answer its rule asks for when neither side gives it
-    (``learning_rules.written``): chosen against both answers, as merge makes of a written answer."""
+    (``learning_rules.written``): chosen against both answers, as merge makes of a written answer.
+    ``pages``: question -> the text of its pages (``page_texts``)."""
     voted: dict[bool, list[dict]] = {True: [], False: []}
     for pair in pairs:
         question = split_prompt(pair["prompt"])[0]
         a, b = pair["a"]["answer"], pair["b"]["answer"]
         if question not in side or not a or not b:
             continue
+        page = pages.get(question, "")
         text = written(rule_name, pair["prompt"], a, b, covered[pair["prompt"]]) if write else None
         if text:
             voted[side[question]].append({"pair_id": pair["pair_id"], "prompt": pair["prompt"], "chosen": text,
                                           "rejected": a, "answers": (a, b), "covered": covered[pair["prompt"]],
-                                          "side": "written"})
+                                          "page": page, "side": "written"})
             continue
-        choice = judge(RULES[rule_name], pair["prompt"], a, b, covered[pair["prompt"]])
+        choice = judge(RULES[rule_name], pair["prompt"], a, b, covered[pair["prompt"]], page)
         if choice:
             chosen, rejected = (a, b) if choice == "a" else (b, a)
             voted[side[question]].append({"pair_id": pair["pair_id"], "prompt": pair["prompt"], "chosen": chosen,
-                                          "rejected": rejected, "covered": covered[pair["prompt"]], "side": choice})
+                                          "rejected": rejected, "covered": covered[pair["prompt"]], "page": page,
+                                          "side": choice})
     return voted
 
 
@@ -204,6 +226,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the workspaces here")
     parser.add_argument("--pairs-only", action="store_true", help="stop once the pairs are answered")
     parser.add_argument("--tries-only", action="store_true", help="run the --try settings, not the defaults")
+    parser.add_argument("--judge-again", action="store_true",
+                        help="judge the held-out answers of the DPO and GRPO runs kept under --keep by every rule")
     parser.add_argument("--out", type=Path, help="append each run's result to this JSONL file as it ends")
     parser.add_argument("--base-model", default=os.environ.get("WORKBENCH_BASE_MODEL", ""))
     args = parser.parse_args()
@@ -254,7 +278,11 @@ def main() -> None:
     if args.pairs_only:
         return
 
-    voted = {rule_name: votes_of(rule_name, pairs, side, covered, args.write) for rule_name in rules}
+    pages = page_texts(args.set, prompts)
+    if args.judge_again:
+        judge_again(root, pairs, covered, pages)
+        return
+    voted = {rule_name: votes_of(rule_name, pairs, side, covered, pages, args.write) for rule_name in rules}
     # the held-out pages' votes in two halves: the product's held-out file, which picks the
     # checkpoint it keeps, and the pairs the figures are measured on, which nothing was chosen on
     split = {rule_name: (v[True][0::2][:args.held_out], v[True][1::2][:args.held_out]) for rule_name, v in voted.items()}
@@ -359,6 +387,8 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
         row["figure"] += f"; {row['written']} written answers among the votes"
     row["figure"] += (f"; {row['quoting']['trained']} of its {row['covered'] + row['uncovered']} answers copy "
                       f"{QUOTED} words in a row from the context (the base's: {row['quoting']['base']})")
+    row["figure"] += "; by every rule (wins-losses-ties): " + ", ".join(
+        f"{name} {v['wins']}-{v['losses']}-{v['ties']}" for name, v in row["by_rule"].items())
     said_not, said_not_covered = row["refused_uncovered"], row["refused_covered"]
     row["figure"] += (f"; says the documents do not answer on {said_not['trained']} of {row['uncovered']} questions "
                       f"whose page the context lacks and {said_not_covered['trained']} of {row['covered']} it holds "
@@ -384,18 +414,35 @@ def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], m
     """The trained model (side a) and the base (side b) answer the held-out prompts, as a pair set
     would, both greedy: decoding alone decides otherwise (the base's greedy answers beat its own
     answers sampled at 0.8 on 32 of 40 held-out Rust questions by ``faithful``, 31 by ``language``);
-    the rule judges each pair. Win rate over the pairs it does not tie, 95 % Wilson interval."""
+    the rule judges each pair (``judged``)."""
     (home / "held_out_prompts.jsonl").write_text("".join(json.dumps({"prompt": t["prompt"]}) + "\n" for t in test))
     workbench(env, "pairs", "create", str(home / "held_out_prompts.jsonl"), "--model-a", model, "--model-b", "base",
               "--temperature-a", "0", "--temperature-b", "0", "--set", "held-out", "--max-new-tokens", str(max_new_tokens))
-    covered = {t["prompt"]: t["covered"] for t in test}
-    pairs = [p for p in json.loads(workbench(env, "pairs", "list", "--json")) if p.get("set_name", "held-out") == "held-out"]
-    verdicts = [judge(RULES[rule], p["prompt"], p["a"]["answer"], p["b"]["answer"], covered[p["prompt"]]) for p in pairs]
-    wins, losses = verdicts.count("a"), verdicts.count("b")
-    low, high = wilson(wins, wins + losses)
+    return judged(held_out_answers(env), rule, {t["prompt"]: t["covered"] for t in test},
+                  {t["prompt"]: t["page"] for t in test})
 
-    def mean(side: str) -> float:
-        return sum(score(RULES[rule], p["prompt"], p[side]["answer"], covered[p["prompt"]]) for p in pairs) / max(1, len(pairs))
+
+def held_out_answers(env: dict[str, str]) -> list[dict]:
+    """The trained model's (a) and the base's (b) answers to the held-out prompts of a run's workspace."""
+    return [p for p in json.loads(workbench(env, "pairs", "list", "--json")) if p.get("set_name", "held-out") == "held-out"]
+
+
+def judged(pairs: list[dict], rule: str, covered: dict[str, bool], pages: dict[str, str]) -> dict:
+    """``rule``'s verdicts on the trained model's (a) and the base's (b) answers: win rate over the
+    pairs it does not tie, 95 % Wilson interval, its mean score of each side; every rule's
+    wins-losses-ties and scores (``by_rule``: what else the votes moved); how often each side says
+    the documents do not answer and quotes the context. ``covered`` and ``pages`` by prompt."""
+    def verdict(name: str) -> dict:
+        verdicts = [judge(RULES[name], p["prompt"], p["a"]["answer"], p["b"]["answer"], covered[p["prompt"]],
+                          pages.get(p["prompt"], "")) for p in pairs]
+
+        def mean(side: str) -> float:
+            return sum(score(RULES[name], p["prompt"], p[side]["answer"], covered[p["prompt"]], pages.get(p["prompt"], ""))
+                       for p in pairs) / max(1, len(pairs))
+
+        wins, losses = verdicts.count("a"), verdicts.count("b")
+        return {"wins": wins, "losses": losses, "ties": len(pairs) - wins - losses,
+                "score_trained": mean("a"), "score_base": mean("b")}
 
     def quoting(side: str) -> int:
         return sum(bool(quoted(p[side]["answer"], split_prompt(p["prompt"])[1])) for p in pairs)
@@ -404,15 +451,36 @@ def against_base(home: Path, env: dict[str, str], rule: str, test: list[dict], m
         return sum(bool(NOT_IN_DOCUMENTS.search(p[side]["answer"]))
                    for p in pairs if covered[p["prompt"]] == on_covered)
 
-    return {"wins": wins, "losses": losses, "ties": len(pairs) - wins - losses,
-            "win_rate": wins / max(1, wins + losses), "low": low, "high": high,
-            "score_trained": mean("a"), "score_base": mean("b"),
+    own = verdict(rule)
+    low, high = wilson(own["wins"], own["wins"] + own["losses"])
+    return {**own, "win_rate": own["wins"] / max(1, own["wins"] + own["losses"]), "low": low, "high": high,
+            "by_rule": {name: verdict(name) for name in RULES},
             # "the documents do not answer", said on questions whose page the context lacks and holds
             "uncovered": sum(not covered[p["prompt"]] for p in pairs),
             "covered": sum(covered[p["prompt"]] for p in pairs),
             "refused_uncovered": {"trained": refusals("a", False), "base": refusals("b", False)},
             "refused_covered": {"trained": refusals("a", True), "base": refusals("b", True)},
             "quoting": {"trained": quoting("a"), "base": quoting("b")}}
+
+
+def judge_again(root: Path, pairs: list[dict], covered: dict[str, bool], pages: dict[str, str]) -> None:
+    """Every rule's verdicts on the held-out answers of the DPO and GRPO runs kept under ``root``
+    (their workspaces, ``home_of``), with no training: what a run taught, judged by rules it was
+    not trained on. A line a run, then one JSON object."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    on_page = {p["prompt"]: pages.get(split_prompt(p["prompt"])[0], "") for p in pairs}
+    out = {}
+    for home in sorted(h for h in root.iterdir() if h.name.startswith(("dpo-", "grpo-")) and (h / "held_out_prompts.jsonl").exists()):
+        answers = held_out_answers(dict(env, WORKBENCH_HOME=str(home), HF_HUB_OFFLINE="1", WORKBENCH_AUTO_PULL="0"))
+        answers = [p for p in answers if p["prompt"] in covered and p["a"]["answer"] and p["b"]["answer"]]
+        if not answers:
+            continue
+        rule = home.name.split("-")[1]
+        out[home.name] = judged(answers, rule, covered, on_page)["by_rule"]
+        print(f"  {home.name}: " + "; ".join(f"{name} {v['wins']}-{v['losses']}-{v['ties']} "
+                                          f"({v['score_base']:.3f} -> {v['score_trained']:.3f})"
+                                          for name, v in out[home.name].items()), flush=True)
+    print(json.dumps(out))
 
 
 def quoted(answer: str, context: str, n: int = QUOTED) -> set[str]:

@@ -1,6 +1,7 @@
 """The tables of ``benchmarks/learning.py``'s results (the JSONL files its ``--out`` writes, one
-run a line): the learning curve at the defaults, each setting's figure by rule, and each rule left
-out in turn while a setting is chosen on the others.
+run a line): the learning curve at the defaults, each DPO or GRPO run's answers judged by every
+rule, each setting's figure by rule, and each rule left out in turn while a setting is chosen on
+the others.
 
     python benchmarks/learning_report.py RESULTS.jsonl [MORE.jsonl ...]
 """
@@ -62,6 +63,21 @@ def by_setting(rows: list[dict]) -> list[str]:
     return out
 
 
+def by_rule(rows: list[dict]) -> list[str]:
+    """Each DPO or GRPO run's answers judged by every rule (``by_rule``, wins-losses-ties against
+    the base): what else the votes of one rule moved."""
+    judged = [r for r in rows if r.get("by_rule")]
+    if not judged:
+        return []
+    rules = list(judged[0]["by_rule"])
+    out = ["| rule trained | votes | seed | setting | " + " | ".join(f"by {name}" for name in rules) + " |",
+           "|---|---|---|---|" + "---|" * len(rules)]
+    for r in sorted(judged, key=lambda r: (r["rule"], r["votes"], r["seed"], r["setting"])):
+        cells = [f"{v['wins']}-{v['losses']}-{v['ties']}" for v in (r["by_rule"].get(name) for name in rules) if v]
+        out.append(f"| {r['rule']} | {r['votes']} | {r['seed']} | {r['setting']} | " + " | ".join(cells) + " |")
+    return out
+
+
 def leave_one_rule_out(rows: list[dict]) -> list[dict]:
     """For each rule in turn, the setting with the best mean figure on the other rules (every vote
     count and seed run), and what it and the defaults score on the rule left out."""
@@ -89,6 +105,9 @@ def main() -> None:
     for (set_name, method), group in sorted(_groups(rows).items()):
         print(f"\n## {set_name or 'the set'}: {method}\n")
         print("\n".join(curve(group)))
+        if lines := by_rule(group):
+            print()
+            print("\n".join(lines))
         if len({r["setting"] for r in group}) > 1:
             print()
             print("\n".join(by_setting(group)))

@@ -3,9 +3,11 @@ lines, scoring one answer to a RAG prompt; ``judge`` turns two scores into a vot
 judge of a trained model's answers against the base's, a judge the training never saw; ``written``
 is the answer an annotator who writes answers gives when neither side is what its rule asks for.
 
-A rule reads the question, the retrieved context, the answer and ``covered``: whether the context
+A rule reads the question, the retrieved context, the answer, ``covered``: whether the context
 holds the page the question is about (the benchmark knows each question's page and the pages of
-the chunks retrieved for it, as an annotator who reads the context knows whether it answers)."""
+the chunks retrieved for it, as an annotator who reads the context knows whether it answers), and
+``page``: the text of that page, as an annotator who knows the documentation knows where the
+answer is ("" where the benchmark has no page to give)."""
 from __future__ import annotations
 
 import re
@@ -31,19 +33,19 @@ def _words(text: str) -> list[str]:
     return [w for w in re.findall(r"[^\W\d_]{4,}", text.lower())]
 
 
-def faithful(question: str, context: str, answer: str, covered: bool = True) -> float:
+def faithful(question: str, context: str, answer: str, covered: bool = True, page: str = "") -> float:
     """Share of the answer's words found in the retrieved context (the seed's "fidèle au texte source")."""
     words, known = _words(answer), set(_words(context))
     return sum(w in known for w in words) / len(words) if words else 0.0
 
 
-def concise(question: str, context: str, answer: str, covered: bool = True) -> float:
+def concise(question: str, context: str, answer: str, covered: bool = True, page: str = "") -> float:
     """Shorter is better, once the answer says something (three words or more)."""
     n = len(answer.split())
     return -n if n >= 3 else -10_000
 
 
-def language(question: str, context: str, answer: str, covered: bool = True) -> float:
+def language(question: str, context: str, answer: str, covered: bool = True, page: str = "") -> float:
     """The answer in the question's language wins; between two that are, the more faithful."""
     from workbench.language import question_language
 
@@ -51,14 +53,23 @@ def language(question: str, context: str, answer: str, covered: bool = True) -> 
     return (asked is not None and said == asked) + 0.01 * faithful(question, context, answer)
 
 
-def abstains(question: str, context: str, answer: str, covered: bool = True) -> float:
+def abstains(question: str, context: str, answer: str, covered: bool = True, page: str = "") -> float:
     """Says the documents do not answer when the context lacks the question's page, and answers
     when it holds it; between two alike, the more faithful."""
     said_not = bool(NOT_IN_DOCUMENTS.search(answer))
     return (said_not != covered) + 0.01 * faithful(question, context, answer)
 
 
-RULES = {"faithful": faithful, "concise": concise, "language": language, "abstains": abstains}
+def from_page(question: str, context: str, answer: str, covered: bool = True, page: str = "") -> float:
+    """Share of the answer's words found in the page the question is about, whether or not the
+    retrieved context holds it: the answer drawn from where the documentation answers, not from
+    whatever passage was retrieved (``faithful`` cannot tell the two apart)."""
+    words, known = _words(answer), set(_words(page))
+    return sum(w in known for w in words) / len(words) if words else 0.0
+
+
+RULES = {"faithful": faithful, "concise": concise, "language": language, "abstains": abstains,
+         "from_page": from_page}
 
 # what an annotator who writes answers writes when neither side is what the rule asks for: the
 # house phrase of a team that wants "not in the documents" said plainly, in the question's language
@@ -79,11 +90,11 @@ def refusal(question: str, context: str, a: str, b: str, covered: bool = True) -
 WRITERS = {"abstains": refusal}
 
 
-def score(rule, prompt: str, answer: str, covered: bool = True) -> float:
+def score(rule, prompt: str, answer: str, covered: bool = True, page: str = "") -> float:
     from workbench.chat.prompt import split_prompt
 
     question, context = split_prompt(prompt)
-    return rule(question, context, answer, covered)
+    return rule(question, context, answer, covered, page)
 
 
 def written(rule_name: str, prompt: str, a: str, b: str, covered: bool = True) -> str | None:
@@ -94,7 +105,7 @@ def written(rule_name: str, prompt: str, a: str, b: str, covered: bool = True) -
     return writer(*split_prompt(prompt), a, b, covered) if writer else None
 
 
-def judge(rule, prompt: str, a: str, b: str, covered: bool = True) -> str | None:
+def judge(rule, prompt: str, a: str, b: str, covered: bool = True, page: str = "") -> str | None:
     """"a", "b", or None on a tie (skipped)."""
-    sa, sb = score(rule, prompt, a, covered), score(rule, prompt, b, covered)
+    sa, sb = score(rule, prompt, a, covered, page), score(rule, prompt, b, covered, page)
     return None if sa == sb else ("a" if sa > sb else "b")
