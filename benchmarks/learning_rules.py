@@ -25,7 +25,9 @@ NOT_IN_DOCUMENTS = re.compile(
     rf"|{_SOURCE_FR}\s+ne\s+(?:dit|mentionne|contient|précise|indique|répond|couvre|parle|donne|explique)\s+pas"
     rf"|{_SOURCE_FR}\s+n'(?:aborde|indique|explique|évoque|précise|mentionne)\s+pas"
     rf"|(?:n'est|ne sont) pas (?:mentionnée?s?|précisée?s?|indiquée?s?) dans (?:le|la|les) {_SOURCE_FR}"
-    r"|aucune (?:information|mention)|pas d'informations?|je ne sais pas|je ne peux pas répondre|impossible de répondre)",
+    r"|aucune (?:information|mention)|pas d'informations?|je ne sais pas|je ne peux pas répondre|impossible de répondre"
+    # whatever is said not to answer ("La structure ne répond pas à cette question.")
+    r"|(?:does|do|did)(?: not|n't) answer (?:this|the|your) question|ne répond pas à (?:cette|la|votre) question)",
     re.IGNORECASE)
 
 
