@@ -236,6 +236,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.tries_only and not args.tries:
         parser.error("--tries-only needs a --try")
+    if args.judge_again and not args.keep:
+        parser.error("--judge-again needs --keep, the folder of the runs to judge")
     settings = settings_of(args.tries)[args.tries_only:]
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="learning-"))
@@ -260,9 +262,10 @@ def main() -> None:
     # the pairs already answered are kept: only new prompts and missing answers are generated
     (root / "prompts.jsonl").write_text("".join(json.dumps({"prompt": p["prompt"]}) + "\n" for p in wanted))
     temperatures = (args.temperature_a, args.temperature_b)
-    workbench(env, "pairs", "create", str(root / "prompts.jsonl"), "--rag", "-k", str(args.k),
-              "--max-new-tokens", str(args.max_new_tokens),
-              "--temperature-a", str(temperatures[0]), "--temperature-b", str(temperatures[1]))
+    if not args.judge_again:  # it judges the answers there are
+        workbench(env, "pairs", "create", str(root / "prompts.jsonl"), "--rag", "-k", str(args.k),
+                  "--max-new-tokens", str(args.max_new_tokens),
+                  "--temperature-a", str(temperatures[0]), "--temperature-b", str(temperatures[1]))
     pairs = [p for p in json.loads(workbench(env, "pairs", "list", "--json"))
              if (p["a"]["temperature"], p["b"]["temperature"]) == temperatures]
     side = {p["prompt"]: p["held_out"] for p in prompts}  # every answered pair votes, whatever run asked it
@@ -472,7 +475,7 @@ def judge_again(root: Path, pairs: list[dict], covered: dict[str, bool], pages: 
     out = {}
     for home in sorted(h for h in root.iterdir() if h.name.startswith(("dpo-", "grpo-")) and (h / "held_out_prompts.jsonl").exists()):
         answers = held_out_answers(dict(env, WORKBENCH_HOME=str(home), HF_HUB_OFFLINE="1", WORKBENCH_AUTO_PULL="0"))
-        answers = [p for p in answers if p["prompt"] in covered and p["a"]["answer"] and p["b"]["answer"]]
+        answers = [p for p in answers if p["prompt"] in covered]  # as ``against_base`` judges them
         if not answers:
             continue
         rule = home.name.split("-")[1]

@@ -73,7 +73,8 @@ def by_rule(rows: list[dict]) -> list[str]:
     out = ["| rule trained | votes | seed | setting | " + " | ".join(f"by {name}" for name in rules) + " |",
            "|---|---|---|---|" + "---|" * len(rules)]
     for r in sorted(judged, key=lambda r: (r["rule"], r["votes"], r["seed"], r["setting"])):
-        cells = [f"{v['wins']}-{v['losses']}-{v['ties']}" for v in (r["by_rule"].get(name) for name in rules) if v]
+        cells = [f"{v['wins']}-{v['losses']}-{v['ties']}" if v else ""
+                 for v in (r["by_rule"].get(name) for name in rules)]
         out.append(f"| {r['rule']} | {r['votes']} | {r['seed']} | {r['setting']} | " + " | ".join(cells) + " |")
     return out
 

@@ -28,7 +28,7 @@ NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.json
          "draws); 50 votes on the same pairs, 38 of 38 and 38 of 39, and 23 of 34 and 26 of 34; 50 votes on "
          "pairs answered at another time, 31 and 28 of 39, and 22 of 35 (not clearly above chance) and 28 of "
          "37; 100 votes, 36 of 39 and 26 of 37 (one draw each); 25 votes for the shorter answer, 33 of 39, and "
-         "50, 29 of 39; 25 votes for the answer drawn from the question's own page, 29 of 39 "
+         "50 on other pairs, 29 of 39; 25 votes for the answer drawn from the question's own page, 29 of 39 "
          "(`benchmarks/learning.py`). It learns what the votes prefer, unlearns what they do not ask for (after "
          "25 votes for shorter answers, its answers were less faithful to the context than the base's in 33 of "
          "39 decided pairs) and goes further: after votes for "
