@@ -145,13 +145,13 @@ def covered_of(pairs: list[dict], pages: dict[str, list[str]], names: dict[str, 
 def page_texts(set_name: str, prompts: list[dict]) -> dict[str, str]:
     """Question -> the text of the pages it is about, read from the set's files (the pages taken
     out of the workspace too): what ``from_page`` judges by."""
-    from workbench.corpus.parse import parse_file
+    from workbench.corpus.parse import ParseError, parse_file
 
     folder, texts = fetch(set_name), {}
     for page in sorted({page for p in prompts for page in pages_of(p)}):
         try:
             texts[page] = "\n".join(block.text for block in parse_file(folder / page))
-        except Exception:  # a page the parser refuses judges as empty
+        except (ParseError, OSError):  # a page the parser refuses judges as empty
             texts[page] = ""
     return {p["prompt"]: "\n".join(texts[page] for page in pages_of(p)) for p in prompts}
 
