@@ -35,10 +35,15 @@ def _words(text: str) -> list[str]:
     return [w for w in re.findall(r"[^\W\d_]{4,}", text.lower())]
 
 
+def _share_in(answer: str, text: str) -> float:
+    """Share of the answer's words found in ``text``."""
+    words, known = _words(answer), set(_words(text))
+    return sum(w in known for w in words) / len(words) if words else 0.0
+
+
 def faithful(question: str, context: str, answer: str, covered: bool = True, page: str = "") -> float:
     """Share of the answer's words found in the retrieved context (the seed's "fidèle au texte source")."""
-    words, known = _words(answer), set(_words(context))
-    return sum(w in known for w in words) / len(words) if words else 0.0
+    return _share_in(answer, context)
 
 
 def concise(question: str, context: str, answer: str, covered: bool = True, page: str = "") -> float:
@@ -66,8 +71,7 @@ def from_page(question: str, context: str, answer: str, covered: bool = True, pa
     """Share of the answer's words found in the page the question is about, whether or not the
     retrieved context holds it: the answer drawn from where the documentation answers, not from
     whatever passage was retrieved (``faithful`` cannot tell the two apart)."""
-    words, known = _words(answer), set(_words(page))
-    return sum(w in known for w in words) / len(words) if words else 0.0
+    return _share_in(answer, page)
 
 
 RULES = {"faithful": faithful, "concise": concise, "language": language, "abstains": abstains,
