@@ -283,7 +283,7 @@ def main() -> None:
 
     pages = page_texts(args.set, prompts)
     if args.judge_again:
-        judge_again(root, pairs, covered, pages)
+        judge_again(root, env, pairs, covered, pages)
         return
     voted = {rule_name: votes_of(rule_name, pairs, side, covered, pages, args.write) for rule_name in rules}
     # the held-out pages' votes in two halves: the product's held-out file, which picks the
@@ -466,15 +466,15 @@ def judged(pairs: list[dict], rule: str, covered: dict[str, bool], pages: dict[s
             "quoting": {"trained": quoting("a"), "base": quoting("b")}}
 
 
-def judge_again(root: Path, pairs: list[dict], covered: dict[str, bool], pages: dict[str, str]) -> None:
+def judge_again(root: Path, env: dict[str, str], pairs: list[dict], covered: dict[str, bool],
+                pages: dict[str, str]) -> None:
     """Every rule's verdicts on the held-out answers of the DPO and GRPO runs kept under ``root``
     (their workspaces, ``home_of``), with no training: what a run taught, judged by rules it was
     not trained on. A line a run, then one JSON object."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     on_page = {p["prompt"]: pages.get(split_prompt(p["prompt"])[0], "") for p in pairs}
     out = {}
     for home in sorted(h for h in root.iterdir() if h.name.startswith(("dpo-", "grpo-")) and (h / "held_out_prompts.jsonl").exists()):
-        answers = held_out_answers(dict(env, WORKBENCH_HOME=str(home), HF_HUB_OFFLINE="1", WORKBENCH_AUTO_PULL="0"))
+        answers = held_out_answers(dict(env, WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0"))
         answers = [p for p in answers if p["prompt"] in covered]  # as ``against_base`` judges them
         if not answers:
             continue
