@@ -31,8 +31,9 @@ NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.json
          "and 200 gave 0.72, where DPO learned the rule from the same 25 votes: collect more, or start from a "
          "larger model, before trusting its scores. On the same prompts answered again on another CPU (0.57 and "
          "0.60 faithful, 0.70 concise at 100 votes and the defaults), four passes (`epochs` 4) scored 0.02 to 0.15 "
-         "higher in all three runs, and two passes at 200 votes 0.08 lower (0.70 to 0.62), each pair's intervals "
-         "overlapping: the default stays 0 (the passes the data needs).")
+         "higher in all three runs, and two passes at 200 votes 0.08 lower on one draw (0.70 to 0.62) and 0.18 "
+         "higher on the other (0.62 to 0.80), each pair's intervals overlapping: the default stays 0 (the "
+         "passes the data needs) until more manuals are measured.")
 WORTH_RUNNING = 24  # pairs: fewer, and the Train tab says so (the measurement above)
 
 
