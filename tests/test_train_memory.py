@@ -225,3 +225,23 @@ def test_a_cpu_trains_in_the_precision_its_workspace_recorded(train_env, wb, set
         assert f"), {name}, gradient checkpointing" in Path(data["folder"], "log.txt").read_text()
         assert json.loads((ws.models / f"dpo-{name}" / "manifest.json").read_text())["precision"] == name
         assert memory.precision_of(DpoConfig(), False, ws) == name  # what the estimate before the run used
+
+
+def test_the_reward_model_takes_more_steps_than_dpo_from_the_same_votes(train_env, settings):
+    """With ``epochs`` 0 a run takes at least ``min_steps`` optimizer steps, in at most six
+    passes: 100 pairs at the batch of 4 are 25 steps a pass, so the reward model (at least 100)
+    makes four passes where DPO (at least 32) makes two; ``epochs`` overrides it."""
+    from workbench.configs import ConfigError
+    from workbench.train.estimate import estimate_for
+
+    ws = settings.workspace.ensure()
+    write_jsonl(ws.data / "hundred.jsonl", preference_pairs(100))
+    write_jsonl(ws.data / "eight.jsonl", preference_pairs(8))
+    plain = {"dataset": "hundred.jsonl", "eval_dataset": "none"}
+    assert estimate_for(settings, "train.reward", plain)["steps"] == 100
+    assert estimate_for(settings, "train.dpo", plain)["steps"] == 50
+    assert estimate_for(settings, "train.reward", {**plain, "min_steps": 32})["steps"] == 50
+    assert estimate_for(settings, "train.reward", {**plain, "epochs": 1})["steps"] == 25
+    assert estimate_for(settings, "train.reward", {**plain, "dataset": "eight.jsonl"})["steps"] == 12  # six passes at most
+    with pytest.raises((ConfigError, ValueError), match="min_steps"):
+        get_kind("train.reward").config({"min_steps": 0})

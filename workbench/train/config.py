@@ -11,8 +11,9 @@ from workbench import configs
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 QUANTIZATIONS = ("none", "4bit")
 SWITCH = ("auto", "on", "off")
-# Passes over the data when ``epochs`` is 0: a small set gets at least AUTO_MIN_STEPS optimizer
-# steps, in at most AUTO_MAX_EPOCHS passes (benchmarks/few_votes.py).
+# Passes over the data when ``epochs`` is 0: a small set gets at least ``min_steps`` optimizer
+# steps (AUTO_MIN_STEPS unless a method says otherwise), in at most AUTO_MAX_EPOCHS passes
+# (benchmarks/few_votes.py).
 AUTO_MIN_STEPS = 32
 AUTO_MAX_EPOCHS = 6
 
@@ -29,8 +30,10 @@ class TrainConfig:
     output_name: str = option("model", "folder under models/ for the result", "output")
     overwrite: bool = option(False, "replace a model of the same name (only once the run succeeds)", "output")
     learning_rate: float = option(2e-4, "peak learning rate")
-    epochs: float = option(0.0, f"passes over the data (0 = as many as the data needs: at least {AUTO_MIN_STEPS} "
+    epochs: float = option(0.0, f"passes over the data (0 = as many as the data needs: at least min_steps "
                                 f"steps, at most {AUTO_MAX_EPOCHS} passes; ignored when max_steps > 0)")
+    min_steps: int = option(AUTO_MIN_STEPS, f"optimizer steps a run takes at least when epochs is 0 (in at most "
+                                            f"{AUTO_MAX_EPOCHS} passes)")
     max_steps: int = option(0, "optimizer steps (0 = from epochs)")
     batch_size: int = option(4, "rows per device per step")
     grad_accum: int = option(1, "gradient accumulation steps")
@@ -86,8 +89,8 @@ class TrainConfig:
             problems.append("max_steps, max_length, max_prompt_length and eval_steps cannot be negative")
         if 0 < self.max_prompt_length < 16:
             problems.append("max_prompt_length must be 0 (whole prompts) or at least 16 tokens")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            problems.append("batch_size and grad_accum must be at least 1")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.min_steps < 1:
+            problems.append("batch_size, grad_accum and min_steps must be at least 1")
         if self.save_steps < 1 or self.logging_steps < 1:
             problems.append("save_steps and logging_steps must be at least 1")
         if not 1 <= self.num_processes <= 64:
@@ -102,12 +105,12 @@ class TrainConfig:
 
 def passes(config: TrainConfig, rows: int, world_size: int = 1) -> float:
     """The passes over ``rows`` rows a run makes: ``epochs``, or when it is 0 enough for
-    ``AUTO_MIN_STEPS`` optimizer steps, within 1 and ``AUTO_MAX_EPOCHS``. 47 preference pairs at
+    ``min_steps`` optimizer steps, within 1 and ``AUTO_MAX_EPOCHS``. 47 preference pairs at
     the default batch of 4 take 12 steps a pass: one pass taught the reward model little."""
     if config.epochs > 0:
         return config.epochs
     per_pass = max(1, config.steps_per_pass(rows, world_size))
-    return float(min(AUTO_MAX_EPOCHS, max(1, math.ceil(AUTO_MIN_STEPS / per_pass))))
+    return float(min(AUTO_MAX_EPOCHS, max(1, math.ceil(config.min_steps / per_pass))))
 
 
 def optimizer_steps(config: TrainConfig, rows: int, world_size: int = 1) -> int:
