@@ -30,9 +30,11 @@ NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.json
          "one seed each). On other English pairs, 25 and 50 faithful votes gave 0.57 (chance), 100 gave 0.65 "
          "and 200 gave 0.72, where DPO learned the rule from the same 25 votes: collect more, or start from a "
          "larger model, before trusting its scores. Those runs took at least 32 steps; the reward model now "
-         "takes at least 100 (4 passes at 100 votes), which on the same 100 votes raised Rust's faithful to "
-         "0.72 and 0.62 (from 0.57 and 0.60), Rust's concise to 0.82 (from 0.70) and French concise to 0.76 "
-         "(from 0.65), French faithful staying at 0.89 (intervals overlapping).")
+         "takes at least 100 (4 passes over 100 training pairs, 5 over the 90 of a 10 % split). On the same "
+         "prompts answered again on other CPUs, at 100 votes, 100 steps against 50 gave Rust's faithful 0.72 "
+         "and 0.62 (from 0.57 and 0.60), Rust's concise 0.82 (from 0.70), French concise 0.76 (from 0.65) and "
+         "French faithful 0.89 (both); at 200 votes, 2 passes scored 0.08 lower on one draw and 0.18 higher "
+         "on the other. The intervals overlap.")
 WORTH_RUNNING = 24  # pairs: fewer, and the Train tab says so (the measurement above)
 
 
@@ -50,12 +52,13 @@ class Config(TrainConfig):
     # scored 0.72 on the rule left out against 0.73 for 3e-4 throughout (it lost concise, 0.82
     # against 0.90). Earlier, at 50 votes on a GPU, 3e-4 beat 1e-4 and 5e-5 on every rule.
     learning_rate: float = option(1e-3, "peak learning rate")
-    # At least 100 steps (4 passes at 100 votes, 2 at 200) where the other methods take 32: the
-    # runs at 32 kept a late step, and on the same votes (benchmarks/learning.py --try epochs=4,
-    # 100 votes, one seed) 100 steps rose over 50 on Rust's book with either rule left out
-    # (concise 0.70 to 0.82, faithful 0.57 and 0.60 to 0.72 and 0.62) and held on LilyPond's
-    # French manual, left out of that choice: concise 0.65 to 0.76, faithful 0.89 both. Training
-    # takes about twice as long (5 to 10 minutes on 2 cores in bf16, 13 to 24 in fp32).
+    # At least 100 steps (4 passes over 100 training pairs, 2 over 200) where the other methods
+    # take 32: Rust's faithful runs at 32 kept a late step (39 of 50), and on the same votes
+    # (benchmarks/learning.py --try epochs=4, 100 votes, one seed) 100 steps rose over 50 on Rust's
+    # book with either rule left out (concise 0.70 to 0.82, faithful 0.57 and 0.60 to 0.72 and
+    # 0.62) and on LilyPond's French manual, left out of that choice, rose or held (concise 0.65
+    # to 0.76, faithful 0.89 both). Training takes about twice as long (5 to 9-10 minutes at 100
+    # votes on a Xeon in bf16, 13-14 to 23-24 on an AMD EPYC in fp32).
     min_steps: int = option(100, f"optimizer steps a run takes at least when epochs is 0 (in at most "
                                  f"{AUTO_MAX_EPOCHS} passes)")
     share_prompt: bool = option(True, SHARE_PROMPT, "method")
