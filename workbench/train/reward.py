@@ -31,8 +31,8 @@ NEEDS = ("Preference pairs `prompt`/`chosen`/`rejected` (`data/dataset_rlhf.json
          "and 200 gave 0.72, where DPO learned the rule from the same 25 votes: collect more, or start from a "
          "larger model, before trusting its scores. Those runs took at least 32 steps; the reward model now "
          "takes at least 100 (4 passes over 100 training pairs, 5 over the 90 of a 10 % split). On the same "
-         "prompts answered again on other CPUs, at 100 votes, 100 steps against 50 gave Rust's faithful 0.72 "
-         "and 0.62 (from 0.57 and 0.60), Rust's concise 0.82 (from 0.70), French concise 0.76 (from 0.65) and "
+         "prompts answered again on other CPUs, at 100 votes, 100 steps against 50 gave English faithful 0.72 "
+         "and 0.62 (from 0.57 and 0.60), English concise 0.82 (from 0.70), French concise 0.76 (from 0.65) and "
          "French faithful 0.89 (both); at 200 votes, 2 passes scored 0.08 lower on one draw and 0.18 higher "
          "on the other. The intervals overlap.")
 WORTH_RUNNING = 24  # pairs: fewer, and the Train tab says so (the measurement above)
