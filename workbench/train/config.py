@@ -16,6 +16,7 @@ SWITCH = ("auto", "on", "off")
 # (benchmarks/few_votes.py).
 AUTO_MIN_STEPS = 32
 AUTO_MAX_EPOCHS = 6
+MIN_STEPS_HELP = f"optimizer steps a run takes at least when epochs is 0 (in at most {AUTO_MAX_EPOCHS} passes)"
 
 
 def option(default, help: str, group: str = "training", choices=None, **kwargs):
@@ -32,8 +33,7 @@ class TrainConfig:
     learning_rate: float = option(2e-4, "peak learning rate")
     epochs: float = option(0.0, f"passes over the data (0 = as many as the data needs: at least min_steps "
                                 f"steps, at most {AUTO_MAX_EPOCHS} passes; ignored when max_steps > 0)")
-    min_steps: int = option(AUTO_MIN_STEPS, f"optimizer steps a run takes at least when epochs is 0 (in at most "
-                                            f"{AUTO_MAX_EPOCHS} passes)")
+    min_steps: int = option(AUTO_MIN_STEPS, MIN_STEPS_HELP)
     max_steps: int = option(0, "optimizer steps (0 = from epochs)")
     batch_size: int = option(4, "rows per device per step")
     grad_accum: int = option(1, "gradient accumulation steps")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from workbench.kinds import Preflight, Watch
 from workbench.settings import Settings
 from workbench.train import data as rows_of
-from workbench.train.config import AUTO_MAX_EPOCHS, TrainConfig, option
+from workbench.train.config import MIN_STEPS_HELP, TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
 from workbench.train.preference import HELD_OUT, SHARE_PROMPT, pair_setup, preference_preflight
@@ -59,8 +59,7 @@ class Config(TrainConfig):
     # 0.62) and on LilyPond's French manual, left out of that choice, rose or held (concise 0.65
     # to 0.76, faithful 0.89 both). Training takes about twice as long (5 to 9-10 minutes at 100
     # votes on a Xeon in bf16, 13-14 to 23-24 on an AMD EPYC in fp32).
-    min_steps: int = option(100, f"optimizer steps a run takes at least when epochs is 0 (in at most "
-                                 f"{AUTO_MAX_EPOCHS} passes)")
+    min_steps: int = option(100, MIN_STEPS_HELP)
     share_prompt: bool = option(True, SHARE_PROMPT, "method")
     model: str = option("auto", "start model: auto (the newest SFT model, else base), base, or a trained "
                                 "model's name", "model")
