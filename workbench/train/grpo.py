@@ -23,14 +23,14 @@ ROWS = "prompts"  # what one row of it is
 METHOD = "grpo"
 WATCH = Watch(("reward", "kl", "loss"))  # no held-out figure: the sentence reads the reward curve
 NEEDS = ("Prompts (a preference file or prompt-only rows) and a reward model (train one with *reward* first) "
-         "and/or built-in rewards. It learns what its reward model learned: from 100 votes for answers faithful "
+         "and/or built-in rewards. It is only as good as its reward model. From 100 votes for answers faithful "
          "to the context (LilyPond's manual, French, one draw), whose reward model scored 0.89 on held-out pairs, "
-         "it won 25 of 35 decided pairs against the base on unseen questions (0.71 [0.55, 0.84]); from 50 such "
-         "votes, with reward models of 0.70 and 0.78, it won 21 of 37 and 19 of 34 (Rust's book, English; "
-         "the French manual; neither clearly above chance), where DPO from 50 such votes won 31 and 28 of 39 "
+         "it won 25 of 35 decided pairs against the base on unseen questions (0.71 [0.55, 0.84]). "
+         "From 50 such votes, with reward models of 0.70 and 0.78, it won 21 of 37 and 19 of 34 (Rust's book, "
+         "English; the French manual; neither clearly above chance), where DPO from 50 such votes won 31 and 28 of 39 "
          "(Rust, two draws) and 22 of 35 and 28 of 37 (French, two draws), on pairs answered in other runs "
-         "(`benchmarks/learning.py`). On a CPU a step (4 answers to one prompt) takes 20 to 36 s with the "
-         "default 135M model: 100 prompts are 100 steps, about an hour.")
+         "(`benchmarks/learning.py`). On a CPU a step (4 answers to one prompt) takes 20 to 35 s on average "
+         "with the default 135M model: 100 prompts are 100 steps, about an hour.")
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Config(TrainConfig):
     # trained model against the base on unseen questions, both greedy, judged by that rule: on
     # Rust's book 2e-5 left 12 of 40 answers as the base's (11 wins, 17 losses), 2e-4 won 21 of 37
     # decided pairs; on LilyPond's French manual, not chosen on, 2e-4 won 19 of 34, and 25 of 35
-    # from 100 votes (reward model 0.89; fp32 on a 2-core AMD EPYC, 36 s a step).
+    # from 100 votes (reward model 0.89; fp32 on a 2-core AMD EPYC, 35 s a step on average).
     learning_rate: float = option(2e-4, "peak learning rate")
     batch_size: int = option(4, "answers per device in a micro-batch; a step's come num_generations to a prompt")
     reward_model: str = option("reward_model", "the reward model's name under models/ ('' = Python rewards only)", "method")
