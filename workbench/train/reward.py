@@ -58,7 +58,7 @@ class Config(TrainConfig):
     # book with either rule left out (concise 0.70 to 0.82, faithful 0.57 and 0.60 to 0.72 and
     # 0.62) and on LilyPond's French manual, left out of that choice, rose or held (concise 0.65
     # to 0.76, faithful 0.89 both). Training takes about twice as long (5 to 9-10 minutes at 100
-    # votes on a Xeon in bf16, 13-14 to 23-24 on an AMD EPYC in fp32).
+    # votes on a Xeon in bf16, 13-14 to 23-29 on an AMD EPYC in fp32).
     min_steps: int = option(100, MIN_STEPS_HELP)
     share_prompt: bool = option(True, SHARE_PROMPT, "method")
     model: str = option("auto", "start model: auto (the newest SFT model, else base), base, or a trained "
