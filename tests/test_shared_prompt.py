@@ -1,7 +1,8 @@
 """A preference pair run as one sequence (its prompt once, chosen and rejected after it) gives
 what two forward passes give: the log-probabilities of the completions (computed from logits
 over the completions only) and their gradients, the reward model's scores, with both attention
-implementations that take a custom mask."""
+implementations that take a custom mask; with the prompts run without gradients, the same values
+and the gradients of each row's answer run after its prompt's cache."""
 from __future__ import annotations
 
 import pytest
@@ -96,6 +97,112 @@ def test_the_reward_model_scores_each_row_where_it_would_alone(end):
     assert torch.allclose(packed, alone, atol=1e-5)
 
 
+def rows_of(input_ids, attention_mask):
+    return [row[:int(n)].tolist() for row, n in zip(input_ids, attention_mask.sum(dim=1))]
+
+
+def shared_tokens(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def after_cached_prompt(model, row: list[int], split: int):
+    """The model's output over ``row[split:]``, ``row[:split]`` run first without gradients into
+    the model's own key-value cache: one row alone, as generation runs a prompt and then its answer."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    with torch.no_grad():
+        model(input_ids=torch.tensor([row[:split]]), cache=cache, use_cache=True)
+    return model(input_ids=torch.tensor([row[split:]]), cache=cache, use_cache=True)
+
+
+def grads_of(model) -> list:
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_with_the_prompts_frozen_a_packed_pair_gives_the_log_probabilities_and_the_answers_gradients(attention):
+    """``prompt_gradients`` off: the log-probabilities of two rows, and the gradients of each row's
+    answer run alone after its prompt's cache (the split at the pair's shared tokens, or at the token
+    before its first answer token, whichever is first), which differ from the whole rows' gradients."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_config(attention)).eval()
+    input_ids, attention_mask, completion_mask = pair_batch()
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
+    weights = torch.randn(input_ids.shape[0])
+    rows, pairs = rows_of(input_ids, attention_mask), input_ids.shape[0] // 2
+    starts = [int(completion_mask[r].nonzero()[0]) for r in range(len(rows))]  # each row's first answer token
+
+    model.zero_grad()
+    stand_in, cut = windowed(model, inputs, prompt_gradients=False)
+    logits = stand_in(input_ids=cut["input_ids"], attention_mask=attention_mask, use_cache=False).logits
+    labels = cut["input_ids"][:, 1:]
+    per_token = torch.log_softmax(logits[:, :-1], -1).gather(-1, labels[..., None])[..., 0]
+    frozen = (per_token * cut["completion_mask"][:, 1:]).sum(dim=1)
+    (frozen * weights).sum().backward()
+    frozen_grads = grads_of(model)
+
+    model.zero_grad()
+    alone = []
+    for r, row in enumerate(rows):
+        i = r % pairs
+        split = min(shared_tokens(rows[i], rows[pairs + i]), starts[i] - 1, starts[pairs + i] - 1)
+        out = after_cached_prompt(model, row, split).logits[0]
+        targets = torch.tensor(row[starts[r]:])
+        logp = torch.log_softmax(out[starts[r] - 1 - split:-1], -1).gather(-1, targets[:, None]).sum()
+        (logp * weights[r]).backward()
+        alone.append(logp.detach())
+    assert torch.allclose(frozen.detach(), torch.stack(alone), atol=1e-4)
+    for a, b in zip(frozen_grads, grads_of(model)):
+        assert torch.allclose(a, b, atol=1e-4)
+
+    model.zero_grad()
+    whole = windowed(model, inputs)[0](input_ids=cut["input_ids"], attention_mask=attention_mask).logits
+    (torch.log_softmax(whole[:, :-1], -1).gather(-1, labels[..., None])[..., 0] * cut["completion_mask"][:, 1:]
+     ).sum(dim=1).mul(weights).sum().backward()
+    assert any(not torch.allclose(a, b, atol=1e-4) for a, b in zip(frozen_grads, grads_of(model)))
+    with torch.no_grad():  # out of training the prompts run packed as before
+        assert torch.allclose(stand_in(input_ids=cut["input_ids"]).logits, whole.detach(), atol=1e-5)
+
+
+@pytest.mark.parametrize("end", [(), (PAD,)], ids=["plain", "turns-end-with-the-pad-token"])
+def test_with_the_prompts_frozen_the_reward_model_scores_each_row_as_alone_with_the_answers_gradients(end):
+    """The reward model with ``prompt_gradients`` off: each row's score where it would be alone, and
+    the gradients of each row's answer scored alone after its prompt's cache."""
+    from transformers import LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    config = tiny_config("sdpa")
+    config.num_labels = 1
+    model = LlamaForSequenceClassification(config).eval()
+    input_ids, attention_mask, _ = pair_batch(end)
+    weights = torch.randn(input_ids.shape[0], 1)
+    alone = model(input_ids=input_ids, attention_mask=attention_mask).logits.detach()
+
+    model.zero_grad()
+    scores = ClassifierPairs(model, prompt_gradients=False)(input_ids=input_ids, attention_mask=attention_mask).logits
+    (scores * weights).sum().backward()
+    frozen_grads = grads_of(model)
+    assert torch.allclose(scores.detach(), alone, atol=1e-5)
+
+    model.zero_grad()
+    rows, pairs = rows_of(input_ids, attention_mask), input_ids.shape[0] // 2
+    scored = [len(r) - 1 - (bool(end) and r[-1] == PAD) for r in rows]  # a trailing pad token is not read
+    for r, row in enumerate(rows):
+        i = r % pairs
+        split = min(shared_tokens(rows[i], rows[pairs + i]), scored[i], scored[pairs + i])
+        score = after_cached_prompt(model, row[:scored[r] + 1], split).logits
+        assert torch.allclose(score.detach(), alone[r], atol=1e-5)
+        (score * weights[r]).sum().backward()
+    for a, b in zip(frozen_grads, grads_of(model)):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
 def test_a_batch_not_laid_out_as_pairs_runs_as_it_is():
     from transformers import LlamaForCausalLM
 
@@ -153,3 +260,54 @@ def test_dpo_with_the_chosen_answers_cross_entropy_trains_the_same_packed(pulled
     assert abs(loss[True, 0.0] - 0.6931) > 0.01  # not ln 2: the policy is not its reference
     # an untrained model's cross-entropy over a 49k vocabulary is about ln(49152) = 10.8
     assert loss[True, 1.0] - loss[True, 0.0] > 5
+
+
+@pytest.mark.slow(10)
+def test_the_trainers_train_an_adapter_with_the_prompts_frozen(pulled_base, tmp_path):
+    """Through TRL's trainers and a LoRA adapter, as the jobs run them: with ``prompt_gradients``
+    off the first step's loss is the one with the prompts' gradients (the same forward pass), and
+    the step moves the adapter elsewhere (other gradients)."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer, LlamaForCausalLM, LlamaForSequenceClassification
+    from trl import DPOConfig, RewardConfig
+
+    from workbench.train.shared_prompt import dpo_trainer, reward_trainer
+
+    tokenizer = AutoTokenizer.from_pretrained(pulled_base[1])
+    pairs = Dataset.from_list([{"prompt": [{"role": "user", "content": f"Où est la clé {i} ?\n\nContext:\n"
+                                            f"La clé {i} est sous le pot de fleurs, près de la porte du jardin."}],
+                                "chosen": [{"role": "assistant", "content": f"Sous le pot {i}."}],
+                                "rejected": [{"role": "assistant", "content": "La documentation ne répond pas."}]}
+                               for i in range(4)])
+    common = dict(per_device_train_batch_size=4, max_steps=1, logging_steps=1, report_to="none", use_cpu=True,
+                  bf16=False, save_strategy="no", learning_rate=1.0, optim="sgd", max_length=128,  # moves as its gradients
+                  activation_checkpointing=False)  # on by default in TRL, and with it the prompts keep their gradients
+    for method in ("reward", "dpo"):
+        loss, moved = {}, {}
+        for prompt_gradients in (True, False):
+            config = tiny_config("sdpa")
+            config.vocab_size, config.pad_token_id = len(tokenizer), tokenizer.pad_token_id
+            torch.manual_seed(0)
+            out = str(tmp_path / f"{method}-{prompt_gradients}")
+            if method == "reward":
+                config.num_labels = 1
+                model = LlamaForSequenceClassification(config)
+                trainer = reward_trainer(True, prompt_gradients)(
+                    model=model, args=RewardConfig(output_dir=out, **common), train_dataset=pairs,
+                    processing_class=tokenizer, peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                                       task_type="SEQ_CLS"))
+            else:
+                model = LlamaForCausalLM(config)
+                trainer = dpo_trainer(True, prompt_gradients)(
+                    model=model, ref_model=None, args=DPOConfig(output_dir=out, precompute_ref_log_probs=True, **common),
+                    train_dataset=pairs, processing_class=tokenizer,
+                    peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+            before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+            trainer.train()
+            loss[prompt_gradients] = trainer.state.log_history[0]["loss"]
+            moved[prompt_gradients] = torch.cat([(p.detach() - before[n]).flatten()
+                                                 for n, p in trainer.model.named_parameters() if n in before])
+        assert loss[False] == pytest.approx(loss[True], abs=1e-5), method
+        assert moved[False].abs().max() > 0, method  # the adapter learned
+        assert not torch.allclose(moved[False], moved[True], atol=1e-6), method  # from other gradients

@@ -12,7 +12,8 @@ from workbench.train import data as rows_of
 from workbench.train.config import TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
-from workbench.train.preference import HELD_OUT, SHARE_PROMPT, pair_setup, preference_preflight
+from workbench.train.preference import (HELD_OUT, PROMPT_GRADIENTS, SHARE_PROMPT, check_pair_options, pair_setup,
+                                       preference_preflight)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 read_rows = rows_of.preference_pairs  # how the method reads its data file (the Train tab's preview too)
@@ -70,11 +71,11 @@ class Config(TrainConfig):
                                "alone): raises the chosen answer itself, not only its margin over the rejected "
                                "one, as an annotator's written answer needs to be said", "method")
     share_prompt: bool = option(True, SHARE_PROMPT, "method")
+    prompt_gradients: bool = option(True, PROMPT_GRADIENTS, "method")
 
     def validate(self) -> None:
         super().validate()
-        if not 0 < self.eval_fraction < 1:
-            raise ValueError("eval_fraction must be in (0, 1)")
+        check_pair_options(self)
         if self.beta <= 0:
             raise ValueError("beta must be positive")
         if self.sft_weight < 0:
@@ -139,7 +140,7 @@ def train(config: Config, job) -> dict:
                              max_length=max_length, beta=config.beta, precompute_ref_log_probs=True,
                              **losses(config))
     callback = job.callback(config)
-    trainer_class = dpo_trainer(config.share_prompt)
+    trainer_class = dpo_trainer(config.share_prompt, config.prompt_gradients)
     job.log(f"computing the reference's log-probabilities of {len(pairs) + len(held)} pairs")
     trainer = trainer_class(model=model, ref_model=None, args=args,
                             train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),

@@ -12,7 +12,8 @@ from workbench.train import data as rows_of
 from workbench.train.config import MIN_STEPS_HELP, TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
-from workbench.train.preference import HELD_OUT, SHARE_PROMPT, pair_setup, preference_preflight
+from workbench.train.preference import (HELD_OUT, PROMPT_GRADIENTS, SHARE_PROMPT, check_pair_options, pair_setup,
+                                       preference_preflight)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 read_rows = rows_of.preference_pairs  # how the method reads its data file (the Train tab's preview too)
@@ -61,13 +62,13 @@ class Config(TrainConfig):
     # votes on a Xeon in bf16, 13-14 to 23-29 on an AMD EPYC in fp32).
     min_steps: int = option(100, MIN_STEPS_HELP)
     share_prompt: bool = option(True, SHARE_PROMPT, "method")
+    prompt_gradients: bool = option(True, PROMPT_GRADIENTS, "method")
     model: str = option("auto", "start model: auto (the newest SFT model, else base), base, or a trained "
                                 "model's name", "model")
 
     def validate(self) -> None:
         super().validate()
-        if not 0 < self.eval_fraction < 1:
-            raise ValueError("eval_fraction must be in (0, 1)")
+        check_pair_options(self)
         if self.quantization != "none":
             raise ValueError("the reward model is saved merged, as the full model PPO and GRPO load: train it "
                              "with quantization=none (a 4-bit merge would round its weights)")
@@ -95,7 +96,7 @@ def train(config: Config, job) -> dict:
     args = job.training_args(RewardConfig, config, precision, checkpointing, bool(held), len(pairs), best,
                              max_length=max_length)
     callback = job.callback(config)
-    trainer_class = reward_trainer(config.share_prompt)
+    trainer_class = reward_trainer(config.share_prompt, config.prompt_gradients)
     trainer = trainer_class(model=model, args=args,
                             train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
                             eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])

@@ -14,6 +14,14 @@ rows cut to their windows), so TRL's losses and metrics stay as they are. A test
 scores, the completions' log-probabilities and their gradients to two rows a pair. Models whose
 attention takes no custom mask (flash-attention kernels), that attend through a sliding window
 (the packed mask is plainly causal) or whose family is not a known decoder run two rows a pair.
+
+With ``prompt_gradients`` off, a training step runs each pair's prompt once without gradients and
+its answers after it, reading the prompt's cached keys and values (``split_run``): the same scores
+and log-probabilities, but the backward pass covers the answers' tokens only, so the weights learn
+from how the answers read the prompt, not from how the prompt itself is represented. On an
+800-token RAG prompt with two 70-token answers most of a step's backward pass is the prompt's.
+Gradient checkpointing replays a layer in the backward pass, which a cache cannot be part of: a
+run with it keeps the prompt's gradients.
 """
 from __future__ import annotations
 
@@ -117,6 +125,63 @@ def scored_tokens(input_ids, pad_token_id, packed: Packed) -> tuple[list[int], l
     return [row % pairs for row in range(input_ids.shape[0])], places
 
 
+def _cache_argument(model) -> str:
+    """The name the model's forward takes its key-value cache by (``cache`` from transformers 5.25,
+    ``past_key_values`` before)."""
+    import inspect
+
+    inner = _unwrap(model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+
+
+def prompt_frozen(model, prompt_gradients: bool) -> bool:
+    """Whether this pass runs its prompts without gradients (``split_run``): in training, with
+    ``prompt_gradients`` off, and without gradient checkpointing, which cannot replay a cache."""
+    import torch
+
+    inner = _unwrap(model)
+    checkpointing = getattr(inner, "is_activation_checkpointing", None)  # transformers 5.x; the old name before
+    checkpointing = getattr(inner, "is_gradient_checkpointing", False) if checkpointing is None else checkpointing
+    return not prompt_gradients and torch.is_grad_enabled() and not checkpointing
+
+
+def split_run(model, packed: Packed, split: list[int], **kwargs):
+    """The model's output over each pair's packed tokens from ``split[i]`` on (a ``[pairs, T]``
+    batch whose position ``t`` is the packed position ``split[i] + t``), the tokens before it run
+    first without gradients and read from their cached keys and values. ``split[i]`` is at most
+    the pair's shared tokens; gradients reach the weights through the tokens after it only."""
+    import torch
+    from transformers import DynamicCache
+
+    allowed = packed.mask if packed.mask.dtype == torch.bool else packed.mask == 0
+    ends = [p + c + r for p, c, r in zip(packed.shared, packed.chosen, packed.rejected)]
+    pairs, before, after = len(ends), max(split), max(e - s for e, s in zip(ends, split))
+    device, dtype = packed.input_ids.device, packed.input_ids.dtype
+    ids = [torch.zeros(pairs, n, dtype=dtype, device=device) for n in (before, after)]
+    positions = [torch.zeros(pairs, n, dtype=torch.long, device=device) for n in (before, after)]
+    first = torch.zeros(pairs, 1, before, before, dtype=torch.bool, device=device)
+    rest = torch.zeros(pairs, 1, after, before + after, dtype=torch.bool, device=device)
+    for i, (s, e) in enumerate(zip(split, ends)):
+        n = e - s
+        ids[0][i, :s], positions[0][i, :s] = packed.input_ids[i, :s], packed.position_ids[i, :s]
+        ids[1][i, :n], positions[1][i, :n] = packed.input_ids[i, s:e], packed.position_ids[i, s:e]
+        first[i, 0, :s, :s] = allowed[i, 0, :s, :s]
+        rest[i, 0, :n, :s] = allowed[i, 0, s:e, :s]  # the shared tokens; the first pass's padding is not seen
+        rest[i, 0, :n, before:before + n] = allowed[i, 0, s:e, s:e]
+        padding = torch.arange(s, before, device=device)
+        first[i, 0, padding, padding] = True  # padding attends to itself only: no empty softmax row
+        padding = torch.arange(n, after, device=device)
+        rest[i, 0, padding, before + padding] = True
+    if packed.mask.dtype != torch.bool:  # eager attention adds the mask to its scores
+        first, rest = (torch.zeros(m.shape, dtype=packed.mask.dtype, device=device)
+                       .masked_fill(~m, torch.finfo(packed.mask.dtype).min) for m in (first, rest))
+    cache = {_cache_argument(model): DynamicCache()}
+    with torch.no_grad():
+        model(input_ids=ids[0], attention_mask=first, position_ids=positions[0], use_cache=True, **cache)
+    return model(input_ids=ids[1], attention_mask=rest, position_ids=positions[1], use_cache=True, **cache, **kwargs)
+
+
 def _mask_dtype(model):
     """None (a boolean mask) for SDPA; for eager attention the dtype of the model's floating weights."""
     import torch
@@ -167,8 +232,9 @@ class CompletionLogits:
     of a DPO step's backward pass), and returns them laid out as the windows (``Window``), which
     the trainer reads in place of the rows."""
 
-    def __init__(self, model, packed: Packed, window: Window):
+    def __init__(self, model, packed: Packed, window: Window, prompt_gradients: bool = True):
         self._model, self._packed, self._window = model, packed, window
+        self._prompt_gradients = prompt_gradients
 
     def __call__(self, **ignored):
         import torch
@@ -184,6 +250,12 @@ class CompletionLogits:
                 t = torch.where(t < packed.shared[i], t, t + packed.chosen[i])
             places.append(t)
         first = [min(int(places[i][0]), int(places[pairs + i][0])) for i in range(pairs)]
+        split = [min(s, f) for s, f in zip(packed.shared, first)]
+        if prompt_frozen(self._model, self._prompt_gradients) and max(split):
+            out = split_run(self._model, packed, split)  # every window lies after its pair's split
+            device = out.logits.device
+            rows = [out.logits[row % pairs, (place - split[row % pairs]).to(device)] for row, place in enumerate(places)]
+            return CausalLMOutput(logits=torch.nn.utils.rnn.pad_sequence(rows, batch_first=True))
         span = max(int(torch.max(places[i].max(), places[pairs + i].max())) - first[i] + 1 for i in range(pairs))
         last = packed.input_ids.shape[1] - 1
         keep = torch.stack([torch.clamp(torch.arange(first[i], first[i] + span), max=last) for i in range(pairs)])
@@ -197,25 +269,27 @@ class CompletionLogits:
         return getattr(self._model, name)
 
 
-def windowed(model, inputs) -> tuple[Any, dict] | None:
+def windowed(model, inputs, prompt_gradients: bool = True) -> tuple[Any, dict] | None:
     """(stand-in model, inputs cut to their windows) for a DPO loss or reference pass over a pair
     batch, or None where the batch runs as it is (a model that cannot run packed, a batch not laid
-    out as pairs). The attention mask stays whole: the trainer only counts tokens with it."""
+    out as pairs). The attention mask stays whole: the trainer only counts tokens with it.
+    ``prompt_gradients`` off: a training pass runs the prompts without gradients (``split_run``)."""
     packed = pack(inputs["input_ids"], inputs.get("attention_mask"), _mask_dtype(model)) if supported(model) else None
     if packed is None:
         return None
     window = completion_window(inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"])
     cut = {**inputs, "input_ids": window.input_ids, "completion_mask": window.completion_mask}
-    return CompletionLogits(model, packed, window), cut
+    return CompletionLogits(model, packed, window, prompt_gradients), cut
 
 
 class ClassifierPairs:
     """Stands in for a one-logit sequence classifier (a reward model) in one loss computation:
     runs a pair batch packed, reads each row's score at its last token (from the head's output at
-    every position), and returns them as the trainer laid the rows out."""
+    every position), and returns them as the trainer laid the rows out. ``prompt_gradients`` off:
+    a training pass runs the prompts without gradients (``split_run``)."""
 
-    def __init__(self, model):
-        self._model = model
+    def __init__(self, model, prompt_gradients: bool = True):
+        self._model, self._prompt_gradients = model, prompt_gradients
 
     def _head(self):
         inner = _unwrap(self._model)
@@ -228,24 +302,31 @@ class ClassifierPairs:
         packed = pack(input_ids, attention_mask, _mask_dtype(self._model))
         if packed is None or set(kwargs) - {"use_cache"}:
             return self._model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        pad = _unwrap(self._model).config.pad_token_id
+        rows, positions = scored_tokens(input_ids, pad, packed)
+        split = [min([packed.shared[i]] + [t for row, t in zip(rows, positions) if row == i]) for i in range(len(packed.shared))]
+        frozen = prompt_frozen(self._model, self._prompt_gradients) and max(split) > 0
         seen = []
         hook = self._head().register_forward_hook(lambda module, args, output: seen.append(output))
         try:
-            self._model(input_ids=packed.input_ids, attention_mask=packed.mask, position_ids=packed.position_ids,
-                        use_cache=False)
+            if frozen:  # every scored token lies after its pair's split
+                split_run(self._model, packed, split)
+                positions = [t - split[row] for row, t in zip(rows, positions)]
+            else:
+                self._model(input_ids=packed.input_ids, attention_mask=packed.mask, position_ids=packed.position_ids,
+                            use_cache=False)
         finally:
             hook.remove()
-        pad = _unwrap(self._model).config.pad_token_id
-        rows, positions = scored_tokens(input_ids, pad, packed)
         return SequenceClassifierOutput(logits=seen[-1][rows, positions].float())
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
 
-def reward_trainer(packed: bool = True):
+def reward_trainer(packed: bool = True, prompt_gradients: bool = True):
     """TRL's ``RewardTrainer``, its pairs run packed where the model supports it (``packed``:
-    the method's ``share_prompt``; False gives TRL's own class)."""
+    the method's ``share_prompt``; False gives TRL's own class), their prompts without gradients
+    in training when ``prompt_gradients`` is off."""
     from trl import RewardTrainer
 
     if not packed:
@@ -253,17 +334,18 @@ def reward_trainer(packed: bool = True):
 
     class SharedPromptRewardTrainer(RewardTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            stand_in = ClassifierPairs(model) if supported(model) else model
+            stand_in = ClassifierPairs(model, prompt_gradients) if supported(model) else model
             return super().compute_loss(stand_in, inputs, return_outputs, num_items_in_batch)
 
     return SharedPromptRewardTrainer
 
 
-def dpo_trainer(packed: bool = True):
+def dpo_trainer(packed: bool = True, prompt_gradients: bool = True):
     """TRL's ``DPOTrainer``, its pairs run packed and their logits computed over the completions
     only, where the model supports it: in training, in held-out evaluations and in the reference's
-    pass before training (``precompute_ref_log_probs``, which the loss needs to run packed).
-    ``packed`` False gives TRL's own class."""
+    pass before training (``precompute_ref_log_probs``, which the loss needs to run packed), their
+    prompts without gradients in training when ``prompt_gradients`` is off. ``packed`` False
+    gives TRL's own class."""
     from trl import DPOTrainer
 
     if not packed:
@@ -271,7 +353,8 @@ def dpo_trainer(packed: bool = True):
 
     class SharedPromptDPOTrainer(DPOTrainer):
         def _compute_loss(self, model, inputs, return_outputs):
-            cut = windowed(model, inputs) if self.precompute_ref_logps and not self.aux_loss_enabled else None
+            cut = windowed(model, inputs, prompt_gradients) if self.precompute_ref_logps and not self.aux_loss_enabled \
+                else None
             return super()._compute_loss(*(cut or (model, inputs)), return_outputs)
 
         def compute_ref_log_probs(self, model, inputs):
