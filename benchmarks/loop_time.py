@@ -10,10 +10,13 @@ split and evaluations included), and its run at the defaults is estimated as wha
 spent outside its steps plus its seconds per step times the defaults' step count for these rows
 (``train.config.optimizer_steps``); ``--steps 0`` runs them whole and reports what they took.
 The evaluation (``workbench eval --models base,llama-dpo --sets preferences``, judged by the
-reward model) runs whole. Prints each part and the total.
+reward model) runs whole. Prints each part and the total. ``--against KEY=VALUE`` (repeatable)
+runs both trainings a second time, in a workspace of their own, with those options too, and
+prints each method's seconds a step as a ratio of the first arm's, measured in the same process.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/loop_time.py [--votes 100] [--prompt-tokens 800]
-        [--steps 2 | --steps 0] [--set rust-book] [--model DIR] [--option KEY=VALUE] [--json PATH]
+        [--steps 2 | --steps 0] [--set rust-book] [--model DIR] [--option KEY=VALUE]
+        [--against KEY=VALUE] [--json PATH]
 """
 from __future__ import annotations
 
@@ -99,6 +102,8 @@ def main() -> int:
     parser.add_argument("--model", help="base model folder (default: the default model, provisioned offline)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an option both trainings get (repeatable), e.g. precision=bf16")
+    parser.add_argument("--against", action="append", default=[], metavar="KEY=VALUE",
+                        help="run both trainings again with this option too (repeatable) and compare")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -110,27 +115,38 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="wb-loop-time-"))
     env = commands_env(root, args.model)
-    home = root / "workspace"
-    env["WORKBENCH_HOME"] = str(home)
-    (home / "data").mkdir(parents=True)
     tokenizer = AutoTokenizer.from_pretrained(env["WORKBENCH_BASE_MODEL"])
     rows = rows_of(args.set, args.votes, args.prompt_tokens, tokenizer)
-    (home / "data" / "dataset_rlhf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     prompt_tokens = sorted(len(tokenizer(r["prompt"])["input_ids"]) for r in rows)
 
     report: dict = {"set": args.set, "votes": args.votes, "options": args.option,
                     "prompt_tokens_median": prompt_tokens[len(rows) // 2]}
-    total = 0.0
-    for method, config in (("reward", reward.Config()), ("dpo", dpo.Config())):
-        trained, _ = held_out_split(rows, config.eval_fraction, config.seed)  # what the run holds out
-        run = timed_run(env, home, method, args.steps, optimizer_steps(config, len(trained)), args.option)
-        report[method] = run
-        total += run["estimated_default_s"]
-        print(f"{method}: {run}", flush=True)
+    arms = {"workspace": args.option, **({"against": args.option + args.against} if args.against else {})}
+    totals = {}
+    for name, options in arms.items():  # the compared arm last: its workspace is the one evaluated
+        home = root / name
+        env["WORKBENCH_HOME"] = str(home)
+        (home / "data").mkdir(parents=True)
+        (home / "data" / "dataset_rlhf.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        total = 0.0
+        for method, config in (("reward", reward.Config()), ("dpo", dpo.Config())):
+            trained, _ = held_out_split(rows, config.eval_fraction, config.seed)  # what the run holds out
+            run = timed_run(env, home, method, args.steps, optimizer_steps(config, len(trained)), options)
+            report.setdefault(name, {})[method] = run
+            total += run["estimated_default_s"]
+            print(f"{' '.join(options) or 'defaults'}: {method}: {run}", flush=True)
+        totals[name] = total
+    if args.against:
+        report["against"] = {**report["against"], "options": args.against, **{
+            f"{method}_step_ratio": round(report["against"][method]["step_s"] / report["workspace"][method]["step_s"], 2)
+            for method in ("reward", "dpo")}}
+    report.update(report.pop("workspace"))  # the first arm's figures where they always were
     began = time.perf_counter()
     workbench(env, "eval", "--models", "base,llama-dpo", "--sets", "preferences", "--json")
     report["evaluation_s"] = round(time.perf_counter() - began, 1)
-    report["estimated_loop_minutes"] = round((total + report["evaluation_s"]) / 60, 1)
+    for name, total in totals.items():
+        (report if name == "workspace" else report[name])["estimated_loop_minutes"] = \
+            round((total + report["evaluation_s"]) / 60, 1)
     emit(report, args.json)
     shutil.rmtree(root, ignore_errors=True)
     return 0
