@@ -362,6 +362,8 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
     row = {"method": method, "rule": f"{rule}, written" if wrote else rule, "votes": n, "seed": seed,
            "setting": label(setting), "annotators": annotators, "noise": noise, "written": wrote,
            "pairs_merged": merged.get("kept"), "agreement": merged.get("agreement"), "held_out": len(test)}
+    (home / "run.json").write_text(json.dumps({"method": method, "rule": rule, "votes": n, "seed": seed,
+                                               "setting": setting}))  # what judge_again reads back
     if method == "grpo":  # its reward model: the reward run at the defaults on the same votes
         with REWARD_LOCKS.setdefault((rule, n, seed), threading.Lock()):
             if (rule, n, seed) not in REWARD_RUNS:
@@ -478,7 +480,8 @@ def judge_again(root: Path, env: dict[str, str], pairs: list[dict], covered: dic
         answers = [p for p in answers if p["prompt"] in covered]  # as ``against_base`` judges them
         if not answers:
             continue
-        rule = home.name.split("-")[1]
+        made = home / "run.json"  # runs kept before it was written are named by home_of
+        rule = json.loads(made.read_text())["rule"] if made.exists() else home.name.split("-")[1]
         out[home.name] = judged(answers, rule, covered, on_page)["by_rule"]
         print(f"  {home.name}: " + "; ".join(f"{name} {v['wins']}-{v['losses']}-{v['ties']} "
                                           f"({v['score_base']:.3f} -> {v['score_trained']:.3f})"
