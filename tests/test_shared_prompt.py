@@ -311,3 +311,12 @@ def test_the_trainers_train_an_adapter_with_the_prompts_frozen(pulled_base, tmp_
         assert loss[False] == pytest.approx(loss[True], abs=1e-5), method
         assert moved[False].abs().max() > 0, method  # the adapter learned
         assert not torch.allclose(moved[False], moved[True], atol=1e-6), method  # from other gradients
+
+
+def test_prompts_without_gradients_need_the_pairs_packed():
+    from workbench.train import dpo, reward
+
+    for method in (reward, dpo):
+        method.Config(prompt_gradients=False).validate()
+        with pytest.raises(ValueError, match="prompt_gradients off needs share_prompt on"):
+            method.Config(prompt_gradients=False, share_prompt=False).validate()
