@@ -227,6 +227,26 @@ def test_a_cpu_trains_in_the_precision_its_workspace_recorded(train_env, wb, set
         assert memory.precision_of(DpoConfig(), False, ws) == name  # what the estimate before the run used
 
 
+def test_the_time_estimate_reads_earlier_runs_with_the_same_speed_options(train_env, settings):
+    """A step's time comes from earlier runs of the method whose options that change it (pairs
+    packed, the prompts' gradients) are the same; a run recorded before ``prompt_gradients``
+    existed had it on. With none to read, it comes from the FLOPs of a step."""
+    from storage import RunStore
+    from workbench.train.estimate import estimate_for
+    from workbench.train.reward import Config
+
+    store = RunStore(settings.workspace.runs)
+    for options, steps_per_s in (({}, 0.25), ({"prompt_gradients": False}, 1.0)):
+        recorded = dataclasses.asdict(Config(**options))
+        if not options:
+            del recorded["prompt_gradients"]  # recorded before the option was there
+        store.create("train.reward", recorded, "gpu").add_metrics({"step": 1, "steps_per_s": steps_per_s})
+    assert "(4.00 s a step, measured in earlier runs" in estimate_for(settings, "train.reward", {})["text"]
+    assert "(1.00 s a step, measured in earlier runs" in \
+        estimate_for(settings, "train.reward", {"prompt_gradients": False})["text"]
+    assert "from the FLOPs of a step" in estimate_for(settings, "train.reward", {"share_prompt": False})["text"]
+
+
 def test_the_reward_model_takes_more_steps_than_dpo_from_the_same_votes(train_env, settings):
     """With ``epochs`` 0 a run takes at least ``min_steps`` optimizer steps, in at most six
     passes: 100 pairs at the batch of 4 are 25 steps a pass, so the reward model (at least 100)

@@ -16,12 +16,22 @@ CPU_FLOPS_PER_CORE = 2.5e10  # fp32, sustained in PyTorch training on a recent x
 GPU_FLOPS = {"bf16": 2.0e14, "fp16": 2.0e14, "fp32": 3.0e13}  # well below peak: realistic training
 
 
-def measured_step_seconds(workspace: Workspace, kind: str, model: str) -> float | None:
-    """The median time a step took in finished runs of this method on this start model."""
+# options that change a step's time several-fold at the same data: runs measured with another value
+# do not time this one (a run recorded before an option existed had its default, True)
+SPEED_OPTIONS = ("share_prompt", "prompt_gradients")
+
+
+def measured_step_seconds(workspace: Workspace, kind: str, config) -> float | None:
+    """The median time a step took in finished runs of this method on this start model, with the
+    same ``SPEED_OPTIONS`` as ``config``."""
     rates = []
     for run in RunStore(workspace.runs).all()[:50]:
-        config = run.config()
-        if not isinstance(config, dict) or config.get("kind") != kind or (config.get("config") or {}).get("model") != model:
+        recorded = run.config()
+        if not isinstance(recorded, dict) or recorded.get("kind") != kind:
+            continue
+        options = recorded.get("config") or {}
+        if options.get("model") != config.model or any(
+                options.get(name, True) != getattr(config, name) for name in SPEED_OPTIONS if hasattr(config, name)):
             continue
         rates += [m["steps_per_s"] for m in run.metrics() if m.get("steps_per_s")]
     return 1 / statistics.median(rates) if rates else None
@@ -43,7 +53,7 @@ def estimate(kind: str, config, model_path: str, rows: int, workspace: Workspace
     precision = memory.precision_of(config, cuda, workspace)
     batch = config.batch_size
     steps = optimizer_steps(config, rows, config.num_processes)
-    measured = measured_step_seconds(workspace, kind, config.model)
+    measured = measured_step_seconds(workspace, kind, config)
     if measured:
         step_s, basis = measured, "measured in earlier runs of this method and model"
     else:
