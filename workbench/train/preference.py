@@ -95,7 +95,11 @@ def pair_setup(config, job, head: str = "causal-lm"):
     checkpointing = use_gradient_checkpointing(config, count_parameters(model))
     job.log_start(config, model, precision, checkpointing, max_length=max_length)
     if not config.prompt_gradients:
-        job.log("gradient checkpointing is on: the prompts keep their gradients (a cached prompt cannot be replayed)"
+        from workbench.train.shared_prompt import supported
+
+        job.log("this model runs two rows a pair (train.shared_prompt): the prompts keep their gradients"
+                if not supported(model) else
+                "gradient checkpointing is on: the prompts keep their gradients (a cached prompt cannot be replayed)"
                 if checkpointing else "prompts run without gradients in training: the answers' tokens are trained "
                 "through, reading the prompts' cached keys and values")
     return precision, spec, tokenizer, pairs, held, model, max_length, checkpointing
