@@ -85,6 +85,46 @@ def test_dpo_counts_logits_over_the_completions_only_where_its_start_model_packs
     assert memory.model_facts(tmp_path / "sliding")["logits_cut"]  # a window the model does not use
 
 
+def test_prompts_without_gradients_keep_activations_for_the_answers_only(pulled_base, tmp_path):
+    """With ``prompt_gradients`` off a step keeps the answers' activations and the whole pair's
+    keys and values, not the prompt's activations: the estimate grows with the answers, hardly
+    with the prompt; gradient checkpointing, or a model that runs two rows a pair, keeps them."""
+    from workbench.train.reward import Config as RewardConfig
+    from workbench.train.reward import memory_shape as reward_shape
+
+    facts = memory.model_facts(pulled_base[1])
+    assert facts["packs"] and facts["kv_width"] == 192  # 3 key-value heads of 64
+    for config_class, shape_of in ((RewardConfig, reward_shape), (DpoConfig, dpo_shape)):
+        trained, frozen = shape_of(config_class()), shape_of(config_class(prompt_gradients=False))
+        assert frozen.frozen_prompt and not trained.frozen_prompt
+
+        def activations(shape, sequence=960, completion=80, model=facts, **kwargs):
+            return memory.need(model, shape, 4, sequence, cuda=False, completion=completion, **kwargs).parts["activations"]
+
+        assert activations(frozen) < activations(trained) / 5
+        longer_prompt = activations(frozen, sequence=1960) - activations(frozen)
+        longer_answers = activations(frozen, sequence=1960, completion=1080) - activations(frozen, sequence=1960)
+        assert 0 < longer_prompt < longer_answers / 5  # a prompt token costs its keys and values only
+        assert activations(frozen, checkpointing=True) == activations(trained, checkpointing=True)
+        assert activations(frozen, completion=0) == activations(trained)  # no answer length: the whole row
+        rows = tmp_path / config_class.__module__.rsplit(".", 1)[-1]
+        rows.mkdir()
+        config = json.loads((Path(pulled_base[1]) / "config.json").read_text())
+        (rows / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
+        two_rows = memory.model_facts(rows)
+        assert not two_rows["packs"] and activations(frozen, model=two_rows) == activations(trained, model=two_rows)
+
+        from storage import Workspace
+        from workbench.train.estimate import estimate
+
+        def estimated(config):  # no earlier run to time: a step's FLOPs, the prompts forward only when frozen
+            return estimate("train", config, pulled_base[1], 100, Workspace(tmp_path / "ws"), False, 960,
+                            shape_of(config), 64 * memory.GIB, completion=80)
+
+        slow, fast = estimated(config_class()), estimated(config_class(prompt_gradients=False))
+        assert fast["seconds"] < slow["seconds"] / 2 and fast["memory_gib"] < slow["memory_gib"] / 3
+
+
 @pytest.mark.slow(16)
 def test_a_run_is_refused_when_it_cannot_fit_and_started_at_the_micro_batch_that_does(train_env, wb, settings,
                                                                                      tiny_base, monkeypatch):

@@ -101,8 +101,10 @@ def memory_shape(config: Config) -> Shape:
     # computed before training. Packed pairs compute logits over the completions only; a model
     # that cannot be packed (sliding-window attention, a family not in the decoder table) runs two
     # rows a pair, and a mixture of experts computes every token's logits for its router's loss:
-    # ``memory.logits_cut`` reads which from the model's config.
-    return Shape(sequences_per_row=2, completion_logits=config.share_prompt)
+    # ``memory.packing`` reads which from the model's config; with prompt_gradients off the answers
+    # alone keep activations (``memory.prompt_frozen``).
+    return Shape(sequences_per_row=2, completion_logits=config.share_prompt,
+                 frozen_prompt=config.share_prompt and not config.prompt_gradients)
 
 
 def losses(config: Config) -> dict:

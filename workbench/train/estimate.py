@@ -59,6 +59,10 @@ def estimate(kind: str, config, model_path: str, rows: int, workspace: Workspace
     else:
         tokens = batch * shape.sequences_per_row * sequence * config.grad_accum
         flops = 6 * params * tokens * shape.flops_factor
+        if memory.prompt_frozen(shape, facts, fitted.gradient_checkpointing, sequence, completion):
+            # the prompts forward only (2 FLOPs a weight and token), the answers forward and back
+            prompts, answers = batch * (sequence - completion), batch * shape.sequences_per_row * completion
+            flops = params * (2 * prompts + 6 * answers) * config.grad_accum * shape.flops_factor
         rate = GPU_FLOPS.get(precision, 3e13) if cuda else CPU_FLOPS_PER_CORE * cores
         step_s, basis = flops / rate, "from the FLOPs of a step (no earlier run to measure)"
     seconds = steps * step_s

@@ -19,7 +19,13 @@ two steps, one run each): reward 12.2 GiB as two rows a pair and 10.1 packed (es
 activations as two rows a pair either way (packing on a CPU saved 17 % of the reward model's peak,
 not the half of its tokens), and DPO's logits over the completions only where the start model
 packs and has no router (``logits_cut``): 15.0 GiB for that run, and 21.6 with every token's
-logits for a model that runs two rows a pair or a mixture of experts.
+logits for a model that runs two rows a pair or a mixture of experts. With the prompts run
+without gradients (``prompt_gradients`` off; ``prompt_frozen``) a step keeps the answers'
+activations and each layer's keys and values of the whole pair, not the prompts' activations: in
+fp32 with 800-token RAG prompts, one step (``benchmarks/loop_time.py --votes 24 --steps 1 --option
+prompt_gradients=false --option precision=fp32 --against batch_size=1``), the reward model peaked
+at 1.8 / 3.7 GiB at micro-batch 1 / 4 (estimated 2.2 / 4.6) and DPO at 2.1 / 4.6 (2.5 / 5.6),
+where counting the prompts' activations had estimated such a reward run at 18.5 GiB.
 
 ``fit`` keeps the effective batch (micro-batch x accumulation) and halves the micro-batch, then
 turns gradient checkpointing on, until the run fits in what is free.
@@ -47,6 +53,7 @@ class Shape:
     vocab_logits: bool = True  # a language-model head (a reward model's head has one logit)
     other_models: tuple[str, ...] = ()  # full models loaded beside the policy: "reward", "value"
     completion_logits: bool = False  # logits over the completions only, where the start model packs (DPO)
+    frozen_prompt: bool = False  # prompts run without gradients, answers after them, where the start model packs
     flops_factor: float = 1.0  # a step's compute against one forward and backward pass of the rows (sampling costs more)
 
 
@@ -88,18 +95,23 @@ def model_facts(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         config = {}
     stored = {"float32": 4, "bfloat16": 2, "float16": 2}.get(str(config.get("dtype") or config.get("torch_dtype")), 4)
-    return {"parameters": weights // stored if weights else None, "hidden": config.get("hidden_size", 1024),
+    hidden = config.get("hidden_size", 1024)
+    heads = config.get("num_attention_heads") or 16
+    packs, router = packing(folder, config)
+    return {"parameters": weights // stored if weights else None, "hidden": hidden,
             "layers": config.get("num_hidden_layers", 24), "vocab": config.get("vocab_size", 32000),
-            "intermediate": config.get("intermediate_size") or 4 * config.get("hidden_size", 1024),
-            "logits_cut": logits_cut(folder, config)}
+            "intermediate": config.get("intermediate_size") or 4 * hidden,
+            "kv_width": (config.get("num_key_value_heads") or heads) * (config.get("head_dim") or hidden // heads),
+            "packs": packs, "logits_cut": packs and not router}
 
 
-def logits_cut(folder: Path, config: dict[str, Any]) -> bool:
-    """Whether DPO computes this model's logits over the completions only: it packs
-    (``shared_prompt.config_packs``, with the attention the loader leaves it) and has no router,
-    since TRL's DPO turns a router's auxiliary loss on for any config with ``output_router_logits``
-    and then computes every token's logits. The config as transformers reads it, class defaults
-    included (a Mistral without ``sliding_window`` in its file has the default window)."""
+def packing(folder: Path, config: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether this model runs a pair packed (``shared_prompt.config_packs``, with the attention
+    the loader leaves it), and whether it has a router. DPO computes logits over the completions
+    only (``logits_cut``) where it packs and has no router, since TRL's DPO turns a router's
+    auxiliary loss on for any config with ``output_router_logits`` and then computes every token's
+    logits. The config as transformers reads it, class defaults included (a Mistral without
+    ``sliding_window`` in its file has the default window)."""
     from types import SimpleNamespace
 
     from workbench.train.shared_prompt import config_packs
@@ -111,7 +123,7 @@ def logits_cut(folder: Path, config: dict[str, Any]) -> bool:
     except (OSError, ValueError, KeyError):
         loaded = SimpleNamespace(**config)
     attention = getattr(loaded, "_attn_implementation", None) or config.get("attn_implementation") or "sdpa"
-    return config_packs(loaded, attention) and not hasattr(loaded, "output_router_logits")
+    return config_packs(loaded, attention), hasattr(loaded, "output_router_logits")
 
 
 def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *, cuda: bool,
@@ -132,6 +144,14 @@ def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *,
     per_layer = width * (6 * hidden + 4 * intermediate) + width * (6 * hidden + intermediate)
     if checkpointing:  # one input kept per layer, one layer's full activations at a time
         activations = tokens * (layers * width * hidden + per_layer)
+    elif prompt_frozen(shape, facts, checkpointing, sequence, completion):
+        # the answers' activations; per layer, the keys and values of the whole packed pair (the
+        # prompt's cached ones joined to the answers', and repeated to every query head) kept for
+        # the backward pass; and the prompt's cache itself
+        kv, packed = facts.get("kv_width") or hidden, batch_size * (sequence + completion)
+        activations = (batch_size * shape.sequences_per_row * completion * layers * per_layer
+                       + packed * layers * width * 2 * (hidden + kv)
+                       + batch_size * (sequence - completion) * layers * width * 2 * kv)
     else:
         activations = tokens * layers * per_layer
     parts = {
@@ -144,6 +164,13 @@ def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *,
     }
     total = sum(parts.values()) * HEADROOM + RUNTIME_BYTES["cuda" if cuda else "cpu"]
     return Need(int(total), parts)
+
+
+def prompt_frozen(shape: Shape, facts: dict[str, Any], checkpointing: bool, sequence: int, completion: int) -> bool:
+    """Whether a step keeps activations for the answers only: the method runs its prompts without
+    gradients (``shared_prompt.split_run``), which needs a model that packs and no gradient
+    checkpointing (a replayed layer cannot hold a cache)."""
+    return bool(shape.frozen_prompt and facts.get("packs") and not checkpointing and 0 < completion < sequence)
 
 
 def logit_tokens(shape: Shape, facts: dict[str, Any], batch_size: int, sequence: int, completion: int) -> int:

@@ -75,7 +75,8 @@ class Config(TrainConfig):
 
 
 def memory_shape(config) -> Shape:
-    return Shape(sequences_per_row=2, vocab_logits=False)  # chosen and rejected; a one-logit head
+    # chosen and rejected; a one-logit head; answers trained through after a prompt without gradients
+    return Shape(sequences_per_row=2, vocab_logits=False, frozen_prompt=config.share_prompt and not config.prompt_gradients)
 
 
 def preflight(config: Config, settings: Settings) -> Preflight:
