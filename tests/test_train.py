@@ -265,6 +265,34 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
         assert sorted(manifest["metrics"]["models_loaded"]) == sorted(["policy", *shape.other_models]), name
 
 
+@pytest.mark.slow(10)
+def test_early_stopping_ends_a_run_whose_held_out_loss_only_rises(train_env, wb, settings):
+    """Held out: the training pairs with chosen and rejected swapped, so each step that learns the
+    pairs makes the held-out DPO loss worse. With ``early_stopping_patience`` 1 the run stops at its
+    second evaluation and ends on its first; without, it runs all its steps and ends on the same step."""
+    from tests.helpers import preference_pairs
+
+    ws = settings.workspace.ensure()
+    pairs = preference_pairs(8)
+    write_jsonl(ws.data / "eight.jsonl", pairs)
+    write_jsonl(ws.data / "swapped.jsonl", [dict(p, chosen=p["rejected"], rejected=p["chosen"]) for p in pairs])
+    common = ["--set", "dataset=eight.jsonl", "--set", "eval_dataset=swapped.jsonl", "--set", "eval_steps=1",
+              "--max-steps", "5", "--learning-rate", "0.01", "--json"]
+    results = {}
+    for patience in (1, 0):
+        code, out, err = wb("train", "dpo", *common, "--set", f"early_stopping_patience={patience}",
+                            "--output-name", f"patience-{patience}")
+        data = result_of(out)
+        results[patience] = data["result"]
+        log = (Path(data["folder"]) / "log.txt").read_text()
+        seen = re.search(r"held-out eval_loss by step: (.*); kept step (\d+)", log)
+        losses = [float(item.split(": ")[1]) for item in seen.group(1).split(", ")]
+        assert losses == sorted(losses) and int(seen.group(2)) == 1, log  # rising from the first
+    stopped, whole = results[1], results[0]
+    assert (stopped["stopped_early_at"], stopped["global_step"], stopped["kept_step"]) == (2, 2, 1)
+    assert "stopped_early_at" not in whole and (whole["global_step"], whole["kept_step"]) == (5, 1)
+
+
 @pytest.mark.slow(12)
 def test_yaml_config_and_set_flags(train_env, wb, settings, tmp_path):
     config = tmp_path / "sft.yaml"

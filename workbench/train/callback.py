@@ -103,16 +103,19 @@ class BestKept(TrainerCallback):
     """Keeps, in memory, the trainable weights (LoRA, a reward head) of the held-out evaluation
     that scored best on ``keys`` (``(name, higher_is_better)``, the next breaking ties), so a run
     on a few votes ends on its best step rather than its last: several passes over a small set
-    can overfit."""
+    can overfit. With ``patience``, the run stops once that many evaluations in a row have not
+    beaten the best (early stopping): its weights end as the best's either way."""
 
-    def __init__(self, *keys: tuple[str, bool]):
+    def __init__(self, *keys: tuple[str, bool], patience: int = 0):
         self.keys = keys
         self.key = keys[0][0]
+        self.patience = patience
         self.best: float | None = None
         self._score: tuple | None = None
         self.step = 0
         self.weights: dict | None = None
         self.seen: list[tuple[int, float]] = []
+        self.stopped_at: int | None = None
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         values = [(metrics or {}).get(name) for name, _ in self.keys]
@@ -124,6 +127,11 @@ class BestKept(TrainerCallback):
         if self._score is None or score > self._score:
             self._score, self.best, self.step = score, float(values[0]), state.global_step
             self.weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        elif self.patience and sum(1 for step, _ in self.seen if step > self.step) >= self.patience \
+                and state.global_step < state.max_steps:
+            self.stopped_at = state.global_step
+            control.should_training_stop = True  # every rank evaluates the same rows: they stop together
+        return control
 
     def restore(self, model) -> None:
         import torch

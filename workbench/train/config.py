@@ -56,6 +56,9 @@ class TrainConfig:
     eval_steps: int = option(0, "steps between evaluations (0 = at the end only, or 4 a run with keep_best)", "checkpoints")
     keep_best: bool = option(True, "end on the weights that scored best on the held-out rows, evaluated 4 times a "
                                    "run, rather than on the last step (methods with held-out rows)", "checkpoints")
+    early_stopping_patience: int = option(0, "held-out evaluations in a row that do not beat the best after which a "
+                                                "run that keeps its best step stops (0 = it runs all its steps)",
+                                          "checkpoints")
     logging_steps: int = option(1, "steps between metric points", "checkpoints")
 
     def rows_per_step(self, world_size: int = 1) -> int:
@@ -85,8 +88,9 @@ class TrainConfig:
             problems.append("learning_rate must be in (0, 1]")
         if self.epochs < 0:
             problems.append("epochs cannot be negative (0 = as many as the data needs)")
-        if self.max_steps < 0 or self.max_length < 0 or self.eval_steps < 0 or self.max_prompt_length < 0:
-            problems.append("max_steps, max_length, max_prompt_length and eval_steps cannot be negative")
+        if min(self.max_steps, self.max_length, self.eval_steps, self.max_prompt_length, self.early_stopping_patience) < 0:
+            problems.append("max_steps, max_length, max_prompt_length, eval_steps and early_stopping_patience "
+                            "cannot be negative")
         if 0 < self.max_prompt_length < 16:
             problems.append("max_prompt_length must be 0 (whole prompts) or at least 16 tokens")
         if self.batch_size < 1 or self.grad_accum < 1 or self.min_steps < 1:

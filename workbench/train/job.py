@@ -121,7 +121,7 @@ class TrainJob(JobContext):
     def best_kept(config: TrainConfig, held: list, *keys: tuple[str, bool]) -> BestKept | None:
         """What ends the run on the weights of its best held-out evaluation by ``keys`` (see
         ``BestKept``): with ``keep_best`` and held-out rows, else None."""
-        return BestKept(*keys) if held and config.keep_best else None
+        return BestKept(*keys, patience=config.early_stopping_patience) if held and config.keep_best else None
 
     def training_args(self, cls, config: TrainConfig, precision: Precision, gradient_checkpointing: bool,
                       has_eval: bool, rows: int, best: BestKept | None = None, **extra: Any):
@@ -200,6 +200,10 @@ class TrainJob(JobContext):
                 by_step = ", ".join(f"{step}: {value:.4g}" for step, value in best.seen)
                 if best.step != trainer.state.global_step:
                     best.restore(trainer.model)
+                if best.stopped_at is not None:
+                    self.log(f"stopped early at step {best.stopped_at}: {counted(best.patience, 'evaluation')} "
+                             f"in a row did not beat step {best.step} (early_stopping_patience)")
+                    metrics["stopped_early_at"] = best.stopped_at
                 self.log(f"held-out {best.key} by step: {by_step}; kept step {best.step}")
                 metrics.update(kept_step=best.step, **{f"kept_{best.key}": best.best})
         return metrics
