@@ -175,6 +175,21 @@ def test_bad_input_is_refused_before_queueing(train_env, wb, settings, tmp_path)
     assert not [r for r in runs if "evaluate" in r.name]  # nothing was queued
 
 
+def test_probing_how_the_device_computes_leaves_the_random_state_as_it_was():
+    """The first process of a workspace probes the device (timings on random tensors and weights)
+    and later ones read its decision: the probe must leave the seeded generator where it was, or a
+    workspace's first training run would start its LoRA and dropout apart from a rerun's."""
+    import torch
+
+    from workbench.models.precision import _probe, device_name
+
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    _probe(device_name())
+    assert torch.equal(torch.rand(4), expected)
+
+
 @pytest.mark.slow(25)
 def test_the_same_evaluation_twice_gives_the_same_numbers_and_says_how_they_were_computed(train_env, tmp_path):
     """Two processes evaluate the same model on the same sets: every number is the same. The

@@ -269,7 +269,7 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
 def test_early_stopping_ends_a_run_whose_held_out_loss_only_rises(train_env, wb, settings):
     """Held out: the training pairs with chosen and rejected swapped, so each step that learns the
     pairs makes the held-out DPO loss worse. With ``early_stopping_patience`` 1 the run stops at its
-    second evaluation and ends on its first; without, it runs all its steps and ends on the same step."""
+    second evaluation and ends on its first; without, it runs all its steps and ends on the same weights."""
     from tests.helpers import preference_pairs
 
     ws = settings.workspace.ensure()
@@ -291,6 +291,8 @@ def test_early_stopping_ends_a_run_whose_held_out_loss_only_rises(train_env, wb,
     stopped, whole = results[1], results[0]
     assert (stopped["stopped_early_at"], stopped["global_step"], stopped["kept_step"]) == (2, 2, 1)
     assert "stopped_early_at" not in whole and (whole["global_step"], whole["kept_step"]) == (5, 1)
+    # the same weights at step 1: the first run of the workspace, which probed the device, trained as the rerun
+    assert stopped["kept_eval_loss"] == whole["kept_eval_loss"]
 
 
 @pytest.mark.slow(12)

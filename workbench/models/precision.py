@@ -70,8 +70,13 @@ def _probe(name: str) -> Precision:
     from workbench.models.generation import cpu_bf16_pays
     from workbench.models.int8_decode import int8_pays
 
-    dtype = "bfloat16" if cpu_bf16_pays() else "float32"
-    return Precision("cpu", dtype, int8_pays(dtype), name, now_iso())
+    # the timings draw random tensors and weights: on the process's generator they would shift a
+    # seeded training run's LoRA init and dropout, so the first run of a workspace (which probes)
+    # would train apart from any later one of the same seed (which reads the decision)
+    with torch.random.fork_rng(devices=[]):
+        dtype = "bfloat16" if cpu_bf16_pays() else "float32"
+        int8 = int8_pays(dtype)
+    return Precision("cpu", dtype, int8, name, now_iso())
 
 
 def recorded(workspace: Workspace, name: str | None = None) -> Precision | None:
