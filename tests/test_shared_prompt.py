@@ -314,9 +314,13 @@ def test_the_trainers_train_an_adapter_with_the_prompts_frozen(pulled_base, tmp_
 
 
 def test_prompts_without_gradients_need_the_pairs_packed():
+    """Off by default for the reward model, on for DPO; with the pairs as two rows (``share_prompt``
+    off) the prompts keep their gradients, and the memory estimate counts their activations."""
     from workbench.train import dpo, reward
 
+    assert reward.Config().prompt_gradients is False and dpo.Config().prompt_gradients is True
     for method in (reward, dpo):
-        method.Config(prompt_gradients=False).validate()
-        with pytest.raises(ValueError, match="prompt_gradients off needs share_prompt on"):
-            method.Config(prompt_gradients=False, share_prompt=False).validate()
+        for share_prompt in (True, False):
+            config = method.Config(prompt_gradients=False, share_prompt=share_prompt)
+            config.validate()
+            assert method.memory_shape(config).frozen_prompt is share_prompt

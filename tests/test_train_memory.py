@@ -95,7 +95,7 @@ def test_prompts_without_gradients_keep_activations_for_the_answers_only(pulled_
     facts = memory.model_facts(pulled_base[1])
     assert facts["packs"] and facts["kv_width"] == 192  # 3 key-value heads of 64
     for config_class, shape_of in ((RewardConfig, reward_shape), (DpoConfig, dpo_shape)):
-        trained, frozen = shape_of(config_class()), shape_of(config_class(prompt_gradients=False))
+        trained, frozen = shape_of(config_class(prompt_gradients=True)), shape_of(config_class(prompt_gradients=False))
         assert frozen.frozen_prompt and not trained.frozen_prompt
 
         def activations(shape, sequence=960, completion=80, model=facts, **kwargs):
@@ -121,7 +121,7 @@ def test_prompts_without_gradients_keep_activations_for_the_answers_only(pulled_
             return estimate("train", config, pulled_base[1], 100, Workspace(tmp_path / "ws"), False, 960,
                             shape_of(config), 64 * memory.GIB, completion=80)
 
-        slow, fast = estimated(config_class()), estimated(config_class(prompt_gradients=False))
+        slow, fast = estimated(config_class(prompt_gradients=True)), estimated(config_class(prompt_gradients=False))
         assert fast["seconds"] < slow["seconds"] / 2 and fast["memory_gib"] < slow["memory_gib"] / 3
 
 
@@ -270,21 +270,25 @@ def test_a_cpu_trains_in_the_precision_its_workspace_recorded(train_env, wb, set
 def test_the_time_estimate_reads_earlier_runs_with_the_same_speed_options(train_env, settings):
     """A step's time comes from earlier runs of the method whose options that change it (pairs
     packed, the prompts' gradients) are the same; a run recorded before ``prompt_gradients``
-    existed had it on. With none to read, it comes from the FLOPs of a step."""
+    existed had it on, and pairs not packed keep their prompts' gradients whatever it says. With
+    none to read, it comes from the FLOPs of a step."""
     from storage import RunStore
     from workbench.train.estimate import estimate_for
     from workbench.train.reward import Config
 
     store = RunStore(settings.workspace.runs)
-    for options, steps_per_s in (({}, 0.25), ({"prompt_gradients": False}, 1.0)):
+    for options, steps_per_s in (({}, 0.25), ({"prompt_gradients": False}, 1.0),
+                                 ({"share_prompt": False, "prompt_gradients": True}, 0.125)):
         recorded = dataclasses.asdict(Config(**options))
         if not options:
             del recorded["prompt_gradients"]  # recorded before the option was there
         store.create("train.reward", recorded, "gpu").add_metrics({"step": 1, "steps_per_s": steps_per_s})
-    assert "(4.00 s a step, measured in earlier runs" in estimate_for(settings, "train.reward", {})["text"]
-    assert "(1.00 s a step, measured in earlier runs" in \
-        estimate_for(settings, "train.reward", {"prompt_gradients": False})["text"]
-    assert "from the FLOPs of a step" in estimate_for(settings, "train.reward", {"share_prompt": False})["text"]
+    assert "(1.00 s a step, measured in earlier runs" in estimate_for(settings, "train.reward", {})["text"]
+    assert "(4.00 s a step, measured in earlier runs" in \
+        estimate_for(settings, "train.reward", {"prompt_gradients": True})["text"]
+    assert "(8.00 s a step, measured in earlier runs" in \
+        estimate_for(settings, "train.reward", {"share_prompt": False})["text"]
+    assert "from the FLOPs of a step" in estimate_for(settings, "train.reward", {"model": "base"})["text"]
 
 
 def test_the_reward_model_takes_more_steps_than_dpo_from_the_same_votes(train_env, settings):

@@ -17,6 +17,8 @@ SWITCH = ("auto", "on", "off")
 AUTO_MIN_STEPS = 32
 AUTO_MAX_EPOCHS = 6
 MIN_STEPS_HELP = f"optimizer steps a run takes at least when epochs is 0 (in at most {AUTO_MAX_EPOCHS} passes)"
+EARLY_STOPPING_HELP = ("held-out evaluations in a row that do not beat the best after which a run that keeps its "
+                       "best step stops (0 = it runs all its steps)")
 
 
 def option(default, help: str, group: str = "training", choices=None, **kwargs):
@@ -56,9 +58,7 @@ class TrainConfig:
     eval_steps: int = option(0, "steps between evaluations (0 = at the end only, or 4 a run with keep_best)", "checkpoints")
     keep_best: bool = option(True, "end on the weights that scored best on the held-out rows, evaluated 4 times a "
                                    "run, rather than on the last step (methods with held-out rows)", "checkpoints")
-    early_stopping_patience: int = option(0, "held-out evaluations in a row that do not beat the best after which a "
-                                                "run that keeps its best step stops (0 = it runs all its steps)",
-                                          "checkpoints")
+    early_stopping_patience: int = option(0, EARLY_STOPPING_HELP, "checkpoints")
     logging_steps: int = option(1, "steps between metric points", "checkpoints")
 
     def rows_per_step(self, world_size: int = 1) -> int:

@@ -16,22 +16,26 @@ CPU_FLOPS_PER_CORE = 2.5e10  # fp32, sustained in PyTorch training on a recent x
 GPU_FLOPS = {"bf16": 2.0e14, "fp16": 2.0e14, "fp32": 3.0e13}  # well below peak: realistic training
 
 
-# options that change a step's time several-fold at the same data: runs measured with another value
-# do not time this one (a run recorded before an option existed had its default, True)
-SPEED_OPTIONS = ("share_prompt", "prompt_gradients")
+def speed_options(options: dict[str, Any]) -> tuple[bool, bool]:
+    """What in a preference method's options changes a step's time several-fold at the same data:
+    pairs packed, and prompts run without gradients (which needs them packed). A run recorded
+    before an option existed had it on."""
+    packed = options.get("share_prompt", True) is not False
+    return packed, packed and options.get("prompt_gradients", True) is False
 
 
 def measured_step_seconds(workspace: Workspace, kind: str, config) -> float | None:
     """The median time a step took in finished runs of this method on this start model, with the
-    same ``SPEED_OPTIONS`` as ``config``."""
-    rates = []
+    same ``speed_options`` as ``config``."""
+    import dataclasses
+
+    rates, wanted = [], speed_options(dataclasses.asdict(config))
     for run in RunStore(workspace.runs).all()[:50]:
         recorded = run.config()
         if not isinstance(recorded, dict) or recorded.get("kind") != kind:
             continue
         options = recorded.get("config") or {}
-        if options.get("model") != config.model or any(
-                options.get(name, True) != getattr(config, name) for name in SPEED_OPTIONS if hasattr(config, name)):
+        if options.get("model") != config.model or speed_options(options) != wanted:
             continue
         rates += [m["steps_per_s"] for m in run.metrics() if m.get("steps_per_s")]
     return 1 / statistics.median(rates) if rates else None

@@ -15,19 +15,18 @@ from workbench.train.preflight import (batch_fits, cut_prompts, device_notes, ev
 HELD_OUT = "dataset_rlhf_test.jsonl"
 SHARE_PROMPT = ("run each pair as one sequence, its prompt once with chosen and rejected after it, kept apart by "
                 "the attention mask (train.shared_prompt: about half the tokens on RAG prompts); off: two rows a pair")
-PROMPT_GRADIENTS = ("train through the prompts' tokens; off (with share_prompt): a training step runs each pair's "
-                    "prompt once without gradients, then its answers reading the prompt's cached keys and values "
+PROMPT_GRADIENTS = ("train through the prompts' tokens too; off: a training step runs each pair's prompt once "
+                    "without gradients, then its answers reading the prompt's cached keys and values "
                     "(train.shared_prompt): the same scores, a backward pass over the answers' tokens only, so a "
-                    "faster step on long RAG prompts; the weights then learn from how the answers read the prompt, "
-                    "not from how the prompt is represented. Gradient checkpointing keeps them on")
+                    "faster step and a third of the memory on long RAG prompts; the weights then learn from how "
+                    "the answers read the prompt, not from how the prompt is represented. With share_prompt off "
+                    "or gradient checkpointing on, the prompts keep their gradients")
 
 
 def check_pair_options(config) -> None:
     """The checks of the options DPO and the reward model share."""
     if not 0 < config.eval_fraction < 1:
         raise ValueError("eval_fraction must be in (0, 1)")
-    if not config.prompt_gradients and not config.share_prompt:
-        raise ValueError("prompt_gradients off needs share_prompt on: the prompt runs once for both answers")
 
 
 def preference_preflight(config, settings: Settings, shape_of) -> Preflight:
@@ -97,7 +96,9 @@ def pair_setup(config, job, head: str = "causal-lm"):
     if not config.prompt_gradients:
         from workbench.train.shared_prompt import supported
 
-        job.log("this model runs two rows a pair (train.shared_prompt): the prompts keep their gradients"
+        job.log("share_prompt is off: the prompts keep their gradients (a prompt runs once without them only "
+                "for both answers of a pair)" if not config.share_prompt else
+                "this model runs two rows a pair (train.shared_prompt): the prompts keep their gradients"
                 if not supported(model) else
                 "gradient checkpointing is on: the prompts keep their gradients (a cached prompt cannot be replayed)"
                 if checkpointing else "prompts run without gradients in training: the answers' tokens are trained "
