@@ -96,8 +96,8 @@ def pair_setup(config, job, head: str = "causal-lm"):
     if not config.prompt_gradients:
         from workbench.train.shared_prompt import supported
 
-        job.log("share_prompt is off: the prompts keep their gradients (a prompt runs once without them only "
-                "for both answers of a pair)" if not config.share_prompt else
+        job.log("share_prompt is off: the prompts keep their gradients (they run without them only in a packed pair)"
+                if not config.share_prompt else
                 "this model runs two rows a pair (train.shared_prompt): the prompts keep their gradients"
                 if not supported(model) else
                 "gradient checkpointing is on: the prompts keep their gradients (a cached prompt cannot be replayed)"
