@@ -74,7 +74,7 @@ class Config(TrainConfig):
     # On: on 100 faithful votes on Rust's book (one draw) off won 22 of 37 decided pairs against
     # the base where on won 26 of 39 (the rule's score 0.669 against 0.673), in 0.73x the time.
     prompt_gradients: bool = option(True, PROMPT_GRADIENTS, "method")
-    # 1: DPO's held-out loss was lowest at its first check in most runs of benchmarks/learning.py
+    # 1: DPO's held-out loss was lowest at its first check in 11 of 19 runs of benchmarks/learning.py
     # and rose after (Rust's book, 100 faithful votes: 0.673, 0.893, 0.897, 0.827; LilyPond, 100:
     # 0.221, 0.268, 0.273, 0.266; 4 of 5 runs at 50 votes), and in every run whose checks are on
     # record, or whose kept step was its first or second check, stopping after one check that does

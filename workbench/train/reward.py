@@ -62,11 +62,12 @@ class Config(TrainConfig):
     # votes on a Xeon in bf16, 13-14 to 23-29 on an AMD EPYC in fp32).
     min_steps: int = option(100, MIN_STEPS_HELP)
     share_prompt: bool = option(True, SHARE_PROMPT, "method")
-    # Off since it learned as well or better on both manuals, each choosing it for the other
-    # (benchmarks/learning.py --try prompt_gradients=false, 100 faithful votes, one draw, held-out
-    # accuracy on pairs no checkpoint was chosen on): Rust's book 0.78 against 0.72 (Xeon, bf16),
-    # LilyPond's French manual 0.92 against 0.89 (AMD, fp32); its steps took 0.57x (bf16,
-    # ~500-token prompts) and 0.45x (fp32, 800 tokens) as long, its peak memory a third.
+    # Off: it scored higher on both manuals (benchmarks/learning.py --try prompt_gradients=..., 100
+    # faithful votes, one draw, held-out accuracy on pairs no checkpoint was chosen on): Rust's
+    # book 0.78 against 0.72 on the same votes (Xeon, bf16), LilyPond's French manual 0.92 against
+    # 0.89 (AMD, fp32; the 0.89 on pairs answered another time with the same counts). Its steps
+    # took 0.57x (bf16, rows of up to 576 tokens) and 0.45x (fp32, 800-token prompts) as long,
+    # its peak memory a third.
     prompt_gradients: bool = option(False, PROMPT_GRADIENTS, "method")
     model: str = option("auto", "start model: auto (the newest SFT model, else base), base, or a trained "
                                 "model's name", "model")
