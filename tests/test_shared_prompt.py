@@ -313,7 +313,7 @@ def test_the_trainers_train_an_adapter_with_the_prompts_frozen(pulled_base, tmp_
         assert not torch.allclose(moved[False], moved[True], atol=1e-6), method  # from other gradients
 
 
-def test_prompts_without_gradients_need_the_pairs_packed():
+def test_prompts_without_gradients_are_the_reward_models_default_where_the_pairs_are_packed():
     """Off by default for the reward model, on for DPO; with the pairs as two rows (``share_prompt``
     off) the prompts keep their gradients, and the memory estimate counts their activations."""
     from workbench.train import dpo, reward

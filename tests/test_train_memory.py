@@ -89,6 +89,8 @@ def test_prompts_without_gradients_keep_activations_for_the_answers_only(pulled_
     """With ``prompt_gradients`` off a step keeps the answers' activations and the whole pair's
     keys and values, not the prompt's activations: the estimate grows with the answers, hardly
     with the prompt; gradient checkpointing, or a model that runs two rows a pair, keeps them."""
+    from storage import Workspace
+    from workbench.train.estimate import estimate
     from workbench.train.reward import Config as RewardConfig
     from workbench.train.reward import memory_shape as reward_shape
 
@@ -113,9 +115,6 @@ def test_prompts_without_gradients_keep_activations_for_the_answers_only(pulled_
         (rows / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
         two_rows = memory.model_facts(rows)
         assert not two_rows["packs"] and activations(frozen, model=two_rows) == activations(trained, model=two_rows)
-
-        from storage import Workspace
-        from workbench.train.estimate import estimate
 
         def estimated(config):  # no earlier run to time: a step's FLOPs, the prompts forward only when frozen
             return estimate("train", config, pulled_base[1], 100, Workspace(tmp_path / "ws"), False, 960,

@@ -13,7 +13,7 @@ from workbench.train.config import EARLY_STOPPING_HELP, TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
 from workbench.train.preference import (HELD_OUT, PROMPT_GRADIENTS, SHARE_PROMPT, check_pair_options, pair_setup,
-                                       preference_preflight)
+                                       preference_preflight, prompts_without_gradients)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 read_rows = rows_of.preference_pairs  # how the method reads its data file (the Train tab's preview too)
@@ -110,9 +110,9 @@ def memory_shape(config: Config) -> Shape:
     # that cannot be packed (sliding-window attention, a family not in the decoder table) runs two
     # rows a pair, and a mixture of experts computes every token's logits for its router's loss:
     # ``memory.packing`` reads which from the model's config; with prompt_gradients off the answers
-    # alone keep activations (``memory.prompt_frozen``).
+    # alone keep activations (``memory.answers_only``).
     return Shape(sequences_per_row=2, completion_logits=config.share_prompt,
-                 frozen_prompt=config.share_prompt and not config.prompt_gradients)
+                 frozen_prompt=prompts_without_gradients(config))
 
 
 def losses(config: Config) -> dict:

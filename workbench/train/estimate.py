@@ -27,9 +27,7 @@ def speed_options(options: dict[str, Any]) -> tuple[bool, bool]:
 def measured_step_seconds(workspace: Workspace, kind: str, config) -> float | None:
     """The median time a step took in finished runs of this method on this start model, with the
     same ``speed_options`` as ``config``."""
-    import dataclasses
-
-    rates, wanted = [], speed_options(dataclasses.asdict(config))
+    rates, wanted = [], speed_options(vars(config))
     for run in RunStore(workspace.runs).all()[:50]:
         recorded = run.config()
         if not isinstance(recorded, dict) or recorded.get("kind") != kind:
@@ -61,12 +59,12 @@ def estimate(kind: str, config, model_path: str, rows: int, workspace: Workspace
     if measured:
         step_s, basis = measured, "measured in earlier runs of this method and model"
     else:
-        tokens = batch * shape.sequences_per_row * sequence * config.grad_accum
-        flops = 6 * params * tokens * shape.flops_factor
-        if memory.prompt_frozen(shape, facts, fitted.gradient_checkpointing, sequence, completion):
+        if memory.answers_only(shape, facts, fitted.gradient_checkpointing, sequence, completion):
             # the prompts forward only (2 FLOPs a weight and token), the answers forward and back
             prompts, answers = batch * (sequence - completion), batch * shape.sequences_per_row * completion
             flops = params * (2 * prompts + 6 * answers) * config.grad_accum * shape.flops_factor
+        else:
+            flops = 6 * params * batch * shape.sequences_per_row * sequence * config.grad_accum * shape.flops_factor
         rate = GPU_FLOPS.get(precision, 3e13) if cuda else CPU_FLOPS_PER_CORE * cores
         step_s, basis = flops / rate, "from the FLOPs of a step (no earlier run to measure)"
     seconds = steps * step_s

@@ -20,7 +20,7 @@ activations as two rows a pair either way (packing on a CPU saved 17 % of the re
 not the half of its tokens), and DPO's logits over the completions only where the start model
 packs and has no router (``logits_cut``): 15.0 GiB for that run, and 21.6 with every token's
 logits for a model that runs two rows a pair or a mixture of experts. With the prompts run
-without gradients (``prompt_gradients`` off; ``prompt_frozen``) a step keeps the answers'
+without gradients (``prompt_gradients`` off; ``answers_only``) a step keeps the answers'
 activations and each layer's keys and values of the whole pair, not the prompts' activations: in
 fp32 with 800-token RAG prompts, one step (``benchmarks/loop_time.py --votes 24 --steps 1 --option
 prompt_gradients=false --option precision=fp32 --against batch_size=1``), the reward model peaked
@@ -144,7 +144,7 @@ def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *,
     per_layer = width * (6 * hidden + 4 * intermediate) + width * (6 * hidden + intermediate)
     if checkpointing:  # one input kept per layer, one layer's full activations at a time
         activations = tokens * (layers * width * hidden + per_layer)
-    elif prompt_frozen(shape, facts, checkpointing, sequence, completion):
+    elif answers_only(shape, facts, checkpointing, sequence, completion):
         # the answers' activations; per layer, the keys and values of the whole packed pair (the
         # prompt's cached ones joined to the answers', and repeated to every query head) kept for
         # the backward pass; and the prompt's cache itself
@@ -166,7 +166,7 @@ def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *,
     return Need(int(total), parts)
 
 
-def prompt_frozen(shape: Shape, facts: dict[str, Any], checkpointing: bool, sequence: int, completion: int) -> bool:
+def answers_only(shape: Shape, facts: dict[str, Any], checkpointing: bool, sequence: int, completion: int) -> bool:
     """Whether a step keeps activations for the answers only: the method runs its prompts without
     gradients (``shared_prompt.split_run``), which needs a model that packs and no gradient
     checkpointing (a replayed layer cannot hold a cache)."""

@@ -23,6 +23,12 @@ PROMPT_GRADIENTS = ("train through the prompts' tokens too; off: a training step
                     "or gradient checkpointing on, the prompts keep their gradients")
 
 
+def prompts_without_gradients(config) -> bool:
+    """Whether a method's options ask for its prompts to run without gradients: ``prompt_gradients``
+    off, with the pairs packed (``share_prompt``); the model and gradient checkpointing decide the rest."""
+    return config.share_prompt and not config.prompt_gradients
+
+
 def check_pair_options(config) -> None:
     """The checks of the options DPO and the reward model share."""
     if not 0 < config.eval_fraction < 1:
@@ -96,11 +102,13 @@ def pair_setup(config, job, head: str = "causal-lm"):
     if not config.prompt_gradients:
         from workbench.train.shared_prompt import supported
 
-        job.log("share_prompt is off: the prompts keep their gradients (they run without them only in a packed pair)"
-                if not config.share_prompt else
-                "this model runs two rows a pair (train.shared_prompt): the prompts keep their gradients"
-                if not supported(model) else
-                "gradient checkpointing is on: the prompts keep their gradients (a cached prompt cannot be replayed)"
-                if checkpointing else "prompts run without gradients in training: the answers' tokens are trained "
-                "through, reading the prompts' cached keys and values")
+        if not config.share_prompt:
+            job.log("share_prompt is off: the prompts keep their gradients (they run without them only in a packed pair)")
+        elif not supported(model):
+            job.log("this model runs two rows a pair (train.shared_prompt): the prompts keep their gradients")
+        elif checkpointing:
+            job.log("gradient checkpointing is on: the prompts keep their gradients (a cached prompt cannot be replayed)")
+        else:
+            job.log("prompts run without gradients in training: the answers' tokens are trained through, reading "
+                    "the prompts' cached keys and values")
     return precision, spec, tokenizer, pairs, held, model, max_length, checkpointing

@@ -13,7 +13,7 @@ from workbench.train.config import MIN_STEPS_HELP, TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
 from workbench.train.preference import (HELD_OUT, PROMPT_GRADIENTS, SHARE_PROMPT, check_pair_options, pair_setup,
-                                       preference_preflight)
+                                       preference_preflight, prompts_without_gradients)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 read_rows = rows_of.preference_pairs  # how the method reads its data file (the Train tab's preview too)
@@ -82,7 +82,7 @@ class Config(TrainConfig):
 
 def memory_shape(config) -> Shape:
     # chosen and rejected; a one-logit head; answers trained through after a prompt without gradients
-    return Shape(sequences_per_row=2, vocab_logits=False, frozen_prompt=config.share_prompt and not config.prompt_gradients)
+    return Shape(sequences_per_row=2, vocab_logits=False, frozen_prompt=prompts_without_gradients(config))
 
 
 def preflight(config: Config, settings: Settings) -> Preflight:
