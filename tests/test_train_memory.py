@@ -6,6 +6,7 @@ too small to measure refused with the number needed."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 
@@ -268,9 +269,9 @@ def test_a_cpu_trains_in_the_precision_its_workspace_recorded(train_env, wb, set
 
 def test_the_time_estimate_reads_earlier_runs_with_the_same_speed_options(train_env, settings):
     """A step's time comes from earlier runs of the method whose options that change it (pairs
-    packed, the prompts' gradients) are the same; a run recorded before ``prompt_gradients``
-    existed had it on, and pairs not packed keep their prompts' gradients whatever it says. With
-    none to read, it comes from the FLOPs of a step."""
+    packed, the prompts' gradients, the precision) are the same, scaled to the rows a step takes;
+    a run recorded before ``prompt_gradients`` existed had it on, and pairs not packed keep their
+    prompts' gradients whatever it says. With none to read, it comes from the FLOPs of a step."""
     from storage import RunStore
     from workbench.train.estimate import estimate_for
     from workbench.train.reward import Config
@@ -287,6 +288,9 @@ def test_the_time_estimate_reads_earlier_runs_with_the_same_speed_options(train_
         estimate_for(settings, "train.reward", {"prompt_gradients": True})["text"]
     assert "(8.00 s a step, measured in earlier runs" in \
         estimate_for(settings, "train.reward", {"share_prompt": False})["text"]
+    # twice the rows a step, twice the time; another precision has not been measured
+    assert "(2.00 s a step, measured in earlier runs" in estimate_for(settings, "train.reward", {"grad_accum": 2})["text"]
+    assert "from the FLOPs of a step" in estimate_for(settings, "train.reward", {"precision": "fp32"})["text"]
     assert "from the FLOPs of a step" in estimate_for(settings, "train.reward", {"model": "base"})["text"]
 
 
@@ -308,3 +312,73 @@ def test_the_reward_model_takes_more_steps_than_dpo_from_the_same_votes(train_en
     assert estimate_for(settings, "train.reward", {**plain, "dataset": "eight.jsonl"})["steps"] == 12  # six passes at most
     with pytest.raises((ConfigError, ValueError), match="min_steps"):
         get_kind("train.reward").config({"min_steps": 0})
+
+
+def test_weights_are_counted_in_the_dtype_each_precision_loads_them_in(pulled_base):
+    """fp16 training keeps fp32 weights (autocast does the half-precision work), so its weights
+    and the models beside the policy count 4 bytes a parameter, as fp32's do; bf16's count 2.
+    The estimate and the loader read the same table."""
+    from workbench.train.modeling import choose_precision
+    from workbench.train.ppo import Config as PpoConfig
+    from workbench.train.ppo import memory_shape as ppo_shape
+
+    facts = memory.model_facts(pulled_base[1])
+    params, shape = facts["parameters"], ppo_shape(PpoConfig())
+
+    def parts(precision):
+        return memory.need(facts, shape, 1, 256, cuda=True, precision=precision).parts
+
+    assert parts("fp16")["weights"] == parts("fp32")["weights"] == 4 * params
+    assert parts("fp16")["other_models"] == 2 * 4 * params  # the reward and value models, each the policy's size here
+    assert parts("bf16")["weights"] == 2 * params
+    assert parts("fp16")["activations"] == parts("bf16")["activations"] < parts("fp32")["activations"]
+    for name in ("fp32", "bf16"):  # fp16 loads only on a CUDA GPU
+        assert choose_precision(name).dtype.itemsize * params == parts(name)["weights"], name
+
+
+def _reward_model(folder: Path, base: Path, hidden: int) -> int:
+    """A sequence-classification model on the base's tokenizer, ``hidden`` wide; its parameters
+    as the estimate reads them (from its weights' file size, within a header's bytes)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, LlamaConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id)
+    model = AutoModelForSequenceClassification.from_config(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "manifest.json").write_text(json.dumps({"kind": "reward-model", "method": "reward"}))
+    params = memory.model_facts(folder)["parameters"]
+    assert params == pytest.approx(sum(p.numel() for p in model.parameters()), rel=1e-3)
+    return params
+
+
+def test_models_loaded_beside_the_policy_are_counted_at_their_own_size(train_env, settings, tiny_base):
+    """PPO loads its reward and value models from the reward model's folder and GRPO its reward
+    model: a reward model far larger than the policy is counted at its own size, before the run
+    (the preflight, the Train tab's estimate) and at its start (the summary the launch reads).
+    The host's RAM is shared by a run's processes, each holding a whole copy, in the estimate as
+    at the launch."""
+    from workbench.train.estimate import estimate_for
+
+    ws = settings.workspace.ensure()
+    reward_params = _reward_model(ws.models / "big_rm", tiny_base, hidden=256)
+    small_params = _reward_model(ws.models / "small_rm", tiny_base, hidden=32)
+    facts = memory.model_facts(tiny_base)
+    assert reward_params > 4 * facts["parameters"]
+    for kind, copies in (("train.ppo", 2), ("train.grpo", 1)):
+        spec = get_kind(kind)
+        config = spec.config({"reward_model": "big_rm"})
+        summary = spec.preflight(config, settings).summary
+        assert summary["other_model_parameters"] == copies * reward_params, kind
+        shape = importlib.import_module(spec.module).memory_shape(config)
+        counted = memory.need(facts, shape, 1, 128, cuda=False, others=summary["other_model_parameters"])
+        assert counted.parts["other_models"] == copies * reward_params * 4, kind  # fp32 on this workspace's CPU
+        big, small = (estimate_for(settings, kind, {"reward_model": name})["memory_gib"] for name in ("big_rm", "small_rm"))
+        grown = copies * (reward_params - small_params) * 4 * memory.HEADROOM / memory.GIB
+        assert big - small == pytest.approx(grown, abs=0.02), kind
+    one = estimate_for(settings, "train.sft", {})
+    two = estimate_for(settings, "train.sft", {"num_processes": 2})
+    assert "of RAM available" in one["text"] and "to each of" not in one["text"]
+    assert "of RAM available to each of 2 processes" in two["text"], two["text"]

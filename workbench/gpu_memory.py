@@ -36,6 +36,7 @@ class Device:
     name: str
     total_gib: float
     free_gib: float
+    bf16: bool = True  # computes in bf16 natively (compute capability 8 and newer), where training picks it
 
 
 def devices(visible: str | None = None) -> list[Device]:
@@ -57,7 +58,9 @@ def devices(visible: str | None = None) -> list[Device]:
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             info = pynvml.nvmlDeviceGetMemoryInfo(handle)
             name = pynvml.nvmlDeviceGetName(handle)
-            out.append(Device(i, name.decode() if isinstance(name, bytes) else name, info.total / GIB, info.free / GIB))
+            major, _ = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            out.append(Device(i, name.decode() if isinstance(name, bytes) else name, info.total / GIB, info.free / GIB,
+                              major >= 8))
         return out
     finally:
         pynvml.nvmlShutdown()

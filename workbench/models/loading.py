@@ -144,7 +144,9 @@ def pick_device_dtype(workspace: Workspace | None = None) -> tuple[str, Any]:
     import torch
 
     if torch.cuda.is_available():
-        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        from workbench.runtime import cuda_has_native_bf16
+
+        return "cuda", torch.bfloat16 if cuda_has_native_bf16() else torch.float16
     from workbench.models.generation import cpu_bf16_pays
 
     return "cpu", torch.bfloat16 if cpu_bf16_pays() else torch.float32

@@ -65,7 +65,9 @@ def _probe(name: str) -> Precision:
     import torch
 
     if name.startswith("cuda:"):
-        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        from workbench.runtime import cuda_has_native_bf16
+
+        dtype = "bfloat16" if cuda_has_native_bf16() else "float16"
         return Precision("cuda", dtype, False, name, now_iso())
     from workbench.models.generation import cpu_bf16_pays
     from workbench.models.int8_decode import int8_pays

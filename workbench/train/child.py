@@ -26,7 +26,8 @@ def main(argv: list[str]) -> int:
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notes, not the run's news
     run = RunRecord(Path(argv[0]))
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    rank, world, local = (int(os.environ.get(key, default)) for key, default in
+                          (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
     resume = os.environ.get("WORKBENCH_RESUME_FROM") or None
     stored = run.config()
     module = importlib.import_module(get_kind(stored["kind"]).module)
@@ -40,7 +41,7 @@ def main(argv: list[str]) -> int:
 
     set_seed(config.seed)  # new heads (a reward model's score) and LoRA start the same way each run
     context = JobContext.of(run, settings, resume_from=resume, silent=rank != 0)
-    job = TrainJob(**vars(context), rank=rank, world_size=world)
+    job = TrainJob(**vars(context), rank=rank, world_size=world, local_rank=local)
     try:
         result = module.train(config, job)
     except Cancelled as exc:

@@ -25,25 +25,30 @@ def speed_options(options: dict[str, Any]) -> tuple[bool, bool]:
 
 
 def measured_step_seconds(workspace: Workspace, kind: str, config) -> float | None:
-    """The median time a step took in finished runs of this method on this start model, with the
-    same ``speed_options`` as ``config``."""
-    rates, wanted = [], speed_options(vars(config))
+    """The time a step of ``config`` takes, from the median speed of earlier runs of this method
+    on this start model with the same ``speed_options``, precision and processes, in rows a
+    second: a run of another effective batch (batch_size x grad_accum) takes as much longer."""
+    rates, wanted = [], (speed_options(vars(config)), config.precision, config.num_processes)
     for run in RunStore(workspace.runs).all()[:50]:
         recorded = run.config()
         if not isinstance(recorded, dict) or recorded.get("kind") != kind:
             continue
         options = recorded.get("config") or {}
-        if options.get("model") != config.model or speed_options(options) != wanted:
+        if options.get("model") != config.model or \
+                (speed_options(options), options.get("precision", "auto"), options.get("num_processes", 1)) != wanted:
             continue
-        rates += [m["steps_per_s"] for m in run.metrics() if m.get("steps_per_s")]
-    return 1 / statistics.median(rates) if rates else None
+        rows = (options.get("batch_size") or 1) * (options.get("grad_accum") or 1)
+        rates += [m["steps_per_s"] * rows for m in run.metrics() if m.get("steps_per_s")]
+    return config.batch_size * config.grad_accum / statistics.median(rates) if rates else None
 
 
 def estimate(kind: str, config, model_path: str, rows: int, workspace: Workspace,
-             cuda: bool, sequence: int, shape, available: int, cores: int = 2, completion: int = 0) -> dict[str, Any]:
-    """Memory (``train.memory``: the micro-batch that fits in ``available`` bytes) and time of a
-    run of ``config`` (the method's ``TrainConfig``) over ``rows`` rows at ``sequence`` tokens
-    (``completion``: the longest answer's, where only they get logits)."""
+             cuda: bool, sequence: int, shape, available: int, cores: int = 2, completion: int = 0,
+             others: int | None = None, where: str = "") -> dict[str, Any]:
+    """Memory (``train.memory``: the micro-batch that fits in ``available`` bytes, ``where`` says
+    which) and time of a run of ``config`` (the method's ``TrainConfig``) over ``rows`` rows at
+    ``sequence`` tokens (``completion``: the longest answer's, where only they get logits;
+    ``others``: the parameters of the models loaded beside the policy, as ``memory.need`` takes them)."""
     from workbench.train.config import optimizer_steps
 
     facts = memory.model_facts(model_path)
@@ -51,7 +56,7 @@ def estimate(kind: str, config, model_path: str, rows: int, workspace: Workspace
     if not params:
         return {"text": "No estimate: the start model's weights are not in a local folder."}
     fitted = memory.fit(facts, shape, config, sequence, available, cuda=cuda, workspace=workspace,
-                        completion=completion)
+                        completion=completion, others=others)
     precision = memory.precision_of(config, cuda, workspace)
     batch = config.batch_size
     steps = optimizer_steps(config, rows, config.num_processes)
@@ -68,7 +73,7 @@ def estimate(kind: str, config, model_path: str, rows: int, workspace: Workspace
         rate = GPU_FLOPS.get(precision, 3e13) if cuda else CPU_FLOPS_PER_CORE * cores
         step_s, basis = flops / rate, "from the FLOPs of a step (no earlier run to measure)"
     seconds = steps * step_s
-    where = "free on the GPU" if cuda else "of RAM free"
+    where = where or ("free on the GPU" if cuda else "of RAM available")
     text = (f"On this {'GPU' if cuda else f'CPU ({cores} cores)'}: {memory.describe(fitted, available, where)}; "
             f"**{_duration(seconds)}** for {counted(steps, 'step')} ({step_s:.2f} s a step, {basis}).")
     if not fitted.fits:
@@ -111,9 +116,10 @@ def estimate_for(settings, kind: str, config: dict[str, Any]) -> dict[str, Any]:
     summary = checked.summary if checked is not None else {}
     rows = summary.get("training_pairs") or summary.get("rows") or summary.get("prompts") or 0
     cuda = cuda_available()
-    available = (memory.gpu_free_bytes() if cuda else None) or memory.host_memory(free=True, cap_gb=settings.train_memory_gb)
+    available, where = memory.room(settings.train_memory_gb, typed.num_processes, free=True, cuda=cuda)
     out = estimate(kind, typed, spec.path, rows, settings.workspace, cuda, summary.get("sequence_tokens") or 512,
-                   module.memory_shape(typed), available, os.cpu_count() or 1, summary.get("completion_tokens") or 0)
+                   module.memory_shape(typed), available, os.cpu_count() or 1, summary.get("completion_tokens") or 0,
+                   summary.get("other_model_parameters"), where)
     out["text"] += "".join(f"\n\n⚠ {w}" for w in (checked.warnings if checked is not None else []))
     return out
 

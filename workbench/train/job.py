@@ -69,6 +69,7 @@ class TrainJob(JobContext):
     """A training rank's context in the child: the job's, with the rank and what it loaded."""
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0  # the rank's index on its machine: its GPU
     models_loaded: list[str] = field(default_factory=list)  # what the memory estimate must count
 
     @property
@@ -99,7 +100,7 @@ class TrainJob(JobContext):
         from workbench.train.modeling import load_model
 
         self.models_loaded.append("policy")
-        return load_model(spec, config, precision, **kwargs)
+        return load_model(spec, config, precision, gpu=self.local_rank, **kwargs)
 
     def load_scorer(self, folder: Path, precision: Precision, pad_token_id: int | None, role: str):
         """A full one-logit scoring model loaded beside the policy: GRPO's reward model, PPO's

@@ -146,25 +146,24 @@ def _fit_memory(config: TrainConfig, context: JobContext) -> None:
     if not sequence or shape is None or not facts["parameters"]:
         return
     visible = ",".join(map(str, context.gpus)) if context.gpus else None
-    gpus = devices(visible)
-    if gpus:
-        fitted = memory.fit(facts, shape(config), config, sequence, memory.gpu_free_bytes(visible), cuda=True,
-                            completion=completion)
-        if not fitted.fits:  # ask the web process for its GPU memory, or refuse with the estimate
-            run.update(gpu_memory=make_room(context.workspace, fitted.need.gib, reporter.log,
-                                            free=lambda: devices(visible)))
-            fitted = memory.fit(facts, shape(config), config, sequence, memory.gpu_free_bytes(visible), cuda=True,
-                                completion=completion)
-        available, where = memory.gpu_free_bytes(visible), "free on the GPU"
-    else:
-        # every rank holds a whole copy of the model in the same RAM
-        available = memory.host_memory(free=True, cap_gb=settings.train_memory_gb) // config.num_processes
-        where = "of RAM available" + (f" to each of {config.num_processes} processes" if config.num_processes > 1 else "")
-        fitted = memory.fit(facts, shape(config), config, sequence, available, cuda=False,
-                            workspace=context.workspace, completion=completion)
-        if not fitted.fits:
-            raise WorkbenchError(f"not enough memory free to start: this run needs {memory.describe(fitted, available, where)}; "
-                                 "wait for the other jobs to finish, or lower max_length or max_prompt_length")
+    others = summary.get("other_model_parameters")
+    cuda = bool(devices(visible))
+
+    def fitted_in(available: int):
+        return memory.fit(facts, shape(config), config, sequence, available, cuda=cuda, workspace=context.workspace,
+                          completion=completion, others=others)
+
+    available, where = memory.room(settings.train_memory_gb, config.num_processes, free=True, cuda=cuda, visible=visible)
+    fitted = fitted_in(available)
+    if cuda and not fitted.fits:  # ask the web process for its GPU memory, or refuse with the estimate
+        run.update(gpu_memory=make_room(context.workspace, fitted.need.gib, reporter.log,
+                                        free=lambda: devices(visible)))
+        available, where = memory.room(settings.train_memory_gb, config.num_processes, free=True, cuda=cuda,
+                                       visible=visible)
+        fitted = fitted_in(available)
+    elif not fitted.fits:
+        raise WorkbenchError(f"not enough memory free to start: this run needs {memory.describe(fitted, available, where)}; "
+                             "wait for the other jobs to finish, or lower max_length or max_prompt_length")
     changes = fitted.changes(config)
     run.update(memory_fit={"gib": round(fitted.need.gib, 2), "available_gib": round(available / memory.GIB, 2),
                            **changes})

@@ -44,6 +44,10 @@ GIB = 1024 ** 3
 LOGIT_COPIES = 4  # fp32 logits, their log-softmax, its gradient, and the reference's or a cast's
 HEADROOM = 1.2  # allocator slack and short-lived copies (fitted on the runs above)
 RUNTIME_BYTES = {"cpu": int(0.8 * GIB), "cuda": int(0.5 * GIB)}  # torch, the libraries, the CUDA context
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+# the dtype of the weights each training precision loads (``modeling.choose_precision``): fp16
+# training keeps fp32 weights and lets autocast do the half-precision work
+WEIGHT_DTYPE = {"bf16": "bfloat16", "fp16": "float32", "fp32": "float32"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ def model_facts(path: str | Path) -> dict[str, Any]:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         config = {}
-    stored = {"float32": 4, "bfloat16": 2, "float16": 2}.get(str(config.get("dtype") or config.get("torch_dtype")), 4)
+    stored = DTYPE_BYTES.get(str(config.get("dtype") or config.get("torch_dtype")), 4)
     hidden = config.get("hidden_size", 1024)
     heads = config.get("num_attention_heads") or 16
     packs, router = packing(folder, config)
@@ -128,12 +132,17 @@ def packing(folder: Path, config: dict[str, Any]) -> tuple[bool, bool]:
 
 def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *, cuda: bool,
          precision: str = "fp32", quantization: str = "none", checkpointing: bool = False,
-         completion: int = 0) -> Need:
+         completion: int = 0, others: int | None = None) -> Need:
     """Peak memory of one training step at micro-batch ``batch_size`` and ``sequence`` tokens
-    (``completion``: the longest answer's tokens, where only they get logits)."""
+    (``completion``: the longest answer's tokens, where only they get logits; ``others``: the
+    parameters of the models ``shape.other_models`` names, all together, where their folders
+    are known, else each counted at the policy's size)."""
     params = facts["parameters"] or 0
     half = precision in ("bf16", "fp16")
-    per_weight = 0.55 if quantization == "4bit" else (2 if half else 4)
+    weight_bytes = DTYPE_BYTES[WEIGHT_DTYPE[precision]]
+    per_weight = 0.55 if quantization == "4bit" else weight_bytes
+    if others is None:
+        others = len(shape.other_models) * params
     tokens = batch_size * shape.sequences_per_row * sequence
     hidden, layers, intermediate = facts["hidden"], facts["layers"], facts["intermediate"]
     # bf16 autocast on a CPU keeps fp32 copies beside the bf16 activations (RMSNorm's upcast, LoRA's
@@ -160,7 +169,7 @@ def need(facts: dict[str, Any], shape: Shape, batch_size: int, sequence: int, *,
         "activations": int(activations),
         "logits": int(logit_tokens(shape, facts, batch_size, sequence, completion) * facts["vocab"] * 4 * LOGIT_COPIES)
         if shape.vocab_logits else 0,
-        "other_models": int(len(shape.other_models) * params * (2 if half else 4)),
+        "other_models": int(others * weight_bytes),
     }
     total = sum(parts.values()) * HEADROOM + RUNTIME_BYTES["cuda" if cuda else "cpu"]
     return Need(int(total), parts)
@@ -181,12 +190,12 @@ def logit_tokens(shape: Shape, facts: dict[str, Any], batch_size: int, sequence:
 
 
 def fit(facts: dict[str, Any], shape: Shape, config, sequence: int, available: int, *, cuda: bool,
-        workspace: Workspace | None = None, completion: int = 0) -> Fit:
+        workspace: Workspace | None = None, completion: int = 0, others: int | None = None) -> Fit:
     """The largest micro-batch (halving from ``batch_size``, the accumulation growing to keep
     the effective batch) that fits in ``available`` bytes, without gradient checkpointing when
     possible; at micro-batch 1 with checkpointing, the fit that does not fit (``fits`` False).
     ``config``: the method's ``TrainConfig``; ``workspace``: whose recorded CPU precision ``auto`` follows;
-    ``completion``: the longest answer's tokens (``need``)."""
+    ``completion`` and ``others``: as ``need`` takes them."""
     precision = precision_of(config, cuda, workspace)
     options = {"on": [True], "off": [False]}.get(config.gradient_checkpointing, [False, True])
     effective = config.batch_size * config.grad_accum
@@ -195,7 +204,8 @@ def fit(facts: dict[str, Any], shape: Shape, config, sequence: int, available: i
         batch = config.batch_size
         while True:
             n = need(facts, shape, batch, sequence, cuda=cuda, precision=precision,
-                     quantization=config.quantization, checkpointing=checkpointing, completion=completion)
+                     quantization=config.quantization, checkpointing=checkpointing, completion=completion,
+                     others=others)
             last = Fit(batch, math.ceil(effective / batch), checkpointing, n, n.bytes <= available)
             if last.fits or batch == 1:
                 break
@@ -208,25 +218,20 @@ def fit(facts: dict[str, Any], shape: Shape, config, sequence: int, available: i
 
 
 def precision_of(config, cuda: bool, workspace: Workspace | None = None) -> str:
-    """The precision a ``TrainConfig`` trains in: ``auto`` is bf16 on a GPU; on a CPU, bf16 where
-    the workspace's recorded decision for this CPU says so (``modeling.choose_precision``), else
-    fp32 (also before any decision is recorded: the larger estimate). Reads only."""
+    """The precision a ``TrainConfig`` trains in, as ``modeling.choose_precision`` picks it:
+    ``auto`` is bf16 on GPUs that compute in it (compute capability 8 and newer), else fp16; on a
+    CPU, bf16 where the workspace's recorded decision for this CPU says so, else fp32 (also before
+    any decision is recorded: the larger estimate). Reads only."""
     if config.precision != "auto":
         return config.precision
     if cuda:
-        return "bf16"
+        from workbench.gpu_memory import devices
+
+        return "bf16" if all(d.bf16 for d in devices()) else "fp16"
     from workbench.models.precision import recorded
 
     decision = recorded(workspace) if workspace is not None else None
     return "bf16" if decision is not None and decision.dtype == "bfloat16" else "fp32"
-
-
-def gpu_free_bytes(visible: str | None = None) -> int | None:
-    """Free memory on the tightest of the visible GPUs (each rank holds a whole copy); None without a GPU."""
-    from workbench.gpu_memory import devices
-
-    gpus = devices(visible)
-    return int(min(d.free_gib for d in gpus) * GIB) if gpus else None
 
 
 def describe(fitted: Fit, available: int, where: str) -> str:
@@ -234,6 +239,23 @@ def describe(fitted: Fit, available: int, where: str) -> str:
     return (f"about {fitted.need.gib:.1f} GiB at micro-batch {fitted.batch_size} x {fitted.grad_accum} accumulation"
             f"{', gradient checkpointing' if fitted.gradient_checkpointing else ''} ({parts}); "
             f"{available / GIB:.1f} GiB {where}")
+
+
+def room(cap_gb: float, processes: int, *, free: bool, cuda: bool, visible: str | None = None) -> tuple[int, str]:
+    """Bytes a run may plan for, and where they are: on a machine with a GPU (``cuda``), the
+    tightest visible GPU's memory (free now, or in all); else the host's RAM (``host_memory``)
+    divided among the run's ``processes``, each rank holding a whole copy of the model. Reads only."""
+    from workbench.gpu_memory import devices
+
+    gpus = devices(visible) if cuda else []
+    if gpus:
+        return (int(min(d.free_gib if free else d.total_gib for d in gpus) * GIB),
+                "free on the GPU" if free else "on the GPU")
+    where = ("of RAM for training (WORKBENCH_TRAIN_MEMORY_GB)" if cap_gb > 0 else
+             "of RAM available" if free else "of RAM on this machine")
+    if processes > 1:
+        where += f" to each of {processes} processes"
+    return host_memory(free, cap_gb) // max(1, processes), where
 
 
 def host_memory(free: bool, cap_gb: float = 0.0) -> int:

@@ -43,21 +43,23 @@ def choose_precision(setting: str, workspace: Workspace | None = None) -> Precis
     slower). Without a workspace, fp32 on a CPU unless asked for."""
     import torch
 
+    from workbench.train.memory import WEIGHT_DTYPE
+
     on_gpu = torch.cuda.is_available()
     if setting == "auto":
         if on_gpu:
-            setting = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            from workbench.runtime import cuda_has_native_bf16
+
+            setting = "bf16" if cuda_has_native_bf16() else "fp16"
         else:
             from workbench.models.precision import decide
 
             setting = "bf16" if workspace is not None and decide(workspace).dtype == "bfloat16" else "fp32"
     if setting == "fp16" and not on_gpu:
         raise ValueError("fp16 training needs a CUDA GPU; use precision=fp32 or bf16 on CPU")
-    if setting == "bf16":
-        return Precision(torch.bfloat16, True, False, "bf16")
-    if setting == "fp16":  # weights stay fp32; autocast does the half-precision work
-        return Precision(torch.float32, False, True, "fp16")
-    return Precision(torch.float32, False, False, "fp32")
+    # the memory estimate counts the weights in the same dtype (fp16: fp32 weights, autocast does
+    # the half-precision work)
+    return Precision(getattr(torch, WEIGHT_DTYPE[setting]), setting == "bf16", setting == "fp16", setting)
 
 
 def use_gradient_checkpointing(config: TrainConfig, parameters: int) -> bool:
@@ -99,18 +101,17 @@ def load_tokenizer(spec: ModelSpec):
 
 
 def load_model(spec: ModelSpec, config: TrainConfig, precision: Precision, head: str = "causal-lm",
-               num_labels: int = 1, pad_token_id: int | None = None):
+               num_labels: int = 1, pad_token_id: int | None = None, gpu: int = 0):
     """The start model with every adapter of its lineage merged in, ready for a new LoRA.
-    ``head="classifier"`` loads a sequence-classification model (reward and value models)."""
+    ``head="classifier"`` loads a sequence-classification model (reward and value models);
+    ``gpu``: the rank's GPU, where QLoRA's 4-bit weights are placed as they load."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {"dtype": precision.dtype, "trust_remote_code": False, "use_safetensors": True}
     if config.quantization == "4bit":
         kwargs["quantization_config"] = quantization_config(precision)
         if cuda_available():
-            import os
-
-            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+            kwargs["device_map"] = {"": gpu}
     if head == "classifier":
         model = AutoModelForSequenceClassification.from_pretrained(spec.path, num_labels=num_labels, **kwargs)
         if pad_token_id is not None:

@@ -50,8 +50,9 @@ def prompt_preflight(config, settings: Settings, reward_model: str, memory_shape
     prompts = rows_of.prompts(train_file)
     batch_fits(config, len(prompts), "prompts")
     tokenizer = load_tokenizer(spec)
-    if reward_model:
-        reward_model_spec(settings, reward_model, tokenizer)
+    shape = memory_shape(config)
+    # every model loaded beside the policy (PPO's reward and value models) comes from the reward model's folder
+    others = [reward_model_spec(settings, reward_model, tokenizer)[0]] * len(shape.other_models) if reward_model else []
     budget = f" plus {config.max_completion_length} answer tokens"
     longest = prompts_fit(config, tokenizer, prompts, budget, current_system_prompt(settings.workspace).text)
     if config.max_length and config.max_length < longest + config.max_completion_length:
@@ -59,4 +60,4 @@ def prompt_preflight(config, settings: Settings, reward_model: str, memory_shape
     sequence = config.max_length or longest + config.max_completion_length
     return Preflight({"train": train_file, **system_input(settings.workspace)}, device_notes(config),
                      {"prompts": len(prompts), "longest_prompt_tokens": longest,
-                      **memory_fits(config, settings, spec, memory_shape(config), sequence)})
+                      **memory_fits(config, settings, spec, shape, sequence, others=others)})

@@ -45,7 +45,7 @@ def preference_preflight(config, settings: Settings, shape_of) -> Preflight:
     held = eval_file(ws, config, ws.data / HELD_OUT)
     if held is not None:
         rows_of.preference_pairs(held)
-    train_rows = len(pairs) if held is not None or config.eval_dataset.lower() == rows_of.NONE else \
+    train_rows = len(pairs) if held is not None or config.eval_dataset.strip().lower() == rows_of.NONE else \
         len(rows_of.held_out_split(pairs, config.eval_fraction, config.seed)[0])
     batch_fits(config, train_rows, "training pairs")
     from workbench.train.modeling import load_tokenizer
@@ -65,7 +65,7 @@ def split_pairs(config, job) -> tuple[list[dict], list[dict]]:
     pairs = rows_of.preference_pairs(job.input("train"))
     if job.input("eval"):
         return pairs, rows_of.preference_pairs(job.input("eval"))
-    if config.eval_dataset.lower() == rows_of.NONE:
+    if config.eval_dataset.strip().lower() == rows_of.NONE:
         return pairs, []
     return rows_of.held_out_split(pairs, config.eval_fraction, config.seed)
 

@@ -144,35 +144,31 @@ def cut_prompts(config: TrainConfig, tokenizer, prompts: list[str], log=None, sy
 
 
 def memory_fits(config: TrainConfig, settings: Settings, spec: ModelSpec, shape, sequence: int,
-                completion: int = 0) -> dict:
+                completion: int = 0, others: list[str | Path] = ()) -> dict:
     """Refuse, before anything is queued, a run this machine cannot hold even at micro-batch 1
     with gradient checkpointing (its GPU's memory, else its RAM); what the start-time fit needs
     (``launch``): the sequence length, the longest completion (``completion``: its tokens with
-    the template's, where only they get logits), and the estimate at the asked batch."""
+    the template's, where only they get logits), the parameters of the models loaded beside the
+    policy (``others``: their folders, one per model, as ``shape.other_models`` names them), and
+    the estimate at the asked batch."""
     from workbench.train import memory
     from workbench.train.modeling import cuda_available
 
     facts = memory.model_facts(spec.path)
-    summary = {"sequence_tokens": sequence, **({"completion_tokens": completion} if completion else {})}
+    sizes = [memory.model_facts(folder)["parameters"] for folder in others]
+    summary = {"sequence_tokens": sequence, **({"completion_tokens": completion} if completion else {}),
+               **({"other_model_parameters": sum(sizes)} if sizes and all(sizes) else {})}
     if not facts["parameters"]:
         return summary
     cuda = cuda_available()
-    total = memory.host_memory(free=False, cap_gb=settings.train_memory_gb) // config.num_processes  # a copy per rank
-    where = "of RAM for training (WORKBENCH_TRAIN_MEMORY_GB)" if settings.train_memory_gb else "of RAM on this machine"
-    if config.num_processes > 1:
-        where += f" shared by {config.num_processes} processes"
-    if cuda:
-        from workbench.gpu_memory import GIB, devices
-
-        gpus = devices()
-        if gpus:
-            total, where = int(min(d.total_gib for d in gpus) * GIB), "on the GPU"
+    total, where = memory.room(settings.train_memory_gb, config.num_processes, free=False, cuda=cuda)
+    others_size = summary.get("other_model_parameters")
     asked = memory.need(facts, shape, config.batch_size, sequence, cuda=cuda,
                         precision=memory.precision_of(config, cuda, settings.workspace),
                         quantization=config.quantization, checkpointing=config.gradient_checkpointing == "on",
-                        completion=completion)
+                        completion=completion, others=others_size)
     fitted = memory.fit(facts, shape, config, sequence, total, cuda=cuda, workspace=settings.workspace,
-                        completion=completion)
+                        completion=completion, others=others_size)
     if not fitted.fits:
         raise WorkbenchError(f"this run does not fit on this machine even at micro-batch 1 with gradient checkpointing: "
                              f"it needs {memory.describe(fitted, total, where)}; lower max_length or max_prompt_length, "
