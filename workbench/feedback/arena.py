@@ -92,16 +92,14 @@ def model_version(settings: Settings, name: str) -> str:
     return f"{manifest.get('run_id', '')}@{manifest.get('created', '')}" if isinstance(manifest, dict) else ""
 
 
-ANSWERING = ("sft", "dpo", "grpo", "ppo", "merge")
-
-
 def default_sides(settings: Settings) -> tuple[str, str, str]:
     """The models new pairs compare unless a trainer picks others: the newest trained model that
     answers against its parent; the base against itself (two temperatures) with a note saying why
     that is a weak comparison when there is nothing else."""
+    from workbench.models.registry import writes_answers
     from workbench.train.preflight import newest_trained
 
-    newest = newest_trained(settings.workspace, ANSWERING)
+    newest = newest_trained(settings.workspace, writes_answers)
     if newest:
         return newest, parent_model(settings, newest), ""
     return BASE, BASE, ("One model at two temperatures is a weak comparison: its answers often tie, and votes "

@@ -11,7 +11,7 @@ from typing import Any
 
 from storage import Unreadable, Workspace, read_json, read_manifest
 from workbench.errors import WorkbenchError
-from workbench.models.registry import list_workspace_models, resolve_base_model
+from workbench.models.registry import list_workspace_models, resolve_base_model, writes_answers
 
 BASE = "base"
 
@@ -40,8 +40,7 @@ def available_models(workspace: Workspace) -> list[str]:
     names = [BASE]
     for entry in list_workspace_models(workspace):
         manifest = entry.get("manifest") or {}
-        kind = f"{manifest.get('kind', '')} {manifest.get('method', '')}".lower()
-        if entry["name"] != BASE and manifest and "reward" not in kind:
+        if entry["name"] != BASE and manifest and writes_answers(manifest):
             names.append(entry["name"])
     return names
 

@@ -13,3 +13,9 @@ def resolve_base_model(base_model_setting: str, workspace: Workspace) -> str:
 
 def list_workspace_models(workspace: Workspace) -> list[dict[str, Any]]:
     return list_models(workspace.models)
+
+
+def writes_answers(manifest: dict[str, Any]) -> bool:
+    """Whether a model folder's manifest is a model that writes answers: any but a reward model
+    (``kind`` reward-model), which scores them."""
+    return "reward" not in f"{manifest.get('kind', '')} {manifest.get('method', '')}".lower()

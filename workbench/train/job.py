@@ -235,9 +235,10 @@ class TrainJob(JobContext):
         for role in ("train", "eval"):
             source = self.input(role)
             if source is not None:
+                with source.open("rb") as lines:
+                    rows = sum(1 for line in lines if line.strip())
                 datasets[role] = {"file": config.dataset if role == "train" else (config.eval_dataset or "(default)"),
-                                  "sha256": sha256_file(source), "copy": f"data/{role}.jsonl",
-                                  "rows": sum(1 for line in source.open("rb") if line.strip())}
+                                  "sha256": sha256_file(source), "copy": f"data/{role}.jsonl", "rows": rows}
         manifest = {
             "name": config.output_name, "kind": kind, "method": method,
             "base": self.settings.base_model or "base", "parent": config.model,

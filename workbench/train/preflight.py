@@ -15,18 +15,18 @@ from workbench.train.config import TrainConfig
 from workbench.train.data import NONE, data_file
 
 
-def newest_trained(workspace: Workspace, methods: tuple[str, ...]) -> str | None:
-    """The model trained last in this workspace by one of ``methods``, if any."""
+def newest_trained(workspace: Workspace, which) -> str | None:
+    """The model made last in this workspace whose manifest ``which`` accepts, if any."""
     from workbench.models.registry import list_workspace_models
 
     found = [(str(m.get("created", "")), e["name"]) for e in list_workspace_models(workspace)
-             for m in [e.get("manifest")] if isinstance(m, dict) and m.get("method") in methods]
+             for m in [e.get("manifest")] if isinstance(m, dict) and m.get("method") != "base" and which(m)]
     return max(found)[1] if found else None
 
 
 def newest_sft(workspace: Workspace) -> str | None:
     """The SFT model trained last in this workspace, if any."""
-    return newest_trained(workspace, ("sft",))
+    return newest_trained(workspace, lambda manifest: manifest.get("method") == "sft")
 
 
 def start_name(settings: Settings, name: str, pinned: dict | None = None) -> str:
