@@ -169,7 +169,8 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     assert code == 2 and "no reward model yet" in err
     assert default_sides(settings)[:2] == ("base", "base") and "weak comparison" in default_sides(settings)[2]
 
-    code, out, err = wb("train", "reward", "--max-steps", "8", "--learning-rate", "0.01", "--json")
+    code, out, err = wb("train", "reward", "--max-steps", "8", "--learning-rate", "0.01", "--early-stopping-patience", "0",
+                        "--json")
     reward = result_of(out)["result"]
     (score_run,) = queued_runs(settings, "pairs.score")
     assert execute(settings, score_run)["status"] == "succeeded"

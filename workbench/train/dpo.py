@@ -159,7 +159,7 @@ def train(config: Config, job) -> dict:
                             processing_class=tokenizer, peft_config=lora_config(config, model.config),
                             callbacks=[callback, *filter(None, [best])])
     metrics: dict = {}
-    if held and not job.resume_from:
+    if held:  # the start model's figures: a new adapter changes nothing yet, on a resumed run too
         job.quiet(trainer)
         metrics.update(_numbers(trainer.evaluate(metric_key_prefix="before"), "before"))
     snapshot = trainable_snapshot(trainer.model)
@@ -170,8 +170,7 @@ def train(config: Config, job) -> dict:
         metrics.update(_numbers(trainer.evaluate(), "eval"))
         if "eval_logp_margin" in metrics:
             job.reporter.metrics(trainer.state.global_step, eval_logp_margin=metrics["eval_logp_margin"])
-            job.log(f"held-out log-prob margin {metrics.get('before_logp_margin', float('nan')):.3f} -> "
-                    f"{metrics['eval_logp_margin']:.3f}")
+            job.log(f"held-out log-prob margin {metrics['before_logp_margin']:.3f} -> {metrics['eval_logp_margin']:.3f}")
     if job.main:
         folder = job.save_adapter(config, METHOD, trainer.model, tokenizer, spec, metrics,
                                  {"precision": precision.name, "reference": config.model})
