@@ -350,6 +350,10 @@ def one_run(root: Path, env: dict[str, str], method: str, rule: str, train: list
     home = home_of(root, method, rule, n, seed, setting)
     shutil.rmtree(home, ignore_errors=True)
     (home / "data").mkdir(parents=True)
+    # every run computes in the precision the pairs' workspace decided for this device, instead of
+    # timing its own probe: on a busy machine a probe can pick fp32 where a quiet one picks bf16
+    if (root / "pairs" / "precision.json").is_file():
+        shutil.copy2(root / "pairs" / "precision.json", home / "precision.json")
     run_env = dict(env, WORKBENCH_HOME=str(home), WORKBENCH_AUTO_PULL="0")
     run_env.setdefault("WORKBENCH_BASE_MODEL", str(root / "pairs" / "models" / "base"))
     (home / "votes.jsonl").write_text("".join(json.dumps(v) + "\n" for v in votes))
