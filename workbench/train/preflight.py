@@ -155,7 +155,8 @@ def memory_fits(config: TrainConfig, settings: Settings, spec: ModelSpec, shape,
     from workbench.train.modeling import cuda_available
 
     facts = memory.model_facts(spec.path)
-    sizes = [memory.model_facts(folder)["parameters"] for folder in others]
+    read = {str(folder): memory.model_facts(folder)["parameters"] for folder in set(map(str, others))}
+    sizes = [read[str(folder)] for folder in others]  # PPO's reward and value models: one folder, read once
     summary = {"sequence_tokens": sequence, **({"completion_tokens": completion} if completion else {}),
                **({"other_model_parameters": sum(sizes)} if sizes and all(sizes) else {})}
     if not facts["parameters"]:
