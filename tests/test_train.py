@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,8 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
     seen = re.search(r"held-out eval_accuracy by step: (.*); kept step (\d+)", log)
     scores = {int(step): float(value) for step, value in (item.split(": ") for item in seen.group(1).split(", "))}
     assert sorted(scores) == [2, 4, 6, 8] and reward["kept_step"] == int(seen.group(2))
+    # the log's step lines give the method's curves: the held-out accuracy where it was measured
+    assert re.search(r"step 2/8: .*eval_accuracy [\d.]+", log), log
     assert reward["kept_eval_accuracy"] == pytest.approx(max(scores.values()), abs=1e-3)
     assert scores[reward["kept_step"]] == pytest.approx(max(scores.values()), abs=1e-3)
     reward_dir = settings.workspace.models / "reward_model"
@@ -294,6 +297,55 @@ def test_early_stopping_ends_a_run_whose_held_out_loss_only_rises(train_env, wb,
     assert "stopped_early_at" not in whole and (whole["global_step"], whole["kept_step"]) == (5, 1)
     # the same weights at step 1: the first run of the workspace, which probed the device, trained as the rerun
     assert stopped["kept_eval_loss"] == whole["kept_eval_loss"]
+
+
+def test_a_run_resumed_from_a_checkpoint_ends_on_the_best_step_before_the_resume(train_env, wb, settings):
+    """The held-out pairs are the training pairs swapped, so the first evaluation is the run's best.
+    A DPO run whose worker died after step 3's checkpoint, resumed from it, weighs the evaluations
+    made before the resume (the checkpoint carries them and the best weights) and ends on step 1's
+    weights, as the run that was not interrupted did; its start model is measured as a new run's."""
+    import torch
+    from safetensors.torch import load_file
+
+    from jobs import control
+    from jobs.runner import execute
+    from storage import RunStore
+    from tests.helpers import preference_pairs
+
+    ws = settings.workspace.ensure()
+    pairs = preference_pairs(8)
+    write_jsonl(ws.data / "eight.jsonl", pairs)
+    write_jsonl(ws.data / "swapped.jsonl", [dict(p, chosen=p["rejected"], rejected=p["chosen"]) for p in pairs])
+    code, out, err = wb("train", "dpo", "--set", "dataset=eight.jsonl", "--set", "eval_dataset=swapped.jsonl",
+                        "--set", "eval_steps=1", "--set", "save_steps=3", "--set", "early_stopping_patience=0",
+                        "--max-steps", "5", "--learning-rate", "0.01", "--output-name", "resumed", "--json")
+    data = result_of(out)
+    whole = data["result"]
+    assert (whole["global_step"], whole["kept_step"]) == (5, 1), whole
+    adapter = ws.models / "resumed" / "adapter_model.safetensors"
+    weights = load_file(str(adapter))
+
+    # what a worker killed after step 3's checkpoint leaves: that checkpoint, no later one, no model
+    run = RunStore(ws.runs).get(data["id"])
+    checkpoints = run.folder / "checkpoints"
+    assert {p.name for p in checkpoints.glob("checkpoint-*")} == {"checkpoint-3", "checkpoint-5"}
+    shutil.rmtree(checkpoints / "checkpoint-5")
+    shutil.rmtree(ws.models / "resumed")
+    assert run.transition({"succeeded"}, "failed", error="worker lost", resumable=True)
+
+    control.resume(settings, run.id)
+    status = execute(settings, run.id)
+    assert status["status"] == "succeeded", status
+    resumed = status["result"]
+    assert (resumed["global_step"], resumed["kept_step"]) == (5, 1), resumed
+    log = run.read_log()
+    assert "resuming from checkpoint-3" in log and "held-out eval_loss before the resume: 1: " in log
+    checks = re.findall(r"held-out eval_loss by step: (.*); kept step (\d+)", log)
+    assert len(checks) == 2 and checks[0] == checks[1] and checks[1][1] == "1", checks  # all five checks, both times
+    assert resumed["kept_eval_loss"] == pytest.approx(whole["kept_eval_loss"], abs=1e-6)
+    assert resumed["before_loss"] == pytest.approx(whole["before_loss"], abs=1e-6)
+    again = load_file(str(adapter))
+    assert again.keys() == weights.keys() and all(torch.equal(again[k], weights[k]) for k in weights)
 
 
 @pytest.mark.slow(12)

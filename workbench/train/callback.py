@@ -1,10 +1,16 @@
 """The one ``TrainerCallback`` that feeds the run record: every logged value (loss, reward, KL,
 learning rate, grad norm, eval metrics) plus throughput into ``metrics.jsonl``, progress in
-steps, the cancel flag checked after every step, and the completeness marker on checkpoints.
-Only rank 0 writes; the cancel decision is shared by all ranks so they stop on the same step."""
+steps, the cancel flag checked after every step, and the completeness marker on checkpoints
+(after the parts other callbacks add to a checkpoint, ``checkpoint_parts``). Only rank 0 writes;
+the cancel decision is shared by all ranks so they stop on the same step. ``BestKept`` keeps the
+weights of the best held-out evaluation, and writes what it knows into each checkpoint so that a
+resumed run still ends on the best step of the whole run."""
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
+from typing import Callable
 
 from transformers import TrainerCallback
 
@@ -33,14 +39,18 @@ def any_rank(flag: bool, device) -> bool:
 
 class RunCallback(TrainerCallback):
     """``step_offset`` shifts the steps of a trainer that counts from 0 again when resumed (PPO);
-    ``aliases`` renames logged values to the names the curves use."""
+    ``aliases`` renames logged values to the names the curves use; ``shown``: the values a log
+    line gives (the method's curves and their held-out counterparts); ``checkpoint_parts`` are
+    written into each checkpoint folder (rank 0) before its completeness marker."""
 
-    def __init__(self, reporter, rows_per_step: int):
+    def __init__(self, reporter, rows_per_step: int, shown: tuple[str, ...] = ("loss", "eval_loss")):
         self.reporter = reporter
         self.rows_per_step = rows_per_step
+        self.shown = shown  # the values a step's log line gives (all go to metrics.jsonl)
         self.cancelled = False
         self.step_offset = 0
         self.aliases: dict[str, str] = {}
+        self.checkpoint_parts: list[Callable[[Path], None]] = []
         self._mark = (0, time.perf_counter())
 
     def _steps(self, state) -> tuple[int, int]:
@@ -67,9 +77,9 @@ class RunCallback(TrainerCallback):
             self._mark = (step, now)
         if values:
             self.reporter.metrics(step, **values)
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in ("loss", "eval_loss", "reward", "kl"))
-        if shown:
-            self.reporter.log(f"step {step}/{total}: {shown}")
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in self.shown)
+        if shown:  # an evaluation before the first step (a trainer's max_steps is 0 until it trains)
+            self.reporter.log(f"{f'step {step}/{total}' if total else 'before training'}: {shown}")
 
     def on_step_end(self, args, state, control, **kwargs):
         step, total = self._steps(state)
@@ -88,10 +98,10 @@ class RunCallback(TrainerCallback):
         if dist is not None:
             dist.barrier()  # every rank has written its part (its RNG state) before the marker
         if state.is_world_process_zero:
-            from pathlib import Path
-
             folder = Path(args.output_dir) / f"checkpoint-{self._steps(state)[0]}"
             if folder.is_dir():
+                for write in self.checkpoint_parts:
+                    write(folder)
                 self.reporter.checkpoint_complete(folder)
         if self.cancelled:  # the checkpoint is whole: stop here (trainers that ignore should_training_stop too)
             from workbench.reporting import Cancelled
@@ -104,7 +114,11 @@ class BestKept(TrainerCallback):
     that scored best on ``keys`` (``(name, higher_is_better)``, the next breaking ties), so a run
     on a few votes ends on its best step rather than its last: several passes over a small set
     can overfit. With ``patience``, the run stops once that many evaluations in a row have not
-    beaten the best (early stopping): its weights end as the best's either way."""
+    beaten the best (early stopping): its weights end as the best's either way. ``save`` writes
+    the checks seen and the best weights into a checkpoint folder and ``load`` reads them back, so a
+    run resumed from that checkpoint weighs the checks made before it too."""
+
+    FILES = ("best_kept.json", "best_kept.safetensors")
 
     def __init__(self, *keys: tuple[str, bool], patience: int = 0):
         self.keys = keys
@@ -132,6 +146,32 @@ class BestKept(TrainerCallback):
             self.stopped_at = state.global_step
             control.should_training_stop = True  # every rank evaluates the same rows: they stop together
         return control
+
+    def save(self, folder: Path) -> None:
+        if self.weights is None:
+            return
+        from safetensors.torch import save_file
+
+        state, weights = (folder / name for name in self.FILES)
+        save_file({name: tensor.contiguous() for name, tensor in self.weights.items()}, str(weights))
+        state.write_text(json.dumps({"keys": [name for name, _ in self.keys], "step": self.step, "best": self.best,
+                                     "score": list(self._score or ()), "seen": self.seen}))
+
+    def load(self, folder: Path) -> bool:
+        """Take up the checks of the run a checkpoint comes from; False when it holds none (saved
+        before its first held-out evaluation, or by a run that kept no best)."""
+        state, weights = (folder / name for name in self.FILES)
+        if not (state.is_file() and weights.is_file()):
+            return False
+        saved = json.loads(state.read_text())
+        if saved["keys"] != [name for name, _ in self.keys]:
+            return False
+        from safetensors.torch import load_file
+
+        self.weights = load_file(str(weights))
+        self.step, self.best, self._score = saved["step"], saved["best"], tuple(saved["score"])
+        self.seen = [(int(step), float(value)) for step, value in saved["seen"]]
+        return True
 
     def restore(self, model) -> None:
         import torch

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
 
     set_seed(config.seed)  # new heads (a reward model's score) and LoRA start the same way each run
     context = JobContext.of(run, settings, resume_from=resume, silent=rank != 0)
-    job = TrainJob(**vars(context), rank=rank, world_size=world, local_rank=local)
+    job = TrainJob(**vars(context), rank=rank, world_size=world, local_rank=local, curves=module.WATCH.curves)
     try:
         result = module.train(config, job)
     except Cancelled as exc:

@@ -12,8 +12,8 @@ from workbench.train import data as rows_of
 from workbench.train.config import EARLY_STOPPING_HELP, TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
-from workbench.train.preference import (HELD_OUT, PROMPT_GRADIENTS, SHARE_PROMPT, check_pair_options, pair_setup,
-                                       preference_preflight, prompts_without_gradients)
+from workbench.train.preference import (HELD_OUT, PROMPT_GRADIENTS, SHARE_PROMPT, check_pair_options, pair_datasets,
+                                       pair_setup, preference_preflight, prompts_without_gradients)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 read_rows = rows_of.preference_pairs  # how the method reads its data file (the Train tab's preview too)
@@ -135,7 +135,6 @@ def _numbers(metrics: dict, prefix: str) -> dict:
 
 
 def train(config: Config, job) -> dict:
-    from datasets import Dataset
     from trl import DPOConfig
 
     from workbench.train.job import changed_count, trainable_snapshot
@@ -153,9 +152,7 @@ def train(config: Config, job) -> dict:
     trainer_class = dpo_trainer(config.share_prompt, config.prompt_gradients)
     job.log(f"computing the reference's log-probabilities of {len(pairs) + len(held)} pairs")
     trainer = trainer_class(model=model, ref_model=None, args=args,
-                            train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
-                            eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])
-                            if held else None,
+                            **pair_datasets(pairs, held, job.system),
                             processing_class=tokenizer, peft_config=lora_config(config, model.config),
                             callbacks=[callback, *filter(None, [best])])
     metrics: dict = {}

@@ -70,6 +70,7 @@ class TrainJob(JobContext):
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0  # the rank's index on its machine: its GPU
+    curves: tuple[str, ...] = ("loss",)  # the method's curves (its ``WATCH``): what its log lines show
     models_loaded: list[str] = field(default_factory=list)  # what the memory estimate must count
 
     @property
@@ -163,7 +164,11 @@ class TrainJob(JobContext):
                  f"gradient checkpointing {'on' if checkpointing else 'off'}, {self.world_size} process(es){extra}")
 
     def callback(self, config: TrainConfig) -> RunCallback:
-        return RunCallback(self.reporter, config.rows_per_step(self.world_size))
+        """The run's callback; a step's log line gives the method's curves, a held-out evaluation's
+        their held-out values and the held-out loss."""
+        held_out = tuple(c if c.startswith("eval_") else f"eval_{c}" for c in self.curves)
+        return RunCallback(self.reporter, config.rows_per_step(self.world_size),
+                           shown=tuple(dict.fromkeys(self.curves + held_out + ("eval_loss",))))
 
     @staticmethod
     def quiet(trainer) -> None:
@@ -177,13 +182,19 @@ class TrainJob(JobContext):
         """Train (from the checkpoint being resumed, if any: ``resumable`` trainers only; PPO
         restores its policy itself); the callback raises ``Cancelled`` once a cancel has saved its
         checkpoint. ``best`` (added to the trainer's callbacks): the weights end as those of the
-        held-out evaluation that scored best, the last step evaluated too. Returns the step count
+        held-out evaluation that scored best, the last step evaluated too, the evaluations before a
+        resume included (each checkpoint carries them). Returns the step count
         of the whole run, the final train loss (a trainer that reports one), time, memory, the
         models the method loaded and the step kept."""
         self.quiet(trainer)
         resume = str(self.resume_from) if self.resume_from and resumable else None
         if resume:
             self.log(f"resuming from {self.resume_from.name}")
+        if best is not None:
+            callback.checkpoint_parts.append(best.save)
+            if resume and best.load(self.resume_from):
+                self.log(f"held-out {best.key} before the resume: "
+                         + ", ".join(f"{step}: {value:.4g}" for step, value in best.seen) + f"; best step {best.step}")
         started = time.perf_counter()
         with trainable_in_fp32(trainer.model) as cast:
             if cast:

@@ -70,6 +70,16 @@ def split_pairs(config, job) -> tuple[list[dict], list[dict]]:
     return rows_of.held_out_split(pairs, config.eval_fraction, config.seed)
 
 
+def pair_datasets(pairs: list[dict], held: list[dict], system: str) -> dict:
+    """The trainer's datasets: the training and held-out pairs as TRL's conversational rows."""
+    from datasets import Dataset
+
+    def rows(chosen_pairs):
+        return Dataset.from_list([rows_of.conversational_pair(p, system) for p in chosen_pairs])
+
+    return {"train_dataset": rows(pairs), "eval_dataset": rows(held) if held else None}
+
+
 def pair_max_length(tokenizer, pairs, model_config, system: str = "") -> int:
     from workbench.train.modeling import length_from_data
 

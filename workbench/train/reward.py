@@ -12,8 +12,8 @@ from workbench.train import data as rows_of
 from workbench.train.config import EARLY_STOPPING_HELP, MIN_STEPS_HELP, TrainConfig, option
 from workbench.train.launch import run_in_child
 from workbench.train.memory import Shape
-from workbench.train.preference import (HELD_OUT, PROMPT_GRADIENTS, SHARE_PROMPT, check_pair_options, pair_setup,
-                                       preference_preflight, prompts_without_gradients)
+from workbench.train.preference import (HELD_OUT, PROMPT_GRADIENTS, SHARE_PROMPT, check_pair_options, pair_datasets,
+                                       pair_setup, preference_preflight, prompts_without_gradients)
 
 run = run_in_child  # the job: the worker starts train() in a torchrun child
 read_rows = rows_of.preference_pairs  # how the method reads its data file (the Train tab's preview too)
@@ -99,7 +99,6 @@ def preflight(config: Config, settings: Settings) -> Preflight:
 
 
 def train(config: Config, job) -> dict:
-    from datasets import Dataset
     from trl import RewardConfig
 
     from workbench.train.job import changed_count, trainable_snapshot
@@ -114,9 +113,7 @@ def train(config: Config, job) -> dict:
     callback = job.callback(config)
     trainer_class = reward_trainer(config.share_prompt, config.prompt_gradients)
     trainer = trainer_class(model=model, args=args,
-                            train_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in pairs]),
-                            eval_dataset=Dataset.from_list([rows_of.conversational_pair(p, job.system) for p in held])
-                            if held else None,
+                            **pair_datasets(pairs, held, job.system),
                             processing_class=tokenizer, peft_config=lora_config(config, model.config, "SEQ_CLS"),
                             callbacks=[callback, *filter(None, [best])])
     metrics = {f"before_{k}": v for k, v in pair_metrics(trainer.model.eval(), tokenizer, held, system=job.system).items()
