@@ -53,11 +53,14 @@ def concise(question: str, context: str, answer: str, covered: bool = True, page
 
 
 def language(question: str, context: str, answer: str, covered: bool = True, page: str = "") -> float:
-    """The answer in the question's language wins; between two that are, the more faithful."""
+    """An answer in another language than the question's loses; between two that are not, the
+    more faithful. An answer whose language the detector cannot tell (mostly code, a few words)
+    is not in another language: on Rust's book, counting it as one had this rule prefer the
+    prose answer in 15 of 234 pairs, all English, 12 of them against ``faithful``."""
     from workbench.language import question_language
 
     asked, said = question_language(question), question_language(answer[:500])
-    return (asked is not None and said == asked) + 0.01 * faithful(question, context, answer)
+    return (asked is None or said is None or said == asked) + 0.01 * faithful(question, context, answer)
 
 
 def abstains(question: str, context: str, answer: str, covered: bool = True, page: str = "") -> float:

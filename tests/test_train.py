@@ -299,6 +299,7 @@ def test_early_stopping_ends_a_run_whose_held_out_loss_only_rises(train_env, wb,
     assert stopped["kept_eval_loss"] == whole["kept_eval_loss"]
 
 
+@pytest.mark.slow(15)
 def test_a_run_resumed_from_a_checkpoint_ends_on_the_best_step_before_the_resume(train_env, wb, settings):
     """The held-out pairs are the training pairs swapped, so the first evaluation is the run's best.
     A DPO run whose worker died after step 3's checkpoint, resumed from it, weighs the evaluations
