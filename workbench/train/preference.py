@@ -74,8 +74,8 @@ def pair_datasets(pairs: list[dict], held: list[dict], system: str) -> dict:
     """The trainer's datasets: the training and held-out pairs as TRL's conversational rows."""
     from datasets import Dataset
 
-    def rows(chosen_pairs):
-        return Dataset.from_list([rows_of.conversational_pair(p, system) for p in chosen_pairs])
+    def rows(some: list[dict]):
+        return Dataset.from_list([rows_of.conversational_pair(p, system) for p in some])
 
     return {"train_dataset": rows(pairs), "eval_dataset": rows(held) if held else None}
 
