@@ -269,17 +269,24 @@ def test_reward_model_then_grpo_ppo_and_dpo_from_the_sft_adapter(train_env, wb, 
         assert sorted(manifest["metrics"]["models_loaded"]) == sorted(["policy", *shape.other_models]), name
 
 
-@pytest.mark.slow(10)
-def test_early_stopping_ends_a_run_whose_held_out_loss_only_rises(train_env, wb, settings):
-    """Held out: the training pairs with chosen and rejected swapped, so each step that learns the
-    pairs makes the held-out DPO loss worse. With ``early_stopping_patience`` 1 the run stops at its
-    second evaluation and ends on its first; without, it runs all its steps and ends on the same weights."""
+def swapped_held_out(settings):
+    """``data/eight.jsonl``: eight pairs; ``data/swapped.jsonl``: the same with chosen and rejected
+    swapped, as held-out pairs on which every step that learns the eight does worse."""
     from tests.helpers import preference_pairs
 
     ws = settings.workspace.ensure()
     pairs = preference_pairs(8)
     write_jsonl(ws.data / "eight.jsonl", pairs)
     write_jsonl(ws.data / "swapped.jsonl", [dict(p, chosen=p["rejected"], rejected=p["chosen"]) for p in pairs])
+    return ws
+
+
+@pytest.mark.slow(10)
+def test_early_stopping_ends_a_run_whose_held_out_loss_only_rises(train_env, wb, settings):
+    """Held out: the training pairs with chosen and rejected swapped, so each step that learns the
+    pairs makes the held-out DPO loss worse. With ``early_stopping_patience`` 1 the run stops at its
+    second evaluation and ends on its first; without, it runs all its steps and ends on the same weights."""
+    swapped_held_out(settings)
     common = ["--set", "dataset=eight.jsonl", "--set", "eval_dataset=swapped.jsonl", "--set", "eval_steps=1",
               "--max-steps", "5", "--learning-rate", "0.01", "--json"]
     results = {}
@@ -311,12 +318,7 @@ def test_a_run_resumed_from_a_checkpoint_ends_on_the_best_step_before_the_resume
     from jobs import control
     from jobs.runner import execute
     from storage import RunStore
-    from tests.helpers import preference_pairs
-
-    ws = settings.workspace.ensure()
-    pairs = preference_pairs(8)
-    write_jsonl(ws.data / "eight.jsonl", pairs)
-    write_jsonl(ws.data / "swapped.jsonl", [dict(p, chosen=p["rejected"], rejected=p["chosen"]) for p in pairs])
+    ws = swapped_held_out(settings)
     code, out, err = wb("train", "dpo", "--set", "dataset=eight.jsonl", "--set", "eval_dataset=swapped.jsonl",
                         "--set", "eval_steps=1", "--set", "save_steps=3", "--set", "early_stopping_patience=0",
                         "--max-steps", "5", "--learning-rate", "0.01", "--output-name", "resumed", "--json")

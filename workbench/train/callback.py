@@ -147,6 +147,14 @@ class BestKept(TrainerCallback):
             control.should_training_stop = True  # every rank evaluates the same rows: they stop together
         return control
 
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.keys]
+
+    def by_step(self) -> str:
+        """The checks seen, as the log gives them: ``2: 0.6, 4: 0.8``."""
+        return ", ".join(f"{step}: {value:.4g}" for step, value in self.seen)
+
     def save(self, folder: Path) -> None:
         if self.weights is None:
             return
@@ -154,7 +162,7 @@ class BestKept(TrainerCallback):
 
         state, weights = (folder / name for name in self.FILES)
         save_file({name: tensor.contiguous() for name, tensor in self.weights.items()}, str(weights))
-        state.write_text(json.dumps({"keys": [name for name, _ in self.keys], "step": self.step, "best": self.best,
+        state.write_text(json.dumps({"keys": self.names, "step": self.step, "best": self.best,
                                      "score": list(self._score or ()), "seen": self.seen}))
 
     def load(self, folder: Path) -> bool:
@@ -164,7 +172,7 @@ class BestKept(TrainerCallback):
         if not (state.is_file() and weights.is_file()):
             return False
         saved = json.loads(state.read_text())
-        if saved["keys"] != [name for name, _ in self.keys]:
+        if saved["keys"] != self.names:
             return False
         from safetensors.torch import load_file
 

@@ -193,8 +193,7 @@ class TrainJob(JobContext):
         if best is not None:
             callback.checkpoint_parts.append(best.save)
             if resume and best.load(self.resume_from):
-                self.log(f"held-out {best.key} before the resume: "
-                         + ", ".join(f"{step}: {value:.4g}" for step, value in best.seen) + f"; best step {best.step}")
+                self.log(f"held-out {best.key} before the resume: {best.by_step()}; best step {best.step}")
         started = time.perf_counter()
         with trainable_in_fp32(trainer.model) as cast:
             if cast:
@@ -209,14 +208,13 @@ class TrainJob(JobContext):
             if best is not None and best.seen:
                 if best.seen[-1][0] != trainer.state.global_step:
                     trainer.evaluate()  # the last step is a candidate too
-                by_step = ", ".join(f"{step}: {value:.4g}" for step, value in best.seen)
                 if best.step != trainer.state.global_step:
                     best.restore(trainer.model)
                 if best.stopped_at is not None:
                     self.log(f"stopped early at step {best.stopped_at}: {counted(best.patience, 'evaluation')} "
                              f"in a row did not beat step {best.step} (early_stopping_patience)")
                     metrics["stopped_early_at"] = best.stopped_at
-                self.log(f"held-out {best.key} by step: {by_step}; kept step {best.step}")
+                self.log(f"held-out {best.key} by step: {best.by_step()}; kept step {best.step}")
                 metrics.update(kept_step=best.step, **{f"kept_{best.key}": best.best})
         return metrics
 
