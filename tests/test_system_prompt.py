@@ -81,6 +81,29 @@ def test_one_system_message_frames_every_prompt_and_takes_its_room(tiny_base):
     assert removed >= length(SYSTEM) - budget
 
 
+def test_the_answer_language_is_read_in_the_question_s_own_words():
+    """A question that quotes a title or names code from documents in another language is read in
+    its own words: read whole, each of these came out English or unclear."""
+    from workbench.chat.prompt import answer_instruction, build_prompt
+    from workbench.language import question_language
+
+    context = "A Box<T> stores data on the heap; Rust's String is a growable UTF-8 encoded text."
+    asked = {
+        "Que dit la documentation sur « Using Box<T> to Get a Recursive Type with a Known Size » ?": "fr",
+        "Comment fonctionne « Storing UTF-8 Encoded Text with Strings » ?": "fr",
+        "Pourquoi `std::fs::read_to_string()` renvoie-t-il un Result ?": "fr",
+        'How does "Travail sur les fichiers d’entrée" work?': "en",
+    }
+    for question, language in asked.items():
+        assert question_language(question) == language, question
+        line = answer_instruction(build_prompt(question, [context]))
+        assert line == f"Always answer in {dict(fr='French', en='English')[language]}, the language of the question, " \
+                       "even when the context is in another language.", question
+    # nothing of its own left: the question is read whole, and a few quoted words stay unclear
+    assert question_language("« Ownership »") is None and question_language('"VACUUM FULL"') is None
+    assert answer_instruction(build_prompt("Que fait HashMap::entry ?", [context])) is None
+
+
 def test_a_pairs_job_answers_under_the_version_it_was_launched_with(train_env, settings):
     from jobs import control
     from jobs.runner import execute
