@@ -3,7 +3,8 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
 
 1. ``workbench ingest`` the set's pages (``fetch_docs.py``, the retrieval benchmark's sets);
 2. prompts: the set's user questions (``data/retrieval_<set>.tsv``) and one question per section
-   of the index ("What does the documentation say about <section>?", in the set's language);
+   of the index ("What does the documentation say about <section>?", in the set's language, or
+   in ``--ask``'s: a team asking in its own language over documents in another);
    the pages are split by a hash of their name, and a question goes to the held-out side when its
    page does, so the held-out questions are about pages no training prompt was asked about;
    ``workbench documents delete`` then takes a share of the pages (``MISSING_PAGES``, another
@@ -13,7 +14,9 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    b sampled at temperature 0.8; ``--temperature-a`` and ``--temperature-b`` change them, and
    the pairs a kept workspace holds at other temperatures are left out); how many of each rule's
    votes went to side a is printed: most go to the greedy side;
-   a pair is ``covered`` when the retrieved chunks include the question's page;
+   a pair is ``covered`` when the retrieved chunks include the question's page; how the
+   questions and answers split by language is printed (the ``language`` rule votes on the pairs
+   whose two answers are in two languages);
 4. each rule votes: ``faithful`` prefers the answer whose words are in the retrieved context,
    ``concise`` the shorter answer that still says something, ``language`` the answer in the
    question's language, ``abstains`` the answer that says the documents do not answer when the
@@ -46,7 +49,7 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
 
     python benchmarks/learning.py [--set rust-book] [--method reward|dpo|grpo] [--votes 25,50,100,200]
                                   [--rules faithful,concise,language,abstains,from_page] [--seeds 0,1,2]
-                                  [--noise 0.0] [--annotators 1] [--write]
+                                  [--noise 0.0] [--annotators 1] [--write] [--ask fr]
                                   [--try learning_rate=5e-5,3e-4 --try lora_r=8,32] [--option KEY=VALUE] [--jobs N]
                                   [-k 2] [--max-new-tokens 64] [--temperature-a 0] [--temperature-b 0.8]
                                   [--keep DIR] [--out RESULTS.jsonl] [--pairs-only] [--tries-only] [--judge-again]
@@ -100,15 +103,16 @@ def missing_page(page: str) -> bool:
     return _share("missing\x00" + page) < MISSING_PAGES
 
 
-def prompts_of(set_name: str, home: Path) -> list[dict]:
-    """The set's questions, then one per indexed section, each with its page and side."""
+def prompts_of(set_name: str, home: Path, ask: str | None = None) -> list[dict]:
+    """The set's questions, then one per indexed section asked in ``ask`` (the set's language
+    when None), each with its page and side."""
     out = []
     with open(ROOT / "benchmarks" / "data" / f"retrieval_{set_name}.tsv", encoding="utf-8") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
             pages = [source.strip() for source in row["sources"].split("|") if source.strip()]
             out.append({"prompt": row["question"].strip(), "page": pages[0], "pages": pages})
     meta = json.loads((home / "data" / "metadata.json").read_text())
-    lang = "fr" if set_name.endswith("-fr") else "en"
+    lang = ask or ("fr" if set_name.endswith("-fr") else "en")
     seen = set()
     for chunk in meta["chunks"]:
         section = (chunk.get("section") or "").split(" > ")[-1].strip()
@@ -184,6 +188,24 @@ def votes_of(rule_name: str, pairs: list[dict], side: dict[str, bool], covered: 
     return voted
 
 
+def answer_languages(pairs: list[dict]) -> str:
+    """How the pairs' questions and answers split by language (what the ``language`` rule can
+    vote on: a pair whose two answers the detector puts in different languages)."""
+    from collections import Counter
+
+    from workbench.language import question_language
+
+    asked, other, split = Counter(), 0, 0
+    for pair in pairs:
+        question = question_language(split_prompt(pair["prompt"])[0])
+        said = [question_language(pair[s]["answer"][:500]) for s in ("a", "b") if pair[s]["answer"]]
+        asked[question or "unclear"] += 1
+        other += sum(bool(question and lang and lang != question) for lang in said)
+        split += len(said) == 2 and None not in said and said[0] != said[1]
+    return (f"questions by language: {dict(asked.most_common())}; {other} answers in another language than "
+            f"their question; {split} pairs whose answers are in two languages")
+
+
 def settings_of(tries: list[str]) -> list[dict[str, str]]:
     """The defaults, then each value of each ``KEY=V1,V2`` option alone, the rest at the defaults
     (a grid of every combination outgrows a GPU's hour at a few seeds and rules); a LoRA rank
@@ -218,6 +240,9 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=1, help="annotators voting on each training pair")
     parser.add_argument("--write", action="store_true",
                         help="annotators write the answer their rule asks for when neither side gives it")
+    parser.add_argument("--ask", choices=sorted(SECTION_QUESTION),
+                        help="the language the section questions are asked in (default: the set's): a team "
+                             "asking in its own language over documents in another")
     parser.add_argument("--held-out", type=int, default=40, help="held-out pairs (at most)")
     parser.add_argument("-k", type=int, default=2, help="chunks of context per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -250,7 +275,7 @@ def main() -> None:
         workbench(env, "ingest", str(fetch(args.set)))
     listed = root / "questions.json"  # drawn once, before the missing pages leave the index
     if not listed.exists():
-        listed.write_text(json.dumps(prompts_of(args.set, home), ensure_ascii=False))
+        listed.write_text(json.dumps(prompts_of(args.set, home, args.ask), ensure_ascii=False))
     prompts = json.loads(listed.read_text())
     take_out_missing_pages(env, prompts, root / "documents.json")
     rng = random.Random(0)
@@ -278,6 +303,7 @@ def main() -> None:
     answers = [p[s]["answer"] for p in pairs for s in ("a", "b") if p[s]["answer"]]
     print(f"  {sum(bool(NOT_IN_DOCUMENTS.search(a)) for a in answers)} of {len(answers)} answers say the documents "
           "do not answer", flush=True)
+    print("  " + answer_languages(pairs), flush=True)
     if args.pairs_only:
         return
 

@@ -217,5 +217,13 @@ def test_the_answer_is_asked_in_the_language_of_the_question_whatever_the_contex
         ["Le Rhin coule des Alpes suisses jusqu'à la mer du Nord, en traversant l'Allemagne et les Pays-Bas."]))
     assert english_over_french[0]["content"].startswith("Always answer in English")
     assert english_over_french[1]["content"].startswith("Which countries")
+    # the line closes a context in another language too: after a long one the system message is far behind
+    assert french_over_english[1]["content"].endswith("waggle dance.\n\n" + french_over_english[0]["content"])
+    assert english_over_french[1]["content"].endswith(english_over_french[0]["content"])
+    french_over_french = build_prompt("Comment les abeilles indiquent-elles où se trouvent les fleurs ?",
+                                      ["Les abeilles indiquent l'emplacement des fleurs par la danse frétillante."])
+    no_context = "Comment les abeilles indiquent-elles où se trouvent les fleurs ?"
+    for prompt in (french_over_french, no_context):
+        assert chat_messages(prompt) == [french_over_english[0], {"role": "user", "content": prompt}]
     assert chat_messages("VACUUM FULL") == [{"role": "user", "content": "VACUUM FULL"}]  # too short to tell
 

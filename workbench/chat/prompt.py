@@ -4,10 +4,10 @@ pair unchanged.
 
 ``chat_messages`` turns a prompt into the messages every model sees, in chat and in training
 alike: the workspace's system prompt and a line asking for the answer in the question's
-language, then the prompt."""
+language, then the prompt, closed by that line again when the context is in another language."""
 from __future__ import annotations
 
-from workbench.language import question_language
+from workbench.language import detect_language, question_language
 
 CONTEXT_MARKER = "\n\nContext:\n"
 
@@ -32,8 +32,8 @@ LANGUAGE_NAMES = {"en": "English", "fr": "French", "de": "German", "es": "Spanis
                   "pt": "Portuguese", "nl": "Dutch"}
 # In English whatever the language: on 12 questions asked across languages (6 French over English
 # context, 6 English over French), SmolLM2-135M answered 2 in the question's language with no
-# system line, 6 with this one, 6 with "Answer in French." and 4 with the line written in French
-# (`python benchmarks/answer_language.py`).
+# system line, 6 with this one, 6 with "Answer in French." and 3 with the line written in French
+# (`python benchmarks/answer_language.py`; 8 with this one closing the context too, below).
 ANSWER_IN = "Always answer in {language}, the language of the question, even when the context is in another language."
 
 
@@ -43,12 +43,27 @@ def answer_instruction(prompt: str) -> str | None:
     return ANSWER_IN.format(language=language) if language else None
 
 
+def context_in_another_language(prompt: str) -> bool:
+    """Whether the prompt's retrieved context is in another language than its question (both clear)."""
+    question, context = split_prompt(prompt)
+    asked = question_language(question)
+    return bool(asked and context) and detect_language(context) not in (None, asked)
+
+
 def chat_messages(prompt: str, system: str = "") -> list[dict[str, str]]:
     """The prompt as the conversation a model is given: one system message (the workspace's
     system prompt, ``system``, then the answer-language line), when there is either, then the
-    prompt as the user's message; the model's own chat template does the rest."""
-    lines = [line for line in (system.strip(), answer_instruction(prompt)) if line]
-    return ([{"role": "system", "content": "\n\n".join(lines)}] if lines else []) + [{"role": "user", "content": prompt}]
+    prompt as the user's message, the answer-language line closing it too when the context is in
+    another language; the model's own chat template does the rest."""
+    language = answer_instruction(prompt)
+    lines = [line for line in (system.strip(), language) if line]
+    # After a long context in another language the system line alone is far behind: SmolLM2-135M
+    # answered 5 of 30 French questions over Rust's English book in French and 1 of 30 over
+    # Django's with it, 16 and 9 with the line closing the context too, 12 and 1 with "Réponds en
+    # français." there; English questions over LilyPond's French manual, 0 and 2 of 30
+    # (`python benchmarks/answer_language.py --set rust-book`, `django`, `lilypond-fr`)
+    user = f"{prompt}\n\n{language}" if language and context_in_another_language(prompt) else prompt
+    return ([{"role": "system", "content": "\n\n".join(lines)}] if lines else []) + [{"role": "user", "content": user}]
 
 
 def fit_prompt(tokenizer, prompt: str, budget: int, why: str = "to fit the model's context",
