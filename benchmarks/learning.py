@@ -15,8 +15,8 @@ a user runs, with simulated annotators whose rules real teams have (``learning_r
    the pairs a kept workspace holds at other temperatures are left out); how many of each rule's
    votes went to side a is printed: most go to the greedy side;
    a pair is ``covered`` when the retrieved chunks include the question's page; how the
-   questions and answers split by language is printed (the ``language`` rule votes on the pairs
-   whose two answers are in two languages);
+   questions and answers split by language is printed (the ``language`` rule decides by language
+   the pairs with one answer in another language than the question and one not);
 4. each rule votes: ``faithful`` prefers the answer whose words are in the retrieved context,
    ``concise`` the shorter answer that still says something, ``language`` the answer in the
    question's language, ``abstains`` the answer that says the documents do not answer when the
@@ -189,21 +189,23 @@ def votes_of(rule_name: str, pairs: list[dict], side: dict[str, bool], covered: 
 
 
 def answer_languages(pairs: list[dict]) -> str:
-    """How the pairs' questions and answers split by language (what the ``language`` rule can
-    vote on: a pair whose two answers the detector puts in different languages)."""
+    """How the pairs' questions and answers split by language: the pairs the ``language`` rule
+    decides by language are those with one answer in another language than the question and
+    one not (in its language, or not clear)."""
     from collections import Counter
 
     from workbench.language import question_language
 
-    asked, other, split = Counter(), 0, 0
+    asked, other, decided = Counter(), 0, 0
     for pair in pairs:
         question = question_language(split_prompt(pair["prompt"])[0])
-        said = [question_language(pair[s]["answer"][:500]) for s in ("a", "b") if pair[s]["answer"]]
+        said = [question_language(pair[s]["answer"][:500]) if pair[s]["answer"] else None for s in ("a", "b")]
+        wrong = [bool(question) and lang not in (None, question) for lang in said]
         asked[question or "unclear"] += 1
-        other += sum(bool(question and lang and lang != question) for lang in said)
-        split += len(said) == 2 and None not in said and said[0] != said[1]
+        other += sum(wrong)
+        decided += wrong[0] != wrong[1]
     return (f"questions by language: {dict(asked.most_common())}; {other} answers in another language than "
-            f"their question; {split} pairs whose answers are in two languages")
+            f"their question; {decided} pairs with one answer in another language and one not")
 
 
 def settings_of(tries: list[str]) -> list[dict[str, str]]:
@@ -274,6 +276,8 @@ def main() -> None:
     if not (home / "data" / "metadata.json").exists():
         workbench(env, "ingest", str(fetch(args.set)))
     listed = root / "questions.json"  # drawn once, before the missing pages leave the index
+    if args.ask and listed.exists() and SECTION_QUESTION[args.ask].split("{")[0] not in listed.read_text():
+        parser.error(f"the questions kept in {listed} were not asked with --ask {args.ask}: keep another folder")
     if not listed.exists():
         listed.write_text(json.dumps(prompts_of(args.set, home, args.ask), ensure_ascii=False))
     prompts = json.loads(listed.read_text())

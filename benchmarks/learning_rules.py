@@ -56,7 +56,8 @@ def language(question: str, context: str, answer: str, covered: bool = True, pag
     """An answer in another language than the question's loses; between two that are not, the
     more faithful. An answer whose language the detector cannot tell (mostly code, a few words)
     is not in another language: on Rust's book, counting it as one had this rule prefer the
-    prose answer in 15 of 234 pairs, all English, 12 of them against ``faithful``."""
+    prose answer in 15 of 234 pairs, all English, 12 of them against ``faithful`` (answers read whole
+    then; code words are now left out, ``workbench.language.question_language``)."""
     from workbench.language import question_language
 
     asked, said = question_language(question), question_language(answer[:500])

@@ -5,12 +5,12 @@ language is known:
 - the retrieval sets' user questions (``data/retrieval_<set>.tsv``: LilyPond's in French, the
   others in English), as written;
 - questions across languages: each section title of a set's pages asked in the other language
-  (English titles in French questions, LilyPond's French titles in English ones), quoted and
-  unquoted, in four phrasings each, as a team asking in its own language over documents in
-  another quotes what it asks about.
+  (English titles in French questions, LilyPond's French titles in English ones), once quoted
+  and once unquoted, in one of two phrasings each time (by turns), as a team asking in its own
+  language over documents in another quotes what it asks about, or does not.
 
 Each question is read two ways in the same process: whole (``classify`` on the question, the
-baseline) and by ``question_language`` (its own words: quotes and code words left out); a
+baseline, without the minimum of letters) and by ``question_language`` (its own words: quotes and code words left out); a
 reading is right, wrong, or unclear (under ``QUESTION_CONFIDENCE``: no answer-language line).
 
     python benchmarks/question_language.py [--sets rust-book,lilypond-fr,django,postgres,erlang-pdf]

@@ -84,8 +84,8 @@ def test_one_system_message_frames_every_prompt_and_takes_its_room(tiny_base):
 def test_the_answer_language_is_read_in_the_question_s_own_words():
     """A question that quotes a title or names code from documents in another language is read in
     its own words: read whole, each of these came out English or unclear."""
-    from workbench.chat.prompt import answer_instruction, build_prompt
-    from workbench.language import question_language
+    from workbench.chat.prompt import ANSWER_IN, answer_instruction, build_prompt
+    from workbench.language import QUESTION_CONFIDENCE, _identifier, question_language
 
     context = "A Box<T> stores data on the heap; Rust's String is a growable UTF-8 encoded text."
     asked = {
@@ -95,13 +95,16 @@ def test_the_answer_language_is_read_in_the_question_s_own_words():
         'How does "Travail sur les fichiers d’entrée" work?': "en",
     }
     for question, language in asked.items():
+        whole, confidence = _identifier().classify(question)
+        assert whole != language or confidence < QUESTION_CONFIDENCE, question
         assert question_language(question) == language, question
         line = answer_instruction(build_prompt(question, [context]))
-        assert line == f"Always answer in {dict(fr='French', en='English')[language]}, the language of the question, " \
-                       "even when the context is in another language.", question
+        assert line == ANSWER_IN.format(language=dict(fr="French", en="English")[language]), question
     # nothing of its own left: the question is read whole, and a few quoted words stay unclear
     assert question_language("« Ownership »") is None and question_language('"VACUUM FULL"') is None
-    assert answer_instruction(build_prompt("Que fait HashMap::entry ?", [context])) is None
+    # too few words of its own to tell: no line, rather than one in the quoted name's language
+    for question in ("Que fait HashMap::entry ?", "Que fait `read_to_string` ?"):
+        assert answer_instruction(build_prompt(question, [context])) is None, question
 
 
 def test_a_pairs_job_answers_under_the_version_it_was_launched_with(train_env, settings):

@@ -39,30 +39,32 @@ ANSWER_IN = "Always answer in {language}, the language of the question, even whe
 
 def answer_instruction(prompt: str) -> str | None:
     """The line asking for an answer in the question's language, when it is clear and known."""
-    language = LANGUAGE_NAMES.get(question_language(split_prompt(prompt)[0]) or "")
+    return _instruction(question_language(split_prompt(prompt)[0]))
+
+
+def _instruction(asked: str | None) -> str | None:
+    language = LANGUAGE_NAMES.get(asked or "")
     return ANSWER_IN.format(language=language) if language else None
-
-
-def context_in_another_language(prompt: str) -> bool:
-    """Whether the prompt's retrieved context is in another language than its question (both clear)."""
-    question, context = split_prompt(prompt)
-    asked = question_language(question)
-    return bool(asked and context) and detect_language(context) not in (None, asked)
 
 
 def chat_messages(prompt: str, system: str = "") -> list[dict[str, str]]:
     """The prompt as the conversation a model is given: one system message (the workspace's
     system prompt, ``system``, then the answer-language line), when there is either, then the
-    prompt as the user's message, the answer-language line closing it too when the context is in
-    another language; the model's own chat template does the rest."""
-    language = answer_instruction(prompt)
-    lines = [line for line in (system.strip(), language) if line]
-    # After a long context in another language the system line alone is far behind: SmolLM2-135M
-    # answered 5 of 30 French questions over Rust's English book in French and 1 of 30 over
-    # Django's with it, 16 and 9 with the line closing the context too, 12 and 1 with "Réponds en
-    # français." there; English questions over LilyPond's French manual, 0 and 2 of 30
-    # (`python benchmarks/answer_language.py --set rust-book`, `django`, `lilypond-fr`)
-    user = f"{prompt}\n\n{language}" if language and context_in_another_language(prompt) else prompt
+    prompt as the user's message, the answer-language line closing it too when the retrieved
+    context is in another language than the question; the model's own chat template does the rest."""
+    question, context = split_prompt(prompt)
+    asked = question_language(question)
+    line = _instruction(asked)
+    lines = [text for text in (system.strip(), line) if text]
+    # After a retrieved context in another language the system line alone is far behind. In the
+    # question's language on 30 questions a manual (`python benchmarks/answer_language.py --set
+    # NAME`): French over Rust's English book, 5 with the system line alone, 16 with this line
+    # closing the context too, 12 with the line in the question's language closing it ("Réponds
+    # en français."); French over Django's, 1, 9 and 1; English over LilyPond's French manual, 0,
+    # 2 and 3; the 12 short questions there, 6, 8 and 9. This line wins by far where a French
+    # team asks over English documents, and is a question behind on the other two.
+    closes = line is not None and bool(context) and detect_language(context) not in (None, asked)
+    user = f"{prompt}\n\n{line}" if closes else prompt
     return ([{"role": "system", "content": "\n\n".join(lines)}] if lines else []) + [{"role": "user", "content": user}]
 
 
