@@ -87,7 +87,8 @@ def set_prompts(name: str, home: Path, k: int = 2) -> Path:
     import json
 
     from common import workbench
-    from question_language import ASKED_IN, section_titles, set_language
+    from fetch_docs import set_language
+    from question_language import ASKED_IN, section_titles
 
     from workbench.chat.prompt import build_prompt
 
@@ -128,7 +129,7 @@ def main() -> None:
 
     import torch
 
-    from workbench.chat.prompt import answer_instruction, build_prompt, chat_messages, split_prompt
+    from workbench.chat.prompt import answer_instruction, build_prompt, chat_messages
     from workbench.language import question_language
     from workbench.models.loading import load_for_inference, resolve
     from workbench.settings import Settings
@@ -164,7 +165,6 @@ def main() -> None:
         right = {"fr": 0, "en": 0}
         for lang, question, context in cases:
             prompt = build_prompt(question, [context])
-            assert split_prompt(prompt)[1]
             text = tokenizer.apply_chat_template(messages(lang, prompt), tokenize=False, add_generation_prompt=True)
             enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(device)
             with torch.no_grad():

@@ -37,6 +37,11 @@ SETS = {
 DEFAULT_INTO = Path(tempfile.gettempdir()) / "workbench-docs"
 
 
+def set_language(name: str) -> str:
+    """The language of a set's pages: LilyPond's manual is French, the others English."""
+    return "fr" if name.endswith("-fr") else "en"
+
+
 def fetch(name: str, into: Path = DEFAULT_INTO) -> Path:
     package, inside, patterns = SETS[name]
     target = into / name

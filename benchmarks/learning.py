@@ -78,7 +78,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from common import wilson, workbench  # noqa: E402
-from fetch_docs import fetch  # noqa: E402
+from fetch_docs import fetch, set_language  # noqa: E402
 from learning_report import leave_one_rule_out  # noqa: E402
 from learning_rules import NOT_IN_DOCUMENTS, RULES, judge, score, written  # noqa: E402
 from workbench.chat.prompt import split_prompt  # noqa: E402
@@ -112,7 +112,7 @@ def prompts_of(set_name: str, home: Path, ask: str | None = None) -> list[dict]:
             pages = [source.strip() for source in row["sources"].split("|") if source.strip()]
             out.append({"prompt": row["question"].strip(), "page": pages[0], "pages": pages})
     meta = json.loads((home / "data" / "metadata.json").read_text())
-    lang = ask or ("fr" if set_name.endswith("-fr") else "en")
+    lang = ask or set_language(set_name)
     seen = set()
     for chunk in meta["chunks"]:
         section = (chunk.get("section") or "").split(" > ")[-1].strip()

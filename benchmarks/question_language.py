@@ -27,16 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from fetch_docs import set_language  # noqa: E402
+
 ASKED_IN = {  # the other language's phrasings: quoted, then unquoted
     "fr": ("Que dit la documentation sur « {} » ?", "Comment fonctionne « {} » ?",
            "Peux-tu m'expliquer {} ?", "Où est-ce que la doc parle de {} ?"),
     "en": ("What does the documentation say about “{}”?", 'How does "{}" work?',
            "Can you explain {}?", "Where does the manual talk about {}?"),
 }
-
-
-def set_language(name: str) -> str:
-    return "fr" if name.endswith("-fr") else "en"
 
 
 def user_questions(name: str) -> list[str]:
